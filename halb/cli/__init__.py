@@ -1,0 +1,42 @@
+"""The halb command line. Each area registers its commands on the shared app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from halb import __version__
+from halb.cli.common import app, set_traceback
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"halb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show Python tracebacks (for developers).")
+    ] = False,
+) -> None:
+    set_traceback(traceback)
+
+
+# Importing a module registers its commands.
+from halb.cli import core as _core  # noqa: E402,F401
+from halb.cli import deploy as _deploy  # noqa: E402,F401
+from halb.cli import installer as _installer  # noqa: E402,F401
+from halb.cli import lab as _lab  # noqa: E402,F401
+from halb.cli import probe as _probe  # noqa: E402,F401
+from halb.cli import up as _up  # noqa: E402,F401
+
+
+def main() -> None:
+    app()

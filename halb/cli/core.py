@@ -1,0 +1,4 @@
+"""CLI commands: core."""
+
+from __future__ import annotations
+

@@ -1,0 +1,4 @@
+"""CLI commands: deploy."""
+
+from __future__ import annotations
+

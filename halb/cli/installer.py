@@ -1,0 +1,4 @@
+"""CLI commands: installer."""
+
+from __future__ import annotations
+

@@ -1,0 +1,4 @@
+"""CLI commands: lab."""
+
+from __future__ import annotations
+

@@ -1,0 +1,4 @@
+"""CLI commands: probe."""
+
+from __future__ import annotations
+

@@ -1,0 +1,4 @@
+"""CLI commands: up."""
+
+from __future__ import annotations
+
