@@ -1,4 +1,130 @@
-"""CLI commands: installer."""
+"""CLI commands: write-config (LB settings into the installer's config) and install."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from halb.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    app,
+    err,
+    handle_errors,
+    out,
+    print_json,
+)
+from halb.errors import InputError
+from halb.installers import KINDS, LBSettings, write_config
+from halb.installers.launch import default_log_path, plan_launch, run_installer
+from halb.spec import Cluster, load_cluster
+
+
+def lb_settings(cluster: Cluster) -> LBSettings:
+    """The apiserver endpoint through halb's internal VIP, and every VIP for the SANs."""
+    address, port = cluster.apiserver_endpoint
+    return LBSettings(
+        address=address,
+        port=port,
+        domain=cluster.spec.installer.domain,
+        extra_sans=tuple(cluster.vip_addresses),
+    )
+
+
+def _installer_kind(cluster: Cluster, override: str | None) -> str:
+    kind = override or cluster.spec.installer.kind
+    if kind not in KINDS:
+        raise InputError(
+            f"installer.kind is {kind!r}: halb writes configs for {', '.join(KINDS)}; "
+            "pass --installer"
+        )
+    return kind
+
+
+def _config_path(cluster: Cluster, path: Path | None) -> Path:
+    if path is not None:
+        return path
+    rel = cluster.spec.installer.config
+    if rel is None:
+        raise InputError(f"{cluster.config_path}: installer.config is not set; pass PATH")
+    return cluster.base_dir / rel
+
+
+@app.command("write-config")
+@handle_errors
+def write_config_cmd(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Installer config (default: installer.config from halb.yaml)."),
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    installer: Annotated[
+        str | None,
+        typer.Option("--installer", help=f"One of {', '.join(KINDS)} (default: installer.kind)."),
+    ] = None,
+    diff: Annotated[bool, typer.Option("--diff", help="Show the change as a diff.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Write the load balancer (VIP, port, domain, SANs) into the installer's config."""
+    cluster = load_cluster(config)
+    kind = _installer_kind(cluster, installer)
+    target = _config_path(cluster, path)
+    result = write_config(kind, target, lb_settings(cluster), dry_run=dry_run)
+    if json_out:
+        print_json(
+            {
+                "path": str(result.path),
+                "installer": kind,
+                "changed": result.changed,
+                "written": result.written,
+                "backup": str(result.backup) if result.backup else None,
+                "diff": result.diff,
+                "warnings": list(result.warnings),
+            }
+        )
+        return
+    for w in result.warnings:
+        err().print(f"[yellow]warning:[/] {w}")
+    if result.diff and (diff or dry_run):
+        typer.echo(result.diff, nl=False)
+    if not result.changed:
+        out().print(f"{target}: already up to date")
+    elif not result.written:
+        out().print(f"{target}: would change (dry run, nothing written)")
+    else:
+        out().print(f"{target}: updated (backup: {result.backup})")
+
+
+@app.command("install")
+@handle_errors
+def install_cmd(
+    config: ConfigOption = DEFAULT_CONFIG,
+    log: Annotated[
+        Path | None,
+        typer.Option("--log", help="Log file (default: halb-install-TIME.log by halb.yaml)."),
+    ] = None,
+    answer: Annotated[
+        str | None,
+        typer.Option(
+            "--answer",
+            help="Text sent to the installer's prompts on stdin "
+            '(default: "2" multi-node for KubeSphere 2.1, "yes" for kk).',
+        ),
+    ] = None,
+) -> None:
+    """Launch the installer; stream its output, keep a log, exit with its exit code."""
+    cluster = load_cluster(config)
+    ins = cluster.spec.installer
+    plan = plan_launch(ins.kind, cluster.base_dir, ins.config, ins.command, answer)
+    log_path = log if log is not None else default_log_path(cluster.base_dir)
+    console = out()
+    console.print(f"running {plan.describe()}; log: {log_path}", markup=False)
+    code = run_installer(plan, log_path, console, console_url=cluster.console_url)
+    if code != 0:
+        raise typer.Exit(code)
