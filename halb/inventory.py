@@ -1,20 +1,55 @@
 """Ansible inventories (INI and YAML) read the way Ansible reads them, into a typed model.
 
-Pure: no I/O but reading the one file named.
+Pure: no I/O but reading the one file named. The rules follow ansible-core's `ini` and
+`yaml` inventory plugins and its InventoryData (checked against ansible-core 2.19 by
+tests/unit/test_inventory_ansible.py):
+
+- INI values, both on host lines and in `[group:vars]`, go through Python's
+  `ast.literal_eval`: `22` is an int, `True` a bool, `"'22'"` the string `22`, anything
+  that is not a literal stays a string. Tuples and sets become lists.
+- Host lines are split like a shell (quotes group, `#` starts a comment); `;` is a
+  comment marker only at the start of a line.
+- Effective vars: group vars sorted by (depth, ansible_group_priority, name), so `all`
+  first and the deepest child last, then the host's own vars on top.
+
+Error messages name the file (and the line, for INI) but never quote a value: a host line
+may carry a password.
 """
 
 from __future__ import annotations
 
+import ast
+import ipaddress
+import re
+import shlex
+import string
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from halb.errors import InventoryError
+
+__all__ = [
+    "Group",
+    "Host",
+    "Inventory",
+    "load_inventory",
+    "parse_ini",
+    "parse_yaml",
+]
 
 
 @dataclass(frozen=True)
 class Host:
     name: str
     vars: Mapping[str, Any]  # effective vars: all < parent groups < child groups < host
+    # Every group the host belongs to, directly or through a child group, sorted, without
+    # "all" (Ansible's `group_names`).
+    groups: tuple[str, ...] = ()
 
     @property
     def ip(self) -> str | None:
@@ -65,7 +100,9 @@ class Group:
     name: str
     hosts: tuple[str, ...] = ()  # direct members, in file order
     children: tuple[str, ...] = ()
-    vars: Mapping[str, Any] = field(default_factory=dict)
+    vars: Mapping[str, Any] = field(default_factory=dict)  # the group's own vars
+    priority: int = 1  # ansible_group_priority
+    depth: int = 0  # longest path from "all"
 
 
 @dataclass(frozen=True)
@@ -73,7 +110,582 @@ class Inventory:
     source: Path
     hosts: Mapping[str, Host]  # in first-seen order
     groups: Mapping[str, Group]  # includes "all" and "ungrouped"
+    # What Ansible would only warn about (skipped YAML keys, a host named like a group).
+    warnings: tuple[str, ...] = ()
+
+    def descendants(self, name: str) -> list[str]:
+        """The group and every group below it (KeyError for an unknown group)."""
+        seen = [name]
+        todo = list(self.groups[name].children)
+        while todo:
+            g = todo.pop(0)
+            if g not in seen:
+                seen.append(g)
+                todo.extend(self.groups[g].children)
+        return seen
 
     def group_hosts(self, name: str) -> list[Host]:
         """Every host in the group and its descendants, in inventory order, no repeats."""
-        raise NotImplementedError
+        members = {h for g in self.descendants(name) for h in self.groups[g].hosts}
+        return [h for n, h in self.hosts.items() if n in members]
+
+
+# --------------------------------------------------------------------------- loading
+
+_YAML_SUFFIXES = (".yaml", ".yml", ".json")  # Ansible's default yaml_extensions
+_COMMENT_MARKERS = (";", "#")
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Read an inventory file; YAML or INI is chosen the way Ansible chooses."""
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise InventoryError(f"{path}: is a directory, not an inventory file") from None
+    except OSError as e:
+        raise InventoryError(f"{path}: cannot read inventory: {e.strerror or e}") from None
+    if not raw.strip():
+        raise InventoryError(f"{path}: inventory file is empty")
+    if b"\0" in raw:
+        raise InventoryError(f"{path}: not a text file (it contains NUL bytes)")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise InventoryError(
+            f"{path}: starts with a UTF-8 byte order mark, which Ansible cannot read; "
+            "save it without BOM"
+        )
+    if raw.lstrip().startswith(b"$ANSIBLE_VAULT"):
+        raise InventoryError(f"{path}: vault-encrypted inventories are not supported")
+    text = _decode(raw, path)
+
+    suffix = Path(str(path)).suffix  # case-sensitive, as os.path.splitext in Ansible
+    if suffix in _YAML_SUFFIXES:
+        return parse_yaml(text, path)
+    if suffix == "":
+        # Ansible tries its yaml plugin first on files without extension and falls back
+        # to ini when the content is not a non-empty YAML mapping.
+        try:
+            data = yaml.load(text, Loader=_YamlLoader)
+        except (yaml.YAMLError, InventoryError):
+            data = None
+        if isinstance(data, dict) and data and not data.get("plugin"):
+            return _inventory_from_yaml_data(data, path)
+    return parse_ini(text, path)
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # Like Ansible: undecodable bytes are tolerated on comment lines only.
+    lines = []
+    for n, line in enumerate(raw.splitlines(), 1):
+        if line[:1] in (b";", b"#"):
+            lines.append("")
+            continue
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InventoryError(f"{path}:{n}: not valid UTF-8 text") from None
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the model builder
+
+
+class _Build:
+    """Mirror of ansible-core's InventoryData: groups, hosts, edges, then reconcile."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.line: int | None = None  # current INI line, for messages
+        self.group_hosts: dict[str, list[str]] = {}
+        self.children: dict[str, list[str]] = {}
+        self.parents: dict[str, list[str]] = {}
+        self.group_vars: dict[str, dict[str, Any]] = {}
+        self.priority: dict[str, int] = {}
+        self.host_vars: dict[str, dict[str, Any]] = {}
+        self.warnings: list[str] = []
+        for g in ("all", "ungrouped"):
+            self.add_group(g)
+        self.add_child("all", "ungrouped")
+
+    def error(self, message: str, line: int | None = None) -> InventoryError:
+        n = line if line is not None else self.line
+        where = f"{self.source}:{n}" if n is not None else f"{self.source}"
+        return InventoryError(f"{where}: {message}")
+
+    def add_group(self, name: object) -> str:
+        if not isinstance(name, str) or not name:
+            raise self.error(f"invalid group name {name!r}: it must be a non-empty string")
+        if name not in self.group_hosts:
+            self.group_hosts[name] = []
+            self.children[name] = []
+            self.parents[name] = []
+            self.group_vars[name] = {}
+            self.priority[name] = 1
+        return name
+
+    def add_host(self, name: str, group: str, port: int | None) -> None:
+        if not name:
+            raise self.error("empty host name")
+        if name not in self.host_vars:
+            # The port of `host:port` counts only where the host is first seen.
+            self.host_vars[name] = {"ansible_port": port} if port else {}
+        if name not in self.group_hosts[group]:
+            self.group_hosts[group].append(name)
+
+    def ancestors(self, group: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(self.parents[group])
+        while todo:
+            g = todo.pop()
+            if g not in seen:
+                seen.add(g)
+                todo.extend(self.parents[g])
+        return seen
+
+    def add_child(self, parent: str, child: str) -> None:
+        if parent not in self.group_hosts:
+            raise self.error(f"{parent!r} is not a known group")
+        if child in self.group_hosts:
+            if child == parent:
+                raise self.error(f"group {child!r} cannot be a child of itself")
+            if child in self.children[parent]:
+                return
+            if child in self.ancestors(parent):
+                raise self.error(
+                    f"adding group {child!r} as a child of {parent!r} makes a cycle "
+                    f"({child!r} is already above {parent!r})"
+                )
+            self.children[parent].append(child)
+            self.parents[child].append(parent)
+        elif child in self.host_vars:
+            self.add_host(child, parent, None)
+        else:
+            raise self.error(f"{child!r} is not a known host nor group")
+
+    def set_group_var(self, group: str, key: Any, value: Any) -> None:
+        if key == "ansible_group_priority":
+            try:
+                self.priority[group] = int(value)
+            except (TypeError, ValueError):
+                raise self.error(
+                    f"group {group!r}: ansible_group_priority must be an integer"
+                ) from None
+            return
+        self.group_vars[group][key] = value
+
+    def set_host_var(self, host: str, key: Any, value: Any) -> None:
+        # Ansible looks the name up among groups first: a host named like a group
+        # gives its line vars to the group.
+        if host in self.group_hosts:
+            self.set_group_var(host, key, value)
+        else:
+            self.host_vars[host][key] = value
+
+    def finish(self) -> Inventory:
+        # Ansible's reconcile_inventory: every top group goes under "all"; "ungrouped"
+        # holds exactly the hosts that are in no other group than "all".
+        for g in list(self.group_hosts):
+            if g != "all" and not self.parents[g]:
+                self.add_child("all", g)
+        direct: dict[str, list[str]] = {h: [] for h in self.host_vars}
+        for g, members in self.group_hosts.items():
+            for h in members:
+                direct[h].append(g)
+        member_of: dict[str, set[str]] = {}
+        for h, gs in direct.items():
+            closure = set(gs).union(*(self.ancestors(g) for g in gs))
+            if "ungrouped" in closure:
+                if closure - {"all", "ungrouped"} and "ungrouped" in gs:
+                    self.group_hosts["ungrouped"].remove(h)
+                    closure = set(g for g in gs if g != "ungrouped")
+                    closure = closure.union(*(self.ancestors(g) for g in closure))
+            elif closure <= {"all"}:
+                self.group_hosts["ungrouped"].append(h)
+                closure |= {"ungrouped", "all"}
+            member_of[h] = closure
+
+        depth = self._depths()
+        order = {
+            g: (depth[g], self.priority[g], g) for g in self.group_hosts
+        }  # Ansible's sort_groups key
+        for conflict in sorted(set(self.group_hosts) & set(self.host_vars)):
+            self.warnings.append(f"{self.source}: {conflict!r} is both a group and a host")
+
+        hosts: dict[str, Host] = {}
+        for h, hvars in self.host_vars.items():
+            eff: dict[str, Any] = {}
+            for g in sorted(member_of[h], key=order.__getitem__):
+                eff.update(self.group_vars[g])
+            eff.update(hvars)
+            names = tuple(sorted(g for g in member_of[h] if g != "all"))
+            hosts[h] = Host(name=h, vars=eff, groups=names)
+        groups = {
+            g: Group(
+                name=g,
+                hosts=tuple(self.group_hosts[g]),
+                children=tuple(self.children[g]),
+                vars=dict(self.group_vars[g]),
+                priority=self.priority[g],
+                depth=depth[g],
+            )
+            for g in self.group_hosts
+        }
+        return Inventory(
+            source=self.source, hosts=hosts, groups=groups, warnings=tuple(self.warnings)
+        )
+
+    def _depths(self) -> dict[str, int]:
+        # Longest path from "all"; edges only ever point down (cycles were refused).
+        depth: dict[str, int] = {}
+
+        def of(g: str) -> int:
+            if g not in depth:
+                ps = self.parents[g]
+                depth[g] = 1 + max(of(p) for p in ps) if ps else 0
+            return depth[g]
+
+        for g in self.group_hosts:
+            of(g)
+        return depth
+
+
+# --------------------------------------------------------------------------- host patterns
+
+# A host pattern may carry [a:b] or [a:b:step] ranges; a label is word characters and
+# dashes, not ending in "-" or "_" (Ansible's hostname rule, ranges allowed anywhere).
+_RANGE = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
+_LABEL = rf"(?:\w|{_RANGE})(?:[\w-]|{_RANGE})*(?<![_-])"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.I)
+_BRACKETED_PORT = re.compile(r"\[(.+)\]:([0-9]+)")
+_HOST_PORT = re.compile(r"((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)")
+
+
+def _split_port(pattern: str) -> tuple[str, int | None]:
+    """`host:port` / `[v6]:port` -> (host, port); (pattern, None) when not an address."""
+    address, port = pattern, None
+    for rx in (_BRACKETED_PORT, _HOST_PORT):
+        m = rx.fullmatch(address)
+        if m:
+            address, port = m.group(1), int(m.group(2))
+    if _HOSTNAME.fullmatch(address) or _is_ipv6(address):
+        return address, port
+    return pattern, None
+
+
+def _is_ipv6(s: str) -> bool:
+    try:
+        ipaddress.IPv6Address(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _expand_range(pattern: str) -> list[str]:
+    """Expand the first [begin:end(:step)] in a pattern, then the rest, recursively."""
+    parts = pattern.replace("[", "|", 1).replace("]", "|", 1).split("|")
+    if len(parts) != 3:
+        raise ValueError("unbalanced brackets")
+    head, spec, tail = parts
+    bounds = spec.split(":")
+    if len(bounds) not in (2, 3):
+        raise ValueError("a range must be [begin:end] or [begin:end:step]")
+    beg, end = bounds[0] or "0", bounds[1]
+    step = int(bounds[2]) if len(bounds) == 3 else 1
+    if not end:
+        raise ValueError("a range needs an end value")
+    width = 0
+    if beg[0] == "0" and len(beg) > 1:
+        if len(beg) != len(end):
+            raise ValueError("zero-padded begin and end must have the same length")
+        width = len(beg)  # zero padding is kept
+    seq: list[str]
+    if beg in string.ascii_letters and end in string.ascii_letters:
+        i, j = string.ascii_letters.index(beg), string.ascii_letters.index(end)
+        if i > j:
+            raise ValueError("begin must not be after end")
+        seq = list(string.ascii_letters[i : j + 1 : step])
+    else:
+        seq = [str(n).zfill(width) for n in range(int(beg), int(end) + 1, step)]
+    if not seq:
+        raise ValueError("the range is empty")
+    out: list[str] = []
+    for s in seq:
+        name = head + s + tail
+        out.extend(_expand_range(name) if "[" in name else [name])
+    return out
+
+
+def _expand_hosts(b: _Build, pattern: str, ini: bool) -> tuple[list[str], int | None]:
+    address, port = _split_port(pattern)
+    if ini and pattern.strip().endswith(":") and port is None:
+        raise b.error(f"host {pattern!r} ends with ':'; that character introduces a port")
+    if "[" in address:
+        try:
+            names = _expand_range(address)
+        except ValueError as e:
+            raise b.error(f"bad host range {address!r}: {e}") from None
+    else:
+        names = [address]
+    if ini and any(n.strip() == "---" for n in names):
+        raise b.error("host '---' found: this looks like a YAML file")
+    return names, port
+
+
+# --------------------------------------------------------------------------- INI
+
+
+def _literal(value: str, b: _Build, what: str) -> Any:
+    """An INI value as Ansible types it: a Python literal if it is one, else the string."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+    except Exception:  # e.g. an unhashable dict key; Ansible fails the whole file too
+        raise b.error(f"{what}: the value is not a usable literal") from None
+    return _coerce(parsed)
+
+
+def _coerce(v: Any) -> Any:
+    if isinstance(v, (list, tuple, set)):
+        return [_coerce(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _coerce(x) for k, x in v.items()}
+    if v is Ellipsis:
+        return "..."
+    if isinstance(v, complex):
+        return str(v)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "surrogateescape")
+    return v
+
+
+_SECTION = re.compile(r"\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?")
+_GROUP_NAME = re.compile(r"([^:\]\s]+)\s*(?:#.*)?")
+
+
+@dataclass
+class _Pending:
+    line: int
+    state: str
+    name: str
+    parents: list[str] = field(default_factory=list)
+
+
+def parse_ini(text: str, source: Path) -> Inventory:
+    """An INI inventory, parsed like ansible-core's ini plugin."""
+    b = _Build(source)
+    pending: dict[str, _Pending] = {}
+    group, state = "ungrouped", "hosts"
+    for n, raw in enumerate(text.splitlines(), 1):
+        b.line = n
+        line = raw.strip()
+        if not line or line[0] in _COMMENT_MARKERS:
+            continue
+        m = _SECTION.fullmatch(line)
+        if m:
+            group, state = m.group(1), m.group(2) or "hosts"
+            if state not in ("hosts", "children", "vars"):
+                raise b.error(
+                    f"section [{group}:{state}] has unknown type {state!r} "
+                    "(expected hosts, children or vars)"
+                )
+            if group not in b.group_hosts:
+                # [g:vars] alone does not declare g; remember it to check at the end.
+                if state == "vars" and group not in pending:
+                    pending[group] = _Pending(n, state, group)
+                b.add_group(group)
+            if group in pending and state != "vars":
+                if pending[group].state == "children":
+                    _add_pending_children(b, group, pending)
+                else:
+                    del pending[group]
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            raise b.error(f"invalid section header {line!r}: no spaces or other characters")
+
+        if state == "hosts":
+            _ini_host_line(b, line, group)
+        elif state == "vars":
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise b.error(f"[{group}:vars] expects key=value")
+            key = key.strip()
+            b.set_group_var(group, key, _literal(value.strip(), b, f"[{group}:vars] {key}"))
+        else:
+            cm = _GROUP_NAME.fullmatch(line)
+            if not cm:
+                raise b.error(f"[{group}:children] expects one group name per line")
+            child = cm.group(1)
+            if child not in b.group_hosts:
+                if child not in pending:
+                    pending[child] = _Pending(n, state, child, [group])
+                else:
+                    pending[child].parents.append(group)
+            else:
+                b.add_child(group, child)
+
+    for decl in pending.values():
+        if decl.state == "vars":
+            raise b.error(
+                f"section [{decl.name}:vars] is for a group that is never defined", decl.line
+            )
+        raise b.error(
+            f"section [{decl.parents[-1]}:children] names group {decl.name!r}, "
+            "which is never defined",
+            decl.line,
+        )
+    b.line = None
+    return b.finish()
+
+
+def _add_pending_children(b: _Build, group: str, pending: dict[str, _Pending]) -> None:
+    for parent in pending[group].parents:
+        b.add_child(parent, group)
+        if parent in pending and pending[parent].state == "children":
+            _add_pending_children(b, parent, pending)
+    del pending[group]
+
+
+def _ini_host_line(b: _Build, line: str, group: str) -> None:
+    try:
+        tokens = shlex.split(line, comments=True)
+    except ValueError as e:
+        raise b.error(f"cannot split the host line: {e}") from None
+    if not tokens:
+        raise b.error("empty host name")
+    names, port = _expand_hosts(b, tokens[0], ini=True)
+    variables: dict[str, Any] = {}
+    for i, tok in enumerate(tokens[1:], 2):
+        key, sep, value = tok.partition("=")
+        if not sep:
+            # The token may be half of an unquoted secret: name its place, not its text.
+            raise b.error(
+                f"host {tokens[0]!r}: word {i} is not key=value (quote values that contain spaces)"
+            )
+        variables[key] = _literal(value, b, f"host {tokens[0]!r} {key}")
+    for h in names:
+        b.add_host(h, group, port)
+        for k, v in variables.items():
+            b.set_host_var(h, k, v)
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1, like Ansible's) plus Ansible's `!unsafe` tag."""
+
+
+def _unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return None  # pragma: no cover - no other node kinds
+
+
+def _vault(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise InventoryError(
+        f"line {node.start_mark.line + 1}: vault-encrypted values are not supported"
+    )
+
+
+_YamlLoader.add_constructor("!unsafe", _unsafe)
+_YamlLoader.add_constructor("!vault", _vault)
+
+
+def parse_yaml(text: str, source: Path) -> Inventory:
+    """A YAML inventory (all: hosts/vars/children, nested), read like Ansible's yaml plugin."""
+    try:
+        data = yaml.load(text, Loader=_YamlLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{source}:{mark.line + 1}" if mark else f"{source}"
+        raise InventoryError(f"{where}: invalid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise InventoryError(f"{source}: invalid YAML: {e}") from None
+    except InventoryError as e:
+        raise InventoryError(f"{source}:{str(e).removeprefix('line ')}") from None
+    if not data:
+        raise InventoryError(f"{source}: YAML inventory is empty")
+    if not isinstance(data, dict):
+        raise InventoryError(
+            f"{source}: a YAML inventory must be a mapping of groups, not a {_kind(data)}"
+        )
+    if data.get("plugin"):
+        raise InventoryError(
+            f"{source}: this is an inventory plugin configuration, not an inventory"
+        )
+    return _inventory_from_yaml_data(data, source)
+
+
+def _kind(v: object) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def _inventory_from_yaml_data(data: Mapping[Any, Any], source: Path) -> Inventory:
+    b = _Build(source)
+    for name, gdata in data.items():
+        _yaml_group(b, name, gdata)
+    return b.finish()
+
+
+def _yaml_group(b: _Build, name: Any, gdata: Any) -> Any:
+    if not isinstance(gdata, (dict, type(None))):
+        b.warnings.append(f"{b.source}: skipped {name!r}: a group must be a mapping")
+        return name
+    group = b.add_group(name)
+    if gdata is None:
+        return group
+    sections: dict[Any, Any] = dict(gdata)
+    for section in ("vars", "children", "hosts"):
+        if section in sections:
+            if isinstance(sections[section], str):  # `hosts: node1` means {node1: null}
+                sections[section] = {sections[section]: None}
+            if not isinstance(sections[section], (dict, type(None))):
+                raise b.error(
+                    f"group {group!r}: {section!r} must be a mapping, "
+                    f"not a {_kind(sections[section])}"
+                )
+    for key, value in sections.items():
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            b.warnings.append(f"{b.source}: group {group!r}: skipped {key!r}, not a mapping")
+        elif key == "vars":
+            for k, v in value.items():
+                b.set_group_var(group, k, v)
+        elif key == "children":
+            for sub, subdata in value.items():
+                b.add_child(group, _yaml_group(b, sub, subdata))
+        elif key == "hosts":
+            for pattern, hvars in value.items():
+                _yaml_hosts(b, group, pattern, hvars)
+        else:
+            b.warnings.append(
+                f"{b.source}: group {group!r}: skipped unexpected key {key!r} "
+                "(only vars, children and hosts are valid)"
+            )
+    return group
+
+
+def _yaml_hosts(b: _Build, group: str, pattern: Any, hvars: Any) -> None:
+    if not isinstance(pattern, str):
+        raise b.error(f"group {group!r}: host {pattern!r} must be a string (quote numbers)")
+    names, port = _expand_hosts(b, pattern, ini=False)
+    hvars = hvars or {}
+    if not isinstance(hvars, dict):
+        raise b.error(f"host {pattern!r} in group {group!r}: vars must be a mapping")
+    for h in names:
+        b.add_host(h, group, port)
+        for k, v in hvars.items():
+            b.set_host_var(h, k, v)
