@@ -1,4 +1,156 @@
-"""CLI commands: core."""
+"""CLI commands: init, validate, render."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from halb.checkconf import CheckResult, haproxy_check, keepalived_check
+from halb.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    app,
+    err,
+    exit_with,
+    handle_errors,
+    out,
+    print_json,
+)
+from halb.errors import ExitStatus, InputError
+from halb.inventory import load_inventory
+from halb.render import KEEPALIVED_CONF, HostFiles, render_cluster
+from halb.spec import Finding, check, load_cluster
+from halb.starter import relative_ref, starter_spec
+
+
+@app.command()
+@handle_errors
+def init(
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Ansible inventory.")],
+    vip: Annotated[str, typer.Option("--vip", help="Internal VIP (apiserver endpoint).")],
+    external_vip: Annotated[
+        str | None, typer.Option("--external-vip", help="External VIP for the console.")
+    ] = None,
+    interface: Annotated[str, typer.Option("--interface", help="LB hosts' interface.")] = "eth0",
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster name.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Spec file to write.")] = (
+        DEFAULT_CONFIG
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter halb.yaml from an inventory."""
+    inv = load_inventory(inventory)
+    text, notes = starter_spec(
+        inv, relative_ref(inventory, output), vip, external_vip, interface, cluster
+    )
+    if output.exists() and not force:
+        raise InputError(f"{output}: exists; use --force to replace it")
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, output)
+    for n in notes:
+        err().print(f"note: {n}")
+    out().print(f"wrote {output}; next: halb validate -c {output}")
+
+
+def _print_findings(findings: list[Finding]) -> None:
+    e = err()
+    for f in findings:
+        style = "bold red" if f.level == "error" else "yellow"
+        e.print(f"[{style}]{f.level}:[/] {f}", markup=True)
+
+
+@app.command()
+@handle_errors
+def validate(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
+    """Offline checks of halb.yaml and its inventory (exit 2 on an error)."""
+    cluster, findings = check(config)
+    errors = [f for f in findings if f.level == "error"]
+    if json:
+        print_json({"ok": not errors, "findings": [f.as_dict() for f in findings]})
+    else:
+        _print_findings(findings)
+        if cluster is not None:
+            vips = ", ".join(
+                f"{v.name} {v.address} (router id {v.router_id})" for v in cluster.vips
+            )
+            out().print(
+                f"ok: {len(cluster.lb_hosts)} LB host(s) "
+                f"({', '.join(cluster.lb_host_names)}), {vips}"
+            )
+    exit_with(ExitStatus.BAD_INPUT if errors else ExitStatus.OK)
+
+
+def write_rendered(rendered: dict[str, HostFiles], outdir: Path) -> list[Path]:
+    written = []
+    for host, files in rendered.items():
+        for target, f in files.items():
+            p = outdir / host / target.lstrip("/")
+            p.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            tmp = p.with_name(f".{p.name}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f.content)
+            os.chmod(tmp, f.mode)
+            os.replace(tmp, p)
+            written.append(p)
+    return written
+
+
+def check_rendered(rendered: dict[str, HostFiles], outdir: Path) -> list[CheckResult]:
+    results = []
+    for host, files in rendered.items():
+        root = outdir / host
+        results.append(haproxy_check(host, root / "etc/haproxy/haproxy.cfg"))
+        ifaces = [
+            line.split()[1]
+            for line in files[KEEPALIVED_CONF].content.splitlines()
+            if line.strip().startswith("interface ")
+            for line in [line.strip()]
+        ]
+        results.append(keepalived_check(host, root / "etc/keepalived", ifaces))
+    return results
+
+
+@app.command()
+@handle_errors
+def render(
+    config: ConfigOption = DEFAULT_CONFIG,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write.")] = Path(
+        "rendered"
+    ),
+    check_files: Annotated[
+        bool, typer.Option("--check", help="Run haproxy -c and keepalived -t on every file.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Render HAProxy, keepalived, scripts, sysctl and drop-ins: one directory per LB host."""
+    cluster = load_cluster(config)
+    _print_findings(list(cluster.warnings))
+    rendered = render_cluster(cluster)
+    written = write_rendered(rendered, output)
+    results = check_rendered(rendered, output) if check_files else []
+    failed = [r for r in results if not r.ok]
+    if json:
+        print_json(
+            {
+                "output": str(output),
+                "hosts": {h: sorted(files) for h, files in rendered.items()},
+                "checks": [r.__dict__ for r in results],
+                "ok": not failed,
+            }
+        )
+    else:
+        o = out()
+        o.print(f"wrote {len(written)} files for {len(rendered)} host(s) under {output}/")
+        for r in results:
+            mark = "[green]ok[/]" if r.ok else "[bold red]FAILED[/]"
+            o.print(f"  {r.host:<12} {r.tool:<14} {mark}", markup=True)
+            if not r.ok:
+                for line in r.output.splitlines():
+                    o.print(f"      {line}", markup=False)
+    exit_with(ExitStatus.CHECK_FAILED if failed else ExitStatus.OK)

@@ -1,0 +1,69 @@
+"""Run the daemons' own validators on rendered files (`haproxy -c`, `keepalived -t`).
+
+keepalived -t needs the interfaces and the scripts the file names; it runs in a private
+network and mount namespace with a stand-in interface and the rendered /etc/keepalived
+bound in place, so the machine's own files and network stay untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+KEEPALIVED_EXIT = {
+    1: "fatal error",
+    2: "config error",
+    3: "config cannot run",
+    4: "config has errors keepalived would fix up (e.g. a missing interface)",
+    5: "scripts are not secure (script security)",
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    host: str
+    tool: str
+    path: str
+    ok: bool
+    output: str
+
+
+def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def haproxy_check(host: str, cfg: Path) -> CheckResult:
+    if shutil.which("haproxy") is None:
+        return CheckResult(host, "haproxy -c", str(cfg), False, "haproxy is not installed")
+    p = _run(["haproxy", "-c", "-f", str(cfg)])
+    out = (p.stdout + p.stderr).strip()
+    return CheckResult(host, "haproxy -c", str(cfg), p.returncode == 0, out)
+
+
+def keepalived_check(host: str, etc_keepalived: Path, interfaces: list[str]) -> CheckResult:
+    conf = etc_keepalived / "keepalived.conf"
+    if shutil.which("keepalived") is None:
+        return CheckResult(host, "keepalived -t", str(conf), False, "keepalived is not installed")
+    if os.geteuid() != 0:
+        return CheckResult(
+            host, "keepalived -t", str(conf), False,
+            "needs root: keepalived -t runs in a private network namespace with the interfaces",
+        )
+    links = " && ".join(
+        f"ip link add {shlex.quote(i)} type veth peer name halbchk{n}"
+        for n, i in enumerate(sorted(set(interfaces)))
+    )
+    script = (
+        f"{links or 'true'} && mount --bind {shlex.quote(str(etc_keepalived))} /etc/keepalived"
+        " && exec keepalived -t -f /etc/keepalived/keepalived.conf"
+    )
+    p = _run(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", script])
+    out = (p.stdout + p.stderr).strip()
+    if p.returncode != 0:
+        why = KEEPALIVED_EXIT.get(p.returncode, f"exit {p.returncode}")
+        out = f"exit {p.returncode}: {why}\n{out}".strip()
+    return CheckResult(host, "keepalived -t", str(conf), p.returncode == 0, out)

@@ -1,0 +1,157 @@
+"""Cluster model -> per-LB-host files, through the Jinja2 templates. Pure and deterministic."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from halb import __version__
+from halb.errors import SpecError
+from halb.spec import Cluster
+
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+SCRIPT_DIR = "/etc/keepalived/halb"
+CHECK_SCRIPT = f"{SCRIPT_DIR}/check_haproxy.sh"
+NOTIFY_SCRIPT = f"{SCRIPT_DIR}/notify.sh"
+SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"
+HAPROXY_DROPIN = "/etc/systemd/system/haproxy.service.d/90-halb.conf"
+KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/90-halb.conf"
+HAPROXY_PIDFILE = "/run/haproxy.pid"
+HEADER = f"Managed by halb {__version__}; local edits are replaced on the next deploy."
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    content: str
+    mode: int
+
+    @property
+    def secret(self) -> bool:
+        """Files that may hold the VRRP password are root-only."""
+        return self.mode & 0o077 == 0
+
+
+HostFiles = dict[str, RenderedFile]
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("halb", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _fmt_advert(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
+    lb = {h.name: h for h in cluster.lb_hosts}[host]
+    host_ip = cluster.host_ip(lb)
+    peers = [cluster.host_ip(h) for h in cluster.lb_hosts if h.name != host]
+    return {
+        "header": HEADER,
+        "cluster": cluster.name,
+        "host": host,
+        "host_ip": host_ip,
+        # keepalived's own router_id (a name for logs), not the VRRP id
+        "host_router_id": re.sub(r"[^A-Za-z0-9_.-]", "_", f"{cluster.name}_{host}"),
+        "peers": peers,
+        "vips": cluster.vips,
+        "frontends": cluster.frontends,
+        "health": cluster.spec.health,
+        "vrrp_version": cluster.vrrp_version,
+        "advert_int": _fmt_advert(cluster.advert_int),
+        "unicast": cluster.spec.vrrp.unicast,
+        "nopreempt": cluster.spec.vrrp.nopreempt,
+        "auth_password": cluster.auth_password,
+        "track_weight": cluster.track_weight,
+        "check_script": CHECK_SCRIPT,
+        "notify_script": NOTIFY_SCRIPT,
+        "check_interval": 1,
+        "check_timeout": 2,
+        "haproxy_pidfile": HAPROXY_PIDFILE,
+    }
+
+
+def render_host(cluster: Cluster, host: str, env: jinja2.Environment | None = None) -> HostFiles:
+    env = env or _env()
+    ctx = host_context(cluster, host)
+
+    def r(name: str) -> str:
+        return env.get_template(name).render(ctx)
+
+    files: HostFiles = {
+        HAPROXY_CFG: RenderedFile(r("haproxy.cfg.j2"), 0o644),
+        KEEPALIVED_CONF: RenderedFile(r("keepalived.conf.j2"), 0o600),
+        CHECK_SCRIPT: RenderedFile(r("check_haproxy.sh.j2"), 0o755),
+        NOTIFY_SCRIPT: RenderedFile(r("notify.sh.j2"), 0o755),
+        SYSCTL_CONF: RenderedFile(r("sysctl.conf.j2"), 0o644),
+    }
+    lb = next(h for h in cluster.lb_hosts if h.name == host)
+    if cluster.service_manager(lb) == "systemd":
+        files[HAPROXY_DROPIN] = RenderedFile(r("haproxy.dropin.conf.j2"), 0o644)
+        files[KEEPALIVED_DROPIN] = RenderedFile(r("keepalived.dropin.conf.j2"), 0o644)
+    return files
+
+
+def render_cluster(cluster: Cluster) -> dict[str, HostFiles]:
+    """{LB host: {absolute target path: RenderedFile}}, in inventory order."""
+    env = _env()
+    out = {h.name: render_host(cluster, h.name, env) for h in cluster.lb_hosts}
+    check_peers_agree(out)
+    return out
+
+
+_INSTANCE = re.compile(r"^vrrp_instance\s+(\S+)\s*\{(.*?)^\}", re.M | re.S)
+
+
+def vrrp_instances(conf: str) -> dict[str, dict[str, str]]:
+    """Parse the per-instance settings peers must agree on from a keepalived.conf."""
+    out: dict[str, dict[str, str]] = {}
+    for m in _INSTANCE.finditer(conf):
+        body = m.group(2)
+        fields: dict[str, str] = {}
+        for key in ("virtual_router_id", "advert_int", "interface", "priority"):
+            km = re.search(rf"^\s*{key}\s+(\S+)", body, re.M)
+            if km:
+                fields[key] = km.group(1)
+        vm = re.search(r"virtual_ipaddress\s*\{\s*(\S+)", body)
+        if vm:
+            fields["vip"] = vm.group(1)
+        out[m.group(1)] = fields
+    return out
+
+
+def check_peers_agree(rendered: Mapping[str, HostFiles]) -> None:
+    """Peers must share router id, advert interval and VIP per instance; priorities differ."""
+    seen: dict[str, tuple[str, dict[str, str]]] = {}
+    prios: dict[str, dict[str, str]] = {}
+    for host, files in rendered.items():
+        conf = files[KEEPALIVED_CONF].content
+        for inst, fields in vrrp_instances(conf).items():
+            shared = {k: v for k, v in fields.items() if k in ("virtual_router_id", "advert_int",
+                                                                "vip")}
+            if inst in seen and seen[inst][1] != shared:
+                other = seen[inst][0]
+                raise SpecError(
+                    f"rendered keepalived.conf for {host} and {other} disagree on {inst}: "
+                    f"{shared} vs {seen[inst][1]}"
+                )
+            seen.setdefault(inst, (host, shared))
+            p = fields.get("priority", "")
+            if p in prios.setdefault(inst, {}):
+                raise SpecError(
+                    f"rendered keepalived.conf for {host} and {prios[inst][p]} share "
+                    f"priority {p} on {inst}"
+                )
+            prios[inst][p] = host

@@ -1,0 +1,709 @@
+"""halb.yaml: the cluster spec, its validation, and the resolved cluster model.
+
+Pure apart from reading the spec, the inventory and an optional password file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from halb.errors import InventoryError, SpecError
+from halb.inventory import Host, Inventory, load_inventory
+
+Level = Literal["error", "warning"]
+
+DEFAULT_DOMAIN = "lb.kubesphere.local"
+PROFILES: Mapping[str, tuple[int, float]] = {"default": (2, 1.0), "fast": (3, 0.1)}
+VRRP_PASS_MAX = 8  # keepalived truncates PASS auth to 8 characters
+
+
+# --------------------------------------------------------------------------- the file
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class VipSpec(_Model):
+    address: ipaddress.IPv4Address
+    interface: str = Field(min_length=1, max_length=15)
+    router_id: int | None = None
+    subnet: ipaddress.IPv4Network | None = None
+    priorities: dict[str, int] | None = None
+
+
+class VipsSpec(_Model):
+    internal: VipSpec
+    external: VipSpec | None = None
+
+
+class FrontendSpec(_Model):
+    vip: Literal["internal", "external"] = "internal"
+    port: int = Field(ge=1, le=65535)
+    backends: str
+    backend_port: int = Field(ge=1, le=65535)
+    mode: Literal["tcp", "http"] | None = None
+    check: Literal["readyz", "http", "tcp"] | None = None
+
+
+class AuthSpec(_Model):
+    type: Literal["PASS"] = "PASS"
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+
+class VrrpSpec(_Model):
+    profile: Literal["default", "fast"] = "default"
+    version: Literal[2, 3] | None = None
+    advert_int: float | None = None
+    unicast: bool = True
+    nopreempt: bool = False
+    auth: AuthSpec | None = None
+
+
+class HealthSpec(_Model):
+    inter: str = "2s"
+    fall: int = Field(default=3, ge=1, le=100)
+    rise: int = Field(default=2, ge=1, le=100)
+
+
+class InstallerSpec(_Model):
+    kind: Literal["kubesphere", "kubekey", "kubespray", "command"] = "kubesphere"
+    config: Path | None = None
+    command: str | None = None
+    domain: str = DEFAULT_DOMAIN
+    apiserver_bind: Literal["any", "host"] = "any"
+
+
+def _default_frontends() -> dict[str, FrontendSpec]:
+    return {
+        "apiserver": FrontendSpec(
+            vip="internal", port=6443, backends="kube-master", backend_port=6443
+        ),
+        "console": FrontendSpec(
+            vip="external", port=30880, backends="k8s-cluster", backend_port=30880
+        ),
+    }
+
+
+class Spec(_Model):
+    cluster: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    inventory: Path
+    lb_hosts: list[str] | None = None
+    vips: VipsSpec
+    frontends: dict[str, FrontendSpec] = Field(default_factory=_default_frontends)
+    vrrp: VrrpSpec = VrrpSpec()
+    health: HealthSpec = HealthSpec()
+    installer: InstallerSpec = InstallerSpec()
+
+
+# --------------------------------------------------------------------------- findings
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    where: str  # "halb.yaml: vips.internal.router_id" or "hosts.ini: host lb1"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"level": self.level, "where": self.where, "message": self.message}
+
+
+class SpecInvalid(SpecError):
+    """Raised with every error finding; the message lists them, one per line."""
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        self.findings = tuple(findings)
+        super().__init__("\n".join(str(f) for f in self.findings if f.level == "error"))
+
+
+# --------------------------------------------------------------------------- resolved
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ResolvedVip:
+    name: str  # "internal" | "external"
+    address: str
+    interface: str
+    router_id: int
+    priorities: Mapping[str, int]  # LB host -> priority, all distinct
+
+    @property
+    def instance(self) -> str:
+        return f"halb_{self.name}"
+
+
+@dataclass(frozen=True)
+class ResolvedFrontend:
+    name: str
+    vip_name: str
+    address: str  # the VIP this frontend binds
+    port: int
+    mode: Literal["tcp", "http"]
+    check: Literal["readyz", "http", "tcp"]
+    backends: tuple[Backend, ...]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    spec: Spec
+    config_path: Path
+    inventory: Inventory
+    lb_hosts: tuple[Host, ...]
+    vips: tuple[ResolvedVip, ...]
+    frontends: tuple[ResolvedFrontend, ...]
+    vrrp_version: int
+    advert_int: float
+    track_weight: int
+    auth_password: str | None = field(repr=False)
+    warnings: tuple[Finding, ...] = ()
+
+    @property
+    def base_dir(self) -> Path:
+        return self.config_path.parent
+
+    @property
+    def name(self) -> str:
+        return self.spec.cluster
+
+    def service_manager(self, host: Host) -> str:
+        return str(host.vars.get("halb_service_manager", "systemd"))
+
+    def host_ip(self, host: Host) -> str:
+        ip = host.ip
+        assert ip is not None  # resolve() refuses LB hosts without one
+        return ip
+
+    def vip(self, name: str) -> ResolvedVip:
+        for v in self.vips:
+            if v.name == name:
+                return v
+        return self.vips[0]
+
+    def frontend(self, name: str) -> ResolvedFrontend | None:
+        return next((f for f in self.frontends if f.name == name), None)
+
+    @property
+    def vip_addresses(self) -> list[str]:
+        return [v.address for v in self.vips]
+
+    @property
+    def apiserver_endpoint(self) -> tuple[str, int]:
+        fe = self.frontend("apiserver")
+        if fe is None:
+            return self.vips[0].address, 6443
+        return fe.address, fe.port
+
+    @property
+    def console_url(self) -> str:
+        fe = self.frontend("console")
+        if fe is None:
+            return ""
+        return f"http://{fe.address}:{fe.port}"
+
+    @cached_property
+    def lb_host_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.lb_hosts)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(
+            f"{path}: not found (write one with `halb init -i hosts.ini --vip ADDR`)"
+        ) from None
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read: {e.strerror}") from None
+    if b"\0" in raw:
+        raise SpecError(f"{path}: binary file, expected YAML")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not UTF-8 text, expected YAML") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise SpecError(f"{path}: expected a mapping of keys (cluster, inventory, vips, ...), got {kind}")
+    return data
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model class that holds the key at loc (for 'did you mean')."""
+    model: type[BaseModel] = Spec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None if model is not Spec or part != "frontends" else FrontendSpec
+        ann = info.annotation
+        nxt = _find_model(ann)
+        if nxt is None:
+            if part == "frontends":
+                return FrontendSpec
+            return None
+        model = nxt
+    if loc and loc[0] == "frontends" and len(loc) == 3:
+        return FrontendSpec
+    return model
+
+
+def _find_model(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _pydantic_findings(path: Path, exc: ValidationError) -> list[Finding]:
+    out: list[Finding] = []
+    for e in exc.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        where = f"{path.name}: {key}"
+        if e["type"] == "extra_forbidden":
+            model = _model_at(loc)
+            valid = sorted(model.model_fields) if model else []
+            near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            choices = f" (valid keys: {', '.join(valid)})" if valid else ""
+            out.append(Finding("error", where, f"unknown key{hint}{choices}"))
+        elif e["type"] == "missing":
+            out.append(Finding("error", where, "required key is missing"))
+        else:
+            value = e.get("input")
+            shown = "" if "password" in key else f" (got {value!r})"
+            out.append(Finding("error", where, f"{e['msg']}{shown}"))
+    return out
+
+
+def parse_spec(path: Path, data: Mapping[str, Any]) -> Spec:
+    try:
+        return Spec.model_validate(dict(data))
+    except ValidationError as e:
+        raise SpecInvalid(_pydantic_findings(path, e)) from None
+
+
+def load_cluster(path: Path) -> Cluster:
+    """Read halb.yaml and its inventory, run every offline check; raise on any error."""
+    cluster, findings = check(path)
+    errors = [f for f in findings if f.level == "error"]
+    if errors or cluster is None:
+        raise SpecInvalid(errors)
+    return cluster
+
+
+def check(path: Path) -> tuple[Cluster | None, list[Finding]]:
+    """Every offline check; returns the cluster when there is no error, and all findings."""
+    path = path.resolve() if not path.is_absolute() else path
+    data = read_yaml_mapping(path)
+    try:
+        spec = parse_spec(path, data)
+    except SpecInvalid as e:
+        return None, list(e.findings)
+    inv_path = spec.inventory if spec.inventory.is_absolute() else path.parent / spec.inventory
+    try:
+        inventory = load_inventory(inv_path)
+    except InventoryError as e:
+        return None, [Finding("error", f"{path.name}: inventory", str(e))]
+    return resolve(spec, path, inventory)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def derive_router_id(cluster: str, address: str) -> int:
+    """Stable 1..255 from cluster name and VIP, so two clusters on one segment differ."""
+    return zlib.crc32(f"{cluster}/{address}".encode()) % 255 + 1
+
+
+def default_priorities(names: Sequence[str]) -> dict[str, int]:
+    """Distinct priorities, 150 down to 50, first host highest."""
+    if len(names) <= 1:
+        return {n: 150 for n in names}
+    step = max(1, min(50, 100 // (len(names) - 1)))
+    return {n: 150 - i * step for i, n in enumerate(names)}
+
+
+def etcd_tolerance_table() -> str:
+    rows = [(n, (n - 1) // 2) for n in range(1, 8)]
+    return "members/failures tolerated: " + ", ".join(f"{n}/{t}" for n, t in rows)
+
+
+class _Checker:
+    def __init__(self, spec: Spec, path: Path, inventory: Inventory) -> None:
+        self.spec = spec
+        self.path = path
+        self.inv = inventory
+        self.findings: list[Finding] = []
+        self.file = path.name
+        self.inv_file = inventory.source.name
+
+    def error(self, key: str, message: str, *, inventory: bool = False) -> None:
+        where = f"{self.inv_file}: {key}" if inventory else f"{self.file}: {key}"
+        self.findings.append(Finding("error", where, message))
+
+    def warn(self, key: str, message: str, *, inventory: bool = False) -> None:
+        where = f"{self.inv_file}: {key}" if inventory else f"{self.file}: {key}"
+        self.findings.append(Finding("warning", where, message))
+
+    # -- pieces -------------------------------------------------------------
+
+    def group(self, name: str) -> list[Host] | None:
+        if name not in self.inv.groups:
+            return None
+        return self.inv.group_hosts(name)
+
+    def lb_hosts(self) -> list[Host]:
+        if self.spec.lb_hosts is not None:
+            hosts = []
+            for i, n in enumerate(self.spec.lb_hosts):
+                if n not in self.inv.hosts:
+                    near = difflib.get_close_matches(n, list(self.inv.hosts), n=1)
+                    hint = f"; did you mean '{near[0]}'?" if near else ""
+                    self.error(f"lb_hosts[{i}]", f"host '{n}' is not in {self.inv_file}{hint}")
+                else:
+                    hosts.append(self.inv.hosts[n])
+            if not self.spec.lb_hosts:
+                self.error("lb_hosts", "empty list: name at least one LB host")
+            return hosts
+        for group in ("lb", "kube-master", "master"):
+            members = self.group(group)
+            if members:
+                return members
+        self.error(
+            "lb_hosts",
+            f"no LB hosts: {self.inv_file} has no [lb] or [kube-master] group with hosts; "
+            "add an [lb] group or set lb_hosts",
+        )
+        return []
+
+    def host_addresses(self, lbs: Sequence[Host]) -> None:
+        seen: dict[str, str] = {}
+        for h in self.inv.hosts.values():
+            ip = h.ip
+            if ip is None:
+                continue
+            if ip in seen:
+                self.error(
+                    f"host {h.name}",
+                    f"ip {ip} is also the address of host {seen[ip]}",
+                    inventory=True,
+                )
+            seen.setdefault(ip, h.name)
+        for h in lbs:
+            ip = h.ip
+            if ip is None:
+                self.error(
+                    f"host {h.name}",
+                    "LB host has no address: set ip= (or ansible_host=) for it",
+                    inventory=True,
+                )
+                continue
+            try:
+                ipaddress.IPv4Address(ip)
+            except ValueError:
+                if self.spec.vrrp.unicast:
+                    self.error(
+                        f"host {h.name}",
+                        f"ip '{ip}' is not an IPv4 address; VRRP unicast needs one (set ip=)",
+                        inventory=True,
+                    )
+        conflicts = getattr(self.inv, "conflicts", ())
+        for c in conflicts:
+            self.error(f"host {c[0]}", str(c[1]), inventory=True)
+
+    def vips(self, lbs: Sequence[Host]) -> list[ResolvedVip]:
+        names = [h.name for h in lbs]
+        out: list[ResolvedVip] = []
+        host_ips = {h.ip: h.name for h in self.inv.hosts.values() if h.ip}
+        specs = [("internal", self.spec.vips.internal)]
+        if self.spec.vips.external and (
+            self.spec.vips.external.address != self.spec.vips.internal.address
+        ):
+            specs.append(("external", self.spec.vips.external))
+        used_ids: dict[int, str] = {}
+        for name, v in specs:
+            key = f"vips.{name}"
+            addr = str(v.address)
+            if addr in host_ips:
+                self.error(
+                    f"{key}.address",
+                    f"{addr} is the address of host {host_ips[addr]}; a VIP must be a free address",
+                )
+            if v.address.is_loopback or v.address.is_multicast or v.address.is_unspecified:
+                self.error(f"{key}.address", f"{addr} cannot be a VIP")
+            if v.subnet is not None:
+                if v.address not in v.subnet:
+                    self.error(f"{key}.address", f"{addr} is outside {key}.subnet {v.subnet}")
+                for h in lbs:
+                    try:
+                        hip = ipaddress.IPv4Address(h.ip or "")
+                    except ValueError:
+                        continue
+                    if hip not in v.subnet:
+                        self.error(
+                            f"{key}.subnet",
+                            f"LB host {h.name} ({hip}) is outside {v.subnet}: "
+                            "the VIP must be on the LB hosts' segment",
+                        )
+            if v.router_id is not None:
+                if not 1 <= v.router_id <= 255:
+                    self.error(f"{key}.router_id", f"must be 1..255 (got {v.router_id})")
+                    continue
+                rid = v.router_id
+            else:
+                rid = derive_router_id(self.spec.cluster, addr)
+                while rid in used_ids:  # internal and external must differ
+                    rid = rid % 255 + 1
+            if rid in used_ids:
+                self.error(
+                    f"{key}.router_id",
+                    f"{rid} is already the router id of vips.{used_ids[rid]}; "
+                    "each VIP needs its own",
+                )
+            used_ids[rid] = name
+            prios = self.priorities(key, v, names)
+            out.append(ResolvedVip(name, addr, v.interface, rid, prios))
+        return out
+
+    def priorities(self, key: str, v: VipSpec, names: Sequence[str]) -> dict[str, int]:
+        if v.priorities is None:
+            return default_priorities(names)
+        given = dict(v.priorities)
+        for n in given:
+            if n not in names:
+                self.error(f"{key}.priorities.{n}", f"'{n}' is not an LB host ({', '.join(names)})")
+        for n in names:
+            if n not in given:
+                self.error(f"{key}.priorities", f"no priority for LB host {n}")
+        for n, p in given.items():
+            if not 1 <= p <= 254:
+                self.error(f"{key}.priorities.{n}", f"must be 1..254 (got {p})")
+        values = list(given.values())
+        if len(set(values)) != len(values):
+            self.error(f"{key}.priorities", "priorities must be distinct (equal ones make the "
+                       "election depend on addresses)")
+        return {n: given.get(n, 100) for n in names}
+
+    def vrrp(self) -> tuple[int, float, str | None]:
+        v = self.spec.vrrp
+        version, advert = PROFILES[v.profile]
+        if v.version is not None:
+            version = v.version
+        if v.advert_int is not None:
+            advert = v.advert_int
+        if version == 2:
+            if advert < 1 or advert != int(advert):
+                self.error(
+                    "vrrp.advert_int",
+                    f"VRRPv2 adverts are whole seconds (got {advert}); keepalived would "
+                    "round it. Use vrrp.profile: fast (VRRPv3) for sub-second adverts",
+                )
+            elif advert > 255:
+                self.error("vrrp.advert_int", f"VRRPv2 allows 1..255 s (got {advert})")
+        elif not 0.01 <= advert <= 40.95 or round(advert * 100) != advert * 100:
+            self.error(
+                "vrrp.advert_int", f"VRRPv3 allows 0.01..40.95 s in 0.01 steps (got {advert})"
+            )
+        password: str | None = None
+        if v.auth is not None:
+            if version == 3:
+                self.error(
+                    "vrrp.auth",
+                    "VRRPv3 has no authentication; drop vrrp.auth (unicast with "
+                    "check_unicast_src protects the peers) or use VRRPv2",
+                )
+            if v.auth.password is not None and v.auth.password_file is not None:
+                self.error("vrrp.auth", "give password or password_file, not both")
+            if v.auth.password is not None:
+                password = v.auth.password.get_secret_value()
+            elif v.auth.password_file is not None:
+                pf = v.auth.password_file
+                pf = pf if pf.is_absolute() else self.path.parent / pf
+                try:
+                    password = pf.read_text().strip()
+                except OSError as e:
+                    self.error("vrrp.auth.password_file", f"cannot read {pf}: {e.strerror}")
+            else:
+                self.error("vrrp.auth", "PASS auth needs password or password_file")
+            if password is not None:
+                if not password:
+                    self.error("vrrp.auth.password", "empty password")
+                elif len(password) > VRRP_PASS_MAX:
+                    self.error(
+                        "vrrp.auth.password",
+                        f"longer than {VRRP_PASS_MAX} characters; keepalived cuts PASS auth "
+                        f"to {VRRP_PASS_MAX}, so peers could disagree",
+                    )
+                elif not password.isprintable() or any(c in password for c in " \"'#!"):
+                    self.error(
+                        "vrrp.auth.password",
+                        "use letters, digits and simple punctuation only (no spaces, quotes, # or !)",
+                    )
+        return version, advert, password
+
+    def frontends(
+        self, vips: Sequence[ResolvedVip], lbs: Sequence[Host]
+    ) -> list[ResolvedFrontend]:
+        out: list[ResolvedFrontend] = []
+        by_name = {v.name: v for v in vips}
+        lb_names = {h.name for h in lbs}
+        binds: dict[tuple[str, int], str] = {}
+        if not self.spec.frontends:
+            self.error("frontends", "no frontends: define at least apiserver")
+        for name, fe in self.spec.frontends.items():
+            key = f"frontends.{name}"
+            vip = by_name.get(fe.vip, by_name.get("internal"))
+            if vip is None:
+                continue
+            members = self.group(fe.backends)
+            if members is None:
+                near = difflib.get_close_matches(fe.backends, list(self.inv.groups), n=1)
+                hint = f"; did you mean '{near[0]}'?" if near else ""
+                self.error(
+                    f"{key}.backends",
+                    f"group '{fe.backends}' is not in {self.inv_file}{hint}",
+                )
+                continue
+            if not members:
+                self.error(f"{key}.backends", f"group '{fe.backends}' in {self.inv_file} has no hosts")
+                continue
+            backends: list[Backend] = []
+            for h in members:
+                if h.ip is None:
+                    self.error(f"host {h.name}", "backend has no address: set ip=", inventory=True)
+                    continue
+                backends.append(Backend(h.name, h.ip, fe.backend_port))
+            bind = (vip.address, fe.port)
+            if bind in binds:
+                self.error(
+                    f"{key}.port",
+                    f"{vip.address}:{fe.port} is already the bind of frontends.{binds[bind]}",
+                )
+            binds[bind] = name
+            self.colocation(key, name, fe, members, lb_names)
+            mode = fe.mode or ("http" if name == "console" else "tcp")
+            check = fe.check or (
+                "readyz" if name == "apiserver" else "http" if mode == "http" else "tcp"
+            )
+            out.append(ResolvedFrontend(name, vip.name, vip.address, fe.port, mode, check,
+                                        tuple(backends)))
+        return out
+
+    def colocation(
+        self, key: str, name: str, fe: FrontendSpec, members: Sequence[Host], lb_names: set[str]
+    ) -> None:
+        """A frontend on the backend's own port cannot bind where the backend holds 0.0.0.0."""
+        shared = [h.name for h in members if h.name in lb_names]
+        if not shared or fe.port != fe.backend_port:
+            return
+        if name == "apiserver" and self.spec.installer.apiserver_bind == "host":
+            return
+        hosts = ", ".join(shared)
+        if name == "apiserver":
+            self.error(
+                f"{key}.port",
+                f"LB host(s) {hosts} also run the apiserver, which holds 0.0.0.0:{fe.port}, so "
+                f"HAProxy cannot bind {fe.port} there. Either set {key}.port: 8443 (halb "
+                "writes that port into the installer config), or set installer.apiserver_bind: "
+                "host (the installer binds the apiserver to each master's own address and "
+                "HAProxy binds the VIP only)",
+            )
+        else:
+            self.error(
+                f"{key}.port",
+                f"LB host(s) {hosts} are also '{fe.backends}' backends listening on "
+                f"0.0.0.0:{fe.backend_port}, so HAProxy cannot bind {fe.port} there; set "
+                f"{key}.port to another port (e.g. 8880)",
+            )
+
+    def sizes(self) -> None:
+        etcd = self.group("etcd")
+        if etcd is not None and etcd:
+            n = len(etcd)
+            if n == 1 or n % 2 == 0:
+                self.warn(
+                    "group etcd",
+                    f"{n} etcd member(s): {'no' if n == 1 else 'no extra'} failure tolerance "
+                    f"over {n - 1 if n > 1 else 0} members; use an odd count >= 3 "
+                    f"({etcd_tolerance_table()})",
+                    inventory=True,
+                )
+        masters = self.group("kube-master")
+        if masters is not None and masters:
+            n = len(masters)
+            if n == 1 or n % 2 == 0:
+                self.warn(
+                    "group kube-master",
+                    f"{n} master(s): an odd count >= 3 keeps quorum when one fails",
+                    inventory=True,
+                )
+
+    def installer(self) -> None:
+        ins = self.spec.installer
+        if ins.kind == "command" and not ins.command:
+            self.error("installer.command", "installer kind 'command' needs a command")
+
+
+def resolve(spec: Spec, path: Path, inventory: Inventory) -> tuple[Cluster | None, list[Finding]]:
+    c = _Checker(spec, path, inventory)
+    lbs = c.lb_hosts()
+    c.host_addresses(lbs)
+    if len(lbs) == 1:
+        c.warn("lb_hosts", f"one LB host ({lbs[0].name}): the VIP has no failover (no HA)")
+    vips = c.vips(lbs)
+    version, advert, password = c.vrrp()
+    frontends = c.frontends(vips, lbs)
+    c.sizes()
+    c.installer()
+    if any(f.level == "error" for f in c.findings):
+        return None, c.findings
+    prios = [p for v in vips for p in v.priorities.values()]
+    gap = (max(prios) - min(prios)) if prios else 0
+    cluster = Cluster(
+        spec=spec,
+        config_path=path,
+        inventory=inventory,
+        lb_hosts=tuple(lbs),
+        vips=tuple(vips),
+        frontends=tuple(frontends),
+        vrrp_version=version,
+        advert_int=advert,
+        track_weight=-(gap + 10),  # crosses the gap: a sick top host falls below every peer
+        auth_password=password,
+        warnings=tuple(f for f in c.findings if f.level == "warning"),
+    )
+    return cluster, c.findings

@@ -1,0 +1,80 @@
+"""`halb init`: a commented starter halb.yaml from an inventory (pure)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+import jinja2
+
+from halb.errors import InputError
+from halb.inventory import Inventory
+from halb.spec import derive_router_id
+
+
+def starter_spec(
+    inventory: Inventory,
+    inventory_ref: str,
+    vip: str,
+    external_vip: str | None = None,
+    interface: str = "eth0",
+    cluster: str | None = None,
+) -> tuple[str, list[str]]:
+    """The halb.yaml text and notes for the user."""
+    for flag, value in (("--vip", vip), ("--external-vip", external_vip)):
+        if value is None:
+            continue
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise InputError(f"{flag}: '{value}' is not an IPv4 address") from None
+    notes: list[str] = []
+    lb = inventory.group_hosts("lb") if "lb" in inventory.groups else []
+    masters = inventory.group_hosts("kube-master") if "kube-master" in inventory.groups else []
+    if lb:
+        lb_hosts = [h.name for h in lb]
+        source = f"the [lb] group of {inventory.source.name}"
+        colocated = False
+    elif masters:
+        lb_hosts = [h.name for h in masters]
+        source = f"no [lb] group in {inventory.source.name}, so the masters"
+        colocated = True
+        notes.append(
+            "no [lb] group: the masters carry the VIP; apiserver frontend on 8443 and "
+            "console on 8880 (the apiserver and node ports hold 6443 and 30880 there)"
+        )
+    else:
+        raise InputError(
+            f"{inventory.source}: no [lb] or [kube-master] group with hosts; add an [lb] group"
+        )
+    name = cluster or re.sub(r"[^A-Za-z0-9_.-]", "-", inventory.source.resolve().parent.name)
+    name = name.strip("-.") or "kubesphere-ha"
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("halb", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    text = env.get_template("halb.yaml.j2").render(
+        cluster=name,
+        inventory=inventory_ref,
+        lb_source=source,
+        lb_hosts=lb_hosts,
+        vip=vip,
+        external_vip=external_vip,
+        interface=interface,
+        router_id=derive_router_id(name, vip),
+        colocated=colocated,
+        apiserver_port=8443 if colocated else 6443,
+        console_port=8880 if colocated else 30880,
+    )
+    return text, notes
+
+
+def relative_ref(inventory: Path, spec_path: Path) -> str:
+    try:
+        return str(inventory.resolve().relative_to(spec_path.resolve().parent))
+    except ValueError:
+        return str(inventory.resolve())
