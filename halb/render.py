@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from importlib import resources
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -99,9 +100,14 @@ def render_host(cluster: Cluster, host: str, env: jinja2.Environment | None = No
     }
     lb = next(h for h in cluster.lb_hosts if h.name == host)
     if cluster.service_manager(lb) == "systemd":
-        files[HAPROXY_DROPIN] = RenderedFile(r("haproxy.dropin.conf.j2"), 0o644)
-        files[KEEPALIVED_DROPIN] = RenderedFile(r("keepalived.dropin.conf.j2"), 0o644)
+        files[HAPROXY_DROPIN] = RenderedFile(_unit("haproxy.service.d-90-halb.conf"), 0o644)
+        files[KEEPALIVED_DROPIN] = RenderedFile(_unit("keepalived.service.d-90-halb.conf"), 0o644)
     return files
+
+
+def _unit(name: str) -> str:
+    """systemd drop-ins ship as plain files in halb/systemd."""
+    return (resources.files("halb") / "systemd" / name).read_text()
 
 
 def render_cluster(cluster: Cluster) -> dict[str, HostFiles]:
