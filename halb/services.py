@@ -1,0 +1,215 @@
+"""Start, reload and inspect HAProxy and keepalived on a host, through its transport.
+
+Two managers with one interface: systemd (real hosts) and a plain pid-file supervisor
+(hosts without systemd, such as the netns lab). HAProxy always runs master-worker and is
+reloaded (validate, then USR2 to the master), never restarted.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+from halb.errors import DeployError, InputError
+from halb.transport import Transport, sh
+
+ServiceName = Literal["haproxy", "keepalived"]
+SERVICES: tuple[ServiceName, ...] = ("haproxy", "keepalived")
+
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+KEEPALIVED_CFG = "/etc/keepalived/keepalived.conf"
+CONFIG_OF: dict[ServiceName, str] = {"haproxy": HAPROXY_CFG, "keepalived": KEEPALIVED_CFG}
+
+
+def validate_argv(name: ServiceName, path: str) -> list[str]:
+    """The target-side check of a config file; any non-zero exit is a failure."""
+    if name == "haproxy":
+        return ["haproxy", "-c", "-q", "-f", path]
+    return ["keepalived", "-t", "-f", path]
+
+
+@dataclass(frozen=True)
+class SupervisedSpec:
+    start: tuple[str, ...]
+    pidfile: str
+    comm: str  # /proc/PID/comm of the main process, guards against a stale pid file
+    reload_signal: str
+
+
+SUPERVISED: dict[ServiceName, SupervisedSpec] = {
+    "haproxy": SupervisedSpec(
+        ("haproxy", "-W", "-D", "-f", HAPROXY_CFG, "-p", "/run/haproxy.pid"),
+        "/run/haproxy.pid",
+        "haproxy",
+        "USR2",
+    ),
+    "keepalived": SupervisedSpec(
+        tuple(
+            f"keepalived -f {KEEPALIVED_CFG} -p /run/keepalived.pid -r /run/keepalived_vrrp.pid "
+            "-c /run/keepalived_checkers.pid".split()
+        ),
+        "/run/keepalived.pid",
+        "keepalived",
+        "HUP",
+    ),
+}
+
+_PID_ALIVE = 'pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && '
+_PID_ALIVE += 'grep -qx "$2" /proc/"$pid"/comm && echo "$pid"'
+
+
+class ServiceManager(ABC):
+    kind: str
+
+    def __init__(self, transport: Transport) -> None:
+        self.t = transport
+
+    @abstractmethod
+    def main_pid(self, name: ServiceName) -> int | None:
+        """Pid of the running main process (HAProxy: the master), None when not running."""
+
+    def is_active(self, name: ServiceName) -> bool:
+        return self.main_pid(name) is not None
+
+    @abstractmethod
+    def start(self, name: ServiceName) -> None: ...
+
+    @abstractmethod
+    def stop(self, name: ServiceName) -> None: ...
+
+    @abstractmethod
+    def _signal_reload(self, name: ServiceName) -> None: ...
+
+    def enable(self, name: ServiceName) -> None:  # noqa: B027 - systemd only
+        """Start at boot where the manager supports it."""
+
+    def daemon_reload(self) -> None:  # noqa: B027 - systemd only
+        """Re-read unit files and drop-ins where the manager has them."""
+
+    # -- shared ----------------------------------------------------------------------
+    def children(self, pid: int) -> set[int]:
+        res = self.t.run(["cat", f"/proc/{pid}/task/{pid}/children"], timeout=15)
+        return {int(p) for p in res.out.split() if p.isdigit()} if res.ok else set()
+
+    def reload(self, name: ServiceName, *, wait: float = 10.0) -> None:
+        """Validate the installed config, reload, and confirm the reload took.
+
+        HAProxy: a new worker must appear under the same master (a failed reload leaves
+        the master in wait mode with only the old workers, still serving).
+        """
+        cfg = CONFIG_OF[name]
+        check = self.t.run(validate_argv(name, cfg), timeout=60)
+        if not check.ok:
+            raise DeployError(
+                f"{self.t.name}: {cfg} failed validation, not reloading {name}: "
+                f"{(check.err or check.out).strip()}"
+            )
+        pid = self.main_pid(name)
+        if pid is None:
+            raise DeployError(f"{self.t.name}: {name} is not running, cannot reload")
+        before = self.children(pid) if name == "haproxy" else set()
+        self._signal_reload(name)
+        deadline = time.monotonic() + wait
+        while True:
+            now_pid = self.main_pid(name)
+            if now_pid is None:
+                raise DeployError(f"{self.t.name}: {name} exited during reload")
+            if name != "haproxy":
+                return
+            if self.children(now_pid) - before:
+                return
+            if time.monotonic() > deadline:
+                raise DeployError(
+                    f"{self.t.name}: haproxy reload did not start a new worker within "
+                    f"{wait:g}s (the old workers keep serving); see the haproxy log"
+                )
+            time.sleep(0.2)
+
+
+class Systemd(ServiceManager):
+    kind = "systemd"
+
+    def main_pid(self, name: ServiceName) -> int | None:
+        active = self.t.run(["systemctl", "is-active", "--quiet", name], timeout=30)
+        if not active.ok:
+            return None
+        res = self.t.run(["systemctl", "show", "-p", "MainPID", "--value", name], timeout=30)
+        pid = res.out.strip()
+        return int(pid) if pid.isdigit() and pid != "0" else None
+
+    def start(self, name: ServiceName) -> None:
+        self.t.run(["systemctl", "start", name], timeout=90, check=True)
+
+    def stop(self, name: ServiceName) -> None:
+        self.t.run(["systemctl", "stop", name], timeout=90, check=True)
+
+    def _signal_reload(self, name: ServiceName) -> None:
+        self.t.run(["systemctl", "reload", name], timeout=90, check=True)
+
+    def enable(self, name: ServiceName) -> None:
+        self.t.run(["systemctl", "enable", "--quiet", name], timeout=60, check=True)
+
+    def daemon_reload(self) -> None:
+        self.t.run(["systemctl", "daemon-reload"], timeout=60, check=True)
+
+
+# Start a daemon detached from the session; its own start-up messages are kept and shown.
+_START = (
+    'mkdir -p /var/log/halb && log=/var/log/halb/start-"$1".log && shift && '
+    '"$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc'
+)
+
+
+class Supervisor(ServiceManager):
+    """Daemons started directly with pid files (no init system)."""
+
+    kind = "supervisor"
+
+    def main_pid(self, name: ServiceName) -> int | None:
+        spec = SUPERVISED[name]
+        res = self.t.run(sh(_PID_ALIVE, spec.pidfile, spec.comm), timeout=30)
+        pid = res.out.strip()
+        return int(pid) if res.ok and pid.isdigit() else None
+
+    def start(self, name: ServiceName, *, wait: float = 10.0) -> None:
+        spec = SUPERVISED[name]
+        res = self.t.run(sh(_START, name, *spec.start), timeout=60)
+        if not res.ok:
+            raise DeployError(f"{self.t.name}: {name} failed to start: {res.out.strip()}")
+        deadline = time.monotonic() + wait
+        while self.main_pid(name) is None:
+            if time.monotonic() > deadline:
+                raise DeployError(f"{self.t.name}: {name} did not come up within {wait:g}s")
+            time.sleep(0.2)
+
+    def stop(self, name: ServiceName, *, wait: float = 10.0) -> None:
+        pid = self.main_pid(name)
+        if pid is None:
+            return
+        self.t.run(["kill", "-TERM", str(pid)], timeout=15)
+        deadline = time.monotonic() + wait
+        while self.main_pid(name) is not None:
+            if time.monotonic() > deadline:
+                raise DeployError(f"{self.t.name}: {name} (pid {pid}) did not stop")
+            time.sleep(0.2)
+
+    def _signal_reload(self, name: ServiceName) -> None:
+        pid = self.main_pid(name)
+        if pid is None:
+            raise DeployError(f"{self.t.name}: {name} is not running")
+        self.t.run(["kill", f"-{SUPERVISED[name].reload_signal}", str(pid)], timeout=15, check=True)
+
+
+MANAGERS: dict[str, type[ServiceManager]] = {"systemd": Systemd, "supervisor": Supervisor}
+
+
+def manager(kind: str, transport: Transport) -> ServiceManager:
+    cls = MANAGERS.get(kind)
+    if cls is None:
+        valid = ", ".join(sorted(MANAGERS))
+        raise InputError(
+            f"host {transport.name}: unknown halb_service_manager {kind!r} (valid: {valid})"
+        )
+    return cls(transport)
