@@ -1,0 +1,171 @@
+"""The lab's plan: host names, roles, addresses and namespace names (pure, no I/O).
+
+Every lab lives in 10.250.X.0/24 where X comes from a stable hash of the lab name, so two
+labs with different names normally get different ranges; a clash is detected by the
+caller (see `octet_of`) and refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from halb.errors import InputError
+
+LAB_PREFIX = "10.250"
+NAME_RE = re.compile(r"^[a-z0-9]{1,12}$")
+MAX_LBS = 9  # .11 .. .19
+MAX_MASTERS = 9  # .21 .. .29
+MAX_NODES = 99  # .31 .. .129
+SWITCH = "sw"
+TASKBOX = "taskbox"
+BRIDGE = "br0"
+HOST_IFACE = "eth0"
+
+
+class Role(StrEnum):
+    TASKBOX = "taskbox"
+    LB = "lb"
+    MASTER = "master"
+    NODE = "node"
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str
+    role: Role
+    address: str
+    netns: str
+    password: bool  # logs in with the lab password instead of the key
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    name: str
+    octet: int
+    hosts: tuple[HostPlan, ...]
+
+    @property
+    def subnet(self) -> str:
+        return f"{LAB_PREFIX}.{self.octet}.0/24"
+
+    @property
+    def prefix_len(self) -> int:
+        return 24
+
+    @property
+    def vip_internal(self) -> str:
+        return f"{LAB_PREFIX}.{self.octet}.253"
+
+    @property
+    def vip_external(self) -> str:
+        return f"{LAB_PREFIX}.{self.octet}.254"
+
+    @property
+    def switch_netns(self) -> str:
+        return switch_netns(self.name)
+
+    @property
+    def cluster(self) -> str:
+        return f"halb-lab-{self.name}"
+
+    def host(self, name: str) -> HostPlan:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        valid = ", ".join(h.name for h in self.hosts)
+        raise InputError(f"lab {self.name}: no host {name!r} (hosts: {valid})")
+
+    def by_role(self, role: Role) -> tuple[HostPlan, ...]:
+        return tuple(h for h in self.hosts if h.role is role)
+
+    @property
+    def inventory_hosts(self) -> tuple[HostPlan, ...]:
+        """Every host but the taskbox: the machines of the cluster."""
+        return tuple(h for h in self.hosts if h.role is not Role.TASKBOX)
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise InputError(
+            f"lab name {name!r}: use 1-12 lower-case letters or digits "
+            "(it becomes part of namespace names)"
+        )
+    return name
+
+
+def octet_of(name: str) -> int:
+    """Third octet of the lab range, stable across runs and machines (1..254)."""
+    digest = hashlib.sha256(check_name(name).encode()).digest()
+    return 1 + int.from_bytes(digest[:4], "big") % 254
+
+
+def netns_name(lab: str, host: str) -> str:
+    return f"halb-{lab}-{host}"
+
+
+def switch_netns(lab: str) -> str:
+    return netns_name(lab, SWITCH)
+
+
+def lab_of_netns(ns: str) -> tuple[str, str] | None:
+    """`halb-NAME-HOST` -> (NAME, HOST); None for namespaces that are not a lab's."""
+    m = re.match(r"^halb-([a-z0-9]{1,12})-([a-z0-9]+)$", ns)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def default_password_hosts(lbs: int, nodes: int) -> frozenset[str]:
+    """The second LB and the first node log in with a password, the rest with the key."""
+    out = set()
+    if lbs >= 2:
+        out.add("lb2")
+    if nodes >= 1:
+        out.add("node1")
+    return frozenset(out)
+
+
+def plan(
+    name: str,
+    lbs: int = 2,
+    masters: int = 3,
+    nodes: int = 3,
+    octet: int | None = None,
+    password_hosts: frozenset[str] | None = None,
+) -> LabPlan:
+    check_name(name)
+    for what, n, lo, hi in (
+        ("--lbs", lbs, 1, MAX_LBS),
+        ("--masters", masters, 1, MAX_MASTERS),
+        ("--nodes", nodes, 0, MAX_NODES),
+    ):
+        if not lo <= n <= hi:
+            raise InputError(f"{what} {n}: must be between {lo} and {hi}")
+    x = octet_of(name) if octet is None else octet
+    if not 1 <= x <= 254:
+        raise InputError(f"lab range octet {x}: must be between 1 and 254")
+    pw = default_password_hosts(lbs, nodes) if password_hosts is None else password_hosts
+
+    def host(hname: str, role: Role, last: int) -> HostPlan:
+        return HostPlan(
+            name=hname,
+            role=role,
+            address=f"{LAB_PREFIX}.{x}.{last}",
+            netns=netns_name(name, hname),
+            password=hname in pw,
+        )
+
+    hosts = [host(TASKBOX, Role.TASKBOX, 2)]
+    hosts += [host(f"lb{i}", Role.LB, 10 + i) for i in range(1, lbs + 1)]
+    hosts += [host(f"master{i}", Role.MASTER, 20 + i) for i in range(1, masters + 1)]
+    hosts += [host(f"node{i}", Role.NODE, 30 + i) for i in range(1, nodes + 1)]
+    unknown = pw - {h.name for h in hosts}
+    if unknown:
+        raise InputError(f"password hosts not in the lab: {', '.join(sorted(unknown))}")
+    return LabPlan(name=name, octet=x, hosts=tuple(hosts))
+
+
+def in_lab_range(address: str) -> bool:
+    """True for any address in 10.250.0.0/16, the block all labs draw from."""
+    return address.startswith(f"{LAB_PREFIX}.")
