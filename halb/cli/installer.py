@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from halb.cli.common import (
     DEFAULT_CONFIG,
@@ -90,7 +91,7 @@ def write_config_cmd(
         )
         return
     for w in result.warnings:
-        err().print(f"[yellow]warning:[/] {w}")
+        err().print(Text.assemble(("warning:", "yellow"), f" {w}"))
     if result.diff and (diff or dry_run):
         typer.echo(result.diff, nl=False)
     if not result.changed:

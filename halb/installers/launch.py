@@ -59,7 +59,9 @@ def plan_launch(
         return answer if answer.endswith("\n") or not answer else answer + "\n"
 
     if command:
-        return LaunchPlan(("bash", "-c", command), base_dir, stdin(None))
+        # A command for a known kind still runs that installer: it gets the kind's answers.
+        default = {"kubesphere": KUBESPHERE_ANSWER, "kubekey": KUBEKEY_ANSWER}.get(kind)
+        return LaunchPlan(("bash", "-c", command), base_dir, stdin(default))
     if kind == "kubesphere":
         # conf/common.yaml -> the installer folder holds conf/ and scripts/.
         root = cfg.parent.parent if cfg is not None else base_dir
@@ -236,9 +238,13 @@ def _log_line(fd: int, line: str) -> None:
 def _report(console: Console, code: int, elapsed: float, log: Path, url: str) -> None:
     m, s = divmod(int(elapsed), 60)
     if code == 0:
-        console.print(f"[green]installer finished[/] in {m}m{s:02d}s; log: {log}")
+        console.print(
+            Text.assemble(("installer finished", "green"), f" in {m}m{s:02d}s; log: {log}")
+        )
         if url:
-            console.print(f"console (through the external VIP): [bold]{url}[/]")
+            console.print(Text.assemble("console (through the external VIP): ", (url, "bold")))
     else:
-        console.print(f"[red]installer failed[/] with exit code {code} after {m}m{s:02d}s")
-        console.print(f"log: {log}")
+        console.print(
+            Text.assemble(("installer failed", "red"), f" with exit code {code} after {m}m{s:02d}s")
+        )
+        console.print(Text(f"log: {log}"))

@@ -122,8 +122,10 @@ def test_kubesphere_without_script_is_input_error(tmp_path: Path) -> None:
         plan_launch("kubesphere", tmp_path, Path("conf/common.yaml"), None)
 
 
-def test_command_wins_over_the_kind(tmp_path: Path) -> None:
-    plan = plan_launch("kubesphere", tmp_path, Path("conf/common.yaml"), "make install")
+def test_command_wins_over_the_kind_and_keeps_its_answers(tmp_path: Path) -> None:
+    plan = plan_launch("kubesphere", tmp_path, Path("conf/common.yaml"), "./scripts/install.sh")
+    assert plan == LaunchPlan(("bash", "-c", "./scripts/install.sh"), tmp_path, KUBESPHERE_ANSWER)
+    plan = plan_launch("command", tmp_path, None, "make install")
     assert plan == LaunchPlan(("bash", "-c", "make install"), tmp_path, None)
 
 
