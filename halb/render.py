@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from importlib import resources
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import jinja2
@@ -145,8 +145,9 @@ def check_peers_agree(rendered: Mapping[str, HostFiles]) -> None:
     for host, files in rendered.items():
         conf = files[KEEPALIVED_CONF].content
         for inst, fields in vrrp_instances(conf).items():
-            shared = {k: v for k, v in fields.items() if k in ("virtual_router_id", "advert_int",
-                                                                "vip")}
+            shared = {
+                k: v for k, v in fields.items() if k in ("virtual_router_id", "advert_int", "vip")
+            }
             if inst in seen and seen[inst][1] != shared:
                 other = seen[inst][0]
                 raise SpecError(

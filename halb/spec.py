@@ -252,7 +252,9 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
-        raise SpecError(f"{path}: expected a mapping of keys (cluster, inventory, vips, ...), got {kind}")
+        raise SpecError(
+            f"{path}: expected a mapping of keys (cluster, inventory, vips, ...), got {kind}"
+        )
     return data
 
 
@@ -514,8 +516,10 @@ class _Checker:
                 self.error(f"{key}.priorities.{n}", f"must be 1..254 (got {p})")
         values = list(given.values())
         if len(set(values)) != len(values):
-            self.error(f"{key}.priorities", "priorities must be distinct (equal ones make the "
-                       "election depend on addresses)")
+            self.error(
+                f"{key}.priorities",
+                "priorities must be distinct (equal ones make the election depend on addresses)",
+            )
         return {n: given.get(n, 100) for n in names}
 
     def vrrp(self) -> tuple[int, float, str | None]:
@@ -575,9 +579,7 @@ class _Checker:
                     )
         return version, advert, password
 
-    def frontends(
-        self, vips: Sequence[ResolvedVip], lbs: Sequence[Host]
-    ) -> list[ResolvedFrontend]:
+    def frontends(self, vips: Sequence[ResolvedVip], lbs: Sequence[Host]) -> list[ResolvedFrontend]:
         out: list[ResolvedFrontend] = []
         by_name = {v.name: v for v in vips}
         lb_names = {h.name for h in lbs}
@@ -599,7 +601,9 @@ class _Checker:
                 )
                 continue
             if not members:
-                self.error(f"{key}.backends", f"group '{fe.backends}' in {self.inv_file} has no hosts")
+                self.error(
+                    f"{key}.backends", f"group '{fe.backends}' in {self.inv_file} has no hosts"
+                )
                 continue
             backends: list[Backend] = []
             for h in members:
@@ -619,8 +623,9 @@ class _Checker:
             check = fe.check or (
                 "readyz" if name == "apiserver" else "http" if mode == "http" else "tcp"
             )
-            out.append(ResolvedFrontend(name, vip.name, vip.address, fe.port, mode, check,
-                                        tuple(backends)))
+            out.append(
+                ResolvedFrontend(name, vip.name, vip.address, fe.port, mode, check, tuple(backends))
+            )
         return out
 
     def colocation(
@@ -655,11 +660,12 @@ class _Checker:
         if etcd is not None and etcd:
             n = len(etcd)
             if n == 1 or n % 2 == 0:
+                tolerated = (n - 1) // 2
+                better = n + 1 if n % 2 == 0 else 3
                 self.warn(
                     "group etcd",
-                    f"{n} etcd member(s): {'no' if n == 1 else 'no extra'} failure tolerance "
-                    f"over {n - 1 if n > 1 else 0} members; use an odd count >= 3 "
-                    f"({etcd_tolerance_table()})",
+                    f"{n} etcd member(s) tolerate {tolerated} failure(s); {better} would "
+                    f"tolerate {(better - 1) // 2} ({etcd_tolerance_table()})",
                     inventory=True,
                 )
         masters = self.group("kube-master")

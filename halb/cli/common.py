@@ -11,6 +11,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from halb.errors import ExitStatus, HalbError
 
@@ -38,11 +39,12 @@ def set_traceback(value: bool) -> None:
 
 
 def out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    """stdout; markup only where a caller passes markup=True."""
+    return Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -55,7 +57,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except HalbError as e:
             if _state["traceback"]:
                 raise
-            err().print(f"[bold red]error:[/] {e}", markup=True)
+            err().print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
             raise typer.Exit(int(e.exit_status)) from None
         except KeyboardInterrupt:
             err().print("interrupted")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from halb.checkconf import CheckResult, haproxy_check, keepalived_check
 from halb.cli.common import (
@@ -61,7 +62,7 @@ def _print_findings(findings: list[Finding]) -> None:
     e = err()
     for f in findings:
         style = "bold red" if f.level == "error" else "yellow"
-        e.print(f"[{style}]{f.level}:[/] {f}", markup=True)
+        e.print(f"[{style}]{f.level}:[/] {escape(str(f))}", markup=True)
 
 
 @app.command()

@@ -1,0 +1,318 @@
+"""Each offline bad input from the reliability notes: exit 2 and one message naming the
+file and key or host; warnings print and exit 0."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from halb.cli import app
+from halb.errors import SpecError
+from halb.render import KEEPALIVED_CONF, RenderedFile, check_peers_agree
+
+INVENTORY = """\
+[all]
+lb1 ansible_host=10.0.0.11 ip=10.0.0.11
+lb2 ansible_host=10.0.0.12 ip=10.0.0.12
+m1 ansible_host=10.0.0.21 ip=10.0.0.21
+m2 ansible_host=10.0.0.22 ip=10.0.0.22
+m3 ansible_host=10.0.0.23 ip=10.0.0.23
+n1 ansible_host=10.0.0.31 ip=10.0.0.31
+
+[lb]
+lb1
+lb2
+
+[kube-master]
+m[1:3]
+
+[kube-node]
+n1
+
+[etcd]
+m[1:3]
+
+[k8s-cluster:children]
+kube-master
+kube-node
+"""
+
+BASE: dict[str, Any] = {
+    "cluster": "t",
+    "inventory": "hosts.ini",
+    "vips": {"internal": {"address": "10.0.0.250", "interface": "eth0"}},
+}
+
+runner = CliRunner()
+
+
+def run_validate(
+    tmp_path: Path,
+    mutate: Callable[[dict[str, Any]], None] | None = None,
+    inventory: str | bytes = INVENTORY,
+    raw_spec: str | None = None,
+) -> tuple[int, str]:
+    spec = yaml.safe_load(yaml.safe_dump(BASE))
+    if mutate:
+        mutate(spec)
+    inv = tmp_path / "hosts.ini"
+    if isinstance(inventory, bytes):
+        inv.write_bytes(inventory)
+    else:
+        inv.write_text(inventory)
+    (tmp_path / "halb.yaml").write_text(raw_spec if raw_spec is not None else yaml.safe_dump(spec))
+    r = runner.invoke(app, ["validate", "-c", str(tmp_path / "halb.yaml")])
+    return r.exit_code, r.output
+
+
+def vip(**kw: Any) -> Callable[[dict[str, Any]], None]:
+    def m(s: dict[str, Any]) -> None:
+        s["vips"]["internal"].update(kw)
+
+    return m
+
+
+def vrrp(**kw: Any) -> Callable[[dict[str, Any]], None]:
+    def m(s: dict[str, Any]) -> None:
+        s.setdefault("vrrp", {}).update(kw)
+
+    return m
+
+
+def test_valid_base_passes(tmp_path: Path) -> None:
+    code, out = run_validate(tmp_path)
+    assert code == 0, out
+    assert "ok: 2 LB host(s)" in out
+
+
+ERRORS = [
+    ("router-id-0", vip(router_id=0), "vips.internal.router_id", "must be 1..255"),
+    ("router-id-256", vip(router_id=256), "vips.internal.router_id", "must be 1..255"),
+    ("router-id-nan", vip(router_id="abc"), "vips.internal.router_id", "valid integer"),
+    (
+        "vip-outside-subnet",
+        vip(subnet="10.0.1.0/24"),
+        "vips.internal.address",
+        "outside vips.internal.subnet 10.0.1.0/24",
+    ),
+    ("vip-is-host", vip(address="10.0.0.21"), "vips.internal.address", "address of host m1"),
+    (
+        "subsecond-v2",
+        vrrp(profile="default", advert_int=0.5),
+        "vrrp.advert_int",
+        "VRRPv2 adverts are whole seconds",
+    ),
+    (
+        "pass-with-v3",
+        vrrp(profile="fast", auth={"password": "abc"}),
+        "vrrp.auth",
+        "VRRPv3 has no authentication",
+    ),
+    (
+        "pass-too-long",
+        vrrp(auth={"password": "123456789"}),
+        "vrrp.auth.password",
+        "longer than 8 characters",
+    ),
+    (
+        "unknown-key",
+        lambda s: s.update(vipz=s.pop("vips")),
+        "vipz",
+        "did you mean 'vips'",
+    ),
+    (
+        "unknown-nested-key",
+        vip(adress="10.0.0.250"),
+        "vips.internal.adress",
+        "did you mean 'address'",
+    ),
+    (
+        "backend-group-missing",
+        lambda s: s.update(
+            frontends={
+                "apiserver": {"port": 6443, "backends": "kube-masters", "backend_port": 6443}
+            }
+        ),
+        "frontends.apiserver.backends",
+        "group 'kube-masters' is not in hosts.ini; did you mean 'kube-master'",
+    ),
+    (
+        "lb-host-unknown",
+        lambda s: s.update(lb_hosts=["lb1", "lb3"]),
+        "lb_hosts[1]",
+        "host 'lb3' is not in hosts.ini",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "message"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS]
+)
+def test_bad_spec(tmp_path: Path, mutate: Any, key: str, message: str) -> None:
+    code, out = run_validate(tmp_path, mutate)
+    assert code == 2, out
+    assert f"halb.yaml: {key}" in out
+    assert message in out
+    assert "Traceback" not in out
+
+
+def test_empty_backend_group(tmp_path: Path) -> None:
+    inv = INVENTORY.replace("n1\n\n[etcd]", "\n[etcd]")
+    spec = {
+        "frontends": {
+            "console": {
+                "vip": "internal",
+                "port": 30880,
+                "backends": "kube-node",
+                "backend_port": 30880,
+            }
+        }
+    }
+    code, out = run_validate(tmp_path, lambda s: s.update(spec), inventory=inv)
+    assert code == 2, out
+    assert "frontends.console.backends: group 'kube-node' in hosts.ini has no hosts" in out
+
+
+def test_colocated_apiserver_refused_with_two_ways_out(tmp_path: Path) -> None:
+    inv = INVENTORY.replace("[lb]\nlb1\nlb2\n", "[lb]\n")
+    code, out = run_validate(tmp_path, inventory=inv)
+    assert code == 2, out
+    assert "halb.yaml: frontends.apiserver.port" in out
+    assert "0.0.0.0:6443" in out
+    assert "frontends.apiserver.port: 8443" in out
+    assert "installer.apiserver_bind: host" in out
+
+
+def test_colocated_with_8443_and_other_console_port_passes(tmp_path: Path) -> None:
+    inv = INVENTORY.replace("[lb]\nlb1\nlb2\n", "[lb]\n")
+    fe = {
+        "apiserver": {"port": 8443, "backends": "kube-master", "backend_port": 6443},
+        "console": {"port": 8880, "backends": "k8s-cluster", "backend_port": 30880},
+    }
+    code, out = run_validate(tmp_path, lambda s: s.update(frontends=fe), inventory=inv)
+    assert code == 0, out
+
+
+def test_colocated_with_host_bind_passes_apiserver(tmp_path: Path) -> None:
+    inv = INVENTORY.replace("[lb]\nlb1\nlb2\n", "[lb]\n")
+    fe = {
+        "apiserver": {"port": 6443, "backends": "kube-master", "backend_port": 6443},
+        "console": {"port": 8880, "backends": "k8s-cluster", "backend_port": 30880},
+    }
+
+    def m(s: dict[str, Any]) -> None:
+        s.update(frontends=fe, installer={"apiserver_bind": "host"})
+
+    code, out = run_validate(tmp_path, m, inventory=inv)
+    assert code == 0, out
+
+
+def test_two_hosts_same_ip(tmp_path: Path) -> None:
+    inv = INVENTORY.replace("n1 ansible_host=10.0.0.31 ip=10.0.0.31", "n1 ip=10.0.0.22")
+    code, out = run_validate(tmp_path, inventory=inv)
+    assert code == 2, out
+    assert "hosts.ini: host n1: ip 10.0.0.22 is also the address of host m2" in out
+
+
+def test_host_defined_twice_with_different_addresses(tmp_path: Path) -> None:
+    inv = INVENTORY + "\n[extra]\nn1 ansible_host=10.0.0.99 ip=10.0.0.99\n"
+    code, out = run_validate(tmp_path, inventory=inv)
+    assert code == 2, out
+    assert "hosts.ini" in out and "n1" in out
+    assert "10.0.0.31" in out and "10.0.0.99" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty"),
+        (b"\x00\x01\x02binary\x00", "binary"),
+    ],
+    ids=["empty", "binary"],
+)
+def test_bad_inventory(tmp_path: Path, content: str | bytes, message: str) -> None:
+    code, out = run_validate(tmp_path, inventory=content)
+    assert code == 2, out
+    assert "hosts.ini" in out
+    assert message in out.lower()
+
+
+def test_unreadable_inventory(tmp_path: Path) -> None:
+    code, out = run_validate(tmp_path, lambda s: s.update(inventory="missing.ini"))
+    assert code == 2, out
+    assert "missing.ini" in out
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("- a\n- b\n", "expected a mapping"),
+        ("just a string\n", "expected a mapping"),
+        ("", "got empty"),
+        ("cluster: [unclosed\n", "invalid YAML (line"),
+    ],
+    ids=["list", "scalar", "empty", "syntax"],
+)
+def test_spec_not_a_mapping(tmp_path: Path, raw: str, message: str) -> None:
+    code, out = run_validate(tmp_path, raw_spec=raw)
+    assert code == 2, out
+    assert "halb.yaml" in out and message in out
+
+
+def test_missing_spec_file_says_how_to_make_one(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["validate", "-c", str(tmp_path / "nope.yaml")])
+    assert r.exit_code == 2
+    assert "nope.yaml: not found" in r.output and "halb init" in r.output
+
+
+def test_warnings_exit_zero(tmp_path: Path) -> None:
+    inv = INVENTORY.replace("[lb]\nlb1\nlb2\n", "[lb]\nlb1\n").replace(
+        "[etcd]\nm[1:3]", "[etcd]\nm[1:2]"
+    )
+    code, out = run_validate(tmp_path, inventory=inv)
+    assert code == 0, out
+    assert "warning: halb.yaml: lb_hosts: one LB host (lb1): the VIP has no failover" in out
+    assert "warning: hosts.ini: group etcd: 2 etcd member(s) tolerate 0 failure(s)" in out
+    assert "3/1" in out  # the failure-tolerance table
+
+
+def test_validate_json_lists_findings(tmp_path: Path) -> None:
+    run_validate(tmp_path, vip(router_id=0))
+    r = runner.invoke(app, ["validate", "--json", "-c", str(tmp_path / "halb.yaml")])
+    assert r.exit_code == 2
+    import json
+
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False
+    assert {
+        "level": "error",
+        "where": "halb.yaml: vips.internal.router_id",
+        "message": "must be 1..255 (got 0)",
+    } in doc["findings"]
+
+
+def test_password_never_echoed(tmp_path: Path) -> None:
+    code, out = run_validate(tmp_path, vrrp(auth={"password": "S3cr3tLongPw"}))
+    assert code == 2
+    assert "S3cr3tLongPw" not in out
+
+
+def test_peers_with_different_router_ids_refused() -> None:
+    conf = (
+        "vrrp_instance halb_internal {{\n    virtual_router_id {rid}\n    priority {p}\n"
+        "    advert_int 1\n    virtual_ipaddress {{\n        10.0.0.250 dev eth0\n    }}\n}}\n"
+    )
+    rendered = {
+        "lb1": {KEEPALIVED_CONF: RenderedFile(conf.format(rid=51, p=150), 0o600)},
+        "lb2": {KEEPALIVED_CONF: RenderedFile(conf.format(rid=52, p=100), 0o600)},
+    }
+    with pytest.raises(SpecError, match="lb2 and lb1 disagree on halb_internal"):
+        check_peers_agree(rendered)
+    rendered["lb2"] = {KEEPALIVED_CONF: RenderedFile(conf.format(rid=51, p=150), 0o600)}
+    with pytest.raises(SpecError, match="share priority 150"):
+        check_peers_agree(rendered)
