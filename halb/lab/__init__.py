@@ -9,7 +9,15 @@
 
 from __future__ import annotations
 
-from halb.lab.build import down, existing_labs, require_root, running, status, up
+from halb.lab.build import (
+    down,
+    existing_labs,
+    pick_name,
+    require_root,
+    running,
+    status,
+    up,
+)
 from halb.lab.model import Lab, load
 from halb.lab.netns import LabError, ip_netns_available
 from halb.lab.topology import HostPlan, LabPlan, Role, octet_of, plan
@@ -25,6 +33,7 @@ __all__ = [
     "ip_netns_available",
     "load",
     "octet_of",
+    "pick_name",
     "plan",
     "require_root",
     "running",

@@ -578,3 +578,15 @@ def enter_argv(name: str, host: str, lab_dir: Path | None) -> list[str]:
         f"lab {name}: cannot find the mount namespace of {host} "
         "(no lab.json in --dir and no process left in the host)"
     )
+
+
+def pick_name(prefix: str = "t") -> str:
+    """A lab name not in use whose range no running lab uses (for tests and scripts)."""
+    labs = existing_labs()
+    used = {lab_octet_in_use(n) for n in labs}
+    base = f"{prefix}{os.getpid()}"
+    for i in range(200):
+        name = f"{base}x{i}"[-12:] if i else base[-12:]
+        if name not in labs and octet_of(check_name(name)) not in used:
+            return name
+    raise netns.LabError("no free lab name/range found; take some labs down")

@@ -1,0 +1,54 @@
+"""Lab fixtures: `lab` (one small lab per test module) and `lab_factory` (custom sizes).
+
+Both skip cleanly when not root or when `ip netns` does not work, and always take down
+what they built, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from halb import lab as labmod
+from halb.lab import Lab
+
+LabFactory = Callable[..., Lab]
+
+
+def _require_lab_support() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    if not labmod.ip_netns_available():
+        pytest.skip("`ip netns` is not available here")
+
+
+@pytest.fixture(scope="module")
+def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
+    """`lab_factory(lbs=2, masters=2, nodes=2, **up_kwargs) -> Lab`; all torn down at the end.
+
+    A test may also call `lab.down()` itself to take a lab down early.
+    """
+    _require_lab_support()
+    made: list[tuple[str, Path]] = []
+
+    def make(lbs: int = 2, masters: int = 2, nodes: int = 2, **kw: Any) -> Lab:
+        name = kw.pop("name", None) or labmod.pick_name("t")
+        d = tmp_path_factory.mktemp(f"lab-{name}") / "lab"
+        made.append((name, d))
+        return labmod.up(name, d, lbs=lbs, masters=masters, nodes=nodes, **kw)
+
+    try:
+        yield make
+    finally:
+        for name, d in reversed(made):
+            labmod.down(name, d)
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory: LabFactory) -> Lab:
+    """A lab with 2 LBs, 2 masters and 2 nodes, shared by the tests of one module."""
+    return lab_factory(lbs=2, masters=2, nodes=2)
