@@ -112,6 +112,10 @@ class Inventory:
     groups: Mapping[str, Group]  # includes "all" and "ungrouped"
     # What Ansible would only warn about (skipped YAML keys, a host named like a group).
     warnings: tuple[str, ...] = ()
+    # (host, message): a connection var (address, port, user) given two different values
+    # on two host lines. Ansible silently keeps one; callers decide whether that is fatal.
+    # The message names the key, both values and their lines, not the file or the host.
+    conflicts: tuple[tuple[str, str], ...] = ()
 
     def descendants(self, name: str) -> list[str]:
         """The group and every group below it (KeyError for an unknown group)."""
@@ -132,6 +136,11 @@ class Inventory:
 
 # --------------------------------------------------------------------------- loading
 
+# Host vars whose silent redefinition is worth reporting; never secrets (they get quoted).
+_CONFLICT_KEYS = frozenset(
+    {"ip", "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port"}
+    | {"ansible_user", "ansible_ssh_user", "ansible_connection"}
+)
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")  # Ansible's default yaml_extensions
 _COMMENT_MARKERS = (";", "#")
 
@@ -206,6 +215,8 @@ class _Build:
         self.priority: dict[str, int] = {}
         self.host_vars: dict[str, dict[str, Any]] = {}
         self.warnings: list[str] = []
+        self.conflicts: list[tuple[str, str]] = []
+        self.seen: dict[tuple[str, str], tuple[Any, int | None]] = {}  # (host, key) -> value, line
         for g in ("all", "ungrouped"):
             self.add_group(g)
         self.add_child("all", "ungrouped")
@@ -232,6 +243,17 @@ class _Build:
         if name not in self.host_vars:
             # The port of `host:port` counts only where the host is first seen.
             self.host_vars[name] = {"ansible_port": port} if port else {}
+            self.seen[(name, ":port")] = (port, self.line)
+        elif port:
+            first, line = self.seen[(name, ":port")]
+            if first != port:
+                self.conflicts.append(
+                    (
+                        name,
+                        f"port {port}{self._line()} is ignored: Ansible keeps the port of "
+                        f"the host's first line: {first or 'none'}{self._line(line)}",
+                    )
+                )
         if name not in self.group_hosts[group]:
             self.group_hosts[group].append(name)
 
@@ -283,6 +305,25 @@ class _Build:
             self.set_group_var(host, key, value)
         else:
             self.host_vars[host][key] = value
+            self._note(host, key, value)
+
+    def _line(self, line: int | None = -1) -> str:
+        n = self.line if line == -1 else line
+        return f" (line {n})" if n is not None else ""
+
+    def _note(self, host: str, key: Any, value: Any) -> None:
+        if not isinstance(key, str) or key not in _CONFLICT_KEYS:
+            return
+        before = self.seen.get((host, key))
+        self.seen[(host, key)] = (value, self.line)
+        if before is not None and before[0] != value:
+            self.conflicts.append(
+                (
+                    host,
+                    f"{key} is {before[0]}{self._line(before[1])} and "
+                    f"{value}{self._line()}; Ansible uses the last one",
+                )
+            )
 
     def finish(self) -> Inventory:
         # Ansible's reconcile_inventory: every top group goes under "all"; "ungrouped"
@@ -334,7 +375,11 @@ class _Build:
             for g in self.group_hosts
         }
         return Inventory(
-            source=self.source, hosts=hosts, groups=groups, warnings=tuple(self.warnings)
+            source=self.source,
+            hosts=hosts,
+            groups=groups,
+            warnings=tuple(self.warnings),
+            conflicts=tuple(self.conflicts),
         )
 
     def _depths(self) -> dict[str, int]:

@@ -44,9 +44,9 @@ def plain(v: Any) -> Any:
 @pytest.fixture
 def ansible_inventory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     pytest.importorskip("ansible")
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.utils.display import Display
+    from ansible.inventory.manager import InventoryManager  # type: ignore[import-untyped]
+    from ansible.parsing.dataloader import DataLoader  # type: ignore[import-untyped]
+    from ansible.utils.display import Display  # type: ignore[import-untyped]
 
     # Ansible warns about "-" in group names and the like; not this test's business.
     for name in ("warning", "deprecated", "display", "vvvv", "vvv"):
@@ -69,8 +69,8 @@ def test_corpus_is_big_enough() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_same_as_ansible(path: Path, ansible_inventory: Any) -> None:
-    from ansible.inventory.helpers import get_group_vars
-    from ansible.utils.vars import combine_vars
+    from ansible.inventory.helpers import get_group_vars  # type: ignore[import-untyped]
+    from ansible.utils.vars import combine_vars  # type: ignore[import-untyped]
 
     im = ansible_inventory(path)
     inv = load_inventory(path)
