@@ -1,0 +1,173 @@
+"""The lab's address plan and the files it writes (pure; no root, no namespaces)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from halb.cli import app
+from halb.errors import InputError
+from halb.inventory import load_inventory
+from halb.lab import build, fakeapi, plan, writer
+from halb.lab.topology import Role, lab_of_netns, octet_of
+from halb.spec import check
+
+
+def test_octet_is_stable_and_in_range() -> None:
+    assert octet_of("halb") == octet_of("halb")
+    octets = {octet_of(f"lab{i}") for i in range(300)}
+    assert octets <= set(range(1, 255))
+    assert len(octets) > 150  # spread out, so different names rarely share a range
+
+
+def test_default_plan_addresses_and_names() -> None:
+    p = plan("demo")
+    x = octet_of("demo")
+    assert p.subnet == f"10.250.{x}.0/24"
+    assert [(h.name, h.address) for h in p.hosts] == [
+        ("taskbox", f"10.250.{x}.2"),
+        ("lb1", f"10.250.{x}.11"),
+        ("lb2", f"10.250.{x}.12"),
+        ("master1", f"10.250.{x}.21"),
+        ("master2", f"10.250.{x}.22"),
+        ("master3", f"10.250.{x}.23"),
+        ("node1", f"10.250.{x}.31"),
+        ("node2", f"10.250.{x}.32"),
+        ("node3", f"10.250.{x}.33"),
+    ]
+    assert (p.vip_internal, p.vip_external) == (f"10.250.{x}.253", f"10.250.{x}.254")
+    assert {h.address for h in p.hosts}.isdisjoint({p.vip_internal, p.vip_external})
+    assert [h.netns for h in p.hosts][:2] == ["halb-demo-taskbox", "halb-demo-lb1"]
+    assert p.switch_netns == "halb-demo-sw"
+    assert [h.name for h in p.hosts if h.password] == ["lb2", "node1"]
+    assert p.inventory_hosts[0].name == "lb1"
+
+
+def test_netns_names_parse_back() -> None:
+    p = plan("ab1", lbs=1, masters=1, nodes=1)
+    for h in p.hosts:
+        assert lab_of_netns(h.netns) == ("ab1", h.name)
+    assert lab_of_netns("halb-txdev") is None
+    assert lab_of_netns("other-ab1-lb1") is None
+
+
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"name": "Bad-Name"}, "lab name 'Bad-Name'"),
+        ({"name": "x" * 13}, "lab name"),
+        ({"lbs": 0}, "--lbs 0"),
+        ({"masters": 10}, "--masters 10"),
+        ({"nodes": -1}, "--nodes -1"),
+        ({"octet": 255}, "octet 255"),
+        ({"password_hosts": frozenset({"lb7"})}, "password hosts not in the lab: lb7"),
+    ],
+)
+def test_bad_plans_say_what_is_wrong(kw: dict[str, object], msg: str) -> None:
+    args: dict[str, object] = {"name": "ok"} | kw
+    with pytest.raises(InputError, match=msg):
+        plan(**args)  # type: ignore[arg-type]
+
+
+def test_small_lab_has_no_password_lb() -> None:
+    p = plan("s", lbs=1, masters=1, nodes=0)
+    assert [h.name for h in p.hosts] == ["taskbox", "lb1", "master1"]
+    assert not [h for h in p.hosts if h.password]
+    assert p.by_role(Role.NODE) == ()
+
+
+def test_hosts_ini_reads_as_the_kubesphere_inventory(tmp_path: Path) -> None:
+    p = plan("demo")
+    text = writer.hosts_ini(p, tmp_path, "s3cret-pw")
+    (tmp_path / "hosts.ini").write_text(text)
+    inv = load_inventory(tmp_path / "hosts.ini")
+    assert list(inv.hosts) == ["lb1", "lb2", "master1", "master2", "master3",
+                               "node1", "node2", "node3"]  # fmt: skip
+    names = lambda g: [h.name for h in inv.group_hosts(g)]  # noqa: E731
+    assert names("lb") == ["lb1", "lb2"]
+    assert names("kube-master") == names("etcd") == ["master1", "master2", "master3"]
+    assert names("k8s-cluster") == ["master1", "master2", "master3", "node1", "node2", "node3"]
+    lb2, lb1 = inv.hosts["lb2"], inv.hosts["lb1"]
+    assert lb2.password == "s3cret-pw" and lb1.password is None
+    assert lb1.ip == lb1.ssh_address == p.host("lb1").address
+    assert lb1.user == "root"
+    assert lb1.private_key_file == str(tmp_path / "id_ed25519")
+    assert lb1.ssh_common_args == (
+        f"-o UserKnownHostsFile={tmp_path / 'known_hosts'} -o StrictHostKeyChecking=yes"
+    )
+    assert lb1.vars["halb_service_manager"] == "supervisor"
+    assert "taskbox" not in text
+    assert text.count("s3cret-pw") == 2  # lb2 and node1 only
+
+
+def test_halb_yaml_is_the_documented_spec_and_validates(tmp_path: Path) -> None:
+    p = plan("demo")
+    text = writer.halb_yaml(p)
+    assert text.startswith('# halb cluster spec for the lab "demo"')
+    data = yaml.safe_load(text)
+    assert data["cluster"] == "halb-lab-demo"
+    assert data["vips"]["internal"] == {"address": p.vip_internal, "interface": "eth0"}
+    assert data["vips"]["external"] == {"address": p.vip_external, "interface": "eth0"}
+    assert data["frontends"]["console"]["backends"] == "k8s-cluster"
+    assert data["installer"]["command"] == "true"
+    (tmp_path / "halb.yaml").write_text(text)
+    (tmp_path / "hosts.ini").write_text(writer.hosts_ini(p, tmp_path, "pw"))
+    cluster, findings = check(tmp_path / "halb.yaml")
+    assert cluster is not None, findings
+    assert not [f for f in findings if f.level == "error"]
+
+
+def test_common_yaml_is_yaml_with_the_lb_comments() -> None:
+    data = yaml.safe_load(writer.COMMON_YAML)
+    assert data["console_port"] == 30880
+    assert "# loadbalancer_apiserver:" in writer.COMMON_YAML
+
+
+def test_sshd_config_per_host() -> None:
+    p = plan("demo")
+    lb1, lb2 = writer.sshd_config(p.host("lb1")), writer.sshd_config(p.host("lb2"))
+    assert f"ListenAddress {p.host('lb1').address}\n" in lb1
+    assert "UsePAM no\n" in lb1 and "PermitRootLogin yes\n" in lb1
+    assert "PasswordAuthentication no\n" in lb1
+    assert "PasswordAuthentication yes\n" in lb2
+
+
+def test_shadow_copy_replaces_only_roots_password() -> None:
+    shadow = "root:*:20228:0:99999:7:::\ndaemon:*:20228:0:99999:7:::\n"
+    out = writer.shadow_with_root_hash(shadow, "$6$salt$hash")
+    assert out == "root:$6$salt$hash:20228:0:99999:7:::\ndaemon:*:20228:0:99999:7:::\n"
+    assert writer.shadow_with_root_hash("daemon:*:1::::::\n", "*").startswith("root:*:")
+
+
+def test_known_hosts_lists_name_and_address() -> None:
+    p = plan("k", lbs=1, masters=1, nodes=0)
+    keys = {"lb1": "ssh-ed25519 AAAA1 lb1\n", "master1": "ssh-ed25519 AAAA2 master1\n"}
+    assert writer.known_hosts(p, keys) == (
+        f"lb1,{p.host('lb1').address} ssh-ed25519 AAAA1\n"
+        f"master1,{p.host('master1').address} ssh-ed25519 AAAA2\n"
+    )
+
+
+def test_fakeapi_answers(tmp_path: Path) -> None:
+    assert fakeapi.apiserver_answer("/readyz", tmp_path) == (200, "ok")
+    (tmp_path / "readyz").write_text("500\n")
+    assert fakeapi.apiserver_answer("/readyz?verbose", tmp_path)[0] == 500
+    assert fakeapi.apiserver_answer("/livez", tmp_path) == (200, "ok")
+    (tmp_path / "livez").write_text("401")
+    assert fakeapi.apiserver_answer("/livez", tmp_path)[0] == 401
+    assert fakeapi.apiserver_answer("/api", tmp_path)[0] == 404
+    assert fakeapi.console_answer("node2", tmp_path) == (200, "console node2\n")
+    raw = fakeapi.response(200, "ok")
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and raw.endswith(b"\r\n\r\nok")
+
+
+def test_lab_commands_need_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build.os, "geteuid", lambda: 1000)
+    runner = CliRunner()
+    for args in (["lab", "up"], ["lab", "down"], ["lab", "status"], ["lab", "exec", "--", "true"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "halb lab needs root" in r.output
