@@ -253,9 +253,9 @@ def parse_arping(text: str) -> list[ArpReply]:
 
 
 # The helper run on an LB host (as root). Modes:
-#   arp IFACE SECONDS VIP SRC_IP [OTHER_IP...]  send an RFC 5227 probe for VIP (sender
-#       0.0.0.0) and plain requests for OTHER_IPs (to name who holds the VIP by MAC),
-#       print every ARP reply frame received, as hex.
+#   arp IFACE SECONDS SRC_IP VIP[,VIP] [OTHER_IP...]  send an RFC 5227 probe for each VIP
+#       (sender 0.0.0.0) and plain requests for OTHER_IPs (to name who holds a VIP by its
+#       MAC); print every ARP reply frame received, as hex.
 #   vrrp IFACE SECONDS  print every received IPv4 frame with protocol 112, as hex.
 PACKET_HELPER = r"""
 import socket, struct, sys, time
@@ -281,16 +281,18 @@ def capture(s, seconds, keep):
 def main(mode, ifname, seconds, *rest):
     seconds = float(seconds)
     if mode == "arp":
-        vip, src, others = rest[0], rest[1], rest[2:]
+        src, vips, others = rest[0], rest[1].split(","), rest[2:]
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
         s.bind((ifname, 0))
         mac = mac_of(ifname)
         keep = lambda d: len(d) >= 42 and d[12:14] == b"\x08\x06" and d[20:22] == b"\x00\x02"
-        s.send(arp_request(mac, "0.0.0.0", vip))
+        for vip in vips:
+            s.send(arp_request(mac, "0.0.0.0", vip))
         for o in others:
             s.send(arp_request(mac, src, o))
         capture(s, seconds / 2, keep)
-        s.send(arp_request(mac, "0.0.0.0", vip))
+        for vip in vips:
+            s.send(arp_request(mac, "0.0.0.0", vip))
         capture(s, seconds / 2, keep)
     elif mode == "vrrp":
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
@@ -843,8 +845,8 @@ class _HostCheck:
             return _HostFacts(self.h.name, tuple(self.out), reachable=True)
         if self.start_listen is not None:
             self.heard = self.start_listen()
-        how = {"none": "root", "sudo": "sudo -n", "sudo-password": "sudo with password"}
-        self.add("sudo", Level.OK, f"root via {how.get(mode, mode)}")
+        how = {"none": "running as root", "sudo": "sudo -n", "sudo-password": "sudo with password"}
+        self.add("sudo", Level.OK, f"root: {how.get(mode, mode)}")
 
         ifaces = sorted({v.interface for v in self.c.vips})
         _, link_text, _ = self.sh(["ip", "-o", "link", "show"])
@@ -864,12 +866,13 @@ class _HostCheck:
             if iface not in links:
                 continue
             mac = mac or self._mac(iface)
-            for vip in vips:
-                src = subnet_for(vip, addrs, iface)
-                if src is not None and not any(a.address == vip for a in addrs):
-                    replies = self._arp_probe(iface, vip, src.address)
-                    if replies is not None:
-                        arp[vip] = tuple(replies)
+            # One helper run per interface probes every VIP not held here.
+            probe = [v for v in vips if not any(a.address == v for a in addrs)]
+            src = next((n for v in probe if (n := subnet_for(v, addrs, iface))), None)
+            if probe and src is not None:
+                replies = self._arp_probe(iface, probe, src.address)
+                if replies is not None:
+                    arp.update({vip: tuple(replies) for vip in probe})
         self._ports()
         self._firewall(links)
         return _HostFacts(self.h.name, tuple(self.out), arp, (), mac, reachable=True)
@@ -890,21 +893,25 @@ class _HostCheck:
                 seen.append(h.ip)
         return seen[:256]
 
-    def _arp_probe(self, iface: str, vip: str, src: str) -> list[ArpReply] | None:
-        argv = ["python3", "-c", PACKET_HELPER, "arp", iface, str(ARP_WAIT), vip, src]
+    def _arp_probe(self, iface: str, vips: Sequence[str], src: str) -> list[ArpReply] | None:
+        argv = ["python3", "-c", PACKET_HELPER, "arp", iface, str(ARP_WAIT), src, ",".join(vips)]
         rc, out, err = self.sh([*argv, *self._others()])
         if rc == 0:
             return [r for f in parse_hex_lines(out) if (r := parse_arp(f))]
-        rc2, out2, _ = self.sh(["arping", "-D", "-c", "2", "-w", "3", "-I", iface, vip])
-        if rc2 in (0, 1) and ("reply" in out2 or rc2 == 0):
-            return parse_arping(out2)
-        self.add(
-            "vip-arp",
-            Level.WARN,
-            f"could not check who answers ARP for {vip} from {self.h.name}: "
-            f"{_first_line(err) or 'python3 and arping unavailable'}",
-        )
-        return None
+        # iputils arping in DAD mode: exit 0 = nobody answered, 1 = an answer (printed)
+        replies: list[ArpReply] = []
+        for vip in vips:
+            rc2, out2, _ = self.sh(["arping", "-D", "-c", "2", "-w", "3", "-I", iface, vip])
+            if rc2 not in (0, 1) or (rc2 == 1 and "reply" not in out2):
+                self.add(
+                    "vip-arp",
+                    Level.WARN,
+                    f"could not check who answers ARP for {vip} from {self.h.name}: "
+                    f"{_first_line(err) or 'python3 and arping unavailable'}",
+                )
+                return None
+            replies += [ArpReply(r.sender_mac, vip, "") for r in parse_arping(out2)]
+        return replies
 
     def listen_vrrp(self, seconds: float) -> tuple[VrrpAdvert, ...] | None:
         ifaces = sorted({v.interface for v in self.c.vips})

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from halb import preflight as pf
 from halb import probe as pr
@@ -36,10 +37,14 @@ _STATUS_STYLE = {
 }
 
 
+def _level(level: str) -> Text:
+    return Text(str(level), style=_LEVEL_STYLE[str(level)])
+
+
 def _probe_table(s: pr.ProbeSummary) -> Table:
     t = Table(title=f"halb probe (timeout {s.timeout:g} s, {s.elapsed_ms:.0f} ms)")
     for col in ("frontend", "via", "target", "address", "status", "latency", "detail"):
-        t.add_column(col, justify="right" if col == "latency" else "left")
+        t.add_column(col, justify="right" if col == "latency" else "left", overflow="fold")
     for f in s.frontends:
         rows = [*f.backends, *([f.vip] if f.vip else [])]
         for r in rows:
@@ -49,9 +54,9 @@ def _probe_table(s: pr.ProbeSummary) -> Table:
                 str(r.target.via),
                 r.target.name,
                 f"{r.target.address}:{r.target.port}",
-                f"[{style}]{r.status}[/]",
+                Text(str(r.status), style=style),
                 f"{r.latency_ms:.0f} ms",
-                r.detail,
+                Text(r.detail),
             )
         t.add_section()
     return t
@@ -88,8 +93,7 @@ def probe(
         con = out()
         con.print(_probe_table(summary))
         for f in summary.frontends:
-            style = _LEVEL_STYLE[str(f.level)]
-            con.print(f"[{style}]{f.level}[/] {f.name}: {f.message}")
+            con.print(_level(f.level), Text(f"{f.name}: {f.message}"))
     exit_with(ExitStatus(summary.exit_status))
 
 
@@ -117,12 +121,12 @@ def preflight(
     else:
         t = Table(title="halb preflight")
         for col in ("check", "host", "result", "message"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         for r in results:
-            t.add_row(r.check, r.host, f"[{_LEVEL_STYLE[str(r.level)]}]{r.level}[/]", r.message)
+            t.add_row(r.check, r.host, _level(r.level), Text(r.message))
         out().print(t)
     # The failures again, one line each on stderr, also with --json.
     for r in results:
         if r.level is pf.Level.FAIL:
-            err().print(f"[bold red]error:[/] {r.host}: {r.message}")
+            err().print(Text("error:", style="bold red"), Text(f"{r.host}: {r.message}"))
     exit_with(status)
