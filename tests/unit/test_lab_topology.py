@@ -8,10 +8,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from halb.cli import app
+from halb.cli.common import app
 from halb.errors import InputError
 from halb.inventory import load_inventory
-from halb.lab import build, fakeapi, plan, writer
+from halb.lab import fakeapi, plan, writer
 from halb.lab.topology import Role, lab_of_netns, octet_of
 from halb.spec import check
 
@@ -86,7 +86,10 @@ def test_hosts_ini_reads_as_the_kubesphere_inventory(tmp_path: Path) -> None:
     inv = load_inventory(tmp_path / "hosts.ini")
     assert list(inv.hosts) == ["lb1", "lb2", "master1", "master2", "master3",
                                "node1", "node2", "node3"]  # fmt: skip
-    names = lambda g: [h.name for h in inv.group_hosts(g)]  # noqa: E731
+
+    def names(group: str) -> list[str]:
+        return [h.name for h in inv.group_hosts(group)]
+
     assert names("lb") == ["lb1", "lb2"]
     assert names("kube-master") == names("etcd") == ["master1", "master2", "master3"]
     assert names("k8s-cluster") == ["master1", "master2", "master3", "node1", "node2", "node3"]
@@ -165,7 +168,7 @@ def test_fakeapi_answers(tmp_path: Path) -> None:
 
 
 def test_lab_commands_need_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("halb.lab.build.os.geteuid", lambda: 1000)
     runner = CliRunner()
     for args in (["lab", "up"], ["lab", "down"], ["lab", "status"], ["lab", "exec", "--", "true"]):
         r = runner.invoke(app, args)
