@@ -1,4 +1,110 @@
-"""CLI commands: deploy."""
+"""CLI commands: deploy, status."""
 
 from __future__ import annotations
 
+import threading
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from halb.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    app,
+    err,
+    exit_with,
+    handle_errors,
+    out,
+    print_json,
+)
+from halb.errors import DeployError, ExitStatus
+
+
+@app.command()
+@handle_errors
+def deploy(
+    config: ConfigOption = DEFAULT_CONFIG,
+    diff: Annotated[bool, typer.Option("--diff", help="Show unified diffs of changes.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+    ] = False,
+    limit: Annotated[
+        list[str] | None, typer.Option("--limit", help="Only this LB host (repeatable).")
+    ] = None,
+    no_install: Annotated[
+        bool, typer.Option("--no-install", help="Do not install missing haproxy/keepalived.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Validate on the targets, back up, replace atomically, reload, verify; roll back on error."""
+    from halb import deploy as dep
+    from halb.render import render_cluster
+    from halb.spec import load_cluster
+
+    cluster = load_cluster(config)
+    rendered = render_cluster(cluster)
+    # progress goes to stderr so that --json keeps stdout for the document
+    console = err() if json else out()
+    lock = threading.Lock()
+
+    def progress(host: str, message: str) -> None:
+        with lock:
+            console.print(escape(f"{host}: {message}"))
+
+    def show_diff(lines: list[str]) -> None:
+        with lock:
+            for line in lines:
+                console.print(escape(line))
+
+    report = dep.deploy(
+        cluster,
+        rendered,
+        limit=limit or (),
+        dry_run=dry_run,
+        install=not no_install,
+        diff=show_diff if diff else None,
+        progress=progress,
+    )
+    if json:
+        print_json(report.as_dict())
+    elif dry_run:
+        for line in dep.plan_lines(report.plan):
+            console.print(escape(line))
+    else:
+        for h in report.hosts:
+            line = f"{h.host}: {h.status}"
+            if h.error:
+                line += f" ({h.error})"
+            if h.rollback_error:
+                line += f"; rollback failed: {h.rollback_error}"
+            console.print(escape(line))
+        for vip, holders in report.vips.items():
+            console.print(f"VIP {vip}: {', '.join(holders) or 'no holder'}")
+        console.print(f"{'ok' if report.ok else 'FAILED'} in {report.seconds:.1f}s")
+    if not report.ok:
+        if json:
+            exit_with(ExitStatus.CHECK_FAILED)
+        failed = [h for h in report.hosts if not h.ok]
+        raise DeployError(
+            "; ".join(f"{h.host} {h.status}" for h in failed) or (report.vip_error or "failed")
+        )
+
+
+@app.command()
+@handle_errors
+def status(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
+    """VRRP state, VIP holders, HAProxy and backend health per LB host (exit 1 on a problem)."""
+    from halb import status as st
+    from halb.spec import load_cluster
+
+    cluster = load_cluster(config)
+    report = st.status(cluster)
+    if json:
+        print_json(report.as_dict())
+    else:
+        console = out()
+        for line in st.render_text(report):
+            console.print(escape(line))
+    exit_with(ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED)
