@@ -1,0 +1,21 @@
+#!/bin/sh
+# Nodes: the lab's fake KubeSphere console on 30880 ("console NAME").
+set -eu
+name="$1"; ip="$2"
+cat > /etc/systemd/system/halb-fake-console.service <<UNIT
+[Unit]
+Description=halb lab fake KubeSphere console
+After=network-online.target
+
+[Service]
+Environment=PYTHONPATH=/opt/halb
+RuntimeDirectory=halb-lab
+RuntimeDirectoryPreserve=yes
+ExecStart=/usr/bin/python3 -m halb.lab.fakeapi --name $name --console $ip:30880
+Restart=always
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now halb-fake-console
