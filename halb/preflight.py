@@ -655,45 +655,48 @@ def interface_results(
 
 
 def arp_results(
-    prober: str,
     vip: str,
-    replies: Sequence[ArpReply],
+    heard: Mapping[str, Sequence[ArpReply]],
     names: Mapping[str, str],
     lb_macs: Mapping[str, str],
 ) -> list[CheckResult]:
-    """Decide from the ARP replies heard by `prober`. names: address -> host name."""
+    """Decide from the ARP replies each LB host heard for `vip`.
+
+    heard: prober -> replies; names: address -> host name; lb_macs: MAC -> LB host.
+    """
+    probers = ", ".join(sorted(heard))
+    replies = [r for rs in heard.values() for r in rs]
     owners = sorted({r.sender_mac for r in replies if r.sender_ip == vip})
-    if not owners:
-        return [CheckResult("vip-arp", prober, Level.OK, f"nobody answers ARP for {vip}")]
+    # An LB host answering for the VIP is judged by the interface check (its config).
+    foreign = [m for m in owners if m not in lb_macs]
+    if not foreign:
+        return [CheckResult("vip-arp", probers, Level.OK, f"no other host answers ARP for {vip}")]
     mac_to_ip = {r.sender_mac: r.sender_ip for r in replies if r.sender_ip != vip}
     out = []
-    for mac in owners:
+    for mac in foreign:
         ip = mac_to_ip.get(mac)
-        host = lb_macs.get(mac) or (names.get(ip, ip) if ip else None)
-        if mac in lb_macs:
-            # An LB host answering for the VIP is judged by the interface check (config).
-            continue
-        who = f"{host} ({ip}, {mac})" if host and ip else f"{host} ({mac})" if host else mac
+        host = names.get(ip, ip) if ip else None
+        who = f"{host} ({ip}, {mac})" if host and ip else f"host with MAC {mac}"
         out.append(
             CheckResult(
                 "vip-arp",
                 host or mac,
                 Level.FAIL,
-                f"VIP {vip} is already in use: {who} answers ARP for it (heard from {prober})",
+                f"VIP {vip} is already in use: {who} answers ARP for it (heard from {probers})",
                 bad_input=True,
             )
         )
-    return out or [CheckResult("vip-arp", prober, Level.OK, f"only our LB hosts answer for {vip}")]
+    return out
 
 
 def vrrp_results(
     heard: Mapping[str, Sequence[VrrpAdvert]],
-    router_ids: Mapping[int, str],
+    router_ids: Mapping[int, tuple[str, str]],
     lb_addresses: Mapping[str, str],
     names: Mapping[str, str],
     seconds: float,
 ) -> list[CheckResult]:
-    """heard: LB host -> adverts it received. router_ids: our id -> our VIP."""
+    """heard: LB host -> adverts it received. router_ids: our id -> (VIP name, address)."""
     by_source: dict[tuple[int, str], tuple[VrrpAdvert, list[str]]] = {}
     for listener, adverts in heard.items():
         for a in adverts:
@@ -706,7 +709,7 @@ def vrrp_results(
         if rid not in router_ids:
             others.add(rid)
             continue
-        vip = router_ids[rid]
+        vip_name, vip = router_ids[rid]
         host = lb_addresses.get(src) or names.get(src) or src
         if src in lb_addresses and vip in a.addresses:
             out.append(
@@ -725,7 +728,7 @@ def vrrp_results(
                 Level.FAIL,
                 f"router id {rid} is already in use: {host} ({src}) sends VRRPv{a.version} adverts "
                 f"(priority {a.priority}, addresses {', '.join(a.addresses) or 'none'}), heard on "
-                f"{', '.join(sorted(listeners))}: choose another vips.*.router_id",
+                f"{', '.join(sorted(listeners))}: choose another vips.{vip_name}.router_id",
                 bad_input=True,
             )
         )
@@ -1090,15 +1093,18 @@ def _judge(
     names = {h.ip: h.name for h in cluster.inventory.hosts.values() if h.ip}
     lb_addresses = {h.ip: h.name for h in hosts if h.ip}
     lb_macs = {f.mac: n for n, f in facts.items() if f.mac}
+    by_vip: dict[str, dict[str, tuple[ArpReply, ...]]] = {}
     for h in hosts:
         for vip, replies in facts[h.name].arp.items():
-            results.extend(arp_results(h.name, vip, replies, names, lb_macs))
+            by_vip.setdefault(vip, {})[h.name] = replies
+    for vip, heard_arp in by_vip.items():
+        results.extend(arp_results(vip, heard_arp, names, lb_macs))
     reachable = [h.name for h in hosts if facts[h.name].reachable]
     for n in reachable:
         results.extend(listens[n].out)
     got = {n: a for n, a in heard.items() if a is not None and n in reachable}
     if got:
-        router_ids = {v.router_id: v.address for v in cluster.vips}
+        router_ids = {v.router_id: (v.name, v.address) for v in cluster.vips}
         results.extend(vrrp_results(got, router_ids, lb_addresses, names, seconds))
     return _dedupe(results)
 
@@ -1107,7 +1113,7 @@ def _dedupe(results: Sequence[CheckResult]) -> list[CheckResult]:
     seen: set[tuple[str, str, str]] = set()
     out = []
     for r in results:
-        key = (r.check, r.host, r.message.split(" (heard from ")[0])
+        key = (r.check, r.host, r.message)
         if key not in seen:
             seen.add(key)
             out.append(r)
