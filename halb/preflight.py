@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import re
 import shlex
 import struct
@@ -395,6 +396,12 @@ def _ipt_match(rule: list[str], peer: str, iface: str) -> tuple[bool, bool]:
     return True, certain
 
 
+def _names_vrrp(rule: list[str]) -> bool:
+    return any(
+        a in ("-p", "--protocol") and b.lower() in _VRRP_PROTOS for a, b in itertools.pairwise(rule)
+    )
+
+
 def _ipt_target(rule: list[str]) -> str:
     for j, tok in enumerate(rule):
         if tok in ("-j", "--jump", "-g", "--goto") and j + 1 < len(rule):
@@ -425,7 +432,10 @@ def iptables_verdict(
             if target in ("DROP", "REJECT"):
                 if certain:
                     return "drop", True, where
-                return "drop", False, where
+                # e.g. `-m conntrack --ctstate INVALID -j DROP`: only worth a warning when
+                # it names VRRP itself.
+                if _names_vrrp(rule):
+                    return "drop", False, where
             if target == "RETURN" and certain:
                 return None
             if target in chains and target != name:
@@ -537,7 +547,7 @@ def nft_verdict(chains: Sequence[_NftChain], peer: str, iface: str) -> Verdict |
             if v.group(1) == "accept" and certain:
                 verdict = Verdict(False, True, f"{name}: {rule}")
                 break
-            if v.group(1) in ("drop", "reject"):
+            if v.group(1) in ("drop", "reject") and (certain or _NFT_PROTO_RE.search(rule)):
                 verdict = Verdict(True, certain, f"{name}: {rule}")
                 break
         if verdict is None:
