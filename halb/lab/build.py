@@ -201,7 +201,8 @@ def prepare_host_files(
     _copy_dir(Path("/etc/haproxy"), d / "etc-haproxy")
     _copy_dir(Path("/etc/keepalived"), d / "etc-keepalived")
     _copy_dir(Path("/etc/sysctl.d"), d / "etc-sysctl.d")
-    for sub in ("var-lib-halb", "var-log-halb", "lab-logs", "run/sshd", CONTROL_DIR):
+    # run/haproxy: the stats socket directory of the stock Debian haproxy.cfg
+    for sub in ("var-lib-halb", "var-log-halb", "lab-logs", "run/sshd", "run/haproxy", CONTROL_DIR):
         (d / sub).mkdir(parents=True, exist_ok=True)
         (d / sub).chmod(0o755)
     ssh = d / "etc-ssh"
