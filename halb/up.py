@@ -1,0 +1,239 @@
+"""`halb up`: preflight → render → deploy → verify → write-config → install.
+
+Each stage is idempotent, so running `halb up` again resumes: an unchanged deploy does
+nothing, an unchanged installer config is not rewritten, and a finished install is only
+run again when asked (`--reinstall`). The install record lives next to halb.yaml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from halb import preflight as pf
+from halb import probe as pr
+from halb.deploy import deploy
+from halb.errors import ExitStatus, HalbError
+from halb.installers import write_config
+from halb.installers.launch import default_log_path, plan_launch, run_installer
+from halb.render import render_cluster
+from halb.spec import Cluster
+from halb.status import status
+from halb.transport import for_host
+
+STAGES = ("preflight", "render", "deploy", "verify", "write-config", "install")
+STATE_FILE = ".halb-state.json"
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # ok | changed | unchanged | skipped | failed
+    detail: str = ""
+    seconds: float = 0.0
+    next_step: str = ""
+    exit_status: ExitStatus = ExitStatus.OK
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+class StageFailed(Exception):
+    def __init__(self, detail: str, next_step: str, status: ExitStatus) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.next_step = next_step
+        self.status = status
+
+
+def _state_path(cluster: Cluster) -> Path:
+    return cluster.base_dir / STATE_FILE
+
+
+def read_state(cluster: Cluster) -> dict[str, Any]:
+    try:
+        data = json.loads(_state_path(cluster).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_state(cluster: Cluster, state: dict[str, Any]) -> None:
+    p = _state_path(cluster)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, p)
+
+
+def _config_digest(cluster: Cluster) -> str:
+    cfg = cluster.spec.installer.config
+    if cfg is None:
+        return ""
+    try:
+        return hashlib.sha256((cluster.base_dir / cfg).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+class Runner:
+    def __init__(
+        self,
+        cluster: Cluster,
+        say: Say,
+        *,
+        reinstall: bool = False,
+        install_log: Path | None = None,
+        console: Any = None,
+    ) -> None:
+        self.cluster = cluster
+        self.say = say
+        self.reinstall = reinstall
+        self.install_log = install_log
+        self.console = console
+        self.rendered: dict[str, Any] = {}
+
+    # -- stages ----------------------------------------------------------------
+
+    def preflight(self) -> StageResult:
+        results = pf.run_preflight(self.cluster, for_host)
+        for r in results:
+            if r.level is not pf.Level.OK:
+                self.say(f"  {r.level} {r.check} {r.host}: {r.message}")
+        status = pf.exit_status(results)
+        fails = [r for r in results if r.level is pf.Level.FAIL]
+        if fails:
+            raise StageFailed(
+                "; ".join(f"{r.host}: {r.message}" for r in fails),
+                "fix what is named above, then run `halb up` again "
+                "(`halb preflight` re-runs only this stage)",
+                status,
+            )
+        return StageResult("preflight", "ok", f"{len(results)} checks passed")
+
+    def render(self) -> StageResult:
+        self.rendered = render_cluster(self.cluster)
+        n = sum(len(f) for f in self.rendered.values())
+        return StageResult("render", "ok", f"{n} files for {len(self.rendered)} LB host(s)")
+
+    def deploy(self) -> StageResult:
+        if not self.rendered:
+            self.render()
+        report = deploy(
+            self.cluster,
+            self.rendered,
+            progress=lambda host, msg: self.say(f"  {host}: {msg}"),
+        )
+        if not report.ok:
+            raise StageFailed(
+                "; ".join(f"{r.host}: {r.error}" for r in report.hosts if r.error)
+                or (report.vip_error or "deploy failed"),
+                "the old configuration is back in place where a host failed; see the message, "
+                "then `halb deploy --diff --dry-run` to inspect",
+                ExitStatus.CHECK_FAILED,
+            )
+        return StageResult(
+            "deploy",
+            "changed" if report.changed else "unchanged",
+            ", ".join(f"{r.host} {r.status}" for r in report.hosts),
+            data=report.as_dict(),
+        )
+
+    def verify(self) -> StageResult:
+        rep = status(self.cluster)
+        if not rep.ok:
+            raise StageFailed(
+                "; ".join(rep.problems),
+                "run `halb status` for the per-host view",
+                ExitStatus.CHECK_FAILED,
+            )
+        results, elapsed = pr.probe(pr.plan_probes(self.cluster))
+        summary = pr.summarize(results, elapsed_ms=elapsed, before_install=True)
+        for f in summary.frontends:
+            self.say(f"  {f.name}: {f.message}")
+        if summary.exit_status != 0:
+            raise StageFailed(
+                "a frontend does not answer through its VIP",
+                "run `halb probe` for the per-backend view",
+                ExitStatus.CHECK_FAILED,
+            )
+        holders = ", ".join(f"{v.name} {v.address} on {', '.join(v.holders)}" for v in rep.vips)
+        return StageResult("verify", "ok", holders)
+
+    def write_config(self) -> StageResult:
+        ins = self.cluster.spec.installer
+        if ins.kind == "command" or ins.config is None:
+            return StageResult("write-config", "skipped", "no installer config to write")
+        from halb.cli.installer import lb_settings  # the one place settings are derived
+
+        res = write_config(ins.kind, self.cluster.base_dir / ins.config, lb_settings(self.cluster))
+        for w in res.warnings:
+            self.say(f"  warning: {w}")
+        if res.changed:
+            detail = f"{res.path} updated (backup {res.backup})"
+            return StageResult("write-config", "changed", detail)
+        return StageResult("write-config", "unchanged", f"{res.path} already names the VIP")
+
+    def install(self) -> StageResult:
+        state = read_state(self.cluster)
+        done = state.get("install", {})
+        if done.get("exit_code") == 0 and not self.reinstall:
+            return StageResult(
+                "install",
+                "skipped",
+                f"installed at {done.get('finished')}; `halb up --reinstall` runs it again",
+            )
+        ins = self.cluster.spec.installer
+        plan = plan_launch(ins.kind, self.cluster.base_dir, ins.config, ins.command, None)
+        log = self.install_log or default_log_path(self.cluster.base_dir)
+        code = run_installer(plan, log, self.console, console_url=self.cluster.console_url)
+        state["install"] = {
+            "exit_code": code,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "log": str(log),
+            "config_sha256": _config_digest(self.cluster),
+        }
+        write_state(self.cluster, state)
+        if code != 0:
+            raise StageFailed(
+                f"the installer exited {code}",
+                f"read {log}; fix, then `halb up --reinstall`",
+                ExitStatus.CHECK_FAILED,
+            )
+        return StageResult("install", "ok", f"log {log}")
+
+
+def run_up(runner: Runner, until: str, on_stage: Callable[[int, str], None]) -> list[StageResult]:
+    """Run the stages in order up to `until`; stop at the first failure."""
+    last = STAGES.index(until)
+    results: list[StageResult] = []
+    for i, name in enumerate(STAGES[: last + 1]):
+        on_stage(i, name)
+        start = time.monotonic()
+        try:
+            res = getattr(runner, name.replace("-", "_"))()
+        except StageFailed as e:
+            res = StageResult(name, "failed", e.detail, next_step=e.next_step, exit_status=e.status)
+        except HalbError as e:
+            res = StageResult(
+                name,
+                "failed",
+                str(e),
+                next_step="fix it, then `halb up` again",
+                exit_status=e.exit_status,
+            )
+        res.seconds = round(time.monotonic() - start, 2)
+        results.append(res)
+        if res.failed:
+            break
+    return results
