@@ -260,7 +260,8 @@ def start_daemons(lab: Lab, h: HostPlan) -> None:
             "--apiserver", f"{h.address}:{APISERVER_PORT}",
             "--cert", f"{tls}/apiserver.crt", "--key", f"{tls}/apiserver.key",
         ]  # fmt: skip
-    elif h.role is Role.NODE:
+    if h.role in (Role.MASTER, Role.NODE):
+        # the console is a NodePort: every k8s-cluster host answers on it
         fake += ["--console", f"{h.address}:{CONSOLE_PORT}"]
     else:
         return
@@ -368,7 +369,7 @@ def _build(lab: Lab, progress: Progress) -> None:
         host_keys = {h.name: pub for h, pub in zip(machines, pubs, strict=True)}
         progress("mount and UTS namespaces")
         list(ex.map(lambda h: make_host_namespaces(lab, h), machines))
-        progress("daemons: sshd everywhere, apiserver on masters, console on nodes")
+        progress("daemons: sshd everywhere, apiserver on masters, console on masters and nodes")
         list(ex.map(lambda h: start_daemons(lab, h), machines))
     wait_ready(lab, machines)
     lab.pids = {h.name: netns.netns_pids(h.netns) for h in p.hosts}

@@ -133,7 +133,7 @@ def test_status_reports_daemons_and_vip_holder(lab: Lab) -> None:
         (report,) = labmod.status(lab.name)
         hosts = {h["host"]: h for h in report["hosts"]}
         assert hosts["lb1"]["daemons"] == ["sshd"]
-        assert hosts["master1"]["daemons"] == ["apiserver", "sshd"]
+        assert hosts["master1"]["daemons"] == ["apiserver", "console", "sshd"]
         assert hosts["node2"]["daemons"] == ["console", "sshd"]
         vips = {v["address"]: v for v in report["vips"]}
         assert vips[vip]["holders"] == ["lb2"] and vips[vip]["role"] == "internal"
