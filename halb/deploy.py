@@ -42,6 +42,7 @@ from halb.services import (
     ServiceManager,
     ServiceName,
     manager,
+    tool_message,
     validate_argv,
 )
 from halb.status import HostFacts as AddrFacts
@@ -501,7 +502,7 @@ def _tmp_path(path: str) -> str:
 
 
 def _msg(r: Any) -> str:
-    return (r.err.strip() or r.out.strip() or f"exit {r.rc}")[-2000:]
+    return tool_message(f"{r.err}\n{r.out}") if (r.err + r.out).strip() else f"exit {r.rc}"
 
 
 class HostDeployer:
@@ -671,13 +672,16 @@ class HostDeployer:
         self.t.run(sh(script, self.backup, *(f.path for f in files)), timeout=60, check=True)
 
     def _move(self, files: Sequence[FileStep]) -> None:
+        if not files:
+            return
+        # recorded first: if the link drops after a rename, the rollback still undoes it
+        self.applied.moved.extend(files)
+        pairs = [p for f in files for p in (self.applied.temps[f.path], f.path)]
+        script = 'while [ $# -gt 1 ]; do mv -f "$1" "$2" || exit 1; shift 2; done'
+        self.t.run(sh(script, *pairs), timeout=30, check=True)
         for f in files:
-            # recorded first: if the link drops after the rename, rollback still undoes it
-            self.applied.moved.append(f)
-            self.t.run(["mv", "-f", self.applied.temps[f.path], f.path], timeout=30, check=True)
             del self.applied.temps[f.path]
-        if files:
-            self.say(f"installed {', '.join(f.path for f in files)}")
+        self.say(f"installed {', '.join(f.path for f in files)}")
 
     def _verify(self) -> None:
         for name in SERVICES:
@@ -775,20 +779,32 @@ def wait_for_vips(
     vips: Sequence[VipRef],
     *,
     timeout: float,
-    sleep: Callable[[float], None] = time.sleep,
+    settle: float = 0.0,
 ) -> tuple[dict[str, list[str]], str | None]:
-    """Poll `ip -o addr` on every LB host until each VIP has exactly one holder."""
+    """Poll `ip -o addr` on every LB host until each VIP has exactly one holder.
+
+    With `settle`, the same holders must be seen for that long (a peer that just started
+    may still preempt).
+    """
     deadline = time.monotonic() + timeout
+    stable_since: float | None = None
+    last: dict[str, list[str]] | None = None
     while True:
         facts = []
         for name, t in transports.items():
             r = t.run(["ip", "-o", "addr", "show"], timeout=30)
             facts.append(AddrFacts(name, addrs=parse_ip_addr(r.out) if r.ok else ()))
         holders = vip_holders(facts, vips)
+        now = time.monotonic()
         bad = {v: h for v, h in holders.items() if len(h) != 1}
-        if not bad:
+        if bad or holders != last:
+            stable_since = None if bad else now
+        last = holders
+        if stable_since is not None and now - stable_since >= settle:
             return holders, None
-        if time.monotonic() > deadline:
+        if now > deadline:
+            if not bad:
+                return holders, None  # one holder each, just not for the whole window
             why = "; ".join(
                 f"VIP {v} held by {' and '.join(h)} (split brain)"
                 if h
@@ -796,7 +812,7 @@ def wait_for_vips(
                 for v, h in bad.items()
             )
             return holders, f"{why} after {timeout:g}s"
-        sleep(0.3)
+        time.sleep(0.3)
 
 
 def deploy(
@@ -878,7 +894,12 @@ def deploy(
 
         vips = [VipRef(v.name, v.address, v.instance) for v in cluster.vips]
         wait = vip_timeout if vip_timeout is not None else max(10.0, 4 * cluster.advert_int + 5)
-        holders, vip_error = wait_for_vips(transports, vips, timeout=wait)
+        # a peer whose keepalived just started or reloaded may still take a VIP over
+        moved = any(h.service("keepalived") != ServiceAction.NONE for h in plan.hosts)
+        settle = 2 * cluster.advert_int + 1 if moved else 0.0
+        if not all(r.ok for r in results):
+            wait, settle = 0.0, 0.0  # a host failed: report the holders as they are
+        holders, vip_error = wait_for_vips(transports, vips, timeout=wait + settle, settle=settle)
         if vip_error:
             progress("-", f"VIP check failed: {vip_error}")
             for r in results:

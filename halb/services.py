@@ -30,6 +30,14 @@ def validate_argv(name: ServiceName, path: str) -> list[str]:
     return ["keepalived", "-t", "-f", path]
 
 
+def tool_message(text: str, limit: int = 5) -> str:
+    """The lines of a tool's output that say what went wrong (HAProxy: the ALERTs)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    alerts = [ln for ln in lines if "[ALERT]" in ln or "error" in ln.lower()]
+    picked = (alerts or lines)[-limit:]
+    return " | ".join(picked) or "no output"
+
+
 @dataclass(frozen=True)
 class SupervisedSpec:
     start: tuple[str, ...]
@@ -104,7 +112,7 @@ class ServiceManager(ABC):
         if not check.ok:
             raise DeployError(
                 f"{self.t.name}: {cfg} failed validation, not reloading {name}: "
-                f"{(check.err or check.out).strip()}"
+                f"{tool_message(check.err + check.out)}"
             )
         pid = self.main_pid(name)
         if pid is None:
@@ -156,10 +164,23 @@ class Systemd(ServiceManager):
 
 
 # Start a daemon detached from the session; its own start-up messages are kept and shown.
-_START = (
-    'mkdir -p /var/log/halb && log=/var/log/halb/start-"$1".log && shift && '
-    '"$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc'
-)
+# The file limit is raised the way a systemd unit would. Where the host forbids that (a
+# container or sandbox), HAProxy's maxconn is capped with -n to what fits, and the start
+# log says so, instead of HAProxy refusing to start.
+_START = r"""
+ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
+mkdir -p /var/log/halb && log=/var/log/halb/start-$1.log && cfg=$2 && shift 2 || exit 1
+extra=
+if [ -n "$cfg" ]; then
+  fit=$(( ($(ulimit -Hn) - 100) / 2 ))
+  mc=$(awk '$1 == "maxconn" { print $2; exit }' "$cfg")
+  if [ -n "$mc" ] && [ "$mc" -gt "$fit" ]; then
+    extra="-n $fit"
+    echo "note: file limit $(ulimit -Hn): maxconn $mc capped to $fit" >&2
+  fi
+fi
+"$@" $extra </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
+"""
 
 
 class Supervisor(ServiceManager):
@@ -175,9 +196,10 @@ class Supervisor(ServiceManager):
 
     def start(self, name: ServiceName, *, wait: float = 10.0) -> None:
         spec = SUPERVISED[name]
-        res = self.t.run(sh(_START, name, *spec.start), timeout=60)
+        cap_cfg = HAPROXY_CFG if name == "haproxy" else ""
+        res = self.t.run(sh(_START, name, cap_cfg, *spec.start), timeout=60)
         if not res.ok:
-            raise DeployError(f"{self.t.name}: {name} failed to start: {res.out.strip()}")
+            raise DeployError(f"{self.t.name}: {name} failed to start: {tool_message(res.out)}")
         deadline = time.monotonic() + wait
         while self.main_pid(name) is None:
             if time.monotonic() > deadline:

@@ -6,7 +6,6 @@ import threading
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from halb.cli.common import (
     DEFAULT_CONFIG,
@@ -51,12 +50,12 @@ def deploy(
 
     def progress(host: str, message: str) -> None:
         with lock:
-            console.print(escape(f"{host}: {message}"))
+            console.print(f"{host}: {message}", markup=False)
 
     def show_diff(lines: list[str]) -> None:
         with lock:
             for line in lines:
-                console.print(escape(line))
+                console.print(line, markup=False)
 
     report = dep.deploy(
         cluster,
@@ -71,7 +70,7 @@ def deploy(
         print_json(report.as_dict())
     elif dry_run:
         for line in dep.plan_lines(report.plan):
-            console.print(escape(line))
+            console.print(line, markup=False)
     else:
         for h in report.hosts:
             line = f"{h.host}: {h.status}"
@@ -79,9 +78,9 @@ def deploy(
                 line += f" ({h.error})"
             if h.rollback_error:
                 line += f"; rollback failed: {h.rollback_error}"
-            console.print(escape(line))
+            console.print(line, markup=False)
         for vip, holders in report.vips.items():
-            console.print(f"VIP {vip}: {', '.join(holders) or 'no holder'}")
+            console.print(f"VIP {vip}: {', '.join(holders) or 'no holder'}", markup=False)
         console.print(f"{'ok' if report.ok else 'FAILED'} in {report.seconds:.1f}s")
     if not report.ok:
         if json:
@@ -106,5 +105,5 @@ def status(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> N
     else:
         console = out()
         for line in st.render_text(report):
-            console.print(escape(line))
+            console.print(line, markup=False)
     exit_with(ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED)
