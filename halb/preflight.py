@@ -496,9 +496,10 @@ _NFT_VERDICT_RE = re.compile(r"\b(accept|drop|reject)\b")
 _NFT_PROTO_RE = re.compile(r"\b(?:ip protocol|meta l4proto)\s+(\{[^}]*\}|\S+)")
 _NFT_SADDR_RE = re.compile(r"\bip saddr\s+(!=\s*)?(\S+)")
 _NFT_IIF_RE = re.compile(r"\biifname\s+(!=\s*)?\"?([^\"\s]+)\"?")
+_NFT_COMMENT = re.compile(r'\bcomment\s+"[^"]*"')
 _NFT_KNOWN = re.compile(
     r"\b(ip protocol|meta l4proto)\s+(\{[^}]*\}|\S+)|\bip saddr\s+(!=\s*)?\S+|"
-    r"\biifname\s+(!=\s*)?\S+|\bcounter(\s+packets \d+ bytes \d+)?|\bcomment\s+\"[^\"]*\"|"
+    r"\biifname\s+(!=\s*)?\S+|\bcounter(\s+packets \d+ bytes \d+)?|"
     r"\b(accept|drop|reject)(\s+with\s+.*)?$|\blog\b.*"
 )
 
@@ -523,7 +524,7 @@ def _nft_rule_match(rule: str, peer: str, iface: str) -> tuple[bool, bool]:
         hit = pat == iface or (pat.endswith("*") and iface.startswith(pat[:-1]))
         if hit == bool(m.group(1)):
             return False, True
-    leftover = _NFT_KNOWN.sub("", rule).strip()
+    leftover = _NFT_KNOWN.sub("", _NFT_COMMENT.sub("", rule).strip()).strip()
     return True, not leftover
 
 
