@@ -575,7 +575,8 @@ class _Checker:
                 elif not password.isprintable() or any(c in password for c in " \"'#!"):
                     self.error(
                         "vrrp.auth.password",
-                        "use letters, digits and simple punctuation only (no spaces, quotes, # or !)",
+                        "use letters, digits and simple punctuation only "
+                        "(no spaces, quotes, # or !)",
                     )
         return version, advert, password
 

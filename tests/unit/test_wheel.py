@@ -19,32 +19,53 @@ def test_wheel_renders_in_fresh_venv(tmp_path: Path) -> None:
     pytest.importorskip("build")
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist),
-         str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     wheel = next(dist.glob("halb-*.whl"))
     venv = tmp_path / "venv"
     # system site packages give the dependencies without a download; halb itself comes
     # from the wheel only
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120
+    )
     pip = venv / "bin/pip"
-    subprocess.run([str(pip), "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(pip), "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     halb = venv / "bin/halb"
-    version = subprocess.run([str(halb), "--version"], capture_output=True, text=True,
-                             check=True)
+    version = subprocess.run([str(halb), "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("halb ")
     where = subprocess.run(
         [str(venv / "bin/python"), "-c", "import halb; print(halb.__file__)"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     )
     assert str(venv) in where.stdout, "halb was not imported from the wheel"
     work = tmp_path / "case"
     shutil.copytree(CASE, work, ignore=shutil.ignore_patterns("expected"))
-    r = subprocess.run([str(halb), "render", "-c", str(work / "halb.yaml"), "-o",
-                        str(work / "out")], capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [str(halb), "render", "-c", str(work / "halb.yaml"), "-o", str(work / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     got = (work / "out/lb1/etc/haproxy/haproxy.cfg").read_text()
     assert got == (CASE / "expected/lb1/etc/haproxy/haproxy.cfg").read_text()
