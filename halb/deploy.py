@@ -318,6 +318,9 @@ def diff_lines(
             before = mask_secrets(old.get((h.host, f.path), ""), secrets_).splitlines(True)
             after = mask_secrets(f.content, secrets_).splitlines(True)
             label = f"{h.host}:{f.path}"
+            if before == after:
+                out.append(f"# {label}: {f.action.value} (only the mode or a masked secret)")
+                continue
             out += [
                 ln.rstrip("\n")
                 for ln in difflib.unified_diff(
@@ -815,6 +818,19 @@ def wait_for_vips(
         time.sleep(0.3)
 
 
+def _roll_back_changed(
+    results: Sequence[HostResult], deployers: Mapping[str, HostDeployer], why: str
+) -> None:
+    for r in results:
+        if r.status != "changed":
+            continue
+        r.error, r.status = why, "rolled-back"
+        try:
+            deployers[r.host].rollback()
+        except HalbError as e:
+            r.status, r.rollback_error = "failed", str(e)
+
+
 def deploy(
     cluster: Any,
     rendered: Mapping[str, Mapping[str, RenderedFile]],
@@ -897,22 +913,21 @@ def deploy(
         # a peer whose keepalived just started or reloaded may still take a VIP over
         moved = any(h.service("keepalived") != ServiceAction.NONE for h in plan.hosts)
         settle = 2 * cluster.advert_int + 1 if moved else 0.0
-        if not all(r.ok for r in results):
-            wait, settle = 0.0, 0.0  # a host failed: report the holders as they are
-        holders, vip_error = wait_for_vips(transports, vips, timeout=wait + settle, settle=settle)
-        if vip_error:
-            progress("-", f"VIP check failed: {vip_error}")
-            for r in results:
-                if r.status == "changed":
-                    r.error = f"VIP check failed: {vip_error}"
-                    r.status = "rolled-back"
-                    try:
-                        deployers[r.host].rollback()
-                    except HalbError as e:
-                        r.status = "failed"
-                        r.rollback_error = str(e)
+        failed = [r.host for r in results if not r.ok]
+        if failed:
+            # all or nothing: peers must not run different configs
+            _roll_back_changed(results, deployers, f"rolled back: {', '.join(failed)} failed")
+            holders, _ = wait_for_vips(transports, vips, timeout=0)
+            vip_error = None
         else:
-            progress("-", "VIPs: " + ", ".join(f"{v}@{h[0]}" for v, h in holders.items()))
+            holders, vip_error = wait_for_vips(
+                transports, vips, timeout=wait + settle, settle=settle
+            )
+            if vip_error:
+                progress("-", f"VIP check failed: {vip_error}")
+                _roll_back_changed(results, deployers, f"VIP check failed: {vip_error}")
+            else:
+                progress("-", "VIPs: " + ", ".join(f"{v}@{h[0]}" for v, h in holders.items()))
         return DeployReport(
             plan, results, holders, vip_error, False, round(time.monotonic() - t_start, 3)
         )
