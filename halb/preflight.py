@@ -843,7 +843,7 @@ class _HostCheck:
         try:
             return self._run()
         except TransportError as e:
-            self.add("ssh", Level.FAIL, f"cannot run commands on {self.h.name}: {e}")
+            self.add("ssh", Level.FAIL, f"cannot run commands: {e}")
             return _HostFacts(self.h.name, tuple(self.out))
 
     def _run(self) -> _HostFacts:
