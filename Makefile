@@ -14,8 +14,6 @@ deps:
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@# the packages' own services are not wanted on the machine itself (halb runs them in the lab)
-	@pkill -x haproxy 2>/dev/null; pkill -x keepalived 2>/dev/null; true
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
 lint:
