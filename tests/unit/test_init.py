@@ -1,0 +1,90 @@
+"""`halb init` writes a commented starter that validates and renders, with and without an
+[lb] group (co-located on the masters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from halb.cli import app
+from halb.render import render_cluster
+from halb.spec import load_cluster
+
+runner = CliRunner()
+
+KS_SHAPE = """\
+; KubeSphere 2.1 shape
+[all]
+master ansible_connection=local  ip=10.66.0.5
+node1  ansible_host=10.66.0.6  ip=10.66.0.6  ansible_ssh_pass=Example@1
+node2  ansible_host=10.66.0.8  ip=10.66.0.8  ansible_ssh_pass=Example@1
+
+[kube-master]
+master
+
+[kube-node]
+node1
+node2
+
+[etcd]
+master
+
+[k8s-cluster:children]
+kube-node
+kube-master
+"""
+
+LB = (
+    "\n[lb]\nlb1 ansible_host=10.66.0.11 ip=10.66.0.11\nlb2 ansible_host=10.66.0.12 ip=10.66.0.12\n"
+)
+
+
+def init(tmp_path: Path, inventory: str, *extra: str) -> tuple[int, str]:
+    (tmp_path / "hosts.ini").write_text(inventory)
+    r = runner.invoke(
+        app,
+        ["init", "-i", str(tmp_path / "hosts.ini"), "--vip", "10.66.0.253",
+         "-o", str(tmp_path / "halb.yaml"), *extra],
+    )  # fmt: skip
+    return r.exit_code, r.output
+
+
+def test_init_with_lb_group(tmp_path: Path) -> None:
+    code, out = init(tmp_path, KS_SHAPE + LB, "--external-vip", "10.66.0.254")
+    assert code == 0, out
+    text = (tmp_path / "halb.yaml").read_text()
+    assert text.startswith("# halb cluster spec")
+    assert "inventory: hosts.ini" in text
+    data = yaml.safe_load(text)
+    assert data["vips"]["external"]["address"] == "10.66.0.254"
+    assert data["frontends"]["apiserver"]["port"] == 6443
+    cluster = load_cluster(tmp_path / "halb.yaml")
+    assert cluster.lb_host_names == ("lb1", "lb2")
+    assert set(render_cluster(cluster)) == {"lb1", "lb2"}
+
+
+def test_init_colocated_moves_ports_and_says_so(tmp_path: Path) -> None:
+    code, out = init(tmp_path, KS_SHAPE)
+    assert code == 0, out
+    assert "no [lb] group" in out and "8443" in out
+    data = yaml.safe_load((tmp_path / "halb.yaml").read_text())
+    assert data["frontends"]["apiserver"]["port"] == 8443
+    assert data["frontends"]["console"]["port"] == 8880
+    cluster = load_cluster(tmp_path / "halb.yaml")
+    assert cluster.lb_host_names == ("master",)
+    assert cluster.apiserver_endpoint == ("10.66.0.253", 8443)
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    assert init(tmp_path, KS_SHAPE + LB)[0] == 0
+    code, out = init(tmp_path, KS_SHAPE + LB)
+    assert code == 2 and "exists; use --force" in out
+    assert init(tmp_path, KS_SHAPE + LB, "--force")[0] == 0
+
+
+def test_init_bad_vip(tmp_path: Path) -> None:
+    code, out = init(tmp_path, KS_SHAPE + LB, "--external-vip", "10.66.0")
+    assert code == 2 and "--external-vip: '10.66.0' is not an IPv4 address" in out
+    assert not (tmp_path / "halb.yaml").exists()
