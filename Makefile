@@ -28,11 +28,15 @@ test: deps lint
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
 demo: deps
+	@halb lab down --dir $(LAB_DIR) >/dev/null 2>&1 || true
 	halb lab up --dir $(LAB_DIR)
-	halb lab exec -- halb up -c $(LAB_DIR)/halb.yaml --until verify
+	halb lab exec -- halb up -c $(LAB_DIR)/halb.yaml
 	halb lab exec -- halb status -c $(LAB_DIR)/halb.yaml
 	halb lab exec -- halb probe -c $(LAB_DIR)/halb.yaml
-	@echo; echo "The lab is still up: try 'halb lab exec -- curl -s http://\$$VIP:30880/' or 'halb lab status'."
+	@echo
+	@echo "The lab is still up. Look around:"
+	@echo "  halb lab status"
+	@echo "  halb lab exec -- curl -s http://$$($(PYTHON) -c "import yaml; print(yaml.safe_load(open('$(LAB_DIR)/halb.yaml'))['vips']['external']['address'])"):30880/"
 	@echo "Remove it with: make demo-down"
 
 demo-down:
