@@ -26,7 +26,7 @@ CONFIG_OF: dict[ServiceName, str] = {"haproxy": HAPROXY_CFG, "keepalived": KEEPA
 def validate_argv(name: ServiceName, path: str) -> list[str]:
     """The target-side check of a config file; any non-zero exit is a failure."""
     if name == "haproxy":
-        return ["haproxy", "-c", "-q", "-f", path]
+        return ["haproxy", "-c", "-f", path]  # no -q: it hides the error messages too
     return ["keepalived", "-t", "-f", path]
 
 
