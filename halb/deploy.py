@@ -336,13 +336,16 @@ def diff_lines(
 # ------------------------------------------------------------------------ remote facts
 
 _FACTS = r"""
-for p in "$@"; do
+while [ $# -gt 0 ] && [ "$1" != -- ]; do
+  p=$1; shift
   if [ -f "$p" ]; then
     printf 'F %s %s\n' "$(stat -c %a "$p")" "$(sha256sum < "$p" | cut -d' ' -f1)"
   else
     echo 'F - -'
   fi
 done
+[ "${1:-}" = -- ] && shift
+for k in "$@"; do printf 'S %s %s\n' "$k" "$(sysctl -n "$k" 2>/dev/null)"; done
 for c in haproxy keepalived; do
   if command -v "$c" >/dev/null 2>&1; then echo "C $c 1"; else echo "C $c 0"; fi
 done
@@ -352,8 +355,9 @@ if [ -r /etc/os-release ]; then . /etc/os-release; echo "O ${ID:-} ${ID_LIKE:-}"
 
 def parse_facts_output(
     paths: Sequence[str], text: str
-) -> tuple[dict[str, RemoteFile | None], tuple[str, ...], tuple[str, ...]]:
+) -> tuple[dict[str, RemoteFile | None], tuple[str, ...], tuple[str, ...], dict[str, str]]:
     files: dict[str, RemoteFile | None] = {}
+    live: dict[str, str] = {}
     missing: list[str] = []
     os_ids: tuple[str, ...] = ()
     flines = [ln for ln in text.splitlines() if ln.startswith("F ")]
@@ -368,19 +372,18 @@ def parse_facts_output(
             missing.append(parts[1])
         elif parts[:1] == ["O"]:
             os_ids = tuple(parts[1:])
-    return files, tuple(missing), os_ids
+        elif parts[:1] == ["S"] and len(parts) >= 2:
+            live[parts[1]] = " ".join(parts[2:])
+    return files, tuple(missing), os_ids, live
 
 
 def gather_facts(t: Transport, svc: ServiceManager, files: Mapping[str, RenderedFile]) -> HostFacts:
     paths = list(files)
-    res = t.run(sh(_FACTS, *paths), timeout=60, check=True)
-    remote, missing, os_ids = parse_facts_output(paths, res.out)
-    running: dict[str, bool] = {n: n not in missing and svc.is_active(n) for n in SERVICES}
-    live: dict[str, str] = {}
-    if SYSCTL_CONF in files:
-        for key in sysctl_keys(files[SYSCTL_CONF].content):
-            r = t.run(["sysctl", "-n", key], timeout=30)
-            live[key] = r.out.strip() if r.ok else ""
+    keys = list(sysctl_keys(files[SYSCTL_CONF].content)) if SYSCTL_CONF in files else []
+    res = t.run(sh(_FACTS, *paths, "--", *keys), timeout=60, check=True)
+    remote, missing, os_ids, live = parse_facts_output(paths, res.out)
+    pids = svc.main_pids()
+    running: dict[str, bool] = {n: n not in missing and pids[n] is not None for n in SERVICES}
     return HostFacts(remote, running, missing, os_ids, live)
 
 
@@ -499,6 +502,16 @@ class _Applied:
     reloaded: list[ServiceName] = field(default_factory=list)
 
 
+# Each file: created private, filled with exactly its byte count (dd reads no further, so
+# the next file's bytes stay on stdin), then given its mode. A drop mid-stream leaves a
+# partial temp file and the live file as it was.
+_UPLOAD = (
+    'umask 077; while [ $# -ge 3 ]; do : > "$1" && '
+    'dd bs=1 count="$3" of="$1" status=none && [ "$(wc -c < "$1")" -eq "$3" ] && '
+    'chmod "$2" "$1" || exit 1; shift 3; done'
+)
+
+
 def _tmp_path(path: str) -> str:
     p = PurePosixPath(path)
     return str(p.parent / f"{TMP_PREFIX}{secrets.token_hex(4)}")
@@ -525,6 +538,7 @@ class HostDeployer:
         self._progress = progress
         self.backup = f"{BACKUP_DIR}/{stamp}"
         self.applied = _Applied()
+        self.haproxy_pid: int | None = None
 
     def say(self, message: str) -> None:
         self._progress(self.hp.host, message)
@@ -547,7 +561,7 @@ class HostDeployer:
             res.backup = (
                 self.backup if any(f.action == Action.UPDATE for f in self.applied.moved) else None
             )
-            res.haproxy_pid = self.svc.main_pid("haproxy")
+            res.haproxy_pid = self.haproxy_pid
             self.say(f"done in {time.monotonic() - t0:.1f}s")
         except HalbError as e:
             res.error = str(e)
@@ -591,9 +605,8 @@ class HostDeployer:
         if changed:
             self.say(f"uploading {len(changed)} file(s)")
         for f in changed:
-            tmp = _tmp_path(f.path)
-            self.applied.temps[f.path] = tmp
-            self.t.put(tmp, f.content.encode(), f.mode)
+            self.applied.temps[f.path] = _tmp_path(f.path)
+        self._upload(changed)
         # Everything but keepalived.conf is checked before any live file is touched.
         for f in changed:
             if f.validator in ("haproxy", "script"):
@@ -621,7 +634,7 @@ class HostDeployer:
                 self.say(f"reloading {s.name}")
                 self.applied.reloaded.append(s.name)
                 self.svc.reload(s.name)
-        self._verify()
+        self.haproxy_pid = self._verify()
 
     def _install(self) -> None:
         hp = self.hp
@@ -649,6 +662,18 @@ class HostDeployer:
             )
         if not r.ok:
             raise DeployError(f"{hp.host}: installing {' '.join(pkgs)} failed: {_msg(r)}")
+
+    def _upload(self, files: Sequence[FileStep]) -> None:
+        """All temp files in one round trip: sizes in argv, contents back to back on stdin."""
+        if not files:
+            return
+        blobs = [f.content.encode() for f in files]
+        args = [
+            x
+            for f, b in zip(files, blobs, strict=True)
+            for x in (self.applied.temps[f.path], f"{f.mode:04o}", str(len(b)))
+        ]
+        self.t.run(sh(_UPLOAD, *args), input=b"".join(blobs), timeout=60, check=True)
 
     def _validate(self, f: FileStep, path: str) -> None:
         if f.validator == "script":
@@ -686,10 +711,13 @@ class HostDeployer:
             del self.applied.temps[f.path]
         self.say(f"installed {', '.join(f.path for f in files)}")
 
-    def _verify(self) -> None:
+    def _verify(self) -> int | None:
+        """Both services up after the deploy; returns HAProxy's master pid."""
+        pids = self.svc.main_pids()
         for name in SERVICES:
-            if self.svc.main_pid(name) is None:
+            if pids[name] is None:
                 raise DeployError(f"{self.hp.host}: {name} is not running after the deploy")
+        return pids["haproxy"]
 
     # -- undo ------------------------------------------------------------------------
     def _drop_temps(self) -> None:
@@ -783,39 +811,49 @@ def wait_for_vips(
     *,
     timeout: float,
     settle: float = 0.0,
+    final: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, list[str]], str | None]:
     """Poll `ip -o addr` on every LB host until each VIP has exactly one holder.
 
     With `settle`, the same holders must be seen for that long (a peer that just started
-    may still preempt).
+    may still preempt), unless every VIP is already on its `final` host (the peer with the
+    highest priority: nobody can take it over).
     """
     deadline = time.monotonic() + timeout
     stable_since: float | None = None
     last: dict[str, list[str]] | None = None
-    while True:
-        facts = []
-        for name, t in transports.items():
-            r = t.run(["ip", "-o", "addr", "show"], timeout=30)
-            facts.append(AddrFacts(name, addrs=parse_ip_addr(r.out) if r.ok else ()))
-        holders = vip_holders(facts, vips)
-        now = time.monotonic()
-        bad = {v: h for v, h in holders.items() if len(h) != 1}
-        if bad or holders != last:
-            stable_since = None if bad else now
-        last = holders
-        if stable_since is not None and now - stable_since >= settle:
-            return holders, None
-        if now > deadline:
-            if not bad:
-                return holders, None  # one holder each, just not for the whole window
-            why = "; ".join(
-                f"VIP {v} held by {' and '.join(h)} (split brain)"
-                if h
-                else f"VIP {v} has no holder"
-                for v, h in bad.items()
-            )
-            return holders, f"{why} after {timeout:g}s"
-        time.sleep(0.3)
+
+    def addrs(item: tuple[str, Transport]) -> AddrFacts:
+        r = item[1].run(["ip", "-o", "addr", "show"], timeout=30)
+        return AddrFacts(item[0], addrs=parse_ip_addr(r.out) if r.ok else ())
+
+    with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
+        while True:
+            holders = vip_holders(pool.map(addrs, transports.items()), vips)
+            now = time.monotonic()
+            bad = {v: h for v, h in holders.items() if len(h) != 1}
+            if (
+                not bad
+                and final is not None
+                and all(holders[v] == [final[v]] for v in holders if v in final)
+            ):
+                return holders, None
+            if bad or holders != last:
+                stable_since = None if bad else now
+            last = holders
+            if stable_since is not None and now - stable_since >= settle:
+                return holders, None
+            if now > deadline:
+                if not bad:
+                    return holders, None  # one holder each, just not for the whole window
+                why = "; ".join(
+                    f"VIP {v} held by {' and '.join(h)} (split brain)"
+                    if h
+                    else f"VIP {v} has no holder"
+                    for v, h in bad.items()
+                )
+                return holders, f"{why} after {timeout:g}s"
+            time.sleep(0.25)
 
 
 def _roll_back_changed(
@@ -920,8 +958,13 @@ def deploy(
             holders, _ = wait_for_vips(transports, vips, timeout=0)
             vip_error = None
         else:
+            top = {
+                v.name: max(v.priorities, key=lambda h: v.priorities[h])
+                for v in cluster.vips
+                if v.priorities and not cluster.spec.vrrp.nopreempt
+            }
             holders, vip_error = wait_for_vips(
-                transports, vips, timeout=wait + settle, settle=settle
+                transports, vips, timeout=wait + settle, settle=settle, final=top
             )
             if vip_error:
                 progress("-", f"VIP check failed: {vip_error}")

@@ -66,6 +66,12 @@ SUPERVISED: dict[ServiceName, SupervisedSpec] = {
 
 _PID_ALIVE = 'pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && '
 _PID_ALIVE += 'grep -qx "$2" /proc/"$pid"/comm && echo "$pid"'
+# The same for several (pidfile, comm) pairs; prints a pid or "-" for each.
+_PIDS = (
+    'while [ $# -ge 2 ]; do pid=$(cat "$1" 2>/dev/null); '
+    'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qx "$2" /proc/"$pid"/comm; '
+    'then echo "$pid"; else echo -; fi; shift 2; done'
+)
 
 
 class ServiceManager(ABC):
@@ -78,6 +84,10 @@ class ServiceManager(ABC):
     def main_pid(self, name: ServiceName) -> int | None:
         """Pid of the running main process (HAProxy: the master), None when not running."""
 
+    def main_pids(self) -> dict[ServiceName, int | None]:
+        """Both services' main pids (one round trip where the manager allows)."""
+        return {n: self.main_pid(n) for n in SERVICES}
+
     def is_active(self, name: ServiceName) -> bool:
         return self.main_pid(name) is not None
 
@@ -88,7 +98,7 @@ class ServiceManager(ABC):
     def stop(self, name: ServiceName) -> None: ...
 
     @abstractmethod
-    def _signal_reload(self, name: ServiceName) -> None: ...
+    def _signal_reload(self, name: ServiceName, pid: int) -> None: ...
 
     def enable(self, name: ServiceName) -> None:  # noqa: B027 - systemd only
         """Start at boot where the manager supports it."""
@@ -118,22 +128,37 @@ class ServiceManager(ABC):
         if pid is None:
             raise DeployError(f"{self.t.name}: {name} is not running, cannot reload")
         before = self.children(pid) if name == "haproxy" else set()
-        self._signal_reload(name)
-        deadline = time.monotonic() + wait
-        while True:
-            now_pid = self.main_pid(name)
-            if now_pid is None:
-                raise DeployError(f"{self.t.name}: {name} exited during reload")
-            if name != "haproxy":
-                return
-            if self.children(now_pid) - before:
-                return
-            if time.monotonic() > deadline:
-                raise DeployError(
-                    f"{self.t.name}: haproxy reload did not start a new worker within "
-                    f"{wait:g}s (the old workers keep serving); see the haproxy log"
-                )
-            time.sleep(0.2)
+        self._signal_reload(name, pid)
+        if name != "haproxy":
+            if self.main_pid(name) is None:
+                raise DeployError(f"{self.t.name}: {name} exited on reload")
+            return
+        tries = str(max(1, int(wait / 0.2)))
+        res = self.t.run(
+            sh(_NEW_CHILD, str(pid), " ".join(map(str, sorted(before))), tries),
+            timeout=wait + 30,
+        )
+        if res.rc == 2:
+            raise DeployError(f"{self.t.name}: haproxy exited during reload")
+        if not res.ok:
+            raise DeployError(
+                f"{self.t.name}: haproxy reload did not start a new worker within "
+                f"{wait:g}s (the old workers keep serving); see the haproxy log"
+            )
+
+
+# Wait (on the target) for a child of $1 that is not among $2: the new HAProxy worker.
+_NEW_CHILD = r"""
+pid=$1; old=" $2 "; i=0
+while [ "$i" -lt "$3" ]; do
+  kill -0 "$pid" 2>/dev/null || exit 2
+  for c in $(cat /proc/"$pid"/task/"$pid"/children 2>/dev/null); do
+    case "$old" in *" $c "*) ;; *) echo "$c"; exit 0 ;; esac
+  done
+  sleep 0.2; i=$((i + 1))
+done
+exit 1
+"""
 
 
 class Systemd(ServiceManager):
@@ -153,7 +178,7 @@ class Systemd(ServiceManager):
     def stop(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "stop", name], timeout=90, check=True)
 
-    def _signal_reload(self, name: ServiceName) -> None:
+    def _signal_reload(self, name: ServiceName, pid: int) -> None:
         self.t.run(["systemctl", "reload", name], timeout=90, check=True)
 
     def enable(self, name: ServiceName) -> None:
@@ -217,11 +242,16 @@ class Supervisor(ServiceManager):
                 raise DeployError(f"{self.t.name}: {name} (pid {pid}) did not stop")
             time.sleep(0.2)
 
-    def _signal_reload(self, name: ServiceName) -> None:
-        pid = self.main_pid(name)
-        if pid is None:
-            raise DeployError(f"{self.t.name}: {name} is not running")
+    def _signal_reload(self, name: ServiceName, pid: int) -> None:
         self.t.run(["kill", f"-{SUPERVISED[name].reload_signal}", str(pid)], timeout=15, check=True)
+
+    def main_pids(self) -> dict[ServiceName, int | None]:
+        args = [x for n in SERVICES for x in (SUPERVISED[n].pidfile, SUPERVISED[n].comm)]
+        res = self.t.run(sh(_PIDS, *args), timeout=30)
+        found = res.out.split()
+        if not res.ok or len(found) != len(SERVICES):
+            return super().main_pids()
+        return {n: int(p) if p.isdigit() else None for n, p in zip(SERVICES, found, strict=True)}
 
 
 MANAGERS: dict[str, type[ServiceManager]] = {"systemd": Systemd, "supervisor": Supervisor}

@@ -330,13 +330,14 @@ def gather_host(t: Transport, svc: ServiceManager) -> HostFacts:
     try:
         res = t.run(sh(_GATHER), timeout=30)
         f = facts_from_output(t.name, res.out)
+        pids = svc.main_pids()
         return HostFacts(
             host=f.host,
             addrs=f.addrs,
             vrrp=f.vrrp,
             stats=f.stats,
-            haproxy_pid=svc.main_pid("haproxy"),
-            keepalived_pid=svc.main_pid("keepalived"),
+            haproxy_pid=pids["haproxy"],
+            keepalived_pid=pids["keepalived"],
         )
     except HalbError as e:
         return HostFacts(t.name, error=str(e).removeprefix(f"{t.name}: "))

@@ -341,31 +341,32 @@ def test_failed_reload_rolls_back_and_the_old_service_keeps_answering(
 
 
 def test_ssh_killed_mid_upload_leaves_the_old_file(lab: Lab, first: dict[str, Any]) -> None:
-    """The ControlMaster is SIGKILLed while half of haproxy.cfg is on the wire."""
+    """The ControlMaster is SIGKILLed when half of the new files are on the target."""
     spec = variant(lab, "inter4", health={"inter": "4s"})
     script = api_script(
         lab,
         "drop",
         "import os, re, signal, subprocess, time\n"
         "from halb.transport import for_host\n"
-        "from halb.transport.base import _PUT_SCRIPT, sh\n"
         "from halb.transport.ssh import SshTransport\n"
         "class Dropping(SshTransport):\n"
-        "    def put(self, path, data, mode, *, timeout=60):\n"
-        "        if not path.startswith('/etc/haproxy/'):\n"
-        "            return super().put(path, data, mode, timeout=timeout)\n"
-        "        proc = self.popen(sh(_PUT_SCRIPT, path, f'{mode:04o}'))\n"
-        "        half = len(data) // 2\n"
-        "        proc.stdin.write(data[:half]); proc.stdin.flush()\n"
+        "    def run(self, argv, *, input=None, timeout=None, check=False):\n"
+        "        if list(argv[:3]) != ['sh', '-c', d._UPLOAD]:\n"
+        "            return super().run(argv, input=input, timeout=timeout, check=check)\n"
+        "        temps = list(argv[4::3])\n"
+        "        proc = self.popen(argv)\n"
+        "        half = len(input) // 2\n"
+        "        proc.stdin.write(input[:half]); proc.stdin.flush()\n"
         "        for _ in range(200):\n"
-        "            r = self.run(['stat', '-c', '%s', path])\n"
-        "            if r.ok and int(r.out) >= half: break\n"
+        "            size = ['sh', '-c', 'cat \"$@\" 2>/dev/null | wc -c', 'sh', *temps]\n"
+        "            r = super().run(size)\n"
+        "            if int(r.out) >= half: break\n"
         "            time.sleep(0.05)\n"
         "        chk = subprocess.run(self.ssh_argv(['-O', 'check']), capture_output=True,\n"
         "                             text=True, env=self._env())\n"
         "        os.kill(int(re.search(r'pid=(\\d+)', chk.stderr).group(1)), signal.SIGKILL)\n"
         "        proc.wait(timeout=10)\n"
-        "        print('dropped', self.name, proc.returncode, file=sys.stderr)\n"
+        "        print('dropped', self.name, half, 'of', len(input), file=sys.stderr)\n"
         "        raise self.error(f'link dropped during upload (exit {proc.returncode})')\n"
         "def factory(host):\n"
         "    t = for_host(host)\n"

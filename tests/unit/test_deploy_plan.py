@@ -167,8 +167,12 @@ def test_package_manager(ids: tuple[str, ...], pm: str | None) -> None:
 
 
 def test_parse_facts_output() -> None:
-    out = f"F 644 {'a' * 64}\nF - -\nC haproxy 1\nC keepalived 0\nO ubuntu debian\n"
-    files, missing, os_ids = parse_facts_output([HCFG, KCFG], out)
+    out = (
+        f"F 644 {'a' * 64}\nF - -\nS net.ipv4.ip_nonlocal_bind 1\nS x.y \n"
+        "C haproxy 1\nC keepalived 0\nO ubuntu debian\n"
+    )
+    files, missing, os_ids, live = parse_facts_output([HCFG, KCFG], out)
+    assert live == {"net.ipv4.ip_nonlocal_bind": "1", "x.y": ""}
     assert files == {HCFG: RemoteFile("a" * 64, 0o644), KCFG: None}
     assert missing == ("keepalived",)
     assert os_ids == ("ubuntu", "debian")
