@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from halb import status
 from halb.errors import ExitStatus, TransportError
 
 if TYPE_CHECKING:
@@ -98,18 +99,16 @@ class IfAddr:
         return self.interface_ip.network
 
 
-_INET_RE = re.compile(r"^\d+:\s+(\S+?)(?:@\S+)?\s+inet\s+(\d+\.\d+\.\d+\.\d+/\d+)")
 _LINK_RE = re.compile(r"^\d+:\s+([^:@\s]+)(?:@[^:\s]+)?:\s")
 
 
 def parse_ip_addr(text: str) -> list[IfAddr]:
     """IPv4 lines of `ip -o -4 addr show` (or `ip -o addr`; inet6 lines are skipped)."""
-    out = []
-    for line in text.splitlines():
-        m = _INET_RE.match(line.strip())
-        if m:
-            out.append(IfAddr(m.group(1), ipaddress.IPv4Interface(m.group(2))))
-    return out
+    return [
+        IfAddr(a.ifname, ipaddress.IPv4Interface(f"{a.address}/{a.prefixlen}"))
+        for a in status.parse_ip_addr(text)
+        if a.family == "inet"
+    ]
 
 
 def parse_ip_link(text: str) -> list[str]:
