@@ -398,6 +398,82 @@ def test_ssh_killed_mid_upload_leaves_the_old_file(lab: Lab, first: dict[str, An
     assert rc == 0, err
 
 
+LOAD_CLIENT = """
+import http.client, json, ssl, sys, threading, time
+from pathlib import Path
+vip_int, vip_ext, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ok, failed, lock = [0], [], threading.Lock()
+def one(i):
+    if i % 2:
+        c = http.client.HTTPSConnection(vip_int, 6443, timeout=3, context=ctx)
+        path = "/readyz"
+    else:
+        c = http.client.HTTPConnection(vip_ext, 30880, timeout=3)
+        path = "/"
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        r.read()
+        good = r.status == 200
+        err = f"status {r.status}"
+    except Exception as e:
+        good, err = False, repr(e)
+    finally:
+        c.close()
+    with lock:
+        if good:
+            ok[0] += 1
+        else:
+            failed.append(err)
+def loop(k):
+    i = k
+    deadline = time.monotonic() + 60
+    while not stop.exists() and time.monotonic() < deadline:
+        one(i)
+        i += 1
+threads = [threading.Thread(target=loop, args=(k,)) for k in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps({"ok": ok[0], "failed": failed}))
+"""
+
+
+def test_reload_under_load_fails_no_request(lab: Lab, first: dict[str, Any]) -> None:
+    """Promise 4: a config change is a seamless HAProxy reload, never a restart."""
+    client = lab.dir / "load.py"
+    client.write_text(LOAD_CLIENT)
+    stop = lab.dir / "load.stop"
+    stop.unlink(missing_ok=True)
+    pids = {lb: master_pid(lab, lb) for lb in lab.lbs}
+    load = subprocess.Popen(
+        [*lab.enter_argv("taskbox"), "python3", str(client), lab.vip_internal,
+         lab.vip_external, str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)
+        rc, doc, err = deploy(lab, variant(lab, "inter7", health={"inter": "7s"}))
+        time.sleep(1.0)
+    finally:
+        stop.touch()
+        out, _ = load.communicate(timeout=30)
+    assert rc == 0, err
+    for lb in lab.lbs:
+        assert doc["hosts"][lb]["services"]["haproxy"] == "reload"
+        assert master_pid(lab, lb) == pids[lb]
+    result = json.loads(out)
+    assert result["failed"] == [], result["failed"][:5]
+    assert result["ok"] > 50, result
+    rc, _, err = deploy(lab)
+    assert rc == 0, err
+
+
 def test_a_second_deploy_is_refused_while_one_holds_the_lock(
     lab: Lab, first: dict[str, Any]
 ) -> None:
@@ -465,6 +541,10 @@ def test_wrong_password_error_names_the_host_and_hides_the_password(lab: Lab) ->
     r = run(lab, "taskbox", ["halb", "deploy", "-c", str(spec)])
     assert r.returncode == 1
     assert f"{pw_host}: ssh to root@{lab.address(pw_host)}:22 failed" in r.stderr
+    # the developer view (a full traceback) does not carry it either
+    tb = run(lab, "taskbox", ["halb", "--traceback", "deploy", "-c", str(spec)])
+    assert tb.returncode != 0 and "Traceback" in tb.stderr
+    assert wrong not in tb.stdout + tb.stderr
     assert "Permission denied" in r.stderr
     assert wrong not in r.stdout + r.stderr
     assert "Traceback" not in r.stderr
