@@ -18,7 +18,7 @@ from halb.cli.common import (
     out,
     print_json,
 )
-from halb.errors import DeployError, ExitStatus
+from halb.errors import DeployError, ExitStatus, HalbError
 
 
 @app.command()
@@ -57,15 +57,20 @@ def deploy(
             for line in lines:
                 console.print(line, markup=False)
 
-    report = dep.deploy(
-        cluster,
-        rendered,
-        limit=limit or (),
-        dry_run=dry_run,
-        install=not no_install,
-        diff=show_diff if diff else None,
-        progress=progress,
-    )
+    try:
+        report = dep.deploy(
+            cluster,
+            rendered,
+            limit=limit or (),
+            dry_run=dry_run,
+            install=not no_install,
+            diff=show_diff if diff else None,
+            progress=progress,
+        )
+    except HalbError as e:
+        if json:  # scripts still get a document; the message also goes to stderr
+            print_json({"ok": False, "error": str(e)})
+        raise
     if json:
         print_json(report.as_dict())
     elif dry_run:
