@@ -189,22 +189,11 @@ class Systemd(ServiceManager):
 
 
 # Start a daemon detached from the session; its own start-up messages are kept and shown.
-# The file limit is raised the way a systemd unit would. Where the host forbids that (a
-# container or sandbox), HAProxy's maxconn is capped with -n to what fits, and the start
-# log says so, instead of HAProxy refusing to start.
+# The file limit is raised the way a systemd unit would; HAProxy sizes maxconn from it.
 _START = r"""
 ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
-mkdir -p /var/log/halb && log=/var/log/halb/start-$1.log && cfg=$2 && shift 2 || exit 1
-extra=
-if [ -n "$cfg" ]; then
-  fit=$(( ($(ulimit -Hn) - 100) / 2 ))
-  mc=$(awk '$1 == "maxconn" { print $2; exit }' "$cfg")
-  if [ -n "$mc" ] && [ "$mc" -gt "$fit" ]; then
-    extra="-n $fit"
-    echo "note: file limit $(ulimit -Hn): maxconn $mc capped to $fit" >&2
-  fi
-fi
-"$@" $extra </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
+mkdir -p /var/log/halb && log=/var/log/halb/start-$1.log && shift || exit 1
+"$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
 """
 
 
@@ -221,8 +210,7 @@ class Supervisor(ServiceManager):
 
     def start(self, name: ServiceName, *, wait: float = 10.0) -> None:
         spec = SUPERVISED[name]
-        cap_cfg = HAPROXY_CFG if name == "haproxy" else ""
-        res = self.t.run(sh(_START, name, cap_cfg, *spec.start), timeout=60)
+        res = self.t.run(sh(_START, name, *spec.start), timeout=60)
         if not res.ok:
             raise DeployError(f"{self.t.name}: {name} failed to start: {tool_message(res.out)}")
         deadline = time.monotonic() + wait
