@@ -260,22 +260,16 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
     """The model class that holds the key at loc (for 'did you mean')."""
-    model: type[BaseModel] = Spec
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        info = model.model_fields.get(part)
+    model: type[BaseModel] | None = Spec
+    parts = list(loc[:-1])
+    while parts and model is not None:
+        info = model.model_fields.get(str(parts.pop(0)))
         if info is None:
-            return None if model is not Spec or part != "frontends" else FrontendSpec
-        ann = info.annotation
-        nxt = _find_model(ann)
-        if nxt is None:
-            if part == "frontends":
-                return FrontendSpec
             return None
-        model = nxt
-    if loc and loc[0] == "frontends" and len(loc) == 3:
-        return FrontendSpec
+        ann = info.annotation
+        model = _find_model(ann)
+        if getattr(ann, "__origin__", None) is dict and parts:
+            parts.pop(0)  # the mapping's own key, e.g. a frontend's name
     return model
 
 

@@ -21,7 +21,7 @@ from halb import preflight as pf
 from halb import probe as pr
 from halb.deploy import deploy
 from halb.errors import ExitStatus, HalbError
-from halb.installers import write_config
+from halb.installers import lb_settings, write_config
 from halb.installers.launch import default_log_path, plan_launch, run_installer
 from halb.render import render_cluster
 from halb.spec import Cluster
@@ -174,8 +174,6 @@ class Runner:
         ins = self.cluster.spec.installer
         if ins.kind == "command" or ins.config is None:
             return StageResult("write-config", "skipped", "no installer config to write")
-        from halb.cli.installer import lb_settings  # the one place settings are derived
-
         res = write_config(ins.kind, self.cluster.base_dir / ins.config, lb_settings(self.cluster))
         for w in res.warnings:
             self.say(f"  warning: {w}")

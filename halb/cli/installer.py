@@ -19,20 +19,9 @@ from halb.cli.common import (
     print_json,
 )
 from halb.errors import InputError
-from halb.installers import KINDS, LBSettings, write_config
+from halb.installers import KINDS, lb_settings, write_config
 from halb.installers.launch import default_log_path, plan_launch, run_installer
 from halb.spec import Cluster, load_cluster
-
-
-def lb_settings(cluster: Cluster) -> LBSettings:
-    """The apiserver endpoint through halb's internal VIP, and every VIP for the SANs."""
-    address, port = cluster.apiserver_endpoint
-    return LBSettings(
-        address=address,
-        port=port,
-        domain=cluster.spec.installer.domain,
-        extra_sans=tuple(cluster.vip_addresses),
-    )
 
 
 def _installer_kind(cluster: Cluster, override: str | None) -> str:

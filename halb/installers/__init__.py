@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from halb.errors import InputError
 from halb.installers.edit import EditResult, LBSettings
@@ -21,7 +22,19 @@ from halb.installers.kubekey import edit_cluster_config
 from halb.installers.kubesphere import edit_common_yaml
 from halb.installers.kubespray import edit_kubespray_vars
 
-__all__ = ["EDITORS", "KINDS", "EditResult", "LBSettings", "WriteResult", "edit", "write_config"]
+if TYPE_CHECKING:
+    from halb.spec import Cluster
+
+__all__ = [
+    "EDITORS",
+    "KINDS",
+    "EditResult",
+    "LBSettings",
+    "WriteResult",
+    "edit",
+    "lb_settings",
+    "write_config",
+]
 
 Editor = Callable[[str, LBSettings, str], EditResult]
 
@@ -31,6 +44,17 @@ EDITORS: dict[str, Editor] = {
     "kubespray": edit_kubespray_vars,
 }
 KINDS = tuple(EDITORS)
+
+
+def lb_settings(cluster: Cluster) -> LBSettings:
+    """The apiserver endpoint through halb's internal VIP, and every VIP for the SANs."""
+    address, port = cluster.apiserver_endpoint
+    return LBSettings(
+        address=address,
+        port=port,
+        domain=cluster.spec.installer.domain,
+        extra_sans=tuple(cluster.vip_addresses),
+    )
 
 
 @dataclass(frozen=True)

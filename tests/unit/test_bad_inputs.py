@@ -316,3 +316,13 @@ def test_peers_with_different_router_ids_refused() -> None:
     rendered["lb2"] = {KEEPALIVED_CONF: RenderedFile(conf.format(rid=51, p=150), 0o600)}
     with pytest.raises(SpecError, match="share priority 150"):
         check_peers_agree(rendered)
+
+
+def test_unknown_key_inside_a_frontend_names_the_nearest(tmp_path: Path) -> None:
+    fe = {"apiserver": {"port": 6443, "backends": "kube-master", "backend_prot": 6443}}
+    code, out = run_validate(tmp_path, lambda s: s.update(frontends=fe))
+    assert code == 2, out
+    assert (
+        "halb.yaml: frontends.apiserver.backend_prot: unknown key; did you mean 'backend_port'"
+        in out
+    )
