@@ -3,7 +3,7 @@
 #   make test   installs what it needs and runs every test (lint, types, unit, golden, lab)
 SHELL := /bin/bash
 PYTHON ?= python3
-DEBS := haproxy keepalived openssh-server openssh-client sshpass iproute2 iptables nftables socat curl openssl procps util-linux
+DEBS := haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux
 LAB_DIR ?= lab
 
 .PHONY: deps test lint unit demo demo-down clean
