@@ -72,6 +72,14 @@ HOST_BINDS = (
     ("hosts", "/etc/hosts"),
     ("run", "/run"),
 )
+# Sudo hosts also get their own user databases, sudoers drop-ins and /home.
+SUDO_BINDS = (
+    ("passwd", "/etc/passwd"),
+    ("group", "/etc/group"),
+    ("etc-sudoers.d", "/etc/sudoers.d"),
+    ("home", "/home"),
+)
+SUDOERS = Path("/etc/sudoers")
 # Runs inside the new mount+UTS namespace (already in the host's network namespace).
 HOST_SETUP = """
 hostname "$1"
@@ -191,10 +199,53 @@ def _write(path: Path, text: str, mode: int) -> None:
     path.chmod(mode)
 
 
+def check_sudo_support() -> None:
+    """Sudo hosts need sudo, reading drop-ins from /etc/sudoers.d (Debian's default)."""
+    if not shutil.which("sudo"):
+        raise netns.LabError("the lab's sudo hosts need sudo: apt-get install sudo")
+    try:
+        text = SUDOERS.read_text()
+    except OSError as e:
+        raise netns.LabError(f"{SUDOERS}: {e.strerror}") from None
+    lines = {ln.strip() for ln in text.splitlines()}
+    if not {"@includedir /etc/sudoers.d", "#includedir /etc/sudoers.d"} & lines:
+        raise netns.LabError(f"{SUDOERS} does not include /etc/sudoers.d; the sudo hosts need it")
+
+
+def prepare_sudo_user(d: Path, h: HostPlan, uid: int, password_hash: str) -> None:
+    """Private passwd, group, shadow entry, sudoers.d and home for the host's sudo user."""
+    user = h.sudo_user
+    assert user is not None
+    _write(
+        d / "passwd",
+        writer.passwd_with_user(Path("/etc/passwd").read_text(), user, uid, f"/home/{user}"),
+        0o644,
+    )
+    _write(d / "group", writer.group_with_user(Path("/etc/group").read_text(), user, uid), 0o644)
+    shadow = (d / "shadow").read_text()
+    (d / "shadow").write_text(writer.shadow_with_user(shadow, user, password_hash))
+    # sudo ignores drop-ins not owned by root or writable by others: root, 0440.
+    _copy_dir(Path("/etc/sudoers.d"), d / "etc-sudoers.d")
+    _write(d / "etc-sudoers.d" / user, writer.sudoers_drop_in(h), 0o440)
+    home = d / "home" / user
+    home.mkdir(parents=True)
+    (d / "home").chmod(0o755)
+    os.chown(home, uid, uid)
+    home.chmod(0o700)
+
+
 def prepare_host_files(
-    lab: Lab, h: HostPlan, client_pub: str, password_hash: str, hosts_text: str
+    lab: Lab,
+    h: HostPlan,
+    client_pub: str,
+    password_hash: str,
+    hosts_text: str,
+    sudo: tuple[int, str],
 ) -> str:
-    """Fill the host's private /etc and /run copies; returns its public host key."""
+    """Fill the host's private /etc and /run copies; returns its public host key.
+
+    `sudo` is (uid, password hash) of the sudo user, for sudo hosts.
+    """
     d = lab.host_dir(h.name)
     d.mkdir(parents=True)
     d.chmod(0o755)
@@ -221,6 +272,8 @@ def prepare_host_files(
     _write(d / "shadow", writer.shadow_with_root_hash(shadow, root_hash), 0o640)
     with contextlib.suppress(KeyError):
         os.chown(d / "shadow", 0, grp.getgrnam("shadow").gr_gid)
+    if h.sudo_user:
+        prepare_sudo_user(d, h, *sudo)
     _write(d / "hostname", h.name + "\n", 0o644)
     _write(d / "hosts", hosts_text, 0o644)
     if h.role is Role.MASTER:
@@ -244,7 +297,7 @@ def prepare_host_files(
 def make_host_namespaces(lab: Lab, h: HostPlan) -> None:
     (lab.state_dir / "ns").mkdir(exist_ok=True)
     args = [h.name, str(lab.host_dir(h.name))]
-    for sub, target in HOST_BINDS:
+    for sub, target in HOST_BINDS + (SUDO_BINDS if h.sudo_user else ()):
         args += [sub, target]
     netns.new_host_namespaces(
         h.netns, lab.mount_file(h.name), lab.uts_file(h.name), HOST_SETUP, args
@@ -317,16 +370,32 @@ def up(
     *,
     octet: int | None = None,
     password_hosts: frozenset[str] | None = None,
+    sudo_hosts: frozenset[str] | None = None,
     progress: Progress = _quiet,
 ) -> Lab:
     """Build the lab and return it; on any failure remove what was built and re-raise."""
     require_root()
-    p = plan(name, lbs, masters, nodes, octet=octet, password_hosts=password_hosts)
+    p = plan(
+        name,
+        lbs,
+        masters,
+        nodes,
+        octet=octet,
+        password_hosts=password_hosts,
+        sudo_hosts=sudo_hosts,
+    )
     lab_dir = Path(dir).resolve()
     if not netns.ip_netns_available():
         raise InputError("`ip netns` does not work here; the lab needs network namespaces")
     check_free(p, lab_dir)
-    lab = Lab(plan=p, dir=lab_dir, password=secrets.token_urlsafe(15))
+    if any(h.sudo_user for h in p.hosts):
+        check_sudo_support()
+    lab = Lab(
+        plan=p,
+        dir=lab_dir,
+        password=secrets.token_urlsafe(15),
+        sudo_password=secrets.token_urlsafe(15),
+    )
     try:
         _build(lab, progress)
     except BaseException:
@@ -354,6 +423,10 @@ def _build(lab: Lab, progress: Progress) -> None:
     lab.key.chmod(0o600)
     client_pub = (lab.dir / (KEY_FILE + ".pub")).read_text()
     password_hash = hash_password(lab.password)
+    sudo = (
+        writer.free_id(Path("/etc/passwd").read_text(), Path("/etc/group").read_text()),
+        hash_password(lab.sudo_password),
+    )
     hosts_text = Path("/etc/hosts").read_text() if Path("/etc/hosts").is_file() else ""
     hosts_text += f"\n# lab {p.name}\n" + "".join(
         f"{h.address} {h.name}\n" for h in p.inventory_hosts
@@ -362,7 +435,7 @@ def _build(lab: Lab, progress: Progress) -> None:
     with ThreadPoolExecutor(8) as ex:
         pubs = list(
             ex.map(
-                lambda h: prepare_host_files(lab, h, client_pub, password_hash, hosts_text),
+                lambda h: prepare_host_files(lab, h, client_pub, password_hash, hosts_text, sudo),
                 machines,
             )
         )
@@ -376,7 +449,7 @@ def _build(lab: Lab, progress: Progress) -> None:
 
     progress(f"files: {INVENTORY_FILE}, {SPEC_FILE}, {KNOWN_HOSTS_FILE}, {STATE_FILE}")
     _write(lab.known_hosts, writer.known_hosts(p, host_keys), 0o644)
-    _write(lab.inventory, writer.hosts_ini(p, lab.dir, lab.password), 0o600)
+    _write(lab.inventory, writer.hosts_ini(p, lab.dir, lab.password, lab.sudo_password), 0o600)
     _write(lab.spec, writer.halb_yaml(p), 0o644)
     (lab.dir / COMMON_YAML).parent.mkdir(exist_ok=True)
     _write(lab.dir / COMMON_YAML, writer.COMMON_YAML, 0o644)

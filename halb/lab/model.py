@@ -28,6 +28,7 @@ class Lab:
     plan: LabPlan
     dir: Path
     password: str = field(repr=False)
+    sudo_password: str = field(default="", repr=False)  # the sudo hosts' user's password
     pids: dict[str, list[int]] = field(default_factory=dict)
 
     # --- names and addresses ---------------------------------------------------------
@@ -56,6 +57,16 @@ class Lab:
     @property
     def password_hosts(self) -> list[str]:
         return [h.name for h in self.plan.hosts if h.password]
+
+    @property
+    def sudo_hosts(self) -> list[str]:
+        """Hosts whose login is a non-root user that becomes root with sudo and a password."""
+        return [h.name for h in self.plan.hosts if h.sudo_user]
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret of the lab (none may show up in output, argv or logs)."""
+        return [s for s in (self.password, self.sudo_password) if s]
 
     @property
     def subnet(self) -> str:
@@ -197,6 +208,7 @@ class Lab:
             "vip_external": self.vip_external,
             "switch_netns": self.plan.switch_netns,
             "password": self.password,
+            "sudo_password": self.sudo_password,
             "hosts": [
                 {
                     "name": h.name,
@@ -204,6 +216,7 @@ class Lab:
                     "address": h.address,
                     "netns": h.netns,
                     "password_login": h.password,
+                    "sudo_user": h.sudo_user,
                     "mount_ns": None if h.role is Role.TASKBOX else str(self.mount_file(h.name)),
                     "uts_ns": None if h.role is Role.TASKBOX else str(self.uts_file(h.name)),
                     "pids": self.pids.get(h.name, []),
@@ -226,11 +239,13 @@ def load(lab_dir: Path) -> Lab:
             nodes=sum(1 for h in hosts if h["role"] == "node"),
             octet=int(data["octet"]),
             password_hosts=frozenset(h["name"] for h in hosts if h["password_login"]),
+            sudo_hosts=frozenset(h["name"] for h in hosts if h.get("sudo_user")),
         )
         return Lab(
             plan=p,
             dir=Path(data["dir"]),
             password=data["password"],
+            sudo_password=data.get("sudo_password", ""),
             pids={h["name"]: list(h.get("pids", [])) for h in hosts},
         )
     except FileNotFoundError:

@@ -23,6 +23,7 @@ SWITCH = "sw"
 TASKBOX = "taskbox"
 BRIDGE = "br0"
 HOST_IFACE = "eth0"
+SUDO_USER = "halbops"  # the non-root login of sudo hosts
 
 
 class Role(StrEnum):
@@ -39,6 +40,8 @@ class HostPlan:
     address: str
     netns: str
     password: bool  # logs in with the lab password instead of the key
+    # Logs in as this user (not root) by password and becomes root through sudo with it.
+    sudo_user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,11 @@ def default_password_hosts(lbs: int, nodes: int) -> frozenset[str]:
     return frozenset(out)
 
 
+def default_sudo_hosts(lbs: int) -> frozenset[str]:
+    """The first LB logs in as a non-root user and becomes root with sudo and a password."""
+    return frozenset({"lb1"}) if lbs >= 1 else frozenset()
+
+
 def plan(
     name: str,
     lbs: int = 2,
@@ -133,6 +141,7 @@ def plan(
     nodes: int = 3,
     octet: int | None = None,
     password_hosts: frozenset[str] | None = None,
+    sudo_hosts: frozenset[str] | None = None,
 ) -> LabPlan:
     check_name(name)
     for what, n, lo, hi in (
@@ -146,6 +155,10 @@ def plan(
     if not 1 <= x <= 254:
         raise InputError(f"lab range octet {x}: must be between 1 and 254")
     pw = default_password_hosts(lbs, nodes) if password_hosts is None else password_hosts
+    su = default_sudo_hosts(lbs) if sudo_hosts is None else sudo_hosts
+    both = pw & su
+    if both:
+        raise InputError(f"hosts both root-password and sudo hosts: {', '.join(sorted(both))}")
 
     def host(hname: str, role: Role, last: int) -> HostPlan:
         return HostPlan(
@@ -154,15 +167,17 @@ def plan(
             address=f"{LAB_PREFIX}.{x}.{last}",
             netns=netns_name(name, hname),
             password=hname in pw,
+            sudo_user=SUDO_USER if hname in su else None,
         )
 
     hosts = [host(TASKBOX, Role.TASKBOX, 2)]
     hosts += [host(f"lb{i}", Role.LB, 10 + i) for i in range(1, lbs + 1)]
     hosts += [host(f"master{i}", Role.MASTER, 20 + i) for i in range(1, masters + 1)]
     hosts += [host(f"node{i}", Role.NODE, 30 + i) for i in range(1, nodes + 1)]
-    unknown = pw - {h.name for h in hosts}
-    if unknown:
-        raise InputError(f"password hosts not in the lab: {', '.join(sorted(unknown))}")
+    for what, names in (("password", pw), ("sudo", su)):
+        unknown = names - {h.name for h in hosts}
+        if unknown:
+            raise InputError(f"{what} hosts not in the lab: {', '.join(sorted(unknown))}")
     return LabPlan(name=name, octet=x, hosts=tuple(hosts))
 
 

@@ -8,14 +8,22 @@ from pathlib import Path
 from halb.lab.topology import HOST_IFACE, HostPlan, LabPlan, Role
 
 
-def hosts_ini(plan: LabPlan, lab_dir: Path, password: str) -> str:
-    """The installer's inventory in the KubeSphere 2.1 shape, plus an [lb] group."""
+def hosts_ini(plan: LabPlan, lab_dir: Path, password: str, sudo_password: str) -> str:
+    """The installer's inventory in the KubeSphere 2.1 shape, plus an [lb] group.
+
+    Sudo hosts log in as their user with `sudo_password`, which sudo then asks for.
+    """
     d = lab_dir.resolve()
     lines = ["[all]"]
     for h in plan.inventory_hosts:
         line = f"{h.name} ansible_host={h.address} ip={h.address}"
         if h.password:
             line += f" ansible_ssh_pass={password}"
+        if h.sudo_user:
+            line += (
+                f" ansible_user={h.sudo_user} ansible_ssh_pass={sudo_password}"
+                f" ansible_become_pass={sudo_password}"
+            )
         lines.append(line)
 
     def group(title: str, role: Role) -> list[str]:
@@ -137,7 +145,7 @@ def sshd_config(host: HostPlan) -> str:
         "PermitRootLogin yes\n"
         "PubkeyAuthentication yes\n"
         "AuthorizedKeysFile /etc/ssh/authorized_keys.%u\n"
-        f"PasswordAuthentication {'yes' if host.password else 'no'}\n"
+        f"PasswordAuthentication {'yes' if host.password or host.sudo_user else 'no'}\n"
         "KbdInteractiveAuthentication no\n"
         "PermitEmptyPasswords no\n"
         "UseDNS no\n"
@@ -162,6 +170,45 @@ def shadow_with_root_hash(shadow: str, root_hash: str) -> str:
     if not seen:
         out.insert(0, f"root:{root_hash}:19000:0:99999:7:::")
     return "\n".join(out) + "\n"
+
+
+def free_id(passwd: str, group: str, start: int = 2000) -> int:
+    """The first id from `start` that is neither a uid in `passwd` nor a gid in `group`."""
+    used = set()
+    for text, col in ((passwd, 2), (group, 2)):
+        for line in text.splitlines():
+            fields = line.split(":")
+            if len(fields) > col and fields[col].isdigit():
+                used.add(int(fields[col]))
+    n = start
+    while n in used:
+        n += 1
+    return n
+
+
+def _add_line(text: str, name: str, line: str) -> str:
+    """`text` (an /etc database) without any entry for `name`, plus `line`."""
+    kept = [ln for ln in text.splitlines() if ln.split(":", 1)[0] != name]
+    return "\n".join([*kept, line]) + "\n"
+
+
+def passwd_with_user(passwd: str, user: str, uid: int, home: str) -> str:
+    return _add_line(passwd, user, f"{user}:x:{uid}:{uid}:halb lab operator:{home}:/bin/sh")
+
+
+def group_with_user(group: str, user: str, gid: int) -> str:
+    return _add_line(group, user, f"{user}:x:{gid}:")
+
+
+def shadow_with_user(shadow: str, user: str, password_hash: str) -> str:
+    return _add_line(shadow, user, f"{user}:{password_hash}:19000:0:99999:7:::")
+
+
+def sudoers_drop_in(host: HostPlan) -> str:
+    """sudo for the host's user: anything, after giving its own password (no NOPASSWD)."""
+    return (
+        f"# lab host {host.name} (written by `halb lab up`)\n{host.sudo_user} ALL=(ALL:ALL) ALL\n"
+    )
 
 
 def known_hosts(plan: LabPlan, host_keys: Mapping[str, str]) -> str:

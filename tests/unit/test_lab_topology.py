@@ -43,6 +43,7 @@ def test_default_plan_addresses_and_names() -> None:
     assert [h.netns for h in p.hosts][:2] == ["halb-demo-taskbox", "halb-demo-lb1"]
     assert p.switch_netns == "halb-demo-sw"
     assert [h.name for h in p.hosts if h.password] == ["lb2", "node1"]
+    assert [(h.name, h.sudo_user) for h in p.hosts if h.sudo_user] == [("lb1", "halbops")]
     assert p.inventory_hosts[0].name == "lb1"
 
 
@@ -64,6 +65,11 @@ def test_netns_names_parse_back() -> None:
         ({"nodes": -1}, "--nodes -1"),
         ({"octet": 255}, "octet 255"),
         ({"password_hosts": frozenset({"lb7"})}, "password hosts not in the lab: lb7"),
+        ({"sudo_hosts": frozenset({"node9"})}, "sudo hosts not in the lab: node9"),
+        (
+            {"password_hosts": frozenset({"lb2"}), "sudo_hosts": frozenset({"lb2"})},
+            "both root-password and sudo hosts: lb2",
+        ),
     ],
 )
 def test_bad_plans_say_what_is_wrong(kw: dict[str, object], msg: str) -> None:
@@ -81,7 +87,7 @@ def test_small_lab_has_no_password_lb() -> None:
 
 def test_hosts_ini_reads_as_the_kubesphere_inventory(tmp_path: Path) -> None:
     p = plan("demo")
-    text = writer.hosts_ini(p, tmp_path, "s3cret-pw")
+    text = writer.hosts_ini(p, tmp_path, "s3cret-pw", "sud0-pw")
     (tmp_path / "hosts.ini").write_text(text)
     inv = load_inventory(tmp_path / "hosts.ini")
     assert list(inv.hosts) == ["lb1", "lb2", "master1", "master2", "master3",
@@ -93,17 +99,22 @@ def test_hosts_ini_reads_as_the_kubesphere_inventory(tmp_path: Path) -> None:
     assert names("lb") == ["lb1", "lb2"]
     assert names("kube-master") == names("etcd") == ["master1", "master2", "master3"]
     assert names("k8s-cluster") == ["master1", "master2", "master3", "node1", "node2", "node3"]
-    lb2, lb1 = inv.hosts["lb2"], inv.hosts["lb1"]
-    assert lb2.password == "s3cret-pw" and lb1.password is None
-    assert lb1.ip == lb1.ssh_address == p.host("lb1").address
-    assert lb1.user == "root"
-    assert lb1.private_key_file == str(tmp_path / "id_ed25519")
-    assert lb1.ssh_common_args == (
-        f"-o UserKnownHostsFile={tmp_path / 'known_hosts'} -o StrictHostKeyChecking=yes"
-    )
-    assert lb1.vars["halb_service_manager"] == "supervisor"
+    lb2, lb1, m1 = inv.hosts["lb2"], inv.hosts["lb1"], inv.hosts["master1"]
+    assert lb2.password == "s3cret-pw" and m1.password is None
+    assert (lb2.user, lb2.become_password) == ("root", None)
+    # lb1: its own user by password, root through sudo with the same password
+    assert (lb1.user, lb1.password, lb1.become_password) == ("halbops", "sud0-pw", "sud0-pw")
+    assert m1.ip == m1.ssh_address == p.host("master1").address
+    assert m1.user == "root"
+    for h in (lb1, m1):
+        assert h.private_key_file == str(tmp_path / "id_ed25519")
+        assert h.ssh_common_args == (
+            f"-o UserKnownHostsFile={tmp_path / 'known_hosts'} -o StrictHostKeyChecking=yes"
+        )
+        assert h.vars["halb_service_manager"] == "supervisor"
     assert "taskbox" not in text
     assert text.count("s3cret-pw") == 2  # lb2 and node1 only
+    assert text.count("sud0-pw") == 2  # lb1's login and sudo
 
 
 def test_halb_yaml_is_the_documented_spec_and_validates(tmp_path: Path) -> None:
@@ -117,7 +128,7 @@ def test_halb_yaml_is_the_documented_spec_and_validates(tmp_path: Path) -> None:
     assert data["frontends"]["console"]["backends"] == "k8s-cluster"
     assert data["installer"]["command"] == "true"
     (tmp_path / "halb.yaml").write_text(text)
-    (tmp_path / "hosts.ini").write_text(writer.hosts_ini(p, tmp_path, "pw"))
+    (tmp_path / "hosts.ini").write_text(writer.hosts_ini(p, tmp_path, "pw", "spw"))
     cluster, findings = check(tmp_path / "halb.yaml")
     assert cluster is not None, findings
     assert not [f for f in findings if f.level == "error"]
@@ -132,10 +143,13 @@ def test_common_yaml_is_yaml_with_the_lb_comments() -> None:
 def test_sshd_config_per_host() -> None:
     p = plan("demo")
     lb1, lb2 = writer.sshd_config(p.host("lb1")), writer.sshd_config(p.host("lb2"))
+    m1 = writer.sshd_config(p.host("master1"))
     assert f"ListenAddress {p.host('lb1').address}\n" in lb1
     assert "UsePAM no\n" in lb1 and "PermitRootLogin yes\n" in lb1
-    assert "PasswordAuthentication no\n" in lb1
+    assert "PasswordAuthentication no\n" in m1
     assert "PasswordAuthentication yes\n" in lb2
+    assert "PasswordAuthentication yes\n" in lb1  # halbops logs in by password
+    assert "AllowUsers" not in lb1 and "DenyUsers" not in lb1
 
 
 def test_shadow_copy_replaces_only_roots_password() -> None:
@@ -143,6 +157,24 @@ def test_shadow_copy_replaces_only_roots_password() -> None:
     out = writer.shadow_with_root_hash(shadow, "$6$salt$hash")
     assert out == "root:$6$salt$hash:20228:0:99999:7:::\ndaemon:*:20228:0:99999:7:::\n"
     assert writer.shadow_with_root_hash("daemon:*:1::::::\n", "*").startswith("root:*:")
+
+
+def test_sudo_user_files() -> None:
+    passwd = "root:x:0:0:root:/root:/bin/bash\ncloud:x:2000:2000::/home/cloud:/bin/sh\n"
+    group = "root:x:0:\nstaff:x:2001:\n"
+    uid = writer.free_id(passwd, group)
+    assert uid == 2002
+    out = writer.passwd_with_user(passwd, "halbops", uid, "/home/halbops")
+    assert out.splitlines()[:2] == passwd.splitlines()
+    assert out.splitlines()[2] == "halbops:x:2002:2002:halb lab operator:/home/halbops:/bin/sh"
+    # an existing entry is replaced, not duplicated
+    assert writer.passwd_with_user(out, "halbops", uid, "/h").count("halbops:") == 1
+    assert writer.group_with_user(group, "halbops", uid).endswith("\nhalbops:x:2002:\n")
+    shadow = writer.shadow_with_user("root:*:1:0:99999:7:::\n", "halbops", "$6$s$h")
+    assert shadow == "root:*:1:0:99999:7:::\nhalbops:$6$s$h:19000:0:99999:7:::\n"
+    drop_in = writer.sudoers_drop_in(plan("demo").host("lb1"))
+    rules = [ln for ln in drop_in.splitlines() if ln and not ln.startswith("#")]
+    assert rules == ["halbops ALL=(ALL:ALL) ALL"]  # a password every time, no NOPASSWD
 
 
 def test_known_hosts_lists_name_and_address() -> None:
