@@ -132,6 +132,27 @@ class SshTransport(Transport):
             raise self.error(f"unexpected answer to `id -u`: {uid[:40]!r}")
         self._connected = True
         self.privilege = privilege_for(self.user, self._become_password, is_root=uid == "0")
+        if self.privilege.mode != "none":
+            self._check_sudo()
+
+    def _check_sudo(self) -> None:
+        """Fail at once, with a clear message, when sudo will not make us root.
+
+        Later commands cannot tell a refusal from their own failure, and a long-running
+        one (popen) keeps stdin open, so a sudo that got a wrong password would wait there
+        for another try.
+        """
+        res = super().run(["true"], timeout=self.connect_timeout + 20)
+        if res.ok:
+            return
+        lines = [ln.strip() for ln in scrub(res.err, self._secrets()).splitlines() if ln.strip()]
+        detail = lines[-1] if lines else f"exit {res.rc}"
+        if "incorrect password" in res.err:
+            detail += "; the sudo password (ansible_become_pass) is wrong"
+        elif "password is required" in res.err:
+            detail += "; set ansible_become_pass"
+        self.close()  # the next command connects and checks again
+        raise self.error(f"sudo as {self.user} refused to run commands as root: {detail}")
 
     def run(
         self,
