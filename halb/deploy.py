@@ -443,14 +443,13 @@ class RemoteLock:
         if line == "locked":
             self._proc = proc
             return
-        _end(proc)
+        stderr = _end(proc)
         if proc.returncode == LOCK_BUSY:
             who = self.t.run(["cat", HOLDER_FILE], timeout=15).out.strip() or "unknown"
             raise DeployError(
                 f"{self.t.name}: another deploy holds {LOCK_FILE} ({who}); wait for it to "
                 "finish (the lock goes away when that deploy ends)"
             )
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         raise self.t.error(f"cannot take {LOCK_FILE}: {stderr.strip() or 'no answer'}")
 
     def release(self) -> None:
@@ -459,17 +458,22 @@ class RemoteLock:
             self._proc = None
 
 
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    for s in (proc.stdin, proc.stdout, proc.stderr):
-        if s is not None and s is not proc.stderr:
+def _end(proc: subprocess.Popen[bytes]) -> str:
+    """Stop a lock process; return what it wrote on stderr (read before the pipe closes)."""
+    for s in (proc.stdin, proc.stdout):
+        if s is not None:
             s.close()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    err = b""
     if proc.stderr is not None and not proc.stderr.closed:
+        if select.select([proc.stderr], [], [], 1)[0]:
+            err = os.read(proc.stderr.fileno(), 65536)
         proc.stderr.close()
+    return err.decode(errors="replace")
 
 
 # -------------------------------------------------------------------------------- apply

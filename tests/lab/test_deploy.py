@@ -516,6 +516,24 @@ def test_a_second_deploy_is_refused_while_one_holds_the_lock(
     assert rc == 0, err
 
 
+def test_a_lock_that_cannot_be_taken_is_reported_not_a_traceback(
+    lab: Lab, first: dict[str, Any]
+) -> None:
+    lb = lab.lbs[-1]
+    # the state folder goes read-only inside that host only, so the lock file cannot exist
+    lab.run(lb, ["mount", "-o", "remount,bind,ro", "/var/lib/halb"], check=True)
+    try:
+        r = run(lab, "taskbox", ["halb", "deploy", "-c", str(lab.spec)])
+    finally:
+        lab.run(lb, ["mount", "-o", "remount,bind,rw", "/var/lib/halb"], check=True)
+    assert r.returncode == 1, r.stderr
+    assert f"{lb}: cannot take /var/lib/halb/deploy.lock" in r.stderr
+    assert "Read-only file system" in r.stderr
+    assert "Traceback" not in r.stderr
+    rc, _, err = deploy(lab)
+    assert rc == 0, err
+
+
 def test_limit_deploys_one_host_only(lab: Lab, first: dict[str, Any]) -> None:
     spec = variant(lab, "inter6", health={"inter": "6s"})
     other = lab.lbs[1]
