@@ -7,6 +7,8 @@ what they built, also when a test fails.
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,3 +54,33 @@ def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory
 def lab(lab_factory: LabFactory) -> Lab:
     """A lab with 2 LBs, 2 masters and 2 nodes, shared by the tests of one module."""
     return lab_factory(lbs=2, masters=2, nodes=2)
+
+
+class PsWatch:
+    """Snapshots of every process's argv on the machine (all namespaces share pids)."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.snapshots: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            r = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True)
+            self.snapshots.append(r.stdout)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PsWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def ps_watch() -> type[PsWatch]:
+    """`with ps_watch() as ps:` snapshots `ps -eo args` every 50 ms (for secret leaks)."""
+    return PsWatch

@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -83,34 +82,10 @@ def uids(pid: int) -> tuple[int, int, int]:
     return (u.real, u.effective, u.saved)
 
 
-class PsWatch:
-    """Snapshots of every process's argv on the machine (all namespaces share pids)."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.snapshots: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            r = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True)
-            self.snapshots.append(r.stdout)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PsWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture(scope="module")
-def first(lab: Lab) -> dict[str, Any]:
+def first(lab: Lab, ps_watch: Any) -> dict[str, Any]:
     """The first deploy onto fresh LB hosts, with a `ps` watch running throughout."""
-    with PsWatch() as ps:
+    with ps_watch() as ps:
         t0 = time.monotonic()
         r = halb(lab, "deploy", "-c", str(lab.spec), "--json")
         seconds = time.monotonic() - t0
