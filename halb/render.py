@@ -31,16 +31,12 @@ class RenderedFile:
     content: str
     mode: int
 
-    @property
-    def secret(self) -> bool:
-        """Files that may hold the VRRP password are root-only."""
-        return self.mode & 0o077 == 0
-
 
 HostFiles = dict[str, RenderedFile]
 
 
-def _env() -> jinja2.Environment:
+def template_env() -> jinja2.Environment:
+    """The one Jinja2 setup: packaged templates, undefined names are errors."""
     return jinja2.Environment(
         loader=jinja2.PackageLoader("halb", "templates"),
         undefined=jinja2.StrictUndefined,
@@ -85,7 +81,7 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
 
 
 def render_host(cluster: Cluster, host: str, env: jinja2.Environment | None = None) -> HostFiles:
-    env = env or _env()
+    env = env or template_env()
     ctx = host_context(cluster, host)
 
     def r(name: str) -> str:
@@ -112,7 +108,7 @@ def _unit(name: str) -> str:
 
 def render_cluster(cluster: Cluster) -> dict[str, HostFiles]:
     """{LB host: {absolute target path: RenderedFile}}, in inventory order."""
-    env = _env()
+    env = template_env()
     out = {h.name: render_host(cluster, h.name, env) for h in cluster.lb_hosts}
     check_peers_agree(out)
     return out

@@ -195,12 +195,6 @@ class Cluster:
         assert ip is not None  # resolve() refuses LB hosts without one
         return ip
 
-    def vip(self, name: str) -> ResolvedVip:
-        for v in self.vips:
-            if v.name == name:
-                return v
-        return self.vips[0]
-
     def frontend(self, name: str) -> ResolvedFrontend | None:
         return next((f for f in self.frontends if f.name == name), None)
 

@@ -7,7 +7,6 @@ run again when asked (`--reinstall`). The install record lives next to halb.yaml
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -74,16 +73,6 @@ def write_state(cluster: Cluster, state: dict[str, Any]) -> None:
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     os.replace(tmp, p)
-
-
-def _config_digest(cluster: Cluster) -> str:
-    cfg = cluster.spec.installer.config
-    if cfg is None:
-        return ""
-    try:
-        return hashlib.sha256((cluster.base_dir / cfg).read_bytes()).hexdigest()
-    except OSError:
-        return ""
 
 
 class Runner:
@@ -199,7 +188,6 @@ class Runner:
             "exit_code": code,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "log": str(log),
-            "config_sha256": _config_digest(self.cluster),
         }
         write_state(self.cluster, state)
         if code != 0:
