@@ -36,7 +36,21 @@ def haproxy_check(host: str, cfg: Path) -> CheckResult:
     return CheckResult(host, "haproxy -c", str(cfg), p.returncode == 0, out)
 
 
-def keepalived_check(host: str, etc_keepalived: Path, interfaces: list[str]) -> CheckResult:
+def interfaces_of(conf: str) -> list[str]:
+    """Interfaces a keepalived.conf names (`interface IF` lines), each once."""
+    found = (ln.split() for ln in conf.splitlines())
+    return sorted({w[1] for w in found if len(w) >= 2 and w[0] == "interface"})
+
+
+def check_host_root(host: str, root: Path) -> list[CheckResult]:
+    """Both validators on one host's rendered tree (root/etc/haproxy, root/etc/keepalived)."""
+    return [
+        haproxy_check(host, root / "etc/haproxy/haproxy.cfg"),
+        keepalived_check(host, root / "etc/keepalived"),
+    ]
+
+
+def keepalived_check(host: str, etc_keepalived: Path) -> CheckResult:
     conf = etc_keepalived / "keepalived.conf"
     if shutil.which("keepalived") is None:
         return CheckResult(host, "keepalived -t", str(conf), False, "keepalived is not installed")
@@ -50,7 +64,7 @@ def keepalived_check(host: str, etc_keepalived: Path, interfaces: list[str]) -> 
         )
     links = " && ".join(
         f"ip link add {shlex.quote(i)} type veth peer name halbchk{n}"
-        for n, i in enumerate(sorted(set(interfaces)))
+        for n, i in enumerate(interfaces_of(conf.read_text()))
     )
     script = (
         f"{links or 'true'} && mount --bind {shlex.quote(str(etc_keepalived))} /etc/keepalived"

@@ -6,10 +6,9 @@ import ipaddress
 import re
 from pathlib import Path
 
-import jinja2
-
 from halb.errors import InputError
 from halb.inventory import Inventory
+from halb.render import template_env
 from halb.spec import derive_router_id
 
 
@@ -50,13 +49,7 @@ def starter_spec(
         )
     name = cluster or re.sub(r"[^A-Za-z0-9_.-]", "-", inventory.source.resolve().parent.name)
     name = name.strip("-.") or "kubesphere-ha"
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("halb", "templates"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    env = template_env()
     text = env.get_template("halb.yaml.j2").render(
         cluster=name,
         inventory=inventory_ref,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from halb.checkconf import CheckResult, haproxy_check, keepalived_check
+from halb.checkconf import CheckResult, check_host_root
 from halb.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -23,7 +23,7 @@ from halb.cli.common import (
 )
 from halb.errors import ExitStatus, InputError
 from halb.inventory import load_inventory
-from halb.render import KEEPALIVED_CONF, HostFiles, render_cluster
+from halb.render import HostFiles, render_cluster
 from halb.spec import Finding, check, load_cluster
 from halb.starter import relative_ref, starter_spec
 
@@ -103,18 +103,7 @@ def write_rendered(rendered: dict[str, HostFiles], outdir: Path) -> list[Path]:
 
 
 def check_rendered(rendered: dict[str, HostFiles], outdir: Path) -> list[CheckResult]:
-    results = []
-    for host, files in rendered.items():
-        root = outdir / host
-        results.append(haproxy_check(host, root / "etc/haproxy/haproxy.cfg"))
-        ifaces = [
-            line.split()[1]
-            for line in files[KEEPALIVED_CONF].content.splitlines()
-            if line.strip().startswith("interface ")
-            for line in [line.strip()]
-        ]
-        results.append(keepalived_check(host, root / "etc/keepalived", ifaces))
-    return results
+    return [r for host in rendered for r in check_host_root(host, outdir / host)]
 
 
 @app.command()

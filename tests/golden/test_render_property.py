@@ -11,9 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from halb.checkconf import haproxy_check, keepalived_check
+from halb.checkconf import check_host_root
 from halb.cli.core import write_rendered
-from halb.render import KEEPALIVED_CONF, render_cluster
+from halb.render import render_cluster
 from halb.spec import load_cluster
 
 pytestmark = pytest.mark.skipif(
@@ -109,14 +109,6 @@ def test_generated_specs_render_valid_configs(
     cluster = load_cluster(d / "halb.yaml")
     rendered = render_cluster(cluster)
     write_rendered(rendered, d / "out")
-    for host, files in rendered.items():
-        root = d / "out" / host
-        h = haproxy_check(host, root / "etc/haproxy/haproxy.cfg")
-        assert h.ok, h.output
-        ifaces = [
-            ln.split()[1]
-            for ln in files[KEEPALIVED_CONF].content.splitlines()
-            if ln.strip().startswith("interface ")
-        ]
-        k = keepalived_check(host, root / "etc/keepalived", ifaces)
-        assert k.ok, k.output
+    for host in rendered:
+        for r in check_host_root(host, d / "out" / host):
+            assert r.ok, f"{r.tool}: {r.output}"
