@@ -1,31 +1,50 @@
 # Two entry points do all the set-up on a fresh Debian machine (as root):
 #   make demo   installs what it needs, brings up the lab and runs halb's main job on it
 #   make test   installs what it needs and runs every test (lint, types, unit, golden, lab)
+# halb and the test tools go into a virtual environment ($(VENV)) made with the first
+# $(PYTHON) on PATH: Debian's own python3 refuses `pip install` outside one (PEP 668).
 SHELL := /bin/bash
 PYTHON ?= python3
-DEBS := haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux
+VENV ?= .venv
+DEBS := python3-venv haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux
 LAB_DIR ?= lab
 
-.PHONY: deps test lint unit demo demo-down clean
+# Resolved before PATH changes below, so a stale $(VENV) never makes itself.
+PYTHON_BIN := $(shell command -v $(PYTHON))
+VENV_BIN := $(abspath $(VENV))/bin
+# Every recipe (and the lab hosts it starts, which run `halb` through PATH) uses the venv.
+export PATH := $(VENV_BIN):$(PATH)
 
-deps:
+.PHONY: deps debs test lint unit demo demo-down clean
+
+debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
-lint:
+$(VENV_BIN)/python: | debs
+	@test -n "$(PYTHON_BIN)" || { echo "no $(PYTHON) on PATH (set PYTHON=...)"; exit 2; }
+	$(PYTHON_BIN) -m venv $(VENV)
+
+# Reinstalled when the dependencies change; halb itself is an editable install.
+$(VENV)/.installed: pyproject.toml | $(VENV_BIN)/python
+	$(VENV_BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+deps: debs $(VENV)/.installed
+
+lint: deps
 	ruff check halb tests bench
 	ruff format --check halb tests bench
 	mypy
 
-unit:
-	$(PYTHON) -m pytest -q -m 'not lab'
+unit: deps
+	python -m pytest -q -m 'not lab'
 
 test: deps lint
-	$(PYTHON) -m pytest -q -p no:cacheprovider
+	python -m pytest -q -p no:cacheprovider
 
 demo: deps
 	@halb lab down --dir $(LAB_DIR) >/dev/null 2>&1 || true
@@ -35,11 +54,12 @@ demo: deps
 	halb lab exec -- halb probe -c $(LAB_DIR)/halb.yaml
 	@echo
 	@echo "The lab is still up. Look around:"
-	@echo "  halb lab status"
-	@echo "  halb lab exec -- curl -s http://$$($(PYTHON) -c "import yaml; print(yaml.safe_load(open('$(LAB_DIR)/halb.yaml'))['vips']['external']['address'])"):30880/"
+	@echo "  $(VENV)/bin/halb lab status"
+	@echo "  $(VENV)/bin/halb lab exec -- curl -s http://$$(python -c "import yaml; print(yaml.safe_load(open('$(LAB_DIR)/halb.yaml'))['vips']['external']['address'])"):30880/"
 	@echo "Remove it with: make demo-down"
+	@echo "(halb lives in $(VENV); \`. $(VENV)/bin/activate\` puts it on your PATH)"
 
-demo-down:
+demo-down: deps
 	halb lab down --dir $(LAB_DIR)
 
 clean:

@@ -21,6 +21,7 @@ from halb.cli.common import (
     out,
     print_json,
 )
+from halb.cli.tables import print_table
 from halb.errors import ExitStatus
 from halb.spec import load_cluster
 
@@ -44,7 +45,12 @@ def _level(level: str) -> Text:
 def _probe_table(s: pr.ProbeSummary) -> Table:
     t = Table(title=f"halb probe (timeout {s.timeout:g} s, {s.elapsed_ms:.0f} ms)")
     for col in ("frontend", "via", "target", "address", "status", "latency", "detail"):
-        t.add_column(col, justify="right" if col == "latency" else "left", overflow="fold")
+        t.add_column(
+            col,
+            justify="right" if col == "latency" else "left",
+            overflow="fold",
+            no_wrap=col in ("target", "address"),
+        )
     for f in s.frontends:
         rows = [*f.backends, *([f.vip] if f.vip else [])]
         for r in rows:
@@ -91,7 +97,7 @@ def probe(
         print_json(pr.summary_document(summary))
     else:
         con = out()
-        con.print(_probe_table(summary))
+        print_table(con, _probe_table(summary))
         for f in summary.frontends:
             con.print(_level(f.level), Text(f"{f.name}: {f.message}"))
     exit_with(ExitStatus(summary.exit_status))
@@ -121,10 +127,10 @@ def preflight(
     else:
         t = Table(title="halb preflight")
         for col in ("check", "host", "result", "message"):
-            t.add_column(col, overflow="fold")
+            t.add_column(col, overflow="fold", no_wrap=col == "host")
         for r in results:
             t.add_row(r.check, r.host, _level(r.level), Text(r.message))
-        out().print(t)
+        print_table(out(), t)
     # The failures again, one line each on stderr, also with --json.
     for r in results:
         if r.level is pf.Level.FAIL:

@@ -20,6 +20,7 @@ from halb.cli.common import (
     out,
     print_json,
 )
+from halb.cli.tables import print_table
 from halb.errors import ExitStatus, InputError
 from halb.spec import load_cluster
 from halb.up import STAGES, Runner, run_up
@@ -94,7 +95,7 @@ def up(
                 f"{r.seconds:.1f} s",
                 Text(r.detail),
             )
-        con.print(t)
+        print_table(con, t)
         if failed:
             con.print(Text(f"stopped at {failed.name}: {failed.detail}", style="bold red"))
             con.print(Text(f"next: {failed.next_step}"))

@@ -14,6 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CASE = ROOT / "tests/golden/cases/ks-guide"
 
 
+def site_dir(venv: Path) -> Path:
+    return next((venv / "lib").glob("python3*/site-packages"))
+
+
 @pytest.mark.slow
 def test_wheel_renders_in_fresh_venv(tmp_path: Path) -> None:
     pytest.importorskip("build")
@@ -35,11 +39,12 @@ def test_wheel_renders_in_fresh_venv(tmp_path: Path) -> None:
     )
     wheel = next(dist.glob("halb-*.whl"))
     venv = tmp_path / "venv"
-    # system site packages give the dependencies without a download; halb itself comes
-    # from the wheel only
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120
-    )
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # The dependencies come from the running environment's site dirs (no download; this
+    # works whether that is a venv or not). Listed in a .pth, their own .pth files are not
+    # read, so an editable halb there stays invisible: halb itself comes from the wheel only.
+    deps = [p for p in sys.path if p.endswith("-packages")]
+    (site_dir(venv) / "test-deps.pth").write_text("".join(f"{p}\n" for p in deps))
     pip = venv / "bin/pip"
     subprocess.run(
         [str(pip), "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
