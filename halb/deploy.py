@@ -33,11 +33,23 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from halb.errors import DeployError, HalbError, InputError
+from halb.facts.ipaddr import IP_ADDR, IfAddr, holders, parse_ip_addr
+from halb.facts.target import TargetFacts, facts_argv, parse_facts_output
 from halb.inventory import Host
+from halb.paths import (
+    BACKUP_DIR,
+    DEPLOY_STATE_DIR,
+    HAPROXY_CFG,
+    HOLDER_FILE,
+    KEEPALIVED_CONF,
+    LOCK_FILE,
+    RUNTIME_DIRS,
+    SYSCTL_CONF,
+    SYSTEMD_DIR,
+    dropin_dir,
+)
 from halb.render import RenderedFile
 from halb.services import (
-    HAPROXY_CFG,
-    KEEPALIVED_CFG,
     SERVICES,
     ServiceManager,
     ServiceName,
@@ -45,19 +57,10 @@ from halb.services import (
     tool_message,
     validate_argv,
 )
-from halb.status import HostFacts as AddrFacts
-from halb.status import VipRef, parse_ip_addr, vip_holders
 from halb.transport import Transport, TransportFactory, for_host, sh
 from halb.transport.base import MASK, scrub
 
-STATE_DIR = "/var/lib/halb"
-BACKUP_DIR = f"{STATE_DIR}/backup"
-LOCK_FILE = f"{STATE_DIR}/deploy.lock"
-HOLDER_FILE = f"{STATE_DIR}/deploy.holder"
-SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"
-RUNTIME_DIRS = ("/run/haproxy", "/run/halb")
 TMP_PREFIX = ".halb-tmp-"
-PACKAGES = ("haproxy", "keepalived")
 
 Progress = Callable[[str, str], None]
 
@@ -82,23 +85,6 @@ class ServiceAction(StrEnum):
 
 
 @dataclass(frozen=True)
-class RemoteFile:
-    sha256: str
-    mode: int
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """What a host has now, as far as the plan cares."""
-
-    files: Mapping[str, RemoteFile | None]
-    running: Mapping[str, bool]
-    missing: tuple[str, ...] = ()  # packages whose command is missing
-    os_ids: tuple[str, ...] = ()  # ID and ID_LIKE from /etc/os-release
-    sysctl: Mapping[str, str] = field(default_factory=dict)  # live values of our keys
-
-
-@dataclass(frozen=True)
 class FileStep:
     path: str
     action: Action
@@ -117,7 +103,7 @@ class FileStep:
         """How the target checks this file before it replaces the old one."""
         if self.path == HAPROXY_CFG:
             return "haproxy"
-        if self.path == KEEPALIVED_CFG:
+        if self.path == KEEPALIVED_CONF:
             return "keepalived"
         if self.path.endswith(".sh"):
             return "script"
@@ -206,7 +192,7 @@ def package_manager(os_ids: Sequence[str]) -> str | None:
 
 
 def plan_host(
-    host: str, kind: str, files: Mapping[str, RenderedFile], facts: HostFacts, *, install: bool
+    host: str, kind: str, files: Mapping[str, RenderedFile], facts: TargetFacts, *, install: bool
 ) -> HostPlan:
     steps: list[FileStep] = []
     for path, rf in files.items():
@@ -235,8 +221,8 @@ def plan_host(
 
     services: list[ServiceStep] = []
     for name in SERVICES:
-        cfg = HAPROXY_CFG if name == "haproxy" else KEEPALIVED_CFG
-        dropin = f"/etc/systemd/system/{name}.service.d/"
+        cfg = HAPROXY_CFG if name == "haproxy" else KEEPALIVED_CONF
+        dropin = dropin_dir(name)
         if not facts.running.get(name, False):
             act = ServiceAction.START
         elif cfg in changed or any(p.startswith(dropin) for p in changed):
@@ -258,13 +244,13 @@ def plan_host(
         sysctl=sysctl,
         install=facts.missing if install else (),
         package_manager=package_manager(facts.os_ids),
-        daemon_reload=any(p.startswith("/etc/systemd/") for p in changed),
+        daemon_reload=any(p.startswith(SYSTEMD_DIR) for p in changed),
     )
 
 
 def compute_plan(
     rendered: Mapping[str, Mapping[str, RenderedFile]],
-    facts: Mapping[str, HostFacts],
+    facts: Mapping[str, TargetFacts],
     managers: Mapping[str, str],
     *,
     install: bool = True,
@@ -335,56 +321,17 @@ def diff_lines(
 
 # ------------------------------------------------------------------------ remote facts
 
-_FACTS = r"""
-while [ $# -gt 0 ] && [ "$1" != -- ]; do
-  p=$1; shift
-  if [ -f "$p" ]; then
-    printf 'F %s %s\n' "$(stat -c %a "$p")" "$(sha256sum < "$p" | cut -d' ' -f1)"
-  else
-    echo 'F - -'
-  fi
-done
-[ "${1:-}" = -- ] && shift
-for k in "$@"; do printf 'S %s %s\n' "$k" "$(sysctl -n "$k" 2>/dev/null)"; done
-for c in haproxy keepalived; do
-  if command -v "$c" >/dev/null 2>&1; then echo "C $c 1"; else echo "C $c 0"; fi
-done
-if [ -r /etc/os-release ]; then . /etc/os-release; echo "O ${ID:-} ${ID_LIKE:-}"; fi
-"""
 
-
-def parse_facts_output(
-    paths: Sequence[str], text: str
-) -> tuple[dict[str, RemoteFile | None], tuple[str, ...], tuple[str, ...], dict[str, str]]:
-    files: dict[str, RemoteFile | None] = {}
-    live: dict[str, str] = {}
-    missing: list[str] = []
-    os_ids: tuple[str, ...] = ()
-    flines = [ln for ln in text.splitlines() if ln.startswith("F ")]
-    if len(flines) != len(paths):
-        raise DeployError(f"unexpected answer to the file check ({len(flines)} lines)")
-    for path, line in zip(paths, flines, strict=True):
-        _, mode, digest = line.split()
-        files[path] = None if mode == "-" else RemoteFile(digest, int(mode, 8))
-    for line in text.splitlines():
-        parts = line.split()
-        if parts[:1] == ["C"] and len(parts) == 3 and parts[2] == "0":
-            missing.append(parts[1])
-        elif parts[:1] == ["O"]:
-            os_ids = tuple(parts[1:])
-        elif parts[:1] == ["S"] and len(parts) >= 2:
-            live[parts[1]] = " ".join(parts[2:])
-    return files, tuple(missing), os_ids, live
-
-
-def gather_facts(t: Transport, svc: ServiceManager, files: Mapping[str, RenderedFile]) -> HostFacts:
+def gather_facts(
+    t: Transport, svc: ServiceManager, files: Mapping[str, RenderedFile]
+) -> TargetFacts:
     paths = list(files)
     keys = list(sysctl_keys(files[SYSCTL_CONF].content)) if SYSCTL_CONF in files else []
-    res = t.run(sh(_FACTS, *paths, "--", *keys), timeout=60, check=True)
+    res = t.run(facts_argv(paths, keys), timeout=60, check=True)
     remote, missing, os_ids, live = parse_facts_output(paths, res.out)
     pids = svc.main_pids()
     running: dict[str, bool] = {n: n not in missing and pids[n] is not None for n in SERVICES}
-    return HostFacts(remote, running, missing, os_ids, live)
+    return TargetFacts(remote, running, missing, os_ids, live)
 
 
 # -------------------------------------------------------------------------------- locks
@@ -422,7 +369,7 @@ class LocalLock:
 # The lock is held by a flock process on the target for as long as our session lives:
 # a deploy that dies, or whose link drops, releases it by itself.
 _LOCK_OUTER = (
-    f"mkdir -p {STATE_DIR} && chmod 700 {STATE_DIR} && "
+    f"mkdir -p {DEPLOY_STATE_DIR} && chmod 700 {DEPLOY_STATE_DIR} && "
     f'exec flock -n -E 75 {LOCK_FILE} sh -c "$2" sh "$1"'
 )
 _LOCK_INNER = f'printf "%s\\n" "$1" > {HOLDER_FILE}; echo locked; exec cat >/dev/null'
@@ -618,7 +565,7 @@ class HostDeployer:
         self._backup([f for f in changed if f.action == Action.UPDATE])
         scripts = [f for f in changed if f.validator == "script"]
         self._move(scripts)
-        kcfg = next((f for f in hp.files if f.path == KEEPALIVED_CFG), None)
+        kcfg = next((f for f in hp.files if f.path == KEEPALIVED_CONF), None)
         if kcfg is not None and (kcfg.changed or scripts):
             self._validate(kcfg, self.applied.temps.get(kcfg.path, kcfg.path))
         self._move([f for f in changed if f.validator != "script"])
@@ -754,7 +701,7 @@ class HostDeployer:
         for name in self.applied.reloaded:
             if (
                 name in {"haproxy", "keepalived"}
-                and (HAPROXY_CFG if name == "haproxy" else KEEPALIVED_CFG) in restore
+                and (HAPROXY_CFG if name == "haproxy" else KEEPALIVED_CONF) in restore
             ):
                 self.svc.reload(name)
         self.say("rolled back")
@@ -811,13 +758,14 @@ def _now() -> str:
 
 def wait_for_vips(
     transports: Mapping[str, Transport],
-    vips: Sequence[VipRef],
+    vips: Mapping[str, str],
     *,
     timeout: float,
     settle: float = 0.0,
     final: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, list[str]], str | None]:
-    """Poll `ip -o addr` on every LB host until each VIP has exactly one holder.
+    """Poll `ip -o addr` on every LB host until each VIP (name -> address) has exactly one
+    holder.
 
     With `settle`, the same holders must be seen for that long (a peer that just started
     may still preempt), unless every VIP is already on its `final` host (the peer with the
@@ -827,36 +775,38 @@ def wait_for_vips(
     stable_since: float | None = None
     last: dict[str, list[str]] | None = None
 
-    def addrs(item: tuple[str, Transport]) -> AddrFacts:
-        r = item[1].run(["ip", "-o", "addr", "show"], timeout=30)
-        return AddrFacts(item[0], addrs=parse_ip_addr(r.out) if r.ok else ())
+    def addrs(t: Transport) -> tuple[IfAddr, ...]:
+        r = t.run(IP_ADDR, timeout=30)
+        return parse_ip_addr(r.out) if r.ok else ()
 
+    names = list(transports)
     with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
         while True:
-            holders = vip_holders(pool.map(addrs, transports.items()), vips)
+            seen = dict(zip(names, pool.map(addrs, transports.values()), strict=True))
+            holding = holders(seen, vips)
             now = time.monotonic()
-            bad = {v: h for v, h in holders.items() if len(h) != 1}
+            bad = {v: h for v, h in holding.items() if len(h) != 1}
             if (
                 not bad
                 and final is not None
-                and all(holders[v] == [final[v]] for v in holders if v in final)
+                and all(holding[v] == [final[v]] for v in holding if v in final)
             ):
-                return holders, None
-            if bad or holders != last:
+                return holding, None
+            if bad or holding != last:
                 stable_since = None if bad else now
-            last = holders
+            last = holding
             if stable_since is not None and now - stable_since >= settle:
-                return holders, None
+                return holding, None
             if now > deadline:
                 if not bad:
-                    return holders, None  # one holder each, just not for the whole window
+                    return holding, None  # one holder each, just not for the whole window
                 why = "; ".join(
                     f"VIP {v} held by {' and '.join(h)} (split brain)"
                     if h
                     else f"VIP {v} has no holder"
                     for v, h in bad.items()
                 )
-                return holders, f"{why} after {timeout:g}s"
+                return holding, f"{why} after {timeout:g}s"
             time.sleep(0.25)
 
 
@@ -906,7 +856,7 @@ def deploy(
             transports[name] = transport_for(host)
             managers[name] = manager(cluster.service_manager(host), transports[name])
 
-        def connect(name: str) -> HostFacts:
+        def connect(name: str) -> TargetFacts:
             t = transports[name]
             if local_lock:
                 rl = RemoteLock(t, f"{socket.gethostname()} pid {os.getpid()} since {_now()}")
@@ -950,7 +900,7 @@ def deploy(
         with ThreadPoolExecutor(max_workers=max(1, len(deployers))) as pool:
             results = list(pool.map(lambda d: d.run(), deployers.values()))
 
-        vips = [VipRef(v.name, v.address, v.instance) for v in cluster.vips]
+        vips = {v.name: v.address for v in cluster.vips}
         wait = vip_timeout if vip_timeout is not None else max(10.0, 4 * cluster.advert_int + 5)
         # a peer whose keepalived just started or reloaded may still take a VIP over
         moved = any(h.service("keepalived") != ServiceAction.NONE for h in plan.hosts)

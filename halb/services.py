@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from halb.errors import DeployError, InputError
+from halb.facts.pids import parse_pids, pids_argv
+from halb.paths import (
+    HAPROXY_CFG,
+    HAPROXY_PIDFILE,
+    KEEPALIVED_CHECKERS_PIDFILE,
+    KEEPALIVED_CONF,
+    KEEPALIVED_PIDFILE,
+    KEEPALIVED_VRRP_PIDFILE,
+    LOG_DIR,
+)
 from halb.transport import Transport, sh
 
 ServiceName = Literal["haproxy", "keepalived"]
 SERVICES: tuple[ServiceName, ...] = ("haproxy", "keepalived")
 
-HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
-KEEPALIVED_CFG = "/etc/keepalived/keepalived.conf"
-CONFIG_OF: dict[ServiceName, str] = {"haproxy": HAPROXY_CFG, "keepalived": KEEPALIVED_CFG}
+CONFIG_OF: dict[ServiceName, str] = {"haproxy": HAPROXY_CFG, "keepalived": KEEPALIVED_CONF}
 
 
 def validate_argv(name: ServiceName, path: str) -> list[str]:
@@ -48,30 +57,28 @@ class SupervisedSpec:
 
 SUPERVISED: dict[ServiceName, SupervisedSpec] = {
     "haproxy": SupervisedSpec(
-        ("haproxy", "-W", "-D", "-f", HAPROXY_CFG, "-p", "/run/haproxy.pid"),
-        "/run/haproxy.pid",
+        ("haproxy", "-W", "-D", "-f", HAPROXY_CFG, "-p", HAPROXY_PIDFILE),
+        HAPROXY_PIDFILE,
         "haproxy",
         "USR2",
     ),
     "keepalived": SupervisedSpec(
-        tuple(
-            f"keepalived -f {KEEPALIVED_CFG} -p /run/keepalived.pid -r /run/keepalived_vrrp.pid "
-            "-c /run/keepalived_checkers.pid".split()
+        (
+            "keepalived",
+            "-f",
+            KEEPALIVED_CONF,
+            "-p",
+            KEEPALIVED_PIDFILE,
+            "-r",
+            KEEPALIVED_VRRP_PIDFILE,
+            "-c",
+            KEEPALIVED_CHECKERS_PIDFILE,
         ),
-        "/run/keepalived.pid",
+        KEEPALIVED_PIDFILE,
         "keepalived",
         "HUP",
     ),
 }
-
-_PID_ALIVE = 'pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && '
-_PID_ALIVE += 'grep -qx "$2" /proc/"$pid"/comm && echo "$pid"'
-# The same for several (pidfile, comm) pairs; prints a pid or "-" for each.
-_PIDS = (
-    'while [ $# -ge 2 ]; do pid=$(cat "$1" 2>/dev/null); '
-    'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qx "$2" /proc/"$pid"/comm; '
-    'then echo "$pid"; else echo -; fi; shift 2; done'
-)
 
 
 class ServiceManager(ABC):
@@ -87,9 +94,6 @@ class ServiceManager(ABC):
     def main_pids(self) -> dict[ServiceName, int | None]:
         """Both services' main pids (one round trip where the manager allows)."""
         return {n: self.main_pid(n) for n in SERVICES}
-
-    def is_active(self, name: ServiceName) -> bool:
-        return self.main_pid(name) is not None
 
     @abstractmethod
     def start(self, name: ServiceName) -> None: ...
@@ -192,7 +196,7 @@ class Systemd(ServiceManager):
 # The file limit is raised the way a systemd unit would; HAProxy sizes maxconn from it.
 _START = r"""
 ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
-mkdir -p /var/log/halb && log=/var/log/halb/start-$1.log && shift || exit 1
+mkdir -p "$1" && log="$1/start-$2.log" && shift 2 || exit 1
 "$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
 """
 
@@ -203,14 +207,11 @@ class Supervisor(ServiceManager):
     kind = "supervisor"
 
     def main_pid(self, name: ServiceName) -> int | None:
-        spec = SUPERVISED[name]
-        res = self.t.run(sh(_PID_ALIVE, spec.pidfile, spec.comm), timeout=30)
-        pid = res.out.strip()
-        return int(pid) if res.ok and pid.isdigit() else None
+        return self._pids((name,))[name]
 
     def start(self, name: ServiceName, *, wait: float = 10.0) -> None:
         spec = SUPERVISED[name]
-        res = self.t.run(sh(_START, name, *spec.start), timeout=60)
+        res = self.t.run(sh(_START, LOG_DIR, name, *spec.start), timeout=60)
         if not res.ok:
             raise DeployError(f"{self.t.name}: {name} failed to start: {tool_message(res.out)}")
         deadline = time.monotonic() + wait
@@ -234,12 +235,15 @@ class Supervisor(ServiceManager):
         self.t.run(["kill", f"-{SUPERVISED[name].reload_signal}", str(pid)], timeout=15, check=True)
 
     def main_pids(self) -> dict[ServiceName, int | None]:
-        args = [x for n in SERVICES for x in (SUPERVISED[n].pidfile, SUPERVISED[n].comm)]
-        res = self.t.run(sh(_PIDS, *args), timeout=30)
-        found = res.out.split()
-        if not res.ok or len(found) != len(SERVICES):
-            return super().main_pids()
-        return {n: int(p) if p.isdigit() else None for n, p in zip(SERVICES, found, strict=True)}
+        return self._pids(SERVICES)
+
+    def _pids(self, names: Sequence[ServiceName]) -> dict[ServiceName, int | None]:
+        """All in one round trip; an unreadable answer counts as not running."""
+        res = self.t.run(
+            pids_argv([(SUPERVISED[n].pidfile, SUPERVISED[n].comm) for n in names]), timeout=30
+        )
+        found = parse_pids(res.out, len(names)) if res.ok else None
+        return dict(zip(names, found or [None] * len(names), strict=True))
 
 
 MANAGERS: dict[str, type[ServiceManager]] = {"systemd": Systemd, "supervisor": Supervisor}

@@ -1,123 +1,28 @@
 """What the LB hosts are doing: VRRP state, VIP holders, HAProxy and backend health.
 
-Pure parsers of captured text (`ip -o addr`, HAProxy `show stat` CSV, the notify state
-files) and a pure assessment; `gather` is the only part that talks to hosts.
+A pure assessment of what `halb.facts.lbstate` gathered from each LB host; `status` is the
+only part that talks to hosts.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from halb.errors import HalbError
-from halb.services import ServiceManager, manager
-from halb.transport import Transport, TransportFactory, for_host, sh
-
-STATE_DIR = "/run/halb"
-ADMIN_SOCKET = "/run/haproxy/admin.sock"
-STATS_CSV_URL = "http://127.0.0.1:8404/stats;csv"
-VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
-
-# ----------------------------------------------------------------------------- parsers
-
-
-@dataclass(frozen=True)
-class IfAddr:
-    ifname: str
-    family: str  # "inet" | "inet6"
-    address: str
-    prefixlen: int
-    label: str  # the address label (keepalived's "eth0:halb0"), else the ifname
-
-
-_IP_ADDR = re.compile(
-    r"^\d+:\s+(?P<ifname>[^\s@]+)(?:@\S+)?\s+(?P<family>inet6?)\s+"
-    r"(?P<addr>[0-9a-fA-F.:]+)(?:/(?P<plen>\d+))?(?P<rest>.*)$"
-)
-
-
-def parse_ip_addr(text: str) -> tuple[IfAddr, ...]:
-    """Parse `ip -o addr show` (one address per line)."""
-    out: list[IfAddr] = []
-    for line in text.splitlines():
-        m = _IP_ADDR.match(line.strip())
-        if not m:
-            continue
-        family = m["family"]
-        plen = int(m["plen"]) if m["plen"] else (32 if family == "inet" else 128)
-        # the label is the last word before the "\" that separates the lifetimes
-        rest = m["rest"].split("\\", 1)[0].split()
-        label = rest[-1] if rest and not rest[-1].isdigit() and rest[-1] != "noprefixroute" else ""
-        if not label or label in ("global", "host", "link", "dynamic", "secondary"):
-            label = m["ifname"]
-        out.append(IfAddr(m["ifname"], family, m["addr"], plen, label))
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class StatRow:
-    pxname: str
-    svname: str
-    type: int  # 0 frontend, 1 backend, 2 server, 3 listener
-    status: str  # UP, DOWN, "UP 1/3", "DOWN 1/2", MAINT, DRAIN, no check, OPEN ...
-    check_status: str
-    addr: str
-
-    @property
-    def healthy(self) -> bool:
-        """Taking traffic as far as HAProxy is concerned."""
-        s = self.status.upper()
-        return s.startswith("UP") or s == "NO CHECK"
-
-
-def parse_show_stat(text: str) -> tuple[StatRow, ...]:
-    """Parse HAProxy's `show stat` / `;csv` output (header line starts with '# ')."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines or not lines[0].startswith("#"):
-        return ()
-    header = lines[0].lstrip("#").strip()
-    reader = csv.DictReader(io.StringIO("\n".join([header, *lines[1:]])))
-    rows: list[StatRow] = []
-    for r in reader:
-        try:
-            kind = int(r.get("type") or -1)
-        except ValueError:
-            kind = -1
-        rows.append(
-            StatRow(
-                pxname=r.get("pxname") or "",
-                svname=r.get("svname") or "",
-                type=kind,
-                status=(r.get("status") or "").strip(),
-                check_status=(r.get("check_status") or "").strip(),
-                addr=(r.get("addr") or "").strip(),
-            )
-        )
-    return tuple(rows)
-
-
-def parse_vrrp_state(text: str) -> str | None:
-    """The state the notify script recorded (first word), None when unreadable."""
-    word = text.strip().split()[0].upper() if text.strip() else ""
-    return word if word in VRRP_STATES else None
-
-
-def split_sections(text: str) -> dict[str, str]:
-    """Split gathered output into '@@name' sections."""
-    out: dict[str, list[str]] = {}
-    cur: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("@@"):
-            cur = out.setdefault(line[2:].strip(), [])
-        elif cur is not None:
-            cur.append(line)
-    return {k: "\n".join(v) for k, v in out.items()}
-
+# `X as X`: the parsers moved to halb.facts, and stay importable from here for a release
+from halb.facts.haproxy import StatRow as StatRow
+from halb.facts.haproxy import parse_show_stat as parse_show_stat
+from halb.facts.ipaddr import IfAddr as IfAddr
+from halb.facts.ipaddr import holders
+from halb.facts.ipaddr import parse_ip_addr as parse_ip_addr
+from halb.facts.lbstate import LbFacts, gather_host
+from halb.facts.lbstate import facts_from_output as facts_from_output
+from halb.facts.lbstate import parse_vrrp_state as parse_vrrp_state
+from halb.facts.lbstate import split_sections as split_sections
+from halb.services import manager
+from halb.transport import TransportFactory, for_host
 
 # -------------------------------------------------------------------------- assessment
 
@@ -134,19 +39,6 @@ class FrontendRef:
     name: str
     vip_name: str
     backends: tuple[str, ...]  # server names
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """Raw observations of one LB host (or why there are none)."""
-
-    host: str
-    error: str | None = None
-    addrs: tuple[IfAddr, ...] = ()
-    vrrp: Mapping[str, str | None] = field(default_factory=dict)  # instance -> state
-    haproxy_pid: int | None = None
-    keepalived_pid: int | None = None
-    stats: tuple[StatRow, ...] | None = None  # None: could not read
 
 
 @dataclass(frozen=True)
@@ -205,19 +97,13 @@ class StatusReport:
         return d
 
 
-def vip_holders(facts: Iterable[HostFacts], vips: Sequence[VipRef]) -> dict[str, list[str]]:
+def vip_holders(facts: Iterable[LbFacts], vips: Sequence[VipRef]) -> dict[str, list[str]]:
     """VIP name -> hosts that have its address configured."""
-    out: dict[str, list[str]] = {v.name: [] for v in vips}
-    for f in facts:
-        have = {a.address for a in f.addrs}
-        for v in vips:
-            if v.address in have:
-                out[v.name].append(f.host)
-    return out
+    return holders({f.host: f.addrs for f in facts}, {v.name: v.address for v in vips})
 
 
 def assess(
-    facts: Sequence[HostFacts], vips: Sequence[VipRef], frontends: Sequence[FrontendRef]
+    facts: Sequence[LbFacts], vips: Sequence[VipRef], frontends: Sequence[FrontendRef]
 ) -> StatusReport:
     problems: list[str] = []
     notes: list[str] = []
@@ -298,55 +184,6 @@ def assess(
     )
 
 
-# ---------------------------------------------------------------------------- gathering
-
-_GATHER = f"""
-echo @@ip; ip -o addr show
-for f in {STATE_DIR}/vrrp-*.state; do [ -f "$f" ] && {{ echo "@@state $f"; cat "$f"; }}; done
-echo @@stat
-if command -v socat >/dev/null 2>&1 && [ -S {ADMIN_SOCKET} ]; then
-  echo 'show stat' | socat -t 2 - UNIX-CONNECT:{ADMIN_SOCKET}
-elif command -v curl >/dev/null 2>&1; then
-  curl -s -m 3 '{STATS_CSV_URL}'
-fi
-echo @@end
-"""
-
-
-def facts_from_output(host: str, text: str) -> HostFacts:
-    """Pure: one host's gathered output -> facts (pids are filled in by the caller)."""
-    sec = split_sections(text)
-    vrrp: dict[str, str | None] = {}
-    for key, body in sec.items():
-        if key.startswith("state "):
-            name = key.split("/")[-1].removeprefix("vrrp-").removesuffix(".state")
-            vrrp[name] = parse_vrrp_state(body)
-    stat_text = sec.get("stat", "")
-    stats = parse_show_stat(stat_text) if stat_text.strip() else None
-    return HostFacts(host, addrs=parse_ip_addr(sec.get("ip", "")), vrrp=vrrp, stats=stats)
-
-
-def gather_host(t: Transport, svc: ServiceManager) -> HostFacts:
-    try:
-        res = t.run(sh(_GATHER), timeout=30)
-        f = facts_from_output(t.name, res.out)
-        pids = svc.main_pids()
-        return HostFacts(
-            host=f.host,
-            addrs=f.addrs,
-            vrrp=f.vrrp,
-            stats=f.stats,
-            haproxy_pid=pids["haproxy"],
-            keepalived_pid=pids["keepalived"],
-        )
-    except HalbError as e:
-        return HostFacts(t.name, error=str(e).removeprefix(f"{t.name}: "))
-
-
-def addrs_of(t: Transport) -> tuple[IfAddr, ...]:
-    return parse_ip_addr(t.run(["ip", "-o", "addr", "show"], timeout=30, check=True).out)
-
-
 def refs(cluster: Any) -> tuple[list[VipRef], list[FrontendRef]]:
     """The parts of a Cluster the assessment needs."""
     vips = [VipRef(v.name, v.address, v.instance) for v in cluster.vips]
@@ -363,7 +200,7 @@ def status(cluster: Any, *, transport_for: TransportFactory = for_host) -> Statu
     transports = [transport_for(h) for h in hosts]
     try:
 
-        def one(i: int) -> HostFacts:
+        def one(i: int) -> LbFacts:
             return gather_host(
                 transports[i], manager(cluster.service_manager(hosts[i]), transports[i])
             )
@@ -375,9 +212,6 @@ def status(cluster: Any, *, transport_for: TransportFactory = for_host) -> Statu
             t.close()
     vips, fes = refs(cluster)
     return assess(facts, vips, fes)
-
-
-Printer = Callable[[str], None]
 
 
 def render_text(report: StatusReport) -> list[str]:

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
+from halb.facts.ipaddr import parse_ip_addr
 from halb.lab import Lab
 from halb.spec import load_cluster
-from halb.status import parse_ip_addr
 
 pytestmark = pytest.mark.lab
 

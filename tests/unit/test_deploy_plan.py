@@ -8,19 +8,17 @@ import pytest
 
 from halb.deploy import (
     Action,
-    HostFacts,
-    RemoteFile,
     ServiceAction,
     compute_plan,
     diff_lines,
     mask_secrets,
     package_manager,
-    parse_facts_output,
     plan_host,
     plan_lines,
     sha256,
 )
 from halb.errors import DeployError
+from halb.facts.target import RemoteFile, TargetFacts, parse_facts_output
 from halb.render import RenderedFile, render_cluster
 from halb.spec import load_cluster
 
@@ -40,14 +38,14 @@ FILES = {
 }
 
 
-def installed(files: dict[str, RenderedFile] = FILES, **over: RemoteFile | None) -> HostFacts:
+def installed(files: dict[str, RenderedFile] = FILES, **over: RemoteFile | None) -> TargetFacts:
     """Facts of a host that already has exactly `files`, with overrides per path."""
     remote: dict[str, RemoteFile | None] = {
         p: RemoteFile(sha256(f.content.encode()), f.mode) for p, f in files.items()
     }
     for key, value in over.items():
         remote[{"h": HCFG, "k": KCFG, "c": CHECK, "n": NOTIFY, "s": SYSCTL}[key]] = value
-    return HostFacts(
+    return TargetFacts(
         remote,
         {"haproxy": True, "keepalived": True},
         (),
@@ -61,7 +59,7 @@ def actions(hp: object) -> dict[str, str]:
 
 
 def test_fresh_host_creates_everything_and_starts_both() -> None:
-    facts = HostFacts({p: None for p in FILES}, {}, ("haproxy", "keepalived"), ("debian",), {})
+    facts = TargetFacts({p: None for p in FILES}, {}, ("haproxy", "keepalived"), ("debian",), {})
     hp = plan_host("lb1", "systemd", FILES, facts, install=True)
     assert set(actions(hp).values()) == {"create"}
     assert hp.service("haproxy") == ServiceAction.START
@@ -120,7 +118,7 @@ def test_mode_only_change_is_an_update() -> None:
 
 def test_stopped_service_is_started_even_when_files_are_unchanged() -> None:
     f = installed()
-    facts = HostFacts(f.files, {"haproxy": False, "keepalived": True}, (), (), f.sysctl)
+    facts = TargetFacts(f.files, {"haproxy": False, "keepalived": True}, (), (), f.sysctl)
     hp = plan_host("lb1", "supervisor", FILES, facts, install=True)
     assert hp.service("haproxy") == ServiceAction.START
     assert hp.service("keepalived") == ServiceAction.NONE
@@ -128,12 +126,12 @@ def test_stopped_service_is_started_even_when_files_are_unchanged() -> None:
 
 def test_sysctl_applied_when_live_value_differs() -> None:
     f = installed()
-    facts = HostFacts(f.files, f.running, (), (), {"net.ipv4.ip_nonlocal_bind": "0"})
+    facts = TargetFacts(f.files, f.running, (), (), {"net.ipv4.ip_nonlocal_bind": "0"})
     assert plan_host("lb1", "x", FILES, facts, install=True).sysctl
 
 
 def test_validation_order_scripts_first_keepalived_last() -> None:
-    hp = plan_host("lb1", "x", FILES, HostFacts({}, {}, (), (), {}), install=True)
+    hp = plan_host("lb1", "x", FILES, TargetFacts({}, {}, (), (), {}), install=True)
     order = [f.path for f in hp.files]
     assert order.index(CHECK) < order.index(KCFG) and order.index(NOTIFY) < order.index(KCFG)
     assert order[-1] == KCFG
@@ -141,7 +139,7 @@ def test_validation_order_scripts_first_keepalived_last() -> None:
 
 
 def test_no_install_leaves_install_empty() -> None:
-    facts = HostFacts({}, {}, ("keepalived",), ("ubuntu", "debian"), {})
+    facts = TargetFacts({}, {}, ("keepalived",), ("ubuntu", "debian"), {})
     assert plan_host("lb1", "x", FILES, facts, install=False).install == ()
 
 
@@ -205,7 +203,7 @@ def test_plan_of_a_real_render_then_unchanged() -> None:
     cluster = load_cluster(GOLDEN / "pass-auth" / "halb.yaml")
     rendered = render_cluster(cluster)
     empty = {
-        h: HostFacts({p: None for p in f}, {}, (), ("debian",), {}) for h, f in rendered.items()
+        h: TargetFacts({p: None for p in f}, {}, (), ("debian",), {}) for h, f in rendered.items()
     }
     managers = {h: "systemd" for h in rendered}
     first = compute_plan(rendered, empty, managers)

@@ -12,6 +12,8 @@ from scapy.layers.vrrp import VRRP, VRRPv3
 
 from halb import preflight as pf
 from halb.errors import ExitStatus
+from halb.facts import firewall as fw
+from halb.facts import ipaddr, packets, ss
 from halb.preflight import CheckResult, Level
 
 # Captured inside a lab LB host (`ip -o link show`, `ip -o -4 addr show`).
@@ -93,9 +95,9 @@ public (active)
 
 
 def test_parse_ip_link_and_addr() -> None:
-    assert pf.parse_ip_link(IP_LINK) == ["lo", "eth0", "bond0.100"]
-    addrs = pf.parse_ip_addr(IP_ADDR)
-    assert [(a.interface, str(a.interface_ip)) for a in addrs] == [
+    assert ipaddr.parse_ip_link(IP_LINK) == ["lo", "eth0", "bond0.100"]
+    addrs = ipaddr.ipv4(ipaddr.parse_ip_addr(IP_ADDR))
+    assert [(a.ifname, str(a.interface_ip)) for a in addrs] == [
         ("lo", "127.0.0.1/8"),
         ("eth0", "10.250.179.11/24"),
         ("eth0", "10.250.179.253/32"),
@@ -103,13 +105,13 @@ def test_parse_ip_link_and_addr() -> None:
 
 
 def test_subnet_for() -> None:
-    addrs = pf.parse_ip_addr(IP_ADDR)
-    hit = pf.subnet_for("10.250.179.254", addrs, "eth0")
+    addrs = ipaddr.ipv4(ipaddr.parse_ip_addr(IP_ADDR))
+    hit = ipaddr.subnet_for("10.250.179.254", addrs, "eth0")
     assert hit is not None and hit.address == "10.250.179.11"
     # the VIP's own /32 does not count as "its subnet"
-    assert pf.subnet_for("10.250.179.253", addrs, "eth0").address == "10.250.179.11"  # type: ignore[union-attr]
-    assert pf.subnet_for("10.9.9.9", addrs, "eth0") is None
-    assert pf.subnet_for("10.250.179.254", addrs, "eth1") is None
+    assert ipaddr.subnet_for("10.250.179.253", addrs, "eth0").address == "10.250.179.11"  # type: ignore[union-attr]
+    assert ipaddr.subnet_for("10.9.9.9", addrs, "eth0") is None
+    assert ipaddr.subnet_for("10.250.179.254", addrs, "eth1") is None
 
 
 def test_interface_missing_names_host_and_lists_interfaces() -> None:
@@ -119,7 +121,7 @@ def test_interface_missing_names_host_and_lists_interfaces() -> None:
 
 
 def test_vip_outside_subnet_and_vip_already_held() -> None:
-    addrs = pf.parse_ip_addr(IP_ADDR)
+    addrs = ipaddr.ipv4(ipaddr.parse_ip_addr(IP_ADDR))
     out = pf.interface_results("lb1", "eth0", ["eth0"], addrs, ["10.9.9.9"], {})
     assert out[0].level is Level.FAIL and "not inside any subnet of eth0 on lb1" in out[0].message
     held = pf.interface_results("lb1", "eth0", ["eth0"], addrs, ["10.250.179.253"], {})
@@ -135,7 +137,7 @@ def test_vip_outside_subnet_and_vip_already_held() -> None:
 
 
 def test_parse_ss() -> None:
-    got = [(x.address, x.port, x.process) for x in pf.parse_ss(SS)]
+    got = [(x.address, x.port, x.process) for x in ss.parse_ss(SS)]
     assert got == [
         ("10.250.179.21", 22, "sshd"),
         ("0.0.0.0", 6443, "kube-apiserver"),
@@ -150,7 +152,7 @@ def test_parse_ss() -> None:
 def test_port_results() -> None:
     fronts = [("apiserver", "10.250.179.253", 6443), ("console", "10.250.179.254", 30880),
               ("web", "10.250.179.254", 8080), ("other", "10.250.179.254", 22)]  # fmt: skip
-    api, console, web, other = pf.port_results("master1", pf.parse_ss(SS), fronts)
+    api, console, web, other = pf.port_results("master1", ss.parse_ss(SS), fronts)
     assert api.level is Level.FAIL and api.bad_input and api.host == "master1"
     assert "kube-apiserver on master1 already listens on 0.0.0.0:6443" in api.message
     assert "co-located master" in api.message and "8443" in api.message
@@ -167,11 +169,11 @@ def test_parse_vrrp_v2_built_by_scapy() -> None:
         Ether() / IP(src="10.0.0.32", dst="224.0.0.18", proto=112, ttl=255)
         / VRRP(vrid=194, priority=200, ipcount=2, addrlist=["10.0.0.250", "10.0.0.251"], adv=1)
     )  # fmt: skip
-    a = pf.parse_vrrp(pkt)
-    assert a == pf.VrrpAdvert(
+    a = packets.parse_vrrp(pkt)
+    assert a == packets.VrrpAdvert(
         "10.0.0.32", "224.0.0.18", 2, 194, 200, ("10.0.0.250", "10.0.0.251"), 1.0
     )
-    assert pf.parse_vrrp(pkt[14:]) == a  # a bare IP packet too
+    assert packets.parse_vrrp(pkt[14:]) == a  # a bare IP packet too
 
 
 def test_parse_vrrp_v3_built_by_scapy() -> None:
@@ -179,16 +181,18 @@ def test_parse_vrrp_v3_built_by_scapy() -> None:
         IP(src="10.0.0.11", dst="10.0.0.12", proto=112)
         / VRRPv3(vrid=7, priority=150, ipcount=1, addrlist=["10.0.0.253"], adv=5)
     )
-    a = pf.parse_vrrp(pkt)
+    a = packets.parse_vrrp(pkt)
     assert a is not None and (a.version, a.router_id, a.priority) == (3, 7, 150)
     assert a.advert_int == 0.05 and a.addresses == ("10.0.0.253",)
 
 
 def test_parse_vrrp_rejects_other_packets() -> None:
-    assert pf.parse_vrrp(bytes(IP(src="1.1.1.1", dst="2.2.2.2", proto=6) / (b"x" * 20))) is None
-    assert pf.parse_vrrp(b"\x45\x00") is None
+    assert (
+        packets.parse_vrrp(bytes(IP(src="1.1.1.1", dst="2.2.2.2", proto=6) / (b"x" * 20))) is None
+    )
+    assert packets.parse_vrrp(b"\x45\x00") is None
     truncated = bytes(IP(src="1.1.1.1", dst="2.2.2.2", proto=112) / VRRP(ipcount=3))[:32]
-    assert pf.parse_vrrp(truncated) is None
+    assert packets.parse_vrrp(truncated) is None
 
 
 def test_parse_arp_reply_built_by_scapy() -> None:
@@ -196,15 +200,17 @@ def test_parse_arp_reply_built_by_scapy() -> None:
         Ether(src="02:00:00:00:00:31", dst="02:00:00:00:00:11")
         / ARP(op=2, hwsrc="02:00:00:00:00:31", psrc="10.0.0.253", pdst="0.0.0.0")
     )
-    assert pf.parse_arp(frame) == pf.ArpReply("02:00:00:00:00:31", "10.0.0.253", "0.0.0.0")
+    assert packets.parse_arp(frame) == packets.ArpReply(
+        "02:00:00:00:00:31", "10.0.0.253", "0.0.0.0"
+    )
     request = bytes(Ether() / ARP(op=1, psrc="10.0.0.1", pdst="10.0.0.2"))
-    assert pf.parse_arp(request) is None
-    assert pf.parse_arp(b"\x00" * 10) is None
+    assert packets.parse_arp(request) is None
+    assert packets.parse_arp(b"\x00" * 10) is None
 
 
 def _helper() -> dict[str, Any]:
     ns: dict[str, Any] = {}
-    exec(pf.PACKET_HELPER.rsplit("main(*sys.argv", 1)[0], ns)  # definitions only
+    exec(packets.PACKET_HELPER.rsplit("main(*sys.argv", 1)[0], ns)  # definitions only
     return ns
 
 
@@ -241,24 +247,24 @@ def test_helper_capture_skips_our_own_frames() -> None:
 
 
 def test_parse_hex_lines_and_arping() -> None:
-    assert pf.parse_hex_lines("0a0b\nzz\n\nff\n") == [b"\x0a\x0b", b"\xff"]
+    assert packets.parse_hex_lines("0a0b\nzz\n\nff\n") == [b"\x0a\x0b", b"\xff"]
     text = (
         "ARPING 10.0.0.253 from 0.0.0.0 eth0\n"
         "Unicast reply from 10.0.0.253 [02:00:00:00:00:31]  0.612ms\n"
         "Sent 1 probes (1 broadcast(s))\nReceived 1 response(s)\n"
     )
-    assert pf.parse_arping(text) == [pf.ArpReply("02:00:00:00:00:31", "10.0.0.253", "")]
+    assert packets.parse_arping(text) == [packets.ArpReply("02:00:00:00:00:31", "10.0.0.253", "")]
 
 
 # --------------------------------------------------------------------------- firewall
 
 
 def test_iptables_policy_drop_with_peer_accept() -> None:
-    t = pf.parse_iptables_save(IPTABLES)
+    t = fw.parse_iptables_save(IPTABLES)
     assert t["filter"]["INPUT"].policy == "DROP" and len(t["filter"]["INPUT"].rules) == 4
-    ok = pf.iptables_verdict(t, "10.0.0.12", "eth0")
+    ok = fw.iptables_verdict(t, "10.0.0.12", "eth0")
     assert ok is not None and not ok.drops and "-p vrrp -j ACCEPT" in ok.where
-    other = pf.iptables_verdict(t, "10.0.0.13", "eth0")
+    other = fw.iptables_verdict(t, "10.0.0.13", "eth0")
     assert other is not None and other.drops and other.certain
     assert other.where == "iptables INPUT policy DROP"
 
@@ -271,41 +277,41 @@ def test_iptables_explicit_drop_user_chain_and_no_table() -> None:
 -A fw-in -p 112 -j DROP
 COMMIT
 """
-    v = pf.iptables_verdict(pf.parse_iptables_save(text), "10.0.0.12", "eth0")
+    v = fw.iptables_verdict(fw.parse_iptables_save(text), "10.0.0.12", "eth0")
     assert v is not None and v.drops and v.certain and "fw-in" in v.where
-    assert pf.iptables_verdict(pf.parse_iptables_save(""), "10.0.0.12", "eth0") is None
+    assert fw.iptables_verdict(fw.parse_iptables_save(""), "10.0.0.12", "eth0") is None
     uncertain = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p vrrp -m set --match-set x src -j DROP\n"
-    u = pf.iptables_verdict(pf.parse_iptables_save(uncertain), "10.0.0.12", "eth0")
+    u = fw.iptables_verdict(fw.parse_iptables_save(uncertain), "10.0.0.12", "eth0")
     assert u is not None and u.drops and not u.certain
     harmless = (
         "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n"
     )
-    h = pf.iptables_verdict(pf.parse_iptables_save(harmless), "10.0.0.12", "eth0")
+    h = fw.iptables_verdict(fw.parse_iptables_save(harmless), "10.0.0.12", "eth0")
     assert h is not None and not h.drops
 
 
 def test_nft_ruleset() -> None:
-    chains = pf.parse_nft_ruleset(NFT)
+    chains = fw.parse_nft_ruleset(NFT)
     assert [(c.family, c.table, c.name, c.hook, c.policy, len(c.rules)) for c in chains] == [
         ("ip", "filter", "INPUT", "input", "drop", 4)
     ]
-    ok = pf.nft_verdict(chains, "10.0.0.12", "eth0")
+    ok = fw.nft_verdict(chains, "10.0.0.12", "eth0")
     assert ok is not None and not ok.drops
-    bad = pf.nft_verdict(chains, "10.0.0.13", "eth0")
+    bad = fw.nft_verdict(chains, "10.0.0.13", "eth0")
     assert bad is not None and bad.drops and bad.nft_chains == (("ip", "filter", "INPUT"),)
-    inet = pf.nft_verdict(pf.parse_nft_ruleset(NFT_INET), "10.0.0.12", "eth0")
+    inet = fw.nft_verdict(fw.parse_nft_ruleset(NFT_INET), "10.0.0.12", "eth0")
     assert (
         inet is not None and inet.drops and inet.certain and "ip protocol vrrp drop" in inet.where
     )
-    assert pf.nft_verdict(pf.parse_nft_ruleset(""), "10.0.0.12", "eth0") is None
+    assert fw.nft_verdict(fw.parse_nft_ruleset(""), "10.0.0.12", "eth0") is None
 
 
 def test_firewalld() -> None:
-    protos, rich = pf.parse_firewalld(FIREWALLD)
+    protos, rich = fw.parse_firewalld(FIREWALLD)
     assert protos == set() and len(rich) == 1
-    assert pf.firewalld_allows_vrrp(protos, rich, "10.0.0.12")
-    assert not pf.firewalld_allows_vrrp(protos, rich, "10.0.0.13")
-    assert pf.firewalld_allows_vrrp({"vrrp"}, [], "10.0.0.13")
+    assert fw.firewalld_allows_vrrp(protos, rich, "10.0.0.12")
+    assert not fw.firewalld_allows_vrrp(protos, rich, "10.0.0.13")
+    assert fw.firewalld_allows_vrrp({"vrrp"}, [], "10.0.0.13")
 
 
 # --------------------------------------------------------------------------- decisions
@@ -318,10 +324,10 @@ LB = {"10.0.0.11": "lb1", "10.0.0.12": "lb2"}
 def test_arp_names_the_holder() -> None:
     heard = {
         "lb1": [
-            pf.ArpReply("02:31", "10.0.0.253", "0.0.0.0"),
-            pf.ArpReply("02:31", "10.0.0.31", ""),
+            packets.ArpReply("02:31", "10.0.0.253", "0.0.0.0"),
+            packets.ArpReply("02:31", "10.0.0.31", ""),
         ],
-        "lb2": [pf.ArpReply("02:31", "10.0.0.253", "0.0.0.0")],
+        "lb2": [packets.ArpReply("02:31", "10.0.0.253", "0.0.0.0")],
     }
     (r,) = pf.arp_results("10.0.0.253", heard, NAMES, {"02:11": "lb1"})
     assert r.level is Level.FAIL and r.bad_input and r.host == "node1"
@@ -334,8 +340,8 @@ def test_arp_names_the_holder() -> None:
     assert anon.host == "02:31" and "host with MAC 02:31" in anon.message
 
 
-def _adv(src: str, rid: int, addrs: tuple[str, ...] = ("10.0.0.250",)) -> pf.VrrpAdvert:
-    return pf.VrrpAdvert(src, "224.0.0.18", 2, rid, 100, addrs, 1.0)
+def _adv(src: str, rid: int, addrs: tuple[str, ...] = ("10.0.0.250",)) -> packets.VrrpAdvert:
+    return packets.VrrpAdvert(src, "224.0.0.18", 2, rid, 100, addrs, 1.0)
 
 
 def test_vrrp_foreign_speaker_on_our_router_id() -> None:
@@ -376,4 +382,4 @@ def test_exit_status() -> None:
 
 @pytest.mark.parametrize("proto", ["vrrp", "112", "VRRP"])
 def test_names_vrrp(proto: str) -> None:
-    assert pf._names_vrrp(["-p", proto, "-j", "DROP"])
+    assert fw._names_vrrp(["-p", proto, "-j", "DROP"])

@@ -6,17 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from halb.status import (
-    FrontendRef,
-    HostFacts,
-    VipRef,
-    assess,
-    facts_from_output,
-    parse_ip_addr,
-    parse_show_stat,
-    parse_vrrp_state,
-    split_sections,
-)
+from halb.facts.haproxy import parse_show_stat
+from halb.facts.ipaddr import parse_ip_addr
+from halb.facts.lbstate import LbFacts, facts_from_output, parse_vrrp_state, split_sections
+from halb.status import FrontendRef, VipRef, assess
 
 FIX = Path(__file__).parent.parent / "fixtures" / "status"
 VIPS = [
@@ -118,9 +111,9 @@ def test_split_sections() -> None:
     assert sec == {"a": "1\n2", "b c": "", "end": ""}
 
 
-def _facts(name: str) -> HostFacts:
+def _facts(name: str) -> LbFacts:
     f = facts_from_output(name, text(f"gather-{name}.txt"))
-    return HostFacts(f.host, None, f.addrs, f.vrrp, 100, 200, f.stats)
+    return LbFacts(f.host, None, f.addrs, f.vrrp, 100, 200, f.stats)
 
 
 def test_gathered_output_to_facts() -> None:
@@ -149,7 +142,7 @@ def test_assess_healthy_pair() -> None:
 def test_assess_split_brain_names_both_hosts() -> None:
     lb1 = _facts("lb1")
     lb2 = _facts("lb2")
-    both = HostFacts("lb2", None, lb1.addrs, lb2.vrrp, 1, 2, lb2.stats)
+    both = LbFacts("lb2", None, lb1.addrs, lb2.vrrp, 1, 2, lb2.stats)
     r = assess([lb1, both], VIPS, FRONTENDS)
     assert not r.ok
     assert any("split brain" in p and "lb1 and lb2" in p for p in r.problems)
@@ -164,7 +157,7 @@ def test_assess_no_holder() -> None:
 
 def test_assess_frontend_without_healthy_backend() -> None:
     lb1 = _facts("lb1")
-    down = HostFacts(
+    down = LbFacts(
         "lb1", None, lb1.addrs, lb1.vrrp, 1, 2, parse_show_stat(text("show-stat-all-down.csv"))
     )
     r = assess([down, _facts("lb2")], VIPS, FRONTENDS)
@@ -173,7 +166,7 @@ def test_assess_frontend_without_healthy_backend() -> None:
 
 def test_assess_degraded_is_a_note_not_a_problem() -> None:
     lb1 = _facts("lb1")
-    deg = HostFacts(
+    deg = LbFacts(
         "lb1", None, lb1.addrs, lb1.vrrp, 1, 2, parse_show_stat(text("show-stat-degraded.csv"))
     )
     r = assess([deg, _facts("lb2")], VIPS, FRONTENDS)
@@ -183,7 +176,7 @@ def test_assess_degraded_is_a_note_not_a_problem() -> None:
 
 def test_assess_unreachable_and_stopped_services() -> None:
     r = assess(
-        [_facts("lb1"), HostFacts("lb2", error="ssh to lb2 failed"), HostFacts("lb3")],
+        [_facts("lb1"), LbFacts("lb2", error="ssh to lb2 failed"), LbFacts("lb3")],
         VIPS,
         FRONTENDS,
     )

@@ -1,0 +1,45 @@
+"""Every path halb reads or writes on a target host, named once.
+
+The templates under halb/templates/ write some of these too (the notify script records
+VRRP states under VRRP_STATE_DIR); a change here needs the same change there.
+"""
+
+from __future__ import annotations
+
+# configs halb renders and deploys
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+SCRIPT_DIR = "/etc/keepalived/halb"
+CHECK_SCRIPT = f"{SCRIPT_DIR}/check_haproxy.sh"
+NOTIFY_SCRIPT = f"{SCRIPT_DIR}/notify.sh"
+SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"
+SYSTEMD_DIR = "/etc/systemd/"
+HAPROXY_DROPIN = "/etc/systemd/system/haproxy.service.d/90-halb.conf"
+KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/90-halb.conf"
+
+
+def dropin_dir(service: str) -> str:
+    return f"/etc/systemd/system/{service}.service.d/"
+
+
+OS_RELEASE = "/etc/os-release"
+
+# deploy state: backups and the lock that keeps two deploys apart
+DEPLOY_STATE_DIR = "/var/lib/halb"
+BACKUP_DIR = f"{DEPLOY_STATE_DIR}/backup"
+LOCK_FILE = f"{DEPLOY_STATE_DIR}/deploy.lock"
+HOLDER_FILE = f"{DEPLOY_STATE_DIR}/deploy.holder"
+
+# runtime
+VRRP_STATE_DIR = "/run/halb"  # vrrp-<instance>.state, written by the notify script
+HAPROXY_RUN_DIR = "/run/haproxy"
+RUNTIME_DIRS = (HAPROXY_RUN_DIR, VRRP_STATE_DIR)
+HAPROXY_ADMIN_SOCKET = f"{HAPROXY_RUN_DIR}/admin.sock"
+HAPROXY_STATS_CSV_URL = "http://127.0.0.1:8404/stats;csv"
+LOG_DIR = "/var/log/halb"
+
+# pid files of the plain supervisor (hosts without systemd)
+HAPROXY_PIDFILE = "/run/haproxy.pid"
+KEEPALIVED_PIDFILE = "/run/keepalived.pid"
+KEEPALIVED_VRRP_PIDFILE = "/run/keepalived_vrrp.pid"
+KEEPALIVED_CHECKERS_PIDFILE = "/run/keepalived_checkers.pid"
