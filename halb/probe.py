@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from halb.errors import ExitStatus
+from halb.level import Level
+
 if TYPE_CHECKING:
     from halb.spec import Cluster
 
@@ -43,13 +46,6 @@ class Status(StrEnum):
 
 
 HEALTHY = frozenset({Status.READY, Status.AUTH_REQUIRED})
-
-
-class Level(StrEnum):
-    OK = "ok"
-    WARN = "warn"  # works, but something deserves a look
-    PENDING = "pending"  # apiserver not installed yet: every backend refuses
-    FAIL = "fail"
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,7 @@ class FrontendSummary:
 @dataclass(frozen=True)
 class ProbeSummary:
     frontends: tuple[FrontendSummary, ...]
-    exit_status: int  # 0 ok, 1 a frontend is failing (see docs/probe-json.md)
+    exit_status: ExitStatus  # OK, or CHECK_FAILED: a frontend is failing (docs/probe-json.md)
     timeout: float
     elapsed_ms: float
 
@@ -327,9 +323,10 @@ def summarize_frontend(
     )
 
 
-def exit_status(frontends: Iterable[FrontendSummary]) -> int:
-    """0 when every frontend works (ok or warn); 1 when one fails or is still pending."""
-    return 1 if any(f.level in (Level.FAIL, Level.PENDING) for f in frontends) else 0
+def exit_status(frontends: Iterable[FrontendSummary]) -> ExitStatus:
+    """OK when every frontend works (ok or warn); CHECK_FAILED when one fails or is pending."""
+    failing = any(f.level in (Level.FAIL, Level.PENDING) for f in frontends)
+    return ExitStatus.CHECK_FAILED if failing else ExitStatus.OK
 
 
 def summarize(
@@ -369,8 +366,8 @@ def summary_document(s: ProbeSummary) -> dict[str, Any]:
     """The `halb probe --json` document (docs/probe-json.md)."""
     return {
         "version": JSON_VERSION,
-        "ok": s.exit_status == 0,
-        "exit_status": s.exit_status,
+        "ok": s.exit_status == ExitStatus.OK,
+        "exit_status": int(s.exit_status),
         "timeout_s": s.timeout,
         "elapsed_ms": s.elapsed_ms,
         "frontends": [

@@ -22,6 +22,7 @@ from halb.facts.lbstate import facts_from_output as facts_from_output
 from halb.facts.lbstate import parse_vrrp_state as parse_vrrp_state
 from halb.facts.lbstate import split_sections as split_sections
 from halb.services import manager
+from halb.spec import Cluster
 from halb.transport import TransportFactory, for_host
 
 # -------------------------------------------------------------------------- assessment
@@ -184,7 +185,7 @@ def assess(
     )
 
 
-def refs(cluster: Any) -> tuple[list[VipRef], list[FrontendRef]]:
+def refs(cluster: Cluster) -> tuple[list[VipRef], list[FrontendRef]]:
     """The parts of a Cluster the assessment needs."""
     vips = [VipRef(v.name, v.address, v.instance) for v in cluster.vips]
     fes = [
@@ -194,7 +195,7 @@ def refs(cluster: Any) -> tuple[list[VipRef], list[FrontendRef]]:
     return vips, fes
 
 
-def status(cluster: Any, *, transport_for: TransportFactory = for_host) -> StatusReport:
+def status(cluster: Cluster, *, transport_for: TransportFactory = for_host) -> StatusReport:
     """Gather every LB host in parallel and assess."""
     hosts = list(cluster.lb_hosts)
     transports = [transport_for(h) for h in hosts]

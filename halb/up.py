@@ -8,18 +8,21 @@ run again when asked (`--reinstall`). The install record lives next to halb.yaml
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 from halb import preflight as pf
 from halb import probe as pr
 from halb.deploy import deploy
 from halb.errors import ExitStatus, HalbError
+from halb.files import atomic_write
 from halb.installers import lb_settings, write_config
 from halb.installers.launch import default_log_path, plan_launch, run_installer
 from halb.render import render_cluster
@@ -33,10 +36,18 @@ STATE_FILE = ".halb-state.json"
 Say = Callable[[str], None]
 
 
+class StageState(StrEnum):
+    OK = "ok"
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
 @dataclass
 class StageResult:
     name: str
-    status: str  # ok | changed | unchanged | skipped | failed
+    status: StageState
     detail: str = ""
     seconds: float = 0.0
     next_step: str = ""
@@ -45,15 +56,17 @@ class StageResult:
 
     @property
     def failed(self) -> bool:
-        return self.status == "failed"
+        return self.status is StageState.FAILED
 
 
-class StageFailed(Exception):
+class StageFailed(HalbError):
+    """A stage ran and failed; says what to do next."""
+
     def __init__(self, detail: str, next_step: str, status: ExitStatus) -> None:
         super().__init__(detail)
         self.detail = detail
         self.next_step = next_step
-        self.status = status
+        self.exit_status = status
 
 
 def _state_path(cluster: Cluster) -> Path:
@@ -69,10 +82,7 @@ def read_state(cluster: Cluster) -> dict[str, Any]:
 
 
 def write_state(cluster: Cluster, state: dict[str, Any]) -> None:
-    p = _state_path(cluster)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    os.replace(tmp, p)
+    atomic_write(_state_path(cluster), json.dumps(state, indent=2) + "\n")
 
 
 class Runner:
@@ -83,7 +93,7 @@ class Runner:
         *,
         reinstall: bool = False,
         install_log: Path | None = None,
-        console: Any = None,
+        console: Console,
     ) -> None:
         self.cluster = cluster
         self.say = say
@@ -91,6 +101,17 @@ class Runner:
         self.install_log = install_log
         self.console = console
         self.rendered: dict[str, Any] = {}
+
+    def stages(self) -> dict[str, Callable[[], StageResult]]:
+        """Every stage by name, in order."""
+        return {
+            "preflight": self.preflight,
+            "render": self.render,
+            "deploy": self.deploy,
+            "verify": self.verify,
+            "write-config": self.write_config,
+            "install": self.install,
+        }
 
     # -- stages ----------------------------------------------------------------
 
@@ -108,12 +129,14 @@ class Runner:
                 "(`halb preflight` re-runs only this stage)",
                 status,
             )
-        return StageResult("preflight", "ok", f"{len(results)} checks passed")
+        return StageResult("preflight", StageState.OK, f"{len(results)} checks passed")
 
     def render(self) -> StageResult:
         self.rendered = render_cluster(self.cluster)
         n = sum(len(f) for f in self.rendered.values())
-        return StageResult("render", "ok", f"{n} files for {len(self.rendered)} LB host(s)")
+        return StageResult(
+            "render", StageState.OK, f"{n} files for {len(self.rendered)} LB host(s)"
+        )
 
     def deploy(self) -> StageResult:
         if not self.rendered:
@@ -133,7 +156,7 @@ class Runner:
             )
         return StageResult(
             "deploy",
-            "changed" if report.changed else "unchanged",
+            StageState.CHANGED if report.changed else StageState.UNCHANGED,
             ", ".join(f"{r.host} {r.status}" for r in report.hosts),
             data=report.as_dict(),
         )
@@ -150,26 +173,28 @@ class Runner:
         summary = pr.summarize(results, elapsed_ms=elapsed, before_install=True)
         for f in summary.frontends:
             self.say(f"  {f.name}: {f.message}")
-        if summary.exit_status != 0:
+        if summary.exit_status != ExitStatus.OK:
             raise StageFailed(
                 "a frontend does not answer through its VIP",
                 "run `halb probe` for the per-backend view",
                 ExitStatus.CHECK_FAILED,
             )
         holders = ", ".join(f"{v.name} {v.address} on {', '.join(v.holders)}" for v in rep.vips)
-        return StageResult("verify", "ok", holders)
+        return StageResult("verify", StageState.OK, holders)
 
     def write_config(self) -> StageResult:
         ins = self.cluster.spec.installer
         if ins.kind == "command" or ins.config is None:
-            return StageResult("write-config", "skipped", "no installer config to write")
+            return StageResult("write-config", StageState.SKIPPED, "no installer config to write")
         res = write_config(ins.kind, self.cluster.base_dir / ins.config, lb_settings(self.cluster))
         for w in res.warnings:
             self.say(f"  warning: {w}")
         if res.changed:
             detail = f"{res.path} updated (backup {res.backup})"
-            return StageResult("write-config", "changed", detail)
-        return StageResult("write-config", "unchanged", f"{res.path} already names the VIP")
+            return StageResult("write-config", StageState.CHANGED, detail)
+        return StageResult(
+            "write-config", StageState.UNCHANGED, f"{res.path} already names the VIP"
+        )
 
     def install(self) -> StageResult:
         state = read_state(self.cluster)
@@ -177,7 +202,7 @@ class Runner:
         if done.get("exit_code") == 0 and not self.reinstall:
             return StageResult(
                 "install",
-                "skipped",
+                StageState.SKIPPED,
                 f"installed at {done.get('finished')}; `halb up --reinstall` runs it again",
             )
         ins = self.cluster.spec.installer
@@ -196,24 +221,27 @@ class Runner:
                 f"read {log}; fix, then `halb up --reinstall`",
                 ExitStatus.CHECK_FAILED,
             )
-        return StageResult("install", "ok", f"log {log}")
+        return StageResult("install", StageState.OK, f"log {log}")
 
 
 def run_up(runner: Runner, until: str, on_stage: Callable[[int, str], None]) -> list[StageResult]:
     """Run the stages in order up to `until`; stop at the first failure."""
     last = STAGES.index(until)
+    stages = runner.stages()
     results: list[StageResult] = []
     for i, name in enumerate(STAGES[: last + 1]):
         on_stage(i, name)
         start = time.monotonic()
         try:
-            res = getattr(runner, name.replace("-", "_"))()
+            res = stages[name]()
         except StageFailed as e:
-            res = StageResult(name, "failed", e.detail, next_step=e.next_step, exit_status=e.status)
+            res = StageResult(
+                name, StageState.FAILED, e.detail, next_step=e.next_step, exit_status=e.exit_status
+            )
         except HalbError as e:
             res = StageResult(
                 name,
-                "failed",
+                StageState.FAILED,
                 str(e),
                 next_step="fix it, then `halb up` again",
                 exit_status=e.exit_status,

@@ -34,7 +34,9 @@ from halb.cli import core as _core  # noqa: E402,F401
 from halb.cli import deploy as _deploy  # noqa: E402,F401
 from halb.cli import installer as _installer  # noqa: E402,F401
 from halb.cli import lab as _lab  # noqa: E402,F401
+from halb.cli import preflight as _preflight  # noqa: E402,F401
 from halb.cli import probe as _probe  # noqa: E402,F401
+from halb.cli import status as _status  # noqa: E402,F401
 from halb.cli import up as _up  # noqa: E402,F401
 
 

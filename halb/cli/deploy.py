@@ -1,4 +1,4 @@
-"""CLI commands: deploy, status."""
+"""CLI command: deploy."""
 
 from __future__ import annotations
 
@@ -94,21 +94,3 @@ def deploy(
         raise DeployError(
             "; ".join(f"{h.host} {h.status}" for h in failed) or (report.vip_error or "failed")
         )
-
-
-@app.command()
-@handle_errors
-def status(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
-    """VRRP state, VIP holders, HAProxy and backend health per LB host (exit 1 on a problem)."""
-    from halb import status as st
-    from halb.spec import load_cluster
-
-    cluster = load_cluster(config)
-    report = st.status(cluster)
-    if json:
-        print_json(report.as_dict())
-    else:
-        console = out()
-        for line in st.render_text(report):
-            console.print(line, markup=False)
-    exit_with(ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from halb.cli.common import JsonOption, app, handle_errors, out, print_json
 from halb.errors import InputError
@@ -51,7 +52,9 @@ def lab_up(
 @handle_errors
 def lab_down(name: NameOption = None, dir: DirOption = DEFAULT_DIR) -> None:
     """Remove the lab: processes, mounts, namespaces, files. Safe to run twice."""
-    from halb.lab.build import down, require_root, resolve_name
+    from halb.lab.discover import resolve_name
+    from halb.lab.netns import require_root
+    from halb.lab.teardown import down
 
     require_root()
     lab_name = resolve_name(name, dir)
@@ -66,7 +69,8 @@ def lab_down(name: NameOption = None, dir: DirOption = DEFAULT_DIR) -> None:
 @handle_errors
 def lab_status(name: NameOption = None, json: JsonOption = False) -> None:
     """Namespaces, addresses, daemons of every host, and who holds the VIPs."""
-    from halb.lab.build import require_root, status
+    from halb.lab.discover import status
+    from halb.lab.netns import require_root
 
     require_root()
     report = status(name)
@@ -81,7 +85,7 @@ def lab_status(name: NameOption = None, json: JsonOption = False) -> None:
         _print_lab(console, lab)
 
 
-def _print_lab(console: Any, lab: dict[str, Any]) -> None:
+def _print_lab(console: Console, lab: dict[str, Any]) -> None:
     console.print(f"lab {lab['name']}  {lab['subnet']}")
     for h in lab["hosts"]:
         if h["host"] == "sw":
@@ -109,7 +113,8 @@ def lab_exec(
     dir: DirOption = DEFAULT_DIR,
 ) -> None:
     """Run a command inside the taskbox (default) or a lab host; exits with its status."""
-    from halb.lab.build import enter_argv, require_root, resolve_name
+    from halb.lab.discover import enter_argv, resolve_name
+    from halb.lab.netns import require_root
 
     require_root()
     if not cmd:

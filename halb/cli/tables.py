@@ -1,9 +1,24 @@
-"""Printing rich tables so that a pipe or a file never gets an address cut in two."""
+"""Rich output shared by the commands: tables that a pipe or a file never gets with an
+address cut in two, and check levels in colour."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from halb.level import Level
+
+_LEVEL_STYLE = {
+    Level.OK: "green",
+    Level.WARN: "yellow",
+    Level.PENDING: "yellow",
+    Level.FAIL: "bold red",
+}
+
+
+def level_text(level: Level) -> Text:
+    return Text(str(level), style=_LEVEL_STYLE[level])
 
 
 def print_table(console: Console, table: Table) -> None:

@@ -9,23 +9,17 @@
 
 from __future__ import annotations
 
-from halb.lab.build import (
-    down,
-    existing_labs,
-    pick_name,
-    require_root,
-    running,
-    status,
-    up,
-)
+from halb.lab.build import running, up
+from halb.lab.discover import existing_labs, pick_name, status
 from halb.lab.model import Lab, load
-from halb.lab.netns import LabError, ip_netns_available
-from halb.lab.topology import HostPlan, LabPlan, Role, octet_of, plan
+from halb.lab.netns import LabError, ip_netns_available, require_root
+from halb.lab.teardown import down
+from halb.lab.topology import LabHost, LabPlan, Role, octet_of, plan
 
 __all__ = [
-    "HostPlan",
     "Lab",
     "LabError",
+    "LabHost",
     "LabPlan",
     "Role",
     "down",

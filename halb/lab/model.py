@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from halb.errors import InputError
+from halb.files import atomic_write
 from halb.lab import netns
-from halb.lab.topology import TASKBOX, HostPlan, LabPlan, Role, plan
+from halb.lab.topology import TASKBOX, LabHost, LabPlan, Role, plan
+from halb.transport.netns import nsenter_argv
 
 STATE_FILE = "lab.json"
 KEY_FILE = "id_ed25519"
@@ -21,6 +23,18 @@ INVENTORY_FILE = "hosts.ini"
 SPEC_FILE = "halb.yaml"
 STATE_DIR = "state"
 CONTROL_DIR = "run/halb-lab"  # inside a host's state dir; /run/halb-lab inside the host
+COMMON_YAML = Path("conf") / "common.yaml"
+# Files `up` writes into the lab dir (and `down` removes).
+LAB_FILES = (
+    STATE_FILE,
+    INVENTORY_FILE,
+    SPEC_FILE,
+    KEY_FILE,
+    KEY_FILE + ".pub",
+    KNOWN_HOSTS_FILE,
+    str(COMMON_YAML),
+)
+MARKER = ".halb-lab"
 
 
 @dataclass
@@ -38,7 +52,7 @@ class Lab:
         return self.plan.name
 
     @property
-    def hosts(self) -> dict[str, HostPlan]:
+    def hosts(self) -> dict[str, LabHost]:
         """Every host by name, the taskbox first, then LBs, masters, nodes."""
         return {h.name: h for h in self.plan.hosts}
 
@@ -121,8 +135,8 @@ class Lab:
         """`nsenter ... --` prefix that runs a command inside `host`."""
         h = self.plan.host(host)
         if h.role is Role.TASKBOX:
-            return netns.enter_argv(h.netns)
-        return netns.enter_argv(h.netns, self.mount_file(host), self.uts_file(host))
+            return nsenter_argv(h.netns)
+        return nsenter_argv(h.netns, self.mount_file(host), self.uts_file(host))
 
     def run(
         self,
@@ -179,22 +193,12 @@ class Lab:
         if code is None or code == 200:
             f.unlink(missing_ok=True)
             return
-        tmp = d / f".{endpoint}.tmp"
-        tmp.write_text(f"{code}\n")
-        tmp.replace(f)
+        atomic_write(f, f"{code}\n", 0o644)
 
     def set_readyz(self, master: str, code: int | None) -> None:
         if self.plan.host(master).role is not Role.MASTER:
             raise InputError(f"lab {self.name}: {master} is not a master")
         self.set_control(master, "readyz", code)
-
-    def set_console(self, node: str, code: int | None) -> None:
-        self.set_control(node, "console", code)
-
-    def down(self) -> None:
-        from halb.lab.build import down
-
-        down(self.name, self.dir)
 
     # --- persistence -------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from halb.errors import HalbError
+from halb.errors import HalbError, InputError
+from halb.transport.netns import nsenter_argv
 
-NETNS_DIR = Path("/run/netns")
 DAEMON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -47,6 +47,11 @@ def run(
         msg = (cp.stderr or cp.stdout).strip().splitlines()
         raise LabError(f"`{' '.join(argv[:6])}` failed: {msg[-1] if msg else cp.returncode}")
     return cp
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise InputError("halb lab needs root (network namespaces, mounts); run it with sudo")
 
 
 def ip_netns_available() -> bool:
@@ -97,7 +102,7 @@ def addresses_in(netns: str, iface: str = "eth0") -> list[tuple[str, int]]:
 
 
 def listening_tcp(netns: str) -> set[tuple[str, int]]:
-    cp = run(["nsenter", f"--net={NETNS_DIR / netns}", "--", "ss", "-Hltn"], check=False)
+    cp = run([*nsenter_argv(netns), "ss", "-Hltn"], check=False)
     out: set[tuple[str, int]] = set()
     for line in cp.stdout.splitlines():
         parts = line.split()
@@ -162,15 +167,6 @@ def umount_all(targets: Iterable[str]) -> None:
 # --- entering hosts and starting daemons ----------------------------------------------
 
 
-def enter_argv(netns: str, mnt: Path | None = None, uts: Path | None = None) -> list[str]:
-    argv = ["nsenter", f"--net={NETNS_DIR / netns}"]
-    if mnt is not None:
-        argv.append(f"--mount={mnt}")
-    if uts is not None:
-        argv.append(f"--uts={uts}")
-    return [*argv, "--"]
-
-
 def new_host_namespaces(netns: str, mnt: Path, uts: Path, script: str, args: Sequence[str]) -> None:
     """Create the host's persistent mount and UTS namespaces and run `script` inside once.
 
@@ -180,7 +176,7 @@ def new_host_namespaces(netns: str, mnt: Path, uts: Path, script: str, args: Seq
     uts.touch()
     run(
         [
-            *enter_argv(netns),
+            *nsenter_argv(netns),
             "unshare",
             f"--mount={mnt}",
             f"--uts={uts}",

@@ -34,7 +34,7 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True)
-class HostPlan:
+class LabHost:
     name: str
     role: Role
     address: str
@@ -48,11 +48,11 @@ class HostPlan:
 class LabPlan:
     name: str
     octet: int
-    hosts: tuple[HostPlan, ...]
+    hosts: tuple[LabHost, ...]
 
     @property
     def subnet(self) -> str:
-        return f"{LAB_PREFIX}.{self.octet}.0/24"
+        return subnet_of(self.octet)
 
     @property
     def prefix_len(self) -> int:
@@ -60,11 +60,11 @@ class LabPlan:
 
     @property
     def vip_internal(self) -> str:
-        return f"{LAB_PREFIX}.{self.octet}.253"
+        return vips_of(self.octet)["internal"]
 
     @property
     def vip_external(self) -> str:
-        return f"{LAB_PREFIX}.{self.octet}.254"
+        return vips_of(self.octet)["external"]
 
     @property
     def switch_netns(self) -> str:
@@ -74,20 +74,41 @@ class LabPlan:
     def cluster(self) -> str:
         return f"halb-lab-{self.name}"
 
-    def host(self, name: str) -> HostPlan:
+    def host(self, name: str) -> LabHost:
         for h in self.hosts:
             if h.name == name:
                 return h
         valid = ", ".join(h.name for h in self.hosts)
         raise InputError(f"lab {self.name}: no host {name!r} (hosts: {valid})")
 
-    def by_role(self, role: Role) -> tuple[HostPlan, ...]:
+    def by_role(self, role: Role) -> tuple[LabHost, ...]:
         return tuple(h for h in self.hosts if h.role is role)
 
     @property
-    def inventory_hosts(self) -> tuple[HostPlan, ...]:
+    def inventory_hosts(self) -> tuple[LabHost, ...]:
         """Every host but the taskbox: the machines of the cluster."""
         return tuple(h for h in self.hosts if h.role is not Role.TASKBOX)
+
+
+def subnet_of(octet: int) -> str:
+    return f"{LAB_PREFIX}.{octet}.0/24"
+
+
+def address_in(octet: int, last: int) -> str:
+    return f"{LAB_PREFIX}.{octet}.{last}"
+
+
+def vips_of(octet: int) -> dict[str, str]:
+    """VIP role -> address: the two lab VIPs sit at the top of the range."""
+    return {"internal": address_in(octet, 253), "external": address_in(octet, 254)}
+
+
+def octet_in(address: str) -> int | None:
+    """The range octet of a lab address; None for any other address."""
+    parts = address.split(".")
+    if len(parts) == 4 and address.startswith(f"{LAB_PREFIX}.") and parts[2].isdigit():
+        return int(parts[2])
+    return None
 
 
 def check_name(name: str) -> str:
@@ -160,8 +181,8 @@ def plan(
     if both:
         raise InputError(f"hosts both root-password and sudo hosts: {', '.join(sorted(both))}")
 
-    def host(hname: str, role: Role, last: int) -> HostPlan:
-        return HostPlan(
+    def host(hname: str, role: Role, last: int) -> LabHost:
+        return LabHost(
             name=hname,
             role=role,
             address=f"{LAB_PREFIX}.{x}.{last}",
@@ -179,8 +200,3 @@ def plan(
         if unknown:
             raise InputError(f"{what} hosts not in the lab: {', '.join(sorted(unknown))}")
     return LabPlan(name=name, octet=x, hosts=tuple(hosts))
-
-
-def in_lab_range(address: str) -> bool:
-    """True for any address in 10.250.0.0/16, the block all labs draw from."""
-    return address.startswith(f"{LAB_PREFIX}.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from halb.lab.topology import HOST_IFACE, HostPlan, LabPlan, Role
+from halb.lab.topology import HOST_IFACE, LabHost, LabPlan, Role
 
 
 def hosts_ini(plan: LabPlan, lab_dir: Path, password: str, sudo_password: str) -> str:
@@ -133,7 +133,7 @@ console_port: 30880 # KubeSphere console nodeport
 """
 
 
-def sshd_config(host: HostPlan) -> str:
+def sshd_config(host: LabHost) -> str:
     """sshd for one lab host: its own address, keys and pid file; no PAM (no systemd)."""
     return (
         f"# sshd of the lab host {host.name} (written by `halb lab up`)\n"
@@ -204,7 +204,7 @@ def shadow_with_user(shadow: str, user: str, password_hash: str) -> str:
     return _add_line(shadow, user, f"{user}:{password_hash}:19000:0:99999:7:::")
 
 
-def sudoers_drop_in(host: HostPlan) -> str:
+def sudoers_drop_in(host: LabHost) -> str:
     """sudo for the host's user: anything, after giving its own password (no NOPASSWD)."""
     return (
         f"# lab host {host.name} (written by `halb lab up`)\n{host.sudo_user} ALL=(ALL:ALL) ALL\n"

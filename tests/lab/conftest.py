@@ -32,7 +32,7 @@ def _require_lab_support() -> None:
 def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
     """`lab_factory(lbs=2, masters=2, nodes=2, **up_kwargs) -> Lab`; all torn down at the end.
 
-    A test may also call `lab.down()` itself to take a lab down early.
+    A test may also call `halb.lab.down(lab.name, lab.dir)` itself to take a lab down early.
     """
     _require_lab_support()
     made: list[tuple[str, Path]] = []

@@ -13,7 +13,7 @@ import pytest
 
 from halb import lab as labmod
 from halb.errors import InputError
-from halb.lab import Lab, build, netns
+from halb.lab import Lab, build, netns, teardown
 
 pytestmark = pytest.mark.lab
 LabFactory = Callable[..., Lab]
@@ -175,14 +175,14 @@ def test_down_leaves_nothing_and_is_idempotent(lab_factory: LabFactory) -> None:
     pids = {p for ns in nss for p in netns.netns_pids(ns)}
     assert len(pids) >= 5  # 3 sshd, apiserver, console
     assert lab_mounts(small.dir)
-    small.down()
+    labmod.down(small.name, small.dir)
     assert not set(nss) & set(netns.list_netns())
     assert not [p for p in pids if netns.pid_alive(p)]
     pattern = f"halb.lab.fakeapi .*{small.address('master1')}:6443"
     assert subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 1
     assert not lab_mounts(small.dir)
     assert not small.dir.exists()
-    assert build.down(small.name, small.dir) == []  # twice is fine
+    assert teardown.down(small.name, small.dir) == []  # twice is fine
 
 
 def test_failed_up_removes_what_it_built(

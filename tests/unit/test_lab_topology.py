@@ -200,7 +200,7 @@ def test_fakeapi_answers(tmp_path: Path) -> None:
 
 
 def test_lab_commands_need_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("halb.lab.build.os.geteuid", lambda: 1000)
+    monkeypatch.setattr("halb.lab.netns.os.geteuid", lambda: 1000)
     runner = CliRunner()
     for args in (["lab", "up"], ["lab", "down"], ["lab", "status"], ["lab", "exec", "--", "true"]):
         r = runner.invoke(app, args)

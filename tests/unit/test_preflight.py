@@ -14,7 +14,7 @@ from halb import preflight as pf
 from halb.errors import ExitStatus
 from halb.facts import firewall as fw
 from halb.facts import ipaddr, packets, ss
-from halb.preflight import CheckResult, Level
+from halb.preflight import Finding, Level
 
 # Captured inside a lab LB host (`ip -o link show`, `ip -o -4 addr show`).
 IP_LINK = (
@@ -366,10 +366,10 @@ def test_vrrp_our_own_and_other_ids_are_fine() -> None:
 
 
 def test_exit_status() -> None:
-    ok = CheckResult("ssh", "lb1", Level.OK, "")
-    warn = CheckResult("vip-arp", "lb1", Level.WARN, "could not check")
-    ssh = CheckResult("ssh", "lb2", Level.FAIL, "cannot run commands")
-    port = CheckResult("ports", "lb1", Level.FAIL, "taken", bad_input=True)
+    ok = Finding("ssh", "lb1", Level.OK, "")
+    warn = Finding("vip-arp", "lb1", Level.WARN, "could not check")
+    ssh = Finding("ssh", "lb2", Level.FAIL, "cannot run commands")
+    port = Finding("ports", "lb1", Level.FAIL, "taken", bad_input=True)
     assert pf.exit_status([ok, warn]) == ExitStatus.OK
     assert pf.exit_status([ok, ssh]) == ExitStatus.CHECK_FAILED
     assert pf.exit_status([ssh, port]) == ExitStatus.BAD_INPUT

@@ -1,0 +1,178 @@
+"""`deploy()`: connect and lock, gather facts, plan, apply on every host in parallel,
+check the VIPs, and roll every changed host back when any of that fails (peers must not
+run different configs)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from halb.deploy.apply import HostDeployer, Progress
+from halb.deploy.locks import LocalLock, RemoteLock, utc_now
+from halb.deploy.plan import Action, ServiceAction, compute_plan, diff_lines, sysctl_keys
+from halb.deploy.report import DeployReport, HostResult, HostState
+from halb.deploy.vips import wait_for_vips
+from halb.errors import DeployError, HalbError, InputError
+from halb.facts.target import TargetFacts, facts_argv, parse_facts_output
+from halb.inventory import Host
+from halb.paths import (
+    SYSCTL_CONF,
+)
+from halb.render import RenderedFile
+from halb.services import (
+    SERVICES,
+    ServiceManager,
+    manager,
+)
+from halb.spec import Cluster
+from halb.transport import Transport, TransportFactory, for_host
+
+
+def _quiet(host: str, message: str) -> None:
+    pass
+
+
+# ------------------------------------------------------------------------ remote facts
+
+
+def gather_facts(
+    t: Transport, svc: ServiceManager, files: Mapping[str, RenderedFile]
+) -> TargetFacts:
+    paths = list(files)
+    keys = list(sysctl_keys(files[SYSCTL_CONF].content)) if SYSCTL_CONF in files else []
+    res = t.run(facts_argv(paths, keys), timeout=60, check=True)
+    remote, missing, os_ids, live = parse_facts_output(paths, res.out)
+    pids = svc.main_pids()
+    running: dict[str, bool] = {n: n not in missing and pids[n] is not None for n in SERVICES}
+    return TargetFacts(remote, running, missing, os_ids, live)
+
+
+def _roll_back_changed(
+    results: Sequence[HostResult], deployers: Mapping[str, HostDeployer], why: str
+) -> None:
+    for r in results:
+        if r.status is not HostState.CHANGED:
+            continue
+        r.error, r.status = why, HostState.ROLLED_BACK
+        try:
+            deployers[r.host].rollback()
+        except HalbError as e:
+            r.status, r.rollback_error = HostState.FAILED, str(e)
+
+
+def deploy(
+    cluster: Cluster,
+    rendered: Mapping[str, Mapping[str, RenderedFile]],
+    *,
+    limit: Sequence[str] = (),
+    dry_run: bool = False,
+    install: bool = True,
+    diff: Callable[[list[str]], None] | None = None,
+    transport_for: TransportFactory = for_host,
+    progress: Progress = _quiet,
+    vip_timeout: float | None = None,
+    lock: bool = True,
+) -> DeployReport:
+    """Plan, then (unless dry_run) apply to every LB host (or the `limit` ones) and verify."""
+    t_start = time.monotonic()
+    lbs: dict[str, Host] = {h.name: h for h in cluster.lb_hosts}
+    unknown = [h for h in limit if h not in lbs]
+    if unknown:
+        raise InputError(
+            f"--limit {', '.join(unknown)}: not an LB host (LB hosts: {', '.join(lbs)})"
+        )
+    targets = [h for h in lbs if not limit or h in limit]
+    transports: dict[str, Transport] = {}
+    managers: dict[str, ServiceManager] = {}
+    local_lock = LocalLock(cluster.config_path) if lock and not dry_run else None
+    locks: list[RemoteLock] = []
+    try:
+        if local_lock:
+            local_lock.acquire()
+        for name, host in lbs.items():
+            transports[name] = transport_for(host)
+            managers[name] = manager(cluster.service_manager(host), transports[name])
+
+        def connect(name: str) -> TargetFacts:
+            t = transports[name]
+            if local_lock:
+                rl = RemoteLock(t, f"{socket.gethostname()} pid {os.getpid()} since {utc_now()}")
+                rl.acquire()
+                locks.append(rl)
+            facts = gather_facts(t, managers[name], rendered[name])
+            progress(name, "connected")
+            return facts
+
+        with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+            facts = dict(zip(targets, pool.map(connect, targets), strict=True))
+        plan = compute_plan(
+            {h: rendered[h] for h in targets},
+            facts,
+            {h: managers[h].kind for h in targets},
+            install=install,
+        )
+        missing = [(h.host, p) for h in plan.hosts for p in facts[h.host].missing if not install]
+        if missing and not dry_run:
+            raise DeployError(
+                "; ".join(f"{h}: {p} is not installed" for h, p in missing)
+                + " (--no-install was given)"
+            )
+        if diff is not None:
+            old: dict[tuple[str, str], str] = {}
+            for h in plan.hosts:
+                for f in h.changed_files:
+                    if f.action == Action.UPDATE:
+                        old[(h.host, f.path)] = (
+                            transports[h.host].get(f.path).decode("utf-8", "replace")
+                        )
+            diff(diff_lines(plan, old, [cluster.auth_password]))
+        if dry_run:
+            return DeployReport(plan, [], {}, None, True, round(time.monotonic() - t_start, 3))
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        deployers = {
+            h.host: HostDeployer(h, transports[h.host], managers[h.host], progress, stamp)
+            for h in plan.hosts
+        }
+        with ThreadPoolExecutor(max_workers=max(1, len(deployers))) as pool:
+            results = list(pool.map(lambda d: d.run(), deployers.values()))
+
+        vips = {v.name: v.address for v in cluster.vips}
+        wait = vip_timeout if vip_timeout is not None else max(10.0, 4 * cluster.advert_int + 5)
+        # a peer whose keepalived just started or reloaded may still take a VIP over
+        moved = any(h.service("keepalived") != ServiceAction.NONE for h in plan.hosts)
+        settle = 2 * cluster.advert_int + 1 if moved else 0.0
+        failed = [r.host for r in results if not r.ok]
+        if failed:
+            # all or nothing: peers must not run different configs
+            _roll_back_changed(results, deployers, f"rolled back: {', '.join(failed)} failed")
+            holders, _ = wait_for_vips(transports, vips, timeout=0)
+            vip_error = None
+        else:
+            top = {
+                v.name: max(v.priorities, key=lambda h: v.priorities[h])
+                for v in cluster.vips
+                if v.priorities and not cluster.spec.vrrp.nopreempt
+            }
+            holders, vip_error = wait_for_vips(
+                transports, vips, timeout=wait + settle, settle=settle, final=top
+            )
+            if vip_error:
+                progress("-", f"VIP check failed: {vip_error}")
+                _roll_back_changed(results, deployers, f"VIP check failed: {vip_error}")
+            else:
+                progress("-", "VIPs: " + ", ".join(f"{v}@{h[0]}" for v, h in holders.items()))
+        return DeployReport(
+            plan, results, holders, vip_error, False, round(time.monotonic() - t_start, 3)
+        )
+    finally:
+        for rl in locks:
+            rl.release()
+        for t in transports.values():
+            t.close()
+        if local_lock:
+            local_lock.release()

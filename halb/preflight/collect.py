@@ -1,0 +1,252 @@
+"""Collect: run the checks' commands on one LB host and keep what it told.
+
+`run_preflight` runs every host in parallel (the VRRP listen overlaps the rest) and hands
+the findings to `judge`. Only `--open-firewall` changes a host (see open_firewall.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from halb.errors import TransportError
+from halb.facts import firewall as fw
+from halb.facts.ipaddr import (
+    IP_ADDR_V4,
+    IP_LINK,
+    ipv4,
+    parse_ip_addr,
+    parse_ip_link,
+    subnet_for,
+)
+from halb.facts.packets import (
+    ArpReply,
+    VrrpAdvert,
+    arp_probe_argv,
+    arping_argv,
+    parse_arp,
+    parse_arping,
+    parse_hex_lines,
+    parse_vrrp,
+    vrrp_listen_argv,
+)
+from halb.facts.ss import SS_LISTEN, parse_ss
+from halb.level import Level
+from halb.paths import KEEPALIVED_CONF
+
+if TYPE_CHECKING:
+    from halb.inventory import Host
+    from halb.spec import Cluster
+    from halb.transport import Transport
+from halb.preflight.judge import firewall_results, interface_results, judge, port_results
+from halb.preflight.open_firewall import open_vrrp
+from halb.preflight.report import Finding, HostFindings
+
+CMD_TIMEOUT = 20.0
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line: where sudo, python and the firewall tools say what failed."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+class HostCheck:
+    def __init__(
+        self, cluster: Cluster, host: Host, transport: Transport, open_firewall: bool
+    ) -> None:
+        self.c = cluster
+        self.h = host
+        self.t = transport
+        self.open_firewall = open_firewall
+        self.out: list[Finding] = []
+        # Started once the host answered, so it overlaps the other checks.
+        self.start_listen: Callable[[], Future[tuple[VrrpAdvert, ...] | None]] | None = None
+        self.heard: Future[tuple[VrrpAdvert, ...] | None] | None = None
+
+    def add(self, check: str, level: Level, message: str, bad_input: bool = False) -> None:
+        self.out.append(Finding(check, self.h.name, level, message, bad_input))
+
+    def sh(self, argv: Sequence[str], timeout: float = CMD_TIMEOUT) -> tuple[int, str, str]:
+        r = self.t.run(argv, timeout=timeout)
+        return r.rc, r.out, r.err
+
+    def run(self) -> HostFindings:
+        try:
+            return self._run()
+        except TransportError as e:
+            self.add("ssh", Level.FAIL, f"cannot run commands: {e}")
+            return HostFindings(self.h.name, tuple(self.out))
+
+    def _run(self) -> HostFindings:
+        rc, _, err = self.sh(["true"])
+        self.add("ssh", Level.OK, f"connected to {self.h.ssh_address}")
+        mode = getattr(getattr(self.t, "privilege", None), "mode", "none")
+        if rc != 0:
+            self.add(
+                "sudo",
+                Level.FAIL,
+                f"cannot become root on {self.h.name}: {last_line(err) or f'exit {rc}'}",
+            )
+            return HostFindings(self.h.name, tuple(self.out), reachable=True)
+        if self.start_listen is not None:
+            self.heard = self.start_listen()
+        how = {"none": "running as root", "sudo": "sudo -n", "sudo-password": "sudo with password"}
+        self.add("sudo", Level.OK, f"root: {how.get(mode, mode)}")
+
+        ifaces = sorted({v.interface for v in self.c.vips})
+        _, link_text, _ = self.sh(IP_LINK)
+        _, addr_text, _ = self.sh(IP_ADDR_V4)
+        links, addrs = parse_ip_link(link_text), ipv4(parse_ip_addr(addr_text))
+        mac = None
+        arp: dict[str, tuple[ArpReply, ...]] = {}
+        for iface in ifaces:
+            vips = sorted({v.address for v in self.c.vips if v.interface == iface})
+            configured = (
+                {vip: self._keepalived_names(vip) for vip in vips}
+                if any(a.address in vips for a in addrs)
+                else {}
+            )
+            results = interface_results(self.h.name, iface, links, addrs, vips, configured)
+            self.out.extend(results)
+            if iface not in links:
+                continue
+            mac = mac or self._mac(iface)
+            # One helper run per interface probes every VIP not held here.
+            probe = [v for v in vips if not any(a.address == v for a in addrs)]
+            src = next((n for v in probe if (n := subnet_for(v, addrs, iface))), None)
+            if probe and src is not None:
+                replies = self._arp_probe(iface, probe, src.address)
+                if replies is not None:
+                    arp.update({vip: tuple(replies) for vip in probe})
+        self._ports()
+        self._firewall(links)
+        return HostFindings(self.h.name, tuple(self.out), arp, (), mac, reachable=True)
+
+    def _keepalived_names(self, vip: str) -> bool:
+        rc, _, _ = self.sh(["grep", "-qwF", "--", vip, KEEPALIVED_CONF])
+        return rc == 0
+
+    def _mac(self, iface: str) -> str | None:
+        rc, out, _ = self.sh(["cat", f"/sys/class/net/{iface}/address"])
+        return out.strip().lower() if rc == 0 and out.strip() else None
+
+    def _others(self) -> list[str]:
+        """Addresses of every inventory host, to name a VIP holder by its MAC."""
+        seen = []
+        for h in self.c.inventory.hosts.values():
+            if h.ip and h.ip not in seen and h.name != self.h.name:
+                seen.append(h.ip)
+        return seen[:256]
+
+    def _arp_probe(self, iface: str, vips: Sequence[str], src: str) -> list[ArpReply] | None:
+        rc, out, err = self.sh(arp_probe_argv(iface, vips, src, self._others()))
+        if rc == 0:
+            return [r for f in parse_hex_lines(out) if (r := parse_arp(f))]
+        # iputils arping in DAD mode: exit 0 = nobody answered, 1 = an answer (printed)
+        replies: list[ArpReply] = []
+        for vip in vips:
+            rc2, out2, _ = self.sh(arping_argv(iface, vip))
+            if rc2 not in (0, 1) or (rc2 == 1 and "reply" not in out2):
+                self.add(
+                    "vip-arp",
+                    Level.WARN,
+                    f"could not check who answers ARP for {vip} from {self.h.name}: "
+                    f"{last_line(err) or 'python3 and arping unavailable'}",
+                )
+                return None
+            replies += [ArpReply(r.sender_mac, vip, "") for r in parse_arping(out2)]
+        return replies
+
+    def listen_vrrp(self, seconds: float) -> tuple[VrrpAdvert, ...] | None:
+        ifaces = sorted({v.interface for v in self.c.vips})
+        adverts: list[VrrpAdvert] = []
+        for iface in ifaces:
+            try:
+                rc, out, err = self.sh(
+                    vrrp_listen_argv(iface, seconds), timeout=seconds + CMD_TIMEOUT
+                )
+            except TransportError as e:
+                err, rc, out = str(e), -1, ""
+            if rc != 0:
+                self.add(
+                    "vrrp",
+                    Level.WARN,
+                    f"could not listen for VRRP on {self.h.name} {iface}: "
+                    f"{last_line(err) or f'exit {rc}'}",
+                )
+                return None
+            adverts += [a for f in parse_hex_lines(out) if (a := parse_vrrp(f))]
+        return tuple(adverts)
+
+    def _ports(self) -> None:
+        rc, out, err = self.sh(SS_LISTEN)
+        if rc != 0:
+            self.add("ports", Level.WARN, f"could not list listeners: {last_line(err)}")
+            return
+        fronts = [(f.name, f.address, f.port) for f in self.c.frontends]
+        self.out.extend(port_results(self.h.name, parse_ss(out), fronts))
+
+    def _peers(self) -> list[str]:
+        return [h.ip for h in self.c.lb_hosts if h.ip and h.name != self.h.name]
+
+    def _firewall(self, links: Sequence[str]) -> None:
+        iface = self.c.vips[0].interface
+        peers = self._peers() or ["224.0.0.18"]
+        verdicts: list[fw.Verdict] = []
+        rc, out, _ = self.sh(fw.IPTABLES_SAVE)
+        if rc == 0:
+            v = fw.iptables_verdict(fw.parse_iptables_save(out), peers[0], iface)
+            if v is not None:
+                verdicts.append(v)
+        rc, out, _ = self.sh(fw.NFT_RULESET)
+        chains = fw.parse_nft_ruleset(out) if rc == 0 else []
+        nv = fw.nft_verdict(chains, peers[0], iface)
+        if nv is not None:
+            verdicts.append(nv)
+        rc, out, _ = self.sh(fw.FIREWALLD_LIST)
+        firewalld_blocks = False
+        if rc == 0:
+            protos, rich = fw.parse_firewalld(out)
+            firewalld_blocks = not fw.firewalld_allows_vrrp(protos, rich, peers[0])
+        drops = [v for v in verdicts if v.drops]
+        if self.open_firewall and (drops or firewalld_blocks):
+            done, failed = open_vrrp(self.sh, peers, drops, firewalld_blocks)
+            for what, err in failed:
+                self.add("firewall", Level.FAIL, f"could not add {what}: {last_line(err)}")
+            if done:
+                message = "opened VRRP (protocol 112) from peers: " + "; ".join(done)
+                self.add("firewall", Level.OK, message)
+            return
+        self.out.extend(firewall_results(self.h.name, verdicts, firewalld_blocks))
+
+
+def run_preflight(
+    cluster: Cluster,
+    transport_for: Callable[[Host], Transport],
+    *,
+    open_firewall: bool = False,
+    listen_seconds: float | None = None,
+) -> list[Finding]:
+    """Run every check on every LB host in parallel; the VRRP listen overlaps the rest."""
+    # keepalived's default advert is 1 s: listen long enough for three of those too.
+    seconds = listen_seconds if listen_seconds is not None else 3 * max(cluster.advert_int, 1) + 0.5
+    hosts = list(cluster.lb_hosts)
+    transports = {h.name: transport_for(h) for h in hosts}
+    checks = {h.name: HostCheck(cluster, h, transports[h.name], open_firewall) for h in hosts}
+    # Separate objects for the listen so its warnings land in a list of their own.
+    listens = {h.name: HostCheck(cluster, h, transports[h.name], False) for h in hosts}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, 2 * len(hosts))) as pool:
+            for n, c in checks.items():
+                c.start_listen = functools.partial(pool.submit, listens[n].listen_vrrp, seconds)
+            facts_f = {n: pool.submit(c.run) for n, c in checks.items()}
+            facts = {n: f.result() for n, f in facts_f.items()}
+            heard = {n: c.heard.result() if c.heard else None for n, c in checks.items()}
+    finally:
+        for t in transports.values():
+            t.close()
+    notes = {n: tuple(c.out) for n, c in listens.items()}
+    return judge(cluster, hosts, facts, heard, notes, seconds)

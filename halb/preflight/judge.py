@@ -1,0 +1,292 @@
+"""Pure decisions: from what the hosts told (`collect`) to findings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from halb.facts import firewall as fw
+from halb.facts.ipaddr import (
+    IfAddr,
+    subnet_for,
+)
+from halb.facts.packets import (
+    ArpReply,
+    VrrpAdvert,
+)
+from halb.facts.ss import Listener, port_conflicts
+from halb.level import Level
+
+if TYPE_CHECKING:
+    from halb.inventory import Host
+    from halb.spec import Cluster
+from halb.preflight.report import Finding, HostFindings, dedupe
+
+
+def interface_results(
+    host: str,
+    iface: str,
+    links: Sequence[str],
+    addrs: Sequence[IfAddr],
+    vips: Sequence[str],
+    vip_configured: Mapping[str, bool],
+) -> list[Finding]:
+    """Interface present, each VIP inside its subnet, and who holds the VIP on this host."""
+    if iface not in links:
+        have = ", ".join(links) or "none"
+        return [
+            Finding(
+                "interface",
+                host,
+                Level.FAIL,
+                f"interface {iface} not found on {host} (interfaces: {have})",
+                bad_input=True,
+            )
+        ]
+    out = []
+    for vip in vips:
+        net = subnet_for(vip, addrs, iface)
+        if net is None:
+            have = ", ".join(str(a.interface_ip) for a in addrs if a.ifname == iface)
+            out.append(
+                Finding(
+                    "interface",
+                    host,
+                    Level.FAIL,
+                    f"VIP {vip} is not inside any subnet of {iface} on {host} "
+                    f"({have or 'no IPv4 address'})",
+                    bad_input=True,
+                )
+            )
+        else:
+            out.append(
+                Finding(
+                    "interface",
+                    host,
+                    Level.OK,
+                    f"{iface} {net.interface_ip} holds VIP {vip} in its subnet",
+                )
+            )
+        if any(a.address == vip for a in addrs):
+            if vip_configured.get(vip):
+                out.append(
+                    Finding(
+                        "vip-holder",
+                        host,
+                        Level.OK,
+                        f"{host} holds VIP {vip}: its keepalived config names it (deployed)",
+                    )
+                )
+            else:
+                out.append(
+                    Finding(
+                        "vip-holder",
+                        host,
+                        Level.FAIL,
+                        f"{host} already holds VIP {vip} on "
+                        f"{next(a.ifname for a in addrs if a.address == vip)} and no keepalived "
+                        "config of ours names it: remove the address or choose another VIP",
+                        bad_input=True,
+                    )
+                )
+    return out
+
+
+def arp_results(
+    vip: str,
+    heard: Mapping[str, Sequence[ArpReply]],
+    names: Mapping[str, str],
+    lb_macs: Mapping[str, str],
+) -> list[Finding]:
+    """Decide from the ARP replies each LB host heard for `vip`.
+
+    heard: prober -> replies; names: address -> host name; lb_macs: MAC -> LB host.
+    """
+    probers = ", ".join(sorted(heard))
+    replies = [r for rs in heard.values() for r in rs]
+    owners = sorted({r.sender_mac for r in replies if r.sender_ip == vip})
+    # An LB host answering for the VIP is judged by the interface check (its config).
+    foreign = [m for m in owners if m not in lb_macs]
+    if not foreign:
+        return [Finding("vip-arp", probers, Level.OK, f"no other host answers ARP for {vip}")]
+    mac_to_ip = {r.sender_mac: r.sender_ip for r in replies if r.sender_ip != vip}
+    out = []
+    for mac in foreign:
+        ip = mac_to_ip.get(mac)
+        host = names.get(ip, ip) if ip else None
+        who = f"{host} ({ip}, {mac})" if host and ip else f"host with MAC {mac}"
+        out.append(
+            Finding(
+                "vip-arp",
+                host or mac,
+                Level.FAIL,
+                f"VIP {vip} is already in use: {who} answers ARP for it (heard from {probers})",
+                bad_input=True,
+            )
+        )
+    return out
+
+
+def vrrp_results(
+    heard: Mapping[str, Sequence[VrrpAdvert]],
+    router_ids: Mapping[int, tuple[str, str]],
+    lb_addresses: Mapping[str, str],
+    names: Mapping[str, str],
+    seconds: float,
+) -> list[Finding]:
+    """heard: LB host -> adverts it received. router_ids: our id -> (VIP name, address)."""
+    by_source: dict[tuple[int, str], tuple[VrrpAdvert, list[str]]] = {}
+    for listener, adverts in heard.items():
+        for a in adverts:
+            entry = by_source.setdefault((a.router_id, a.source), (a, []))
+            if listener not in entry[1]:
+                entry[1].append(listener)
+    out: list[Finding] = []
+    others: set[int] = set()
+    for (rid, src), (a, listeners) in sorted(by_source.items()):
+        if rid not in router_ids:
+            others.add(rid)
+            continue
+        vip_name, vip = router_ids[rid]
+        host = lb_addresses.get(src) or names.get(src) or src
+        if src in lb_addresses and vip in a.addresses:
+            out.append(
+                Finding(
+                    "vrrp",
+                    host,
+                    Level.OK,
+                    f"router id {rid}: adverts from {host} carry VIP {vip} (our keepalived)",
+                )
+            )
+            continue
+        out.append(
+            Finding(
+                "vrrp",
+                host,
+                Level.FAIL,
+                f"router id {rid} is already in use: {host} ({src}) sends VRRPv{a.version} adverts "
+                f"(priority {a.priority}, addresses {', '.join(a.addresses) or 'none'}), heard on "
+                f"{', '.join(sorted(listeners))}: choose another vips.{vip_name}.router_id",
+                bad_input=True,
+            )
+        )
+    if not any(r.level is Level.FAIL for r in out):
+        ids = ", ".join(str(i) for i in sorted(router_ids))
+        extra = (
+            f"; other routers heard: ids {', '.join(map(str, sorted(others)))}" if others else ""
+        )
+        where = ", ".join(sorted(heard)) or "no host"
+        out.append(
+            Finding(
+                "vrrp",
+                where,
+                Level.OK,
+                f"no foreign VRRP adverts for router id {ids} in {seconds:g} s{extra}",
+            )
+        )
+    return out
+
+
+def port_results(
+    host: str,
+    listeners: Sequence[Listener],
+    frontends: Sequence[tuple[str, str, int]],
+) -> list[Finding]:
+    """frontends: (name, vip, port)."""
+    out = []
+    for name, vip, port in frontends:
+        taken = [x for x in port_conflicts(listeners, vip, port) if x.process != "haproxy"]
+        if not taken:
+            ours = any(x.process == "haproxy" for x in port_conflicts(listeners, vip, port))
+            what = "bound by our haproxy" if ours else "free"
+            out.append(Finding("ports", host, Level.OK, f"{name} {vip}:{port} {what}"))
+            continue
+        x = taken[0]
+        who = x.process or "a process"
+        where = f"{x.address}:{x.port}"
+        if x.process == "kube-apiserver" or (port == 6443 and x.process in (None, "")):
+            hint = (
+                " (a co-located apiserver?): use another frontend port, e.g. "
+                f"frontends.{name}.port: 8443, or bind the apiserver to the host address"
+            )
+        else:
+            hint = ": stop it or choose another frontends." + f"{name}.port"
+        if x.process == "kube-apiserver":
+            hint = hint.replace(" (a co-located apiserver?)", " (co-located master)")
+        out.append(
+            Finding(
+                "ports",
+                host,
+                Level.FAIL,
+                f"{who} on {host} already listens on {where}, so HAProxy cannot bind "
+                f"{vip}:{port}{hint}",
+                bad_input=True,
+            )
+        )
+    return out
+
+
+def firewall_results(
+    host: str, verdicts: Sequence[fw.Verdict], firewalld_blocks: bool
+) -> list[Finding]:
+    """What the firewalls do to VRRP from the peers (nothing was opened)."""
+    drops = [v for v in verdicts if v.drops]
+    if not drops and not firewalld_blocks:
+        what = "; ".join(v.where for v in verdicts) or "no firewall rules"
+        return [
+            Finding("firewall", host, Level.OK, f"VRRP (protocol 112) from peers allowed ({what})")
+        ]
+    out = []
+    for v in drops:
+        level = Level.FAIL if v.certain else Level.WARN
+        may = "drops" if v.certain else "may drop"
+        out.append(
+            Finding(
+                "firewall",
+                host,
+                level,
+                f"the firewall on {host} {may} VRRP (protocol 112) from the peers: "
+                f"{v.where} (halb preflight --open-firewall adds an accept rule)",
+            )
+        )
+    if firewalld_blocks:
+        out.append(
+            Finding(
+                "firewall",
+                host,
+                Level.FAIL,
+                f"firewalld on {host} does not allow protocol vrrp "
+                "(halb preflight --open-firewall adds a rich rule per peer)",
+            )
+        )
+    return out
+
+
+def judge(
+    cluster: Cluster,
+    hosts: Sequence[Host],
+    facts: Mapping[str, HostFindings],
+    heard: Mapping[str, tuple[VrrpAdvert, ...] | None],
+    listen_notes: Mapping[str, Sequence[Finding]],
+    seconds: float,
+) -> list[Finding]:
+    results: list[Finding] = []
+    for h in hosts:
+        results.extend(facts[h.name].results)
+    names = {h.ip: h.name for h in cluster.inventory.hosts.values() if h.ip}
+    lb_addresses = {h.ip: h.name for h in hosts if h.ip}
+    lb_macs = {f.mac: n for n, f in facts.items() if f.mac}
+    by_vip: dict[str, dict[str, tuple[ArpReply, ...]]] = {}
+    for h in hosts:
+        for vip, replies in facts[h.name].arp.items():
+            by_vip.setdefault(vip, {})[h.name] = replies
+    for vip, heard_arp in by_vip.items():
+        results.extend(arp_results(vip, heard_arp, names, lb_macs))
+    reachable = [h.name for h in hosts if facts[h.name].reachable]
+    for n in reachable:
+        results.extend(listen_notes[n])
+    got = {n: a for n, a in heard.items() if a is not None and n in reachable}
+    if got:
+        router_ids = {v.router_id: (v.name, v.address) for v in cluster.vips}
+        results.extend(vrrp_results(got, router_ids, lb_addresses, names, seconds))
+    return dedupe(results)
