@@ -17,12 +17,7 @@ from pathlib import PurePosixPath
 from halb.deploy.plan import Action, FileStep, HostPlan, ServiceAction
 from halb.deploy.report import HostResult, HostState
 from halb.errors import DeployError, HalbError
-from halb.paths import (
-    BACKUP_DIR,
-    KEEPALIVED_CONF,
-    RUNTIME_DIRS,
-    SYSCTL_CONF,
-)
+from halb.paths import BACKUP_DIR, KEEPALIVED_CONF, RUNTIME_DIRS, SYSCTL_CONF
 from halb.services import (
     CONFIG_OF,
     SERVICES,

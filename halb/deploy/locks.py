@@ -13,11 +13,7 @@ from pathlib import Path
 
 from halb.deploy.plan import sha256
 from halb.errors import DeployError
-from halb.paths import (
-    DEPLOY_STATE_DIR,
-    HOLDER_FILE,
-    LOCK_FILE,
-)
+from halb.paths import DEPLOY_STATE_DIR, HOLDER_FILE, LOCK_FILE
 from halb.transport import Transport, sh
 
 # -------------------------------------------------------------------------------- locks

@@ -13,18 +13,9 @@ from enum import StrEnum
 from typing import Any
 
 from halb.facts.target import TargetFacts
-from halb.paths import (
-    HAPROXY_CFG,
-    KEEPALIVED_CONF,
-    SYSCTL_CONF,
-    SYSTEMD_DIR,
-    dropin_dir,
-)
+from halb.paths import HAPROXY_CFG, KEEPALIVED_CONF, SYSCTL_CONF, SYSTEMD_DIR, dropin_dir
 from halb.render import RenderedFile
-from halb.services import (
-    SERVICES,
-    ServiceName,
-)
+from halb.services import SERVICES, ServiceName
 from halb.transport.base import MASK, scrub
 
 # ------------------------------------------------------------------------------- records

@@ -19,15 +19,9 @@ from halb.deploy.vips import wait_for_vips
 from halb.errors import DeployError, HalbError, InputError
 from halb.facts.target import TargetFacts, facts_argv, parse_facts_output
 from halb.inventory import Host
-from halb.paths import (
-    SYSCTL_CONF,
-)
+from halb.paths import SYSCTL_CONF
 from halb.render import RenderedFile
-from halb.services import (
-    SERVICES,
-    ServiceManager,
-    manager,
-)
+from halb.services import SERVICES, ServiceManager, manager
 from halb.spec import Cluster
 from halb.transport import Transport, TransportFactory, for_host
 

@@ -36,16 +36,7 @@ from halb.lab.model import (
 )
 from halb.lab.netns import require_root
 from halb.lab.teardown import down
-from halb.lab.topology import (
-    BRIDGE,
-    HOST_IFACE,
-    LabHost,
-    LabPlan,
-    Role,
-    netns_name,
-    octet_in,
-    plan,
-)
+from halb.lab.topology import BRIDGE, HOST_IFACE, LabHost, LabPlan, Role, netns_name, octet_in, plan
 
 Progress = Callable[[str], None]
 READY_TIMEOUT = 15.0

@@ -9,10 +9,7 @@ from typing import Any
 
 from halb.errors import InputError
 from halb.lab import netns
-from halb.lab.model import (
-    STATE_FILE,
-    load,
-)
+from halb.lab.model import STATE_FILE, load
 from halb.lab.topology import (
     HOST_IFACE,
     SWITCH,

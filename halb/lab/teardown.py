@@ -10,20 +10,9 @@ from pathlib import Path
 
 from halb.errors import InputError
 from halb.lab import netns
-from halb.lab.model import (
-    COMMON_YAML,
-    LAB_FILES,
-    MARKER,
-    STATE_DIR,
-    STATE_FILE,
-    load,
-)
+from halb.lab.model import COMMON_YAML, LAB_FILES, MARKER, STATE_DIR, STATE_FILE, load
 from halb.lab.netns import require_root
-from halb.lab.topology import (
-    SWITCH,
-    check_name,
-    lab_of_netns,
-)
+from halb.lab.topology import SWITCH, check_name, lab_of_netns
 
 
 def _lab_mounts(name: str, lab_dir: Path | None) -> list[str]:

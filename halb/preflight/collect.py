@@ -13,14 +13,7 @@ from typing import TYPE_CHECKING
 
 from halb.errors import TransportError
 from halb.facts import firewall as fw
-from halb.facts.ipaddr import (
-    IP_ADDR_V4,
-    IP_LINK,
-    ipv4,
-    parse_ip_addr,
-    parse_ip_link,
-    subnet_for,
-)
+from halb.facts.ipaddr import IP_ADDR_V4, IP_LINK, ipv4, parse_ip_addr, parse_ip_link, subnet_for
 from halb.facts.packets import (
     ArpReply,
     VrrpAdvert,
@@ -35,14 +28,14 @@ from halb.facts.packets import (
 from halb.facts.ss import SS_LISTEN, parse_ss
 from halb.level import Level
 from halb.paths import KEEPALIVED_CONF
+from halb.preflight.judge import firewall_results, interface_results, judge, port_results
+from halb.preflight.open_firewall import open_vrrp
+from halb.preflight.report import Finding, HostFindings
 
 if TYPE_CHECKING:
     from halb.inventory import Host
     from halb.spec import Cluster
     from halb.transport import Transport
-from halb.preflight.judge import firewall_results, interface_results, judge, port_results
-from halb.preflight.open_firewall import open_vrrp
-from halb.preflight.report import Finding, HostFindings
 
 CMD_TIMEOUT = 20.0
 

@@ -6,21 +6,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from halb.facts import firewall as fw
-from halb.facts.ipaddr import (
-    IfAddr,
-    subnet_for,
-)
-from halb.facts.packets import (
-    ArpReply,
-    VrrpAdvert,
-)
+from halb.facts.ipaddr import IfAddr, subnet_for
+from halb.facts.packets import ArpReply, VrrpAdvert
 from halb.facts.ss import Listener, port_conflicts
 from halb.level import Level
+from halb.preflight.report import Finding, HostFindings, dedupe
 
 if TYPE_CHECKING:
     from halb.inventory import Host
     from halb.spec import Cluster
-from halb.preflight.report import Finding, HostFindings, dedupe
 
 
 def interface_results(

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from halb.errors import ExitStatus
-from halb.facts.packets import (
-    ArpReply,
-    VrrpAdvert,
-)
+from halb.facts.packets import ArpReply, VrrpAdvert
 from halb.level import Level
-
-if TYPE_CHECKING:
-    pass
 
 JSON_VERSION = 1
 
