@@ -11,9 +11,9 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
-from halb.errors import ExitStatus, HalbError
+from halb.errors import ExitStatus, HalbError, Interrupted
 
 app = typer.Typer(
     name="halb",
@@ -38,13 +38,55 @@ def set_traceback(value: bool) -> None:
     _state["traceback"] = value
 
 
+MAX_LINE = 400  # characters of one message line; a 1 MB value is never echoed whole
+MAX_LINES = 20  # lines of one error that lists several findings
+
+
 def out() -> Console:
-    """stdout; markup only where a caller passes markup=True."""
-    return Console(highlight=False, soft_wrap=True, markup=False)
+    """stdout. Text prints as text: no markup or emoji codes unless a caller asks for
+    markup=True (and escapes what it interpolates); emoji codes never."""
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """`text` as one printable line of at most about `limit` characters.
+
+    Control characters (a newline or an escape sequence in a file or host name) show
+    escaped, so one message stays one line and cannot drive the terminal.
+    """
+    shown = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}... ({len(shown) - limit} more characters)"
+
+
+def error_lines(e: BaseException) -> list[str]:
+    """One line per error: an error that lists findings gives one line each."""
+    findings = getattr(e, "findings", None)
+    if findings:
+        lines = [str(f) for f in findings if getattr(f, "level", "error") == "error"]
+    else:
+        lines = [str(e)]
+    lines = [one_line(line) for line in lines] or [one_line(str(e))]
+    if len(lines) > MAX_LINES:
+        lines = [*lines[: MAX_LINES - 1], f"... and {len(lines) - MAX_LINES + 1} more errors"]
+    return lines
+
+
+def print_error(e: BaseException, label: str = "error") -> None:
+    console = err()
+    for line in error_lines(e):
+        console.print(Text.assemble((f"{label}:", "bold red"), " ", line))
+
+
+def warn(message: str, console: Console | None = None) -> None:
+    (console or err()).print(Text.assemble(("warning:", "yellow"), " ", one_line(message)))
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -53,15 +95,15 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted") from None
         except HalbError as e:
             if _state["traceback"]:
                 raise
-            err().print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
+            print_error(e)
             raise typer.Exit(int(e.exit_status)) from None
-        except KeyboardInterrupt:
-            err().print("interrupted")
-            raise typer.Exit(130) from None
 
     return wrapper
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
-import shutil
-import tempfile
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,10 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from halb.errors import InputError
+from halb.files import atomic_write, read_input
+from halb.installers.detect import choose_kind, detect_kind
 from halb.installers.edit import EditResult, LBSettings
+from halb.installers.endpoint import CONTROL_PLANE_GROUPS, FrontendView, choose_apiserver_frontend
 from halb.installers.kubekey import edit_cluster_config
 from halb.installers.kubesphere import edit_common_yaml
 from halb.installers.kubespray import edit_kubespray_vars
+from halb.installers.limits import MAX_CONFIG_BYTES, check_yaml_limits
 
 if TYPE_CHECKING:
     from halb.spec import Cluster
@@ -31,6 +34,7 @@ __all__ = [
     "EditResult",
     "LBSettings",
     "WriteResult",
+    "apiserver_frontend",
     "edit",
     "lb_settings",
     "write_config",
@@ -47,14 +51,37 @@ KINDS = tuple(EDITORS)
 
 
 def lb_settings(cluster: Cluster) -> LBSettings:
-    """The apiserver endpoint through halb's internal VIP, and every VIP for the SANs."""
-    address, port = cluster.apiserver_endpoint
+    """The apiserver endpoint through halb's VIP, and every VIP for the SANs."""
+    fe = apiserver_frontend(cluster)
     return LBSettings(
-        address=address,
-        port=port,
+        address=fe.address,
+        port=fe.port,
         domain=cluster.spec.installer.domain,
         extra_sans=tuple(cluster.vip_addresses),
     )
+
+
+def apiserver_frontend(cluster: Cluster) -> FrontendView:
+    """The frontend that serves the apiserver (see endpoint.py), from the resolved cluster."""
+    views = []
+    for fe in cluster.frontends:
+        spec = cluster.spec.frontends.get(fe.name)
+        views.append(
+            FrontendView(
+                name=fe.name,
+                vip_name=fe.vip_name,
+                address=fe.address,
+                port=fe.port,
+                group=spec.backends if spec else "",
+                backend_port=spec.backend_port if spec else 0,
+                backend_hosts=frozenset(b.name for b in fe.backends),
+            )
+        )
+    inv = cluster.inventory
+    control_plane = {
+        h.name for g in CONTROL_PLANE_GROUPS if g in inv.groups for h in inv.group_hosts(g)
+    }
+    return choose_apiserver_frontend(views, control_plane, f"{cluster.config_path}: frontends")
 
 
 @dataclass(frozen=True)
@@ -65,6 +92,7 @@ class WriteResult:
     backup: Path | None = None
     diff: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    kind: str = ""  # the installer the file was edited as
 
 
 def edit(kind: str, text: str, settings: LBSettings, source: str) -> EditResult:
@@ -89,66 +117,132 @@ def unified_diff(before: str, after: str, path: Path) -> str:
 
 
 def write_config(
-    kind: str,
+    kind: str | None,
     path: Path,
     settings: LBSettings,
     *,
+    said_by: str | None = "installer.kind",
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> WriteResult:
-    """Edit the installer config at `path`; back it up and replace it only if it changes."""
-    try:
-        before = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file (installer config)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read: {e}") from None
-    result = edit(kind, before, settings, str(path))
-    if result.text == before:
-        return WriteResult(path, changed=False, written=False, warnings=result.warnings)
-    diff = unified_diff(before, result.text, path)
-    if dry_run:
-        return WriteResult(path, changed=True, written=False, diff=diff, warnings=result.warnings)
+    """Edit the installer config at `path`; back it up and replace it only if it changes.
+
+    `kind` is the installer someone chose (`said_by` names where: "--installer"), or with
+    `said_by` None a default that the file's content overrides. The file keeps its line
+    endings, a missing final newline, a byte-order mark, its mode and its owner.
+    """
     target = path.resolve()  # a symlinked config keeps its link
-    backup = _backup(target, now or datetime.now())
-    _atomic_write(target, result.text)
+    raw = read_input(path, "config file", limit=MAX_CONFIG_BYTES)
+    before = _decode(raw, path)
+    bom = "\ufeff" if before.startswith("\ufeff") else ""
+    body = before[len(bom) :]
+    check_yaml_limits(body, str(path))
+    chosen = choose_kind(kind, said_by, detect_kind(body, path), path)
+    result = edit(chosen, body, settings, str(path))
+    after = bom + result.text
+    if after == before:
+        return WriteResult(
+            path, changed=False, written=False, warnings=result.warnings, kind=chosen
+        )
+    diff = unified_diff(before, after, path)
+    if dry_run:
+        return WriteResult(
+            path, changed=True, written=False, diff=diff, warnings=result.warnings, kind=chosen
+        )
+    st = _writable(target, path)
+    backup = _backup(target, raw, st, now or datetime.now())
+    try:
+        _replace(target, path, after, raw, st)
+    except BaseException:
+        backup.unlink(missing_ok=True)  # nothing changed, so no backup either
+        raise
     return WriteResult(
-        path, changed=True, written=True, backup=backup, diff=diff, warnings=result.warnings
+        path,
+        changed=True,
+        written=True,
+        backup=backup,
+        diff=diff,
+        warnings=result.warnings,
+        kind=chosen,
     )
 
 
-def _backup(target: Path, now: datetime) -> Path:
-    stamp = now.strftime("%Y%m%d%H%M%S")
-    backup = target.with_name(f"{target.name}.halb-bak-{stamp}")
-    n = 1
-    while backup.exists():  # two writes in one second keep both backups
-        backup = target.with_name(f"{target.name}.halb-bak-{stamp}.{n}")
-        n += 1
+def _decode(raw: bytes, path: Path) -> str:
     try:
-        shutil.copy2(target, backup)  # content, mode and mtime
-    except OSError as e:
-        raise InputError(f"{target}: cannot write backup {backup.name}: {e}") from None
-    return backup
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {e.start}); save the installer config as UTF-8"
+        ) from None
+    if "\0" in text:
+        raise InputError(f"{path}: holds NUL bytes; expected a YAML text file")
+    return text
 
 
-def _atomic_write(target: Path, text: str) -> None:
+def _writable(target: Path, path: Path) -> os.stat_result:
+    """Refuse a file its owner made read-only (root could write it anyway)."""
     st = target.stat()
+    if not st.st_mode & 0o222:
+        raise InputError(
+            f"{path}: read-only (mode {stat.S_IMODE(st.st_mode):04o}); "
+            "make it writable to let halb edit it"
+        )
+    folder = target.parent.stat()
+    if not folder.st_mode & 0o222 or not os.access(target.parent, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: folder {target.parent} is not writable; nothing changed")
+    return st
+
+
+def _backup(target: Path, raw: bytes, st: os.stat_result, now: datetime) -> Path:
+    """A copy of the bytes halb read, same mode and owner, made exclusively."""
+    stamp = now.strftime("%Y%m%d%H%M%S")
+    for n in range(1000):  # two writes in one second keep both backups
+        suffix = f".{n}" if n else ""
+        backup = target.with_name(f"{target.name}.halb-bak-{stamp}{suffix}")
+        try:
+            fd = os.open(
+                backup,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise InputError(
+                f"{target}: cannot write backup {backup.name}: {e.strerror or e}"
+            ) from None
+        try:
+            if os.geteuid() == 0:
+                os.fchown(fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+                f.flush()
+                os.fsync(f.fileno())
+            os.utime(backup, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        except OSError as e:
+            backup.unlink(missing_ok=True)
+            raise InputError(
+                f"{target}: cannot write backup {backup.name}: {e.strerror or e}"
+            ) from None
+        except BaseException:
+            backup.unlink(missing_ok=True)
+            raise
+        return backup
+    raise InputError(f"{target}: too many backups from this second; try again")
+
+
+def _replace(target: Path, path: Path, text: str, raw: bytes, st: os.stat_result) -> None:
+    """Write `text` over `target` unless someone changed it since halb read `raw`."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.halb-")
+        now_st = target.stat()
+        if (now_st.st_ino, now_st.st_size, now_st.st_mtime_ns) != (
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+        ) or read_input(target, "config file", limit=MAX_CONFIG_BYTES) != raw:
+            raise InputError(f"{path}: changed while halb was editing it; nothing written")
+        owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
+        atomic_write(target, text.encode("utf-8"), mode=stat.S_IMODE(st.st_mode), owner=owner)
     except OSError as e:
-        raise InputError(f"{target}: cannot write in {target.parent}: {e}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, st.st_mode & 0o7777)
-        if os.geteuid() == 0:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, target)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"{target}: cannot replace: {e}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise InputError(f"{path}: cannot replace it: {e.strerror or e}; nothing changed") from None
