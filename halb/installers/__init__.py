@@ -131,8 +131,11 @@ def write_config(
     `said_by` None a default that the file's content overrides. The file keeps its line
     endings, a missing final newline, a byte-order mark, its mode and its owner.
     """
-    target = path.resolve()  # a symlinked config keeps its link
     raw = read_input(path, "config file", limit=MAX_CONFIG_BYTES)
+    try:
+        target = path.resolve(strict=True)  # a symlinked config keeps its link
+    except (OSError, RuntimeError) as e:
+        raise InputError(f"{path}: cannot follow its links: {e}") from None
     before = _decode(raw, path)
     bom = "\ufeff" if before.startswith("\ufeff") else ""
     body = before[len(bom) :]
@@ -209,7 +212,7 @@ def _backup(target: Path, raw: bytes, st: os.stat_result, now: datetime) -> Path
             continue
         except OSError as e:
             raise InputError(
-                f"{target}: cannot write backup {backup.name}: {e.strerror or e}"
+                f"{target}: cannot back it up ({e.strerror or e}); nothing changed"
             ) from None
         try:
             if os.geteuid() == 0:
@@ -223,7 +226,7 @@ def _backup(target: Path, raw: bytes, st: os.stat_result, now: datetime) -> Path
         except OSError as e:
             backup.unlink(missing_ok=True)
             raise InputError(
-                f"{target}: cannot write backup {backup.name}: {e.strerror or e}"
+                f"{target}: cannot back it up ({e.strerror or e}); nothing changed"
             ) from None
         except BaseException:
             backup.unlink(missing_ok=True)

@@ -298,7 +298,9 @@ class Editor:
 
     def __post_init__(self) -> None:
         self.lines = self.text.splitlines(keepends=True)
-        self.newline = "\r\n" if self.lines and self.lines[0].endswith("\r\n") else "\n"
+        first = self.lines[0] if self.lines else "\n"
+        # New lines end as the file's first line does: CRLF, a lone CR, or LF.
+        self.newline = "\r\n" if first.endswith("\r\n") else "\r" if first.endswith("\r") else "\n"
 
     def set_scalar(self, mapping: CommentedMap, key: str, value: Scalar, where: str) -> None:
         """Change mapping[key] in place when it differs, keeping its quote style."""
