@@ -22,6 +22,7 @@ import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from halb.errors import InputError
 from halb.installers.limits import check_yaml_limits
@@ -77,7 +78,7 @@ def load_mapping(text: str, source: str) -> CommentedMap:
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(e, "problem", None) or type(e).__name__
+        problem = _problem(e)
         raise InputError(f"{source}: not valid YAML{where}: {problem}") from None
     docs = [d for d in docs if d is not None] or [None]
     if len(docs) > 1:
@@ -86,8 +87,37 @@ def load_mapping(text: str, source: str) -> CommentedMap:
     if data is None:
         raise InputError(f"{source}: is empty; expected a YAML mapping")
     if not isinstance(data, CommentedMap):
-        raise InputError(f"{source}: top level is a {type(data).__name__}; expected a mapping")
+        raise InputError(f"{source}: top level is {kind_name(data)}; expected a mapping")
     return data
+
+
+def _problem(e: YAMLError) -> str:
+    """What is wrong, without echoing the file's values (a duplicate key may be a password)."""
+    if isinstance(e, ReaderError):
+        ch = e.character
+        code = ch if isinstance(ch, int) else ord(str(ch)[:1] or "\0")
+        return f"holds the control character U+{code:04X} at character {e.position}"
+    problem = str(getattr(e, "problem", None) or "cannot parse it")
+    return re.sub(r" with value .*", "", problem)
+
+
+def kind_name(value: Any) -> str:
+    """What a YAML value is, in words (for messages)."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bytes):
+        return "binary data"
+    return "a tagged value"
 
 
 def plain(data: Any) -> Any:
@@ -145,7 +175,7 @@ class NoPosition(InputError):
     def shared(cls, where: str, anchor: str) -> NoPosition:
         return cls(
             where,
-            f"is a YAML anchor (&{anchor[:40]}) that aliases may share; halb does not edit "
+            f"is a YAML anchor (&{anchor[:40]}) that an alias shares; halb does not edit "
             "shared values, so set it by hand",
         )
 
@@ -191,11 +221,14 @@ def _placed(mapping: CommentedMap) -> dict[Any, Any]:
     return getattr(mapping.lc, "data", None) or {}
 
 
-def refuse_shared(node: Any, where: str) -> None:
-    """Refuse to edit a node with an anchor: an alias elsewhere would change with it."""
+def refuse_shared(node: Any, where: str, text: str) -> None:
+    """Refuse to edit a node an alias (`*name`) shares: it would change with it."""
     anchor = getattr(getattr(node, "anchor", None), "value", None)
-    if anchor is not None:
-        raise NoPosition.shared(where, str(anchor))
+    if anchor is None:
+        return
+    alias = re.compile(r"\*" + re.escape(str(anchor)) + r"(?=[\s,\]}]|$)")
+    if alias.search(text):
+        raise NoPosition.shared(str(where), str(anchor))
 
 
 def refuse_merged(mapping: CommentedMap, keys: Sequence[str], prefix: str = "") -> None:
@@ -310,9 +343,7 @@ class Editor:
         if merged(mapping, key):
             raise NoPosition(where)
         if isinstance(old, dict | list):
-            raise InputError(
-                f"{self.source}: {where} is a {type(old).__name__}; expected a single value"
-            )
+            raise InputError(f"{self.source}: {where} is {kind_name(old)}; expected a single value")
         kline, kcol = key_pos(mapping, key)
         line_no, col = value_pos(mapping, key)
         line = self.lines[line_no] if line_no < len(self.lines) else ""
@@ -325,6 +356,10 @@ class Editor:
                 raise InputError(f"{self.source}: {where}: unusual layout; set it by hand")
             self.replaces.append(Replace(kline, colon + 1, colon + 1, " " + scalar_text(value)))
             return
+        if line[col : col + 1] in ("|", ">"):
+            raise InputError(
+                f"{self.source}: {where} is a block scalar (| or >); write it on one line"
+            )
         try:
             start, end, quote = scalar_span(line, col, is_flow(mapping))
         except ValueError:
@@ -347,7 +382,7 @@ class Editor:
             self.insert(kline, [f"{pad}- {scalar_text(i)}" for i in items])
             return
         if not isinstance(seq, CommentedSeq):
-            raise InputError(f"{self.source}: {where} is a {type(seq).__name__}; expected a list")
+            raise InputError(f"{self.source}: {where} is {kind_name(seq)}; expected a list")
         have = {str(v) for v in seq}
         missing = [i for i in items if i not in have]
         if not missing:

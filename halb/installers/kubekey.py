@@ -42,9 +42,9 @@ def edit_cluster_config(text: str, settings: LBSettings, source: str) -> EditRes
     if not isinstance(spec, CommentedMap) or is_flow(spec):
         raise InputError(f"{source}: spec: missing or not a block mapping; not a KubeKey config")
     refuse_merged(spec, [CPE, "kubernetes"], "spec.")
-    refuse_shared(spec, "spec")
+    refuse_shared(spec, "spec", text)
     for key in (CPE, "kubernetes"):
-        refuse_shared(spec.get(key), f"spec.{key}")
+        refuse_shared(spec.get(key), f"spec.{key}", text)
     ed = Editor(text, source)
     expected = expected_copy(data)
     wanted: dict[str, str | int] = {
@@ -77,7 +77,7 @@ def edit_cluster_config(text: str, settings: LBSettings, source: str) -> EditRes
         expected["spec"]["kubernetes"] = {SANS: settings.sans}
     elif isinstance(kube, CommentedMap) and kube and not is_flow(kube):
         refuse_merged(kube, [SANS], "spec.kubernetes.")
-        refuse_shared(kube.get(SANS), f"spec.kubernetes.{SANS}")
+        refuse_shared(kube.get(SANS), f"spec.kubernetes.{SANS}", text)
         if SANS in kube:
             ed.append_items(kube, SANS, settings.sans, f"spec.kubernetes.{SANS}")
             have = list(expected["spec"]["kubernetes"][SANS] or [])

@@ -24,6 +24,7 @@ from halb.installers.edit import (
     first_key_col,
     is_flow,
     key_pos,
+    kind_name,
     load_mapping,
     names_source,
     refuse_merged,
@@ -67,14 +68,14 @@ def edit_kubespray_vars(text: str, settings: LBSettings, source: str) -> EditRes
         expected[LB_KEY] = dict(wanted)
     elif isinstance(lb, CommentedMap):
         refuse_merged(lb, list(wanted), f"{LB_KEY}.")
-        refuse_shared(lb, LB_KEY)
+        refuse_shared(lb, LB_KEY, text)
         _update_block(ed, data, lb, wanted)
         expected[LB_KEY] = {**expected[LB_KEY], **wanted}
     else:
-        raise InputError(f"{source}: {LB_KEY} is a {type(lb).__name__}; expected a mapping")
+        raise InputError(f"{source}: {LB_KEY} is {kind_name(lb)}; expected a mapping")
 
     if SANS_KEY in data:
-        refuse_shared(data[SANS_KEY], SANS_KEY)
+        refuse_shared(data[SANS_KEY], SANS_KEY, text)
         ed.append_items(data, SANS_KEY, settings.sans, SANS_KEY)
         expected[SANS_KEY] = _merged(expected[SANS_KEY], settings.sans)
     else:

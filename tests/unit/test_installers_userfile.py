@@ -318,3 +318,27 @@ def test_file_changed_during_the_edit_is_not_overwritten(
         write_config("kubespray", path, SETTINGS, now=NOW)
     assert path.read_text() == "someone: else\n"
     assert listing(tmp_path) == ["all.yml"]
+
+
+def test_an_anchor_no_alias_uses_is_edited(tmp_path: Path) -> None:
+    path = write(tmp_path, "all.yml", b"loadbalancer_apiserver: &lb\n  address: 1.2.3.4\n")
+    write_config("kubespray", path, SETTINGS, now=NOW)
+    assert path.read_text().startswith("loadbalancer_apiserver: &lb\n  address: 192.168.0.253\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (b"password: hunter2-secret\npassword: other-secret\n", 'duplicate key "password"'),
+        (b"a: 1\n# \x1b[2J\n", r"control character U\+001B"),
+        (b"loadbalancer_apiserver:\n  address: |\n    1.2.3.4\n", "block scalar"),
+        (b"loadbalancer_apiserver: !vault |\n  $ANSIBLE_VAULT;1.1\n", "is a tagged value"),
+    ],
+)
+def test_yaml_problems_are_named_without_echoing_values(
+    tmp_path: Path, text: bytes, match: str
+) -> None:
+    path = write(tmp_path, "all.yml", text)
+    with pytest.raises(InputError, match=match) as info:
+        write_config("kubespray", path, SETTINGS, now=NOW)
+    assert "secret" not in str(info.value)
