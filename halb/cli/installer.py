@@ -19,23 +19,9 @@ from halb.cli.common import (
     warn,
 )
 from halb.errors import InputError
-from halb.installers import KINDS, lb_settings, write_config
+from halb.installers import KINDS, installer_kind, lb_settings, write_config
 from halb.installers.launch import default_log_path, plan_launch, run_installer
 from halb.spec import Cluster, load_cluster
-
-
-def _installer_kind(cluster: Cluster, override: str | None) -> tuple[str | None, str | None]:
-    """(kind, who chose it); who is None when the file's content may decide."""
-    if override is not None:
-        if override not in KINDS:
-            raise InputError(f"--installer {override}: expected one of {', '.join(KINDS)}")
-        return override, "--installer"
-    ins = cluster.spec.installer
-    if ins.kind not in KINDS:  # "command": the file's content must say
-        return None, None
-    if "installer" in cluster.spec.model_fields_set and "kind" in ins.model_fields_set:
-        return ins.kind, f"installer.kind in {cluster.config_path.name}"
-    return ins.kind, None
 
 
 def _config_path(cluster: Cluster, path: Path | None) -> Path:
@@ -67,7 +53,7 @@ def write_config_cmd(
 ) -> None:
     """Write the load balancer (VIP, port, domain, SANs) into the installer's config."""
     cluster = load_cluster(config)
-    kind, said_by = _installer_kind(cluster, installer)
+    kind, said_by = installer_kind(cluster, installer)
     target = _config_path(cluster, path)
     result = write_config(kind, target, lb_settings(cluster), said_by=said_by, dry_run=dry_run)
     if json_out:

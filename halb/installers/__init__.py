@@ -36,6 +36,7 @@ __all__ = [
     "WriteResult",
     "apiserver_frontend",
     "edit",
+    "installer_kind",
     "lb_settings",
     "write_config",
 ]
@@ -59,6 +60,25 @@ def lb_settings(cluster: Cluster) -> LBSettings:
         domain=cluster.spec.installer.domain,
         extra_sans=tuple(cluster.vip_addresses),
     )
+
+
+def installer_kind(cluster: Cluster, override: str | None) -> tuple[str | None, str | None]:
+    """(kind, who chose it) for write_config; who is None when the file's content decides.
+
+    `--installer` and an `installer.kind` written in halb.yaml are choices the file must
+    agree with; the default kind gives way to what the file says; kind `command` leaves
+    it to the file.
+    """
+    if override is not None:
+        if override not in KINDS:
+            raise InputError(f"--installer {override}: expected one of {', '.join(KINDS)}")
+        return override, "--installer"
+    ins = cluster.spec.installer
+    if ins.kind not in KINDS:
+        return None, None
+    if "installer" in cluster.spec.model_fields_set and "kind" in ins.model_fields_set:
+        return ins.kind, f"installer.kind in {cluster.config_path.name}"
+    return ins.kind, None
 
 
 def apiserver_frontend(cluster: Cluster) -> FrontendView:
