@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from halb.errors import InputError
 from halb.installers import LBSettings, write_config
@@ -342,3 +343,56 @@ def test_yaml_problems_are_named_without_echoing_values(
     with pytest.raises(InputError, match=match) as info:
         write_config("kubespray", path, SETTINGS, now=NOW)
     assert "secret" not in str(info.value)
+
+
+# --- values halb writes -------------------------------------------------------------------
+
+HOSTILE_DOMAINS = [
+    "lb.example\nevil: 1",
+    "lb.example\r\n  injected: true",
+    'lb"quoted',
+    "lb'single",
+    "lb: colon",
+    "lb #comment",
+    "{flow: map}",
+    "[a, b]",
+    "*alias",
+    "&anchor x",
+    "!!python/object x",
+    "- dash",
+    "yes",
+    "0x1F",
+    "",
+    " leading space",
+    "ünïcødé.example",
+    "x" * 5000,
+]
+
+
+@pytest.mark.parametrize(("kind", "name"), CASES)
+@pytest.mark.parametrize("domain", HOSTILE_DOMAINS, ids=range(len(HOSTILE_DOMAINS)))
+def test_values_are_written_as_data_or_refused(
+    tmp_path: Path, kind: str, name: str, domain: str
+) -> None:
+    """A value never adds a key or a line of its own: it reads back exactly, or is refused."""
+    path = tmp_path / name
+    shutil.copy(FIXTURES / name, path)
+    before = yaml.safe_load(path.read_text())
+    settings = LBSettings("192.168.0.253", 6443, domain)
+    try:
+        write_config(kind, path, settings, now=NOW)
+    except InputError:
+        assert path.read_bytes() == (FIXTURES / name).read_bytes()
+        return
+    after = yaml.safe_load(path.read_text())
+    if kind == "kubekey":
+        assert after["spec"]["controlPlaneEndpoint"]["domain"] == domain
+        assert set(after["spec"]) == set(before["spec"]) | {"kubernetes"}
+    else:
+        assert after["apiserver_loadbalancer_domain_name"] == domain
+        new_keys = set(after) - set(before)
+        assert new_keys <= {
+            "apiserver_loadbalancer_domain_name",
+            "loadbalancer_apiserver",
+            "supplementary_addresses_in_ssl_keys",
+        }
