@@ -7,8 +7,6 @@ replace, same mode.
 from __future__ import annotations
 
 import difflib
-import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,14 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from halb.errors import InputError
-from halb.files import atomic_write, read_input
 from halb.installers.detect import choose_kind, detect_kind
 from halb.installers.edit import EditResult, LBSettings
 from halb.installers.endpoint import CONTROL_PLANE_GROUPS, FrontendView, choose_apiserver_frontend
 from halb.installers.kubekey import edit_cluster_config
 from halb.installers.kubesphere import edit_common_yaml
 from halb.installers.kubespray import edit_kubespray_vars
-from halb.installers.limits import MAX_CONFIG_BYTES, check_yaml_limits
+from halb.installers.limits import check_yaml_limits
+from halb.installers.userfile import backup_file, read_config, replace_file, writable
 
 if TYPE_CHECKING:
     from halb.spec import Cluster
@@ -151,12 +149,11 @@ def write_config(
     `said_by` None a default that the file's content overrides. The file keeps its line
     endings, a missing final newline, a byte-order mark, its mode and its owner.
     """
-    raw = read_input(path, "config file", limit=MAX_CONFIG_BYTES)
+    raw, before = read_config(path)
     try:
         target = path.resolve(strict=True)  # a symlinked config keeps its link
     except (OSError, RuntimeError) as e:
         raise InputError(f"{path}: cannot follow its links: {e}") from None
-    before = _decode(raw, path)
     bom = "\ufeff" if before.startswith("\ufeff") else ""
     body = before[len(bom) :]
     check_yaml_limits(body, str(path))
@@ -172,10 +169,10 @@ def write_config(
         return WriteResult(
             path, changed=True, written=False, diff=diff, warnings=result.warnings, kind=chosen
         )
-    st = _writable(target, path)
-    backup = _backup(target, raw, st, now or datetime.now())
+    st = writable(target, path)
+    backup = backup_file(target, raw, st, now or datetime.now())
     try:
-        _replace(target, path, after, raw, st)
+        replace_file(target, path, after, raw, st)
     except BaseException:
         backup.unlink(missing_ok=True)  # nothing changed, so no backup either
         raise
@@ -188,84 +185,3 @@ def write_config(
         warnings=result.warnings,
         kind=chosen,
     )
-
-
-def _decode(raw: bytes, path: Path) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(
-            f"{path}: not UTF-8 text (byte {e.start}); save the installer config as UTF-8"
-        ) from None
-    if "\0" in text:
-        raise InputError(f"{path}: holds NUL bytes; expected a YAML text file")
-    return text
-
-
-def _writable(target: Path, path: Path) -> os.stat_result:
-    """Refuse a file its owner made read-only (root could write it anyway)."""
-    st = target.stat()
-    if not st.st_mode & 0o222:
-        raise InputError(
-            f"{path}: read-only (mode {stat.S_IMODE(st.st_mode):04o}); "
-            "make it writable to let halb edit it"
-        )
-    folder = target.parent.stat()
-    if not folder.st_mode & 0o222 or not os.access(target.parent, os.W_OK | os.X_OK):
-        raise InputError(f"{path}: folder {target.parent} is not writable; nothing changed")
-    return st
-
-
-def _backup(target: Path, raw: bytes, st: os.stat_result, now: datetime) -> Path:
-    """A copy of the bytes halb read, same mode and owner, made exclusively."""
-    stamp = now.strftime("%Y%m%d%H%M%S")
-    for n in range(1000):  # two writes in one second keep both backups
-        suffix = f".{n}" if n else ""
-        backup = target.with_name(f"{target.name}.halb-bak-{stamp}{suffix}")
-        try:
-            fd = os.open(
-                backup,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-            )
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise InputError(
-                f"{target}: cannot back it up ({e.strerror or e}); nothing changed"
-            ) from None
-        try:
-            if os.geteuid() == 0:
-                os.fchown(fd, st.st_uid, st.st_gid)
-            os.fchmod(fd, stat.S_IMODE(st.st_mode))
-            with os.fdopen(fd, "wb") as f:
-                f.write(raw)
-                f.flush()
-                os.fsync(f.fileno())
-            os.utime(backup, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-        except OSError as e:
-            backup.unlink(missing_ok=True)
-            raise InputError(
-                f"{target}: cannot back it up ({e.strerror or e}); nothing changed"
-            ) from None
-        except BaseException:
-            backup.unlink(missing_ok=True)
-            raise
-        return backup
-    raise InputError(f"{target}: too many backups from this second; try again")
-
-
-def _replace(target: Path, path: Path, text: str, raw: bytes, st: os.stat_result) -> None:
-    """Write `text` over `target` unless someone changed it since halb read `raw`."""
-    try:
-        now_st = target.stat()
-        if (now_st.st_ino, now_st.st_size, now_st.st_mtime_ns) != (
-            st.st_ino,
-            st.st_size,
-            st.st_mtime_ns,
-        ) or read_input(target, "config file", limit=MAX_CONFIG_BYTES) != raw:
-            raise InputError(f"{path}: changed while halb was editing it; nothing written")
-        owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
-        atomic_write(target, text.encode("utf-8"), mode=stat.S_IMODE(st.st_mode), owner=owner)
-    except OSError as e:
-        raise InputError(f"{path}: cannot replace it: {e.strerror or e}; nothing changed") from None
