@@ -5,18 +5,56 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from halb.errors import ExitStatus, HalbError, Interrupted
 
+
+class _Group(TyperGroup):
+    """Usage errors (an unknown option, a missing value) print as one line too."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.Abort:  # Ctrl-C or end of input at a prompt
+            print_error(Interrupted("interrupted"))
+            sys.exit(int(ExitStatus.INTERRUPTED))
+        except Exception as e:
+            code, message = getattr(e, "exit_code", None), getattr(e, "format_message", None)
+            if not isinstance(code, int) or not callable(message):
+                raise
+            if type(e).__name__ == "NoArgsIsHelpError":  # `halb` alone: the help, printed
+                text = str(message())  # by rich already, or returned here as plain text
+                if text.strip():
+                    typer.echo(text, err=True)
+                sys.exit(code)
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            print_error(Exception(f"{message()}{hint}"))
+            sys.exit(code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
     name="halb",
+    cls=_Group,
     help="HA control-plane endpoint (HAProxy + keepalived VIP) for on-prem Kubernetes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -139,3 +139,27 @@ def test_ctrl_c_during_install_exits_130(tmp_path: Path) -> None:
     assert r.returncode == 130, r.stderr
     assert r.stderr.splitlines()[-1] == "error: interrupted"
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["write-config", "--bogus"], "No such option: --bogus"),
+        (["write-config", "--:x:[bold]"], "No such option: --:x:[bold]"),
+        (["write-config", "--installer"], "Option '--installer' requires an argument."),
+        (["no-such-command"], "No such command 'no-such-command'."),
+        (["probe", "--json", "extra", "args"], "Got unexpected extra argument"),
+    ],
+)
+def test_usage_errors_are_one_line_too(args: list[str], message: str) -> None:
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"error: {message}")
+    assert r.stdout == ""
+
+
+def test_no_arguments_still_shows_the_help() -> None:
+    r = runner.invoke(app, [])
+    assert r.exit_code == 2
+    assert "write-config" in r.stdout + r.stderr and "error:" not in r.stderr
