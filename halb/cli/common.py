@@ -76,7 +76,7 @@ def set_traceback(value: bool) -> None:
     _state["traceback"] = value
 
 
-MAX_LINE = 400  # characters of one message line; a 1 MB value is never echoed whole
+MAX_LINE = 600  # characters of one message line; a 1 MB value is never echoed whole
 MAX_LINES = 20  # lines of one error that lists several findings
 
 
@@ -101,7 +101,9 @@ def one_line(text: str, limit: int = MAX_LINE) -> str:
     )
     if len(shown) <= limit:
         return shown
-    return f"{shown[:limit]}... ({len(shown) - limit} more characters)"
+    # The head names the file, key or host; the tail often says why: keep both.
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{shown[:head]} ...({len(shown) - head - tail} characters left out)... {shown[-tail:]}"
 
 
 def error_lines(e: BaseException) -> list[str]:
