@@ -219,7 +219,7 @@ def bomb(levels: int = 9) -> bytes:
 @pytest.mark.parametrize(
     ("name", "data", "match"),
     [
-        ("bomb.yml", bomb(), "alias bomb"),
+        ("bomb.yml", bomb(), "more than 5000 values, aliases expanded"),
         ("deep.yml", b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested deeper"),
         ("deepmap.yml", b"".join(b"  " * i + b"k:\n" for i in range(200)) + b"x: 1\n", "deeper"),
         ("recursive.yml", b"a: &a [1, *a]\n", "recursive"),
@@ -396,3 +396,17 @@ def test_values_are_written_as_data_or_refused(
             "loadbalancer_apiserver",
             "supplementary_addresses_in_ssl_keys",
         }
+
+
+def test_a_file_just_under_the_node_limit_is_edited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """halb's own additions may take the edited text over the limit: it is still checked."""
+    from halb.installers import limits
+
+    monkeypatch.setattr(limits, "MAX_NODES", 50)
+    path = write(tmp_path, "all.yml", b"l: [" + b", ".join(b"%d" % i for i in range(45)) + b"]\n")
+    assert write_config("kubespray", path, SETTINGS, now=NOW).written
+    refused(
+        "kubespray", write(tmp_path, "over.yml", b"l: [1" + b", 1" * 60 + b"]\n"), "more than 50"
+    )
