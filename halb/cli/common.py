@@ -18,7 +18,8 @@ from halb.errors import ExitStatus, HalbError, Interrupted
 
 
 class _Group(TyperGroup):
-    """Usage errors (an unknown option, a missing value) print as one line too."""
+    """Usage errors (an unknown option, a missing value) print as one line too, and a
+    HalbError that escaped its command still becomes its message and exit status."""
 
     def main(
         self,
@@ -36,6 +37,11 @@ class _Group(TyperGroup):
         except typer.Abort:  # Ctrl-C or end of input at a prompt
             print_error(Interrupted("interrupted"))
             sys.exit(int(ExitStatus.INTERRUPTED))
+        except HalbError as e:  # a command without @handle_errors: the same last guard
+            if _state["traceback"]:
+                raise
+            print_error(e)
+            sys.exit(int(e.exit_status))
         except Exception as e:
             code, message = getattr(e, "exit_code", None), getattr(e, "format_message", None)
             if not isinstance(code, int) or not callable(message):

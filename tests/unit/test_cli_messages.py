@@ -165,3 +165,21 @@ def test_no_arguments_still_shows_the_help() -> None:
     r = runner.invoke(app, [])
     assert r.exit_code == 2
     assert "write-config" in r.stdout + r.stderr and "error:" not in r.stderr
+
+
+def test_an_error_that_escaped_its_command_is_still_one_line() -> None:
+    from halb.cli.common import _Group
+
+    t = typer.Typer(cls=_Group)
+
+    @t.callback()
+    def root() -> None:
+        pass
+
+    @t.command()
+    def unwrapped() -> None:
+        raise InputError("spec.yaml: key [bold]:x: is wrong")
+
+    r = runner.invoke(t, ["unwrapped"])
+    assert r.exit_code == 2
+    assert r.stderr == "error: spec.yaml: key [bold]:x: is wrong\n"
