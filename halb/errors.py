@@ -9,6 +9,7 @@ class ExitStatus(IntEnum):
     OK = 0
     CHECK_FAILED = 1  # a check halb ran failed: split brain, backend down, drill over budget
     BAD_INPUT = 2  # the user's input is wrong; nothing was changed
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 
 class HalbError(Exception):
@@ -29,6 +30,12 @@ class InventoryError(InputError):
 
 class SpecError(InputError):
     pass
+
+
+class Interrupted(HalbError):
+    """The user pressed Ctrl-C."""
+
+    exit_status = ExitStatus.INTERRUPTED
 
 
 class CheckFailed(HalbError):

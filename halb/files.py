@@ -60,12 +60,14 @@ def atomic_write(
     path: Path,
     data: bytes | str,
     mode: int | None = None,
+    owner: tuple[int, int] | None = None,
 ) -> None:
     """Replace `path` with `data` in one rename.
 
-    `mode` None keeps the mode of the file being replaced (0644 for a new one). The temp
-    file is made with O_EXCL in the target's folder, so a symlink planted under a
-    predictable name is never followed, and it is removed if anything fails.
+    `mode` None keeps the mode of the file being replaced (0644 for a new one); `owner`
+    (uid, gid) is set on the temp file before any data, so the new file never has another
+    owner. The temp file is made with O_EXCL in the target's folder, so a symlink planted
+    under a predictable name is never followed, and it is removed if anything fails.
     """
     raw = data.encode() if isinstance(data, str) else data
     if mode is None:
@@ -75,7 +77,9 @@ def atomic_write(
             mode = 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)  # after fchown, which clears set-id bits
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()

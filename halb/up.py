@@ -23,7 +23,7 @@ from halb import probe as pr
 from halb.deploy import deploy
 from halb.errors import ExitStatus, HalbError
 from halb.files import atomic_write
-from halb.installers import lb_settings, write_config
+from halb.installers import installer_kind, lb_settings, write_config
 from halb.installers.launch import default_log_path, plan_launch, run_installer
 from halb.render import render_cluster
 from halb.spec import Cluster
@@ -186,7 +186,9 @@ class Runner:
         ins = self.cluster.spec.installer
         if ins.kind == "command" or ins.config is None:
             return StageResult("write-config", StageState.SKIPPED, "no installer config to write")
-        res = write_config(ins.kind, self.cluster.base_dir / ins.config, lb_settings(self.cluster))
+        kind, said_by = installer_kind(self.cluster, None)
+        path = self.cluster.base_dir / ins.config
+        res = write_config(kind, path, lb_settings(self.cluster), said_by=said_by)
         for w in res.warnings:
             self.say(f"  warning: {w}")
         if res.changed:

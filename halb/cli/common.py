@@ -5,18 +5,62 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
+from typer.core import TyperGroup
 
-from halb.errors import ExitStatus, HalbError
+from halb.errors import ExitStatus, HalbError, Interrupted
+
+
+class _Group(TyperGroup):
+    """Usage errors (an unknown option, a missing value) print as one line too, and a
+    HalbError that escaped its command still becomes its message and exit status."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.Abort:  # Ctrl-C or end of input at a prompt
+            print_error(Interrupted("interrupted"))
+            sys.exit(int(ExitStatus.INTERRUPTED))
+        except HalbError as e:  # a command without @handle_errors: the same last guard
+            if _state["traceback"]:
+                raise
+            print_error(e)
+            sys.exit(int(e.exit_status))
+        except Exception as e:
+            code, message = getattr(e, "exit_code", None), getattr(e, "format_message", None)
+            if not isinstance(code, int) or not callable(message):
+                raise
+            if type(e).__name__ == "NoArgsIsHelpError":  # `halb` alone: the help, printed
+                text = str(message())  # by rich already, or returned here as plain text
+                if text.strip():
+                    typer.echo(text, err=True)
+                sys.exit(code)
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            print_error(Exception(f"{message()}{hint}"))
+            sys.exit(code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(
     name="halb",
+    cls=_Group,
     help="HA control-plane endpoint (HAProxy + keepalived VIP) for on-prem Kubernetes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -38,13 +82,57 @@ def set_traceback(value: bool) -> None:
     _state["traceback"] = value
 
 
+MAX_LINE = 600  # characters of one message line; a 1 MB value is never echoed whole
+MAX_LINES = 20  # lines of one error that lists several findings
+
+
 def out() -> Console:
-    """stdout; markup only where a caller passes markup=True."""
-    return Console(highlight=False, soft_wrap=True, markup=False)
+    """stdout. Text prints as text: no markup or emoji codes unless a caller asks for
+    markup=True (and escapes what it interpolates); emoji codes never."""
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """`text` as one printable line of at most about `limit` characters.
+
+    Control characters (a newline or an escape sequence in a file or host name) show
+    escaped, so one message stays one line and cannot drive the terminal.
+    """
+    shown = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+    if len(shown) <= limit:
+        return shown
+    # The head names the file, key or host; the tail often says why: keep both.
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{shown[:head]} ...({len(shown) - head - tail} characters left out)... {shown[-tail:]}"
+
+
+def error_lines(e: BaseException) -> list[str]:
+    """One line per error: an error that lists findings gives one line each."""
+    findings = getattr(e, "findings", None)
+    if findings:
+        lines = [str(f) for f in findings if getattr(f, "level", "error") == "error"]
+    else:
+        lines = [str(e)]
+    lines = [one_line(line) for line in lines] or [one_line(str(e))]
+    if len(lines) > MAX_LINES:
+        lines = [*lines[: MAX_LINES - 1], f"... and {len(lines) - MAX_LINES + 1} more errors"]
+    return lines
+
+
+def print_error(e: BaseException, label: str = "error") -> None:
+    console = err()
+    for line in error_lines(e):
+        console.print(Text.assemble((f"{label}:", "bold red"), " ", line))
+
+
+def warn(message: str, console: Console | None = None) -> None:
+    (console or err()).print(Text.assemble(("warning:", "yellow"), " ", one_line(message)))
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -53,15 +141,15 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted") from None
         except HalbError as e:
             if _state["traceback"]:
                 raise
-            err().print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
+            print_error(e)
             raise typer.Exit(int(e.exit_status)) from None
-        except KeyboardInterrupt:
-            err().print("interrupted")
-            raise typer.Exit(130) from None
 
     return wrapper
 

@@ -6,32 +6,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from halb.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
     JsonOption,
     app,
-    err,
     handle_errors,
+    one_line,
     out,
     print_json,
+    warn,
 )
 from halb.errors import InputError
-from halb.installers import KINDS, lb_settings, write_config
+from halb.installers import KINDS, installer_kind, lb_settings, write_config
 from halb.installers.launch import default_log_path, plan_launch, run_installer
 from halb.spec import Cluster, load_cluster
-
-
-def _installer_kind(cluster: Cluster, override: str | None) -> str:
-    kind = override or cluster.spec.installer.kind
-    if kind not in KINDS:
-        raise InputError(
-            f"installer.kind is {kind!r}: halb writes configs for {', '.join(KINDS)}; "
-            "pass --installer"
-        )
-    return kind
 
 
 def _config_path(cluster: Cluster, path: Path | None) -> Path:
@@ -63,14 +53,14 @@ def write_config_cmd(
 ) -> None:
     """Write the load balancer (VIP, port, domain, SANs) into the installer's config."""
     cluster = load_cluster(config)
-    kind = _installer_kind(cluster, installer)
+    kind, said_by = installer_kind(cluster, installer)
     target = _config_path(cluster, path)
-    result = write_config(kind, target, lb_settings(cluster), dry_run=dry_run)
+    result = write_config(kind, target, lb_settings(cluster), said_by=said_by, dry_run=dry_run)
     if json_out:
         print_json(
             {
                 "path": str(result.path),
-                "installer": kind,
+                "installer": result.kind,
                 "changed": result.changed,
                 "written": result.written,
                 "backup": str(result.backup) if result.backup else None,
@@ -80,15 +70,16 @@ def write_config_cmd(
         )
         return
     for w in result.warnings:
-        err().print(Text.assemble(("warning:", "yellow"), f" {w}"))
+        warn(w)
     if result.diff and (diff or dry_run):
         typer.echo(result.diff, nl=False)
+    name = one_line(str(target))
     if not result.changed:
-        out().print(f"{target}: already up to date")
+        out().print(f"{name}: unchanged (already up to date)")
     elif not result.written:
-        out().print(f"{target}: would change (dry run, nothing written)")
+        out().print(f"{name}: would change (dry run, nothing written)")
     else:
-        out().print(f"{target}: updated (backup: {result.backup})")
+        out().print(f"{name}: updated (backup: {one_line(str(result.backup))})")
 
 
 @app.command("install")
@@ -114,7 +105,7 @@ def install_cmd(
     plan = plan_launch(ins.kind, cluster.base_dir, ins.config, ins.command, answer)
     log_path = log if log is not None else default_log_path(cluster.base_dir)
     console = out()
-    console.print(f"running {plan.describe()}; log: {log_path}", markup=False)
+    console.print(one_line(f"running {plan.describe()}; log: {log_path}", 2000))
     code = run_installer(plan, log_path, console, console_url=cluster.console_url)
     if code != 0:
         raise typer.Exit(code)

@@ -17,11 +17,14 @@ from halb.cli.common import (
     err,
     exit_with,
     handle_errors,
+    one_line,
     out,
     print_json,
+    warn,
 )
 from halb.cli.tables import print_table
 from halb.errors import ExitStatus, InputError
+from halb.installers import apiserver_frontend
 from halb.spec import load_cluster
 from halb.up import STAGES, Runner, run_up
 
@@ -53,10 +56,10 @@ def up(
     cluster = load_cluster(config)
     con = err() if json else out()
     for w in cluster.warnings:
-        con.print(Text(f"warning: {w}", style="yellow"))
+        warn(str(w), con)
     runner = Runner(
         cluster,
-        lambda line: con.print(Text(line)),
+        lambda line: con.print(Text(one_line(line, 2000))),
         reinstall=reinstall,
         install_log=log,
         console=con,
@@ -93,20 +96,20 @@ def up(
                 r.name,
                 Text(r.status, style=_STYLE.get(r.status, "")),
                 f"{r.seconds:.1f} s",
-                Text(r.detail),
+                Text(one_line(r.detail)),
             )
         print_table(con, t)
         if failed:
-            con.print(Text(f"stopped at {failed.name}: {failed.detail}", style="bold red"))
-            con.print(Text(f"next: {failed.next_step}"))
+            con.print(Text(one_line(f"stopped at {failed.name}: {failed.detail}"), "bold red"))
+            con.print(Text(one_line(f"next: {failed.next_step}")))
         elif until != STAGES[-1]:
             nxt = STAGES[STAGES.index(until) + 1]
             con.print(Text(f"done up to {until}; `halb up` continues with {nxt}"))
         else:
+            api = apiserver_frontend(cluster)
             con.print(
                 Text(
-                    f"done: apiserver at {':'.join(map(str, cluster.apiserver_endpoint))},"
-                    f" console at {cluster.console_url}"
+                    f"done: apiserver at {api.address}:{api.port}, console at {cluster.console_url}"
                 )
             )
     exit_with(failed.exit_status if failed else ExitStatus.OK)

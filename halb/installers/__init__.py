@@ -7,9 +7,6 @@ replace, same mode.
 from __future__ import annotations
 
 import difflib
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,10 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from halb.errors import InputError
+from halb.installers.detect import choose_kind, detect_kind
 from halb.installers.edit import EditResult, LBSettings
+from halb.installers.endpoint import CONTROL_PLANE_GROUPS, FrontendView, choose_apiserver_frontend
 from halb.installers.kubekey import edit_cluster_config
 from halb.installers.kubesphere import edit_common_yaml
 from halb.installers.kubespray import edit_kubespray_vars
+from halb.installers.limits import check_yaml_limits
+from halb.installers.userfile import backup_file, read_config, replace_file, writable
 
 if TYPE_CHECKING:
     from halb.spec import Cluster
@@ -31,7 +32,9 @@ __all__ = [
     "EditResult",
     "LBSettings",
     "WriteResult",
+    "apiserver_frontend",
     "edit",
+    "installer_kind",
     "lb_settings",
     "write_config",
 ]
@@ -47,14 +50,56 @@ KINDS = tuple(EDITORS)
 
 
 def lb_settings(cluster: Cluster) -> LBSettings:
-    """The apiserver endpoint through halb's internal VIP, and every VIP for the SANs."""
-    address, port = cluster.apiserver_endpoint
+    """The apiserver endpoint through halb's VIP, and every VIP for the SANs."""
+    fe = apiserver_frontend(cluster)
     return LBSettings(
-        address=address,
-        port=port,
+        address=fe.address,
+        port=fe.port,
         domain=cluster.spec.installer.domain,
         extra_sans=tuple(cluster.vip_addresses),
     )
+
+
+def installer_kind(cluster: Cluster, override: str | None) -> tuple[str | None, str | None]:
+    """(kind, who chose it) for write_config; who is None when the file's content decides.
+
+    `--installer` and an `installer.kind` written in halb.yaml are choices the file must
+    agree with; the default kind gives way to what the file says; kind `command` leaves
+    it to the file.
+    """
+    if override is not None:
+        if override not in KINDS:
+            raise InputError(f"--installer {override}: expected one of {', '.join(KINDS)}")
+        return override, "--installer"
+    ins = cluster.spec.installer
+    if ins.kind not in KINDS:
+        return None, None
+    if "installer" in cluster.spec.model_fields_set and "kind" in ins.model_fields_set:
+        return ins.kind, f"installer.kind in {cluster.config_path.name}"
+    return ins.kind, None
+
+
+def apiserver_frontend(cluster: Cluster) -> FrontendView:
+    """The frontend that serves the apiserver (see endpoint.py), from the resolved cluster."""
+    views = []
+    for fe in cluster.frontends:
+        spec = cluster.spec.frontends.get(fe.name)
+        views.append(
+            FrontendView(
+                name=fe.name,
+                vip_name=fe.vip_name,
+                address=fe.address,
+                port=fe.port,
+                group=spec.backends if spec else "",
+                backend_port=spec.backend_port if spec else 0,
+                backend_hosts=frozenset(b.name for b in fe.backends),
+            )
+        )
+    inv = cluster.inventory
+    control_plane = {
+        h.name for g in CONTROL_PLANE_GROUPS if g in inv.groups for h in inv.group_hosts(g)
+    }
+    return choose_apiserver_frontend(views, control_plane, f"{cluster.config_path}: frontends")
 
 
 @dataclass(frozen=True)
@@ -65,6 +110,7 @@ class WriteResult:
     backup: Path | None = None
     diff: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    kind: str = ""  # the installer the file was edited as
 
 
 def edit(kind: str, text: str, settings: LBSettings, source: str) -> EditResult:
@@ -89,66 +135,53 @@ def unified_diff(before: str, after: str, path: Path) -> str:
 
 
 def write_config(
-    kind: str,
+    kind: str | None,
     path: Path,
     settings: LBSettings,
     *,
+    said_by: str | None = "installer.kind",
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> WriteResult:
-    """Edit the installer config at `path`; back it up and replace it only if it changes."""
+    """Edit the installer config at `path`; back it up and replace it only if it changes.
+
+    `kind` is the installer someone chose (`said_by` names where: "--installer"), or with
+    `said_by` None a default that the file's content overrides. The file keeps its line
+    endings, a missing final newline, a byte-order mark, its mode and its owner.
+    """
+    raw, before = read_config(path)
     try:
-        before = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file (installer config)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read: {e}") from None
-    result = edit(kind, before, settings, str(path))
-    if result.text == before:
-        return WriteResult(path, changed=False, written=False, warnings=result.warnings)
-    diff = unified_diff(before, result.text, path)
+        target = path.resolve(strict=True)  # a symlinked config keeps its link
+    except (OSError, RuntimeError) as e:
+        raise InputError(f"{path}: cannot follow its links: {e}") from None
+    bom = "\ufeff" if before.startswith("\ufeff") else ""
+    body = before[len(bom) :]
+    check_yaml_limits(body, str(path))
+    chosen = choose_kind(kind, said_by, detect_kind(body, path), path)
+    result = edit(chosen, body, settings, str(path))
+    after = bom + result.text
+    if after == before:
+        return WriteResult(
+            path, changed=False, written=False, warnings=result.warnings, kind=chosen
+        )
+    diff = unified_diff(before, after, path)
     if dry_run:
-        return WriteResult(path, changed=True, written=False, diff=diff, warnings=result.warnings)
-    target = path.resolve()  # a symlinked config keeps its link
-    backup = _backup(target, now or datetime.now())
-    _atomic_write(target, result.text)
-    return WriteResult(
-        path, changed=True, written=True, backup=backup, diff=diff, warnings=result.warnings
-    )
-
-
-def _backup(target: Path, now: datetime) -> Path:
-    stamp = now.strftime("%Y%m%d%H%M%S")
-    backup = target.with_name(f"{target.name}.halb-bak-{stamp}")
-    n = 1
-    while backup.exists():  # two writes in one second keep both backups
-        backup = target.with_name(f"{target.name}.halb-bak-{stamp}.{n}")
-        n += 1
+        return WriteResult(
+            path, changed=True, written=False, diff=diff, warnings=result.warnings, kind=chosen
+        )
+    st = writable(target, path)
+    backup = backup_file(target, raw, st, now or datetime.now())
     try:
-        shutil.copy2(target, backup)  # content, mode and mtime
-    except OSError as e:
-        raise InputError(f"{target}: cannot write backup {backup.name}: {e}") from None
-    return backup
-
-
-def _atomic_write(target: Path, text: str) -> None:
-    st = target.stat()
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.halb-")
-    except OSError as e:
-        raise InputError(f"{target}: cannot write in {target.parent}: {e}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, st.st_mode & 0o7777)
-        if os.geteuid() == 0:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, target)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"{target}: cannot replace: {e}") from None
+        replace_file(target, path, after, raw, st)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        backup.unlink(missing_ok=True)  # nothing changed, so no backup either
         raise
+    return WriteResult(
+        path,
+        changed=True,
+        written=True,
+        backup=backup,
+        diff=diff,
+        warnings=result.warnings,
+        kind=chosen,
+    )

@@ -10,10 +10,11 @@ must hold exactly the expected data, or the edit is refused.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,10 @@ import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from halb.errors import InputError
+from halb.installers.limits import check_yaml_limits
 
 Scalar = str | int
 
@@ -65,14 +68,21 @@ def _yaml() -> YAML:
     return y
 
 
-def load_mapping(text: str, source: str) -> CommentedMap:
-    """Parse one YAML document whose top level is a mapping, or raise InputError."""
+def load_mapping(text: str, source: str, *, limits: bool = True) -> CommentedMap:
+    """Parse one YAML document whose top level is a mapping, or raise InputError.
+
+    `limits` False only for halb's own edit of a text that passed them: a few more nodes.
+    """
+    if limits:
+        check_yaml_limits(text, source)
     try:
         docs = list(_yaml().load_all(io.StringIO(text)))
+    except RecursionError:  # the limits above should make this unreachable
+        raise InputError(f"{source}: YAML nested too deep; halb refuses it") from None
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(e, "problem", None) or type(e).__name__
+        problem = _problem(e)
         raise InputError(f"{source}: not valid YAML{where}: {problem}") from None
     docs = [d for d in docs if d is not None] or [None]
     if len(docs) > 1:
@@ -81,8 +91,37 @@ def load_mapping(text: str, source: str) -> CommentedMap:
     if data is None:
         raise InputError(f"{source}: is empty; expected a YAML mapping")
     if not isinstance(data, CommentedMap):
-        raise InputError(f"{source}: top level is a {type(data).__name__}; expected a mapping")
+        raise InputError(f"{source}: top level is {kind_name(data)}; expected a mapping")
     return data
+
+
+def _problem(e: YAMLError) -> str:
+    """What is wrong, without echoing the file's values (a duplicate key may be a password)."""
+    if isinstance(e, ReaderError):
+        ch = e.character
+        code = ch if isinstance(ch, int) else ord(str(ch)[:1] or "\0")
+        return f"holds the control character U+{code:04X} at character {e.position}"
+    problem = str(getattr(e, "problem", None) or "cannot parse it")
+    return re.sub(r" with value .*", "", problem)
+
+
+def kind_name(value: Any) -> str:
+    """What a YAML value is, in words (for messages)."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bytes):
+        return "binary data"
+    return "a tagged value"
 
 
 def plain(data: Any) -> Any:
@@ -123,19 +162,84 @@ def _reads_as_str(value: str) -> bool:
 # --- positions -------------------------------------------------------------------------
 
 
-def key_pos(container: CommentedMap, key: str) -> tuple[int, int]:
-    line, col = container.lc.key(key)
+class NoPosition(InputError):
+    """A key halb cannot edit in place: merged in (`<<: *anchor`) or shared by an alias."""
+
+    def __init__(self, key: object, message: str = "") -> None:
+        super().__init__(
+            f"{str(key)[:80]}: "
+            + (
+                message
+                or "set through a YAML merge key (<<: *anchor); halb edits only keys written "
+                "out in place, so set it by hand"
+            )
+        )
+
+    @classmethod
+    def shared(cls, where: str, anchor: str) -> NoPosition:
+        return cls(
+            where,
+            f"is a YAML anchor (&{anchor[:40]}) that an alias shares; halb does not edit "
+            "shared values, so set it by hand",
+        )
+
+
+def _pos(lc_pos: Any, key: object) -> tuple[int, int]:
+    if lc_pos is None:
+        raise NoPosition(key)
+    line, col = lc_pos
     return int(line), int(col)
+
+
+def key_pos(container: CommentedMap, key: str) -> tuple[int, int]:
+    return _pos(container.lc.key(key), key)
 
 
 def value_pos(container: CommentedMap, key: str) -> tuple[int, int]:
-    line, col = container.lc.value(key)
-    return int(line), int(col)
+    return _pos(container.lc.value(key), key)
 
 
 def item_pos(seq: CommentedSeq, index: int) -> tuple[int, int]:
-    line, col = seq.lc.item(index)
-    return int(line), int(col)
+    return _pos(seq.lc.item(index), index)
+
+
+def own_keys(mapping: CommentedMap) -> list[Any]:
+    """The keys written in this mapping (not merged in), in file order."""
+    data = _placed(mapping)
+    return sorted((k for k in mapping if data.get(k) is not None), key=lambda k: data[k][:2])
+
+
+def first_key_col(mapping: CommentedMap, where: str) -> int:
+    """The indentation of a block mapping's own keys."""
+    keys = own_keys(mapping)
+    if not keys:
+        raise NoPosition(where)
+    return key_pos(mapping, keys[0])[1]
+
+
+def merged(mapping: CommentedMap, key: str) -> bool:
+    return key in mapping and _placed(mapping).get(key) is None
+
+
+def _placed(mapping: CommentedMap) -> dict[Any, Any]:
+    return getattr(mapping.lc, "data", None) or {}
+
+
+def refuse_shared(node: Any, where: str, text: str) -> None:
+    """Refuse to edit a node an alias (`*name`) shares: it would change with it."""
+    anchor = getattr(getattr(node, "anchor", None), "value", None)
+    if anchor is None:
+        return
+    alias = re.compile(r"\*" + re.escape(str(anchor)) + r"(?=[\s,\]}]|$)")
+    if alias.search(text):
+        raise NoPosition.shared(str(where), str(anchor))
+
+
+def refuse_merged(mapping: CommentedMap, keys: Sequence[str], prefix: str = "") -> None:
+    """Refuse to edit a key that a merge key (`<<: *anchor`) brings into `mapping`."""
+    for key in keys:
+        if merged(mapping, key):
+            raise NoPosition(prefix + key)
 
 
 def is_flow(node: Any) -> bool:
@@ -187,10 +291,10 @@ def subtree_end(text_lines: Sequence[str], path: Sequence[tuple[CommentedMap, st
     """
     stop = len(text_lines)
     for mapping, key in reversed(path):
-        keys = list(mapping.keys())
-        i = keys.index(key)
-        if i + 1 < len(keys):
-            stop = key_pos(mapping, keys[i + 1])[0]
+        line = key_pos(mapping, key)[0]
+        after = [p for k in own_keys(mapping) if (p := key_pos(mapping, k)[0]) > line]
+        if after:
+            stop = after[0]
             break
     last = stop - 1
     while last > 0 and _is_blank_or_comment(text_lines[last]):
@@ -231,25 +335,35 @@ class Editor:
 
     def __post_init__(self) -> None:
         self.lines = self.text.splitlines(keepends=True)
-        self.newline = "\r\n" if self.lines and self.lines[0].endswith("\r\n") else "\n"
+        first = self.lines[0] if self.lines else "\n"
+        # New lines end as the file's first line does: CRLF, a lone CR, or LF.
+        self.newline = "\r\n" if first.endswith("\r\n") else "\r" if first.endswith("\r") else "\n"
 
     def set_scalar(self, mapping: CommentedMap, key: str, value: Scalar, where: str) -> None:
         """Change mapping[key] in place when it differs, keeping its quote style."""
         old = mapping[key]
         if _same(old, value):
             return
+        if merged(mapping, key):
+            raise NoPosition(where)
         if isinstance(old, dict | list):
-            raise InputError(
-                f"{self.source}: {where} is a {type(old).__name__}; expected a single value"
-            )
+            raise InputError(f"{self.source}: {where} is {kind_name(old)}; expected a single value")
+        kline, kcol = key_pos(mapping, key)
         line_no, col = value_pos(mapping, key)
-        line = self.lines[line_no]
-        if old is None and (col >= len(line.rstrip("\r\n")) or line[col] in "#\r\n"):
-            # `key:` with nothing after it: write the value after the colon.
-            kline, kcol = key_pos(mapping, key)
-            colon = self.lines[kline].index(":", kcol + len(key))
+        line = self.lines[line_no] if line_no < len(self.lines) else ""
+        if old is None and (
+            line_no != kline or col >= len(line.rstrip("\r\n")) or line[col] in "#\r\n"
+        ):
+            # `key:` with nothing after it on its line: write the value after the colon.
+            colon = self.lines[kline].find(":", kcol)
+            if colon < 0:
+                raise InputError(f"{self.source}: {where}: unusual layout; set it by hand")
             self.replaces.append(Replace(kline, colon + 1, colon + 1, " " + scalar_text(value)))
             return
+        if line[col : col + 1] in ("|", ">"):
+            raise InputError(
+                f"{self.source}: {where} is a block scalar (| or >); write it on one line"
+            )
         try:
             start, end, quote = scalar_span(line, col, is_flow(mapping))
         except ValueError:
@@ -264,13 +378,15 @@ class Editor:
     ) -> None:
         """Add each of `items` missing from the sequence mapping[key] at its end."""
         seq = mapping[key]
+        if merged(mapping, key):
+            raise NoPosition(where)
         if seq is None:
             kline, kcol = key_pos(mapping, key)
             pad = " " * (kcol + 2)
             self.insert(kline, [f"{pad}- {scalar_text(i)}" for i in items])
             return
         if not isinstance(seq, CommentedSeq):
-            raise InputError(f"{self.source}: {where} is a {type(seq).__name__}; expected a list")
+            raise InputError(f"{self.source}: {where} is {kind_name(seq)}; expected a list")
         have = {str(v) for v in seq}
         missing = [i for i in items if i not in have]
         if not missing:
@@ -311,7 +427,8 @@ class Editor:
             for r in sorted(reps, key=lambda r: r.start, reverse=True):
                 s = s[: r.start] + r.text + s[r.end :]
             lines[idx] = s
-        if self.inserts and lines and not lines[-1].endswith(("\n", "\r")):
+        open_end = bool(lines) and not lines[-1].endswith(("\n", "\r"))
+        if self.inserts and open_end:
             lines[-1] += nl
         # Same position: in the order asked. Later positions first, so indices stay valid.
         grouped: dict[int, list[str]] = {}
@@ -319,7 +436,10 @@ class Editor:
             grouped.setdefault(ins.after, []).extend(line + nl for line in ins.lines)
         for after in sorted(grouped, reverse=True):
             lines[after + 1 : after + 1] = grouped[after]
-        return "".join(lines)
+        text = "".join(lines)
+        if open_end and text.endswith(nl):  # a file without a final newline keeps it so
+            text = text[: -len(nl)]
+        return text
 
 
 def _same(old: Any, value: Scalar) -> bool:
@@ -334,7 +454,7 @@ def finish(editor: Editor, expected: Any, what: str) -> str:
         return editor.text
     new_text = editor.result()
     try:
-        again = load_mapping(new_text, editor.source)
+        again = load_mapping(new_text, editor.source, limits=False)
     except InputError:
         again = None
     if again is None or plain(again) != expected:
@@ -343,6 +463,22 @@ def finish(editor: Editor, expected: Any, what: str) -> str:
             "(unusual layout); set it by hand"
         )
     return new_text
+
+
+EditFn = Callable[[str, LBSettings, str], EditResult]
+
+
+def names_source(fn: EditFn) -> EditFn:
+    """Errors raised deep in an edit (a key placed by a merge key) name the file too."""
+
+    @functools.wraps(fn)
+    def wrapper(text: str, settings: LBSettings, source: str) -> EditResult:
+        try:
+            return fn(text, settings, source)
+        except NoPosition as e:
+            raise InputError(f"{source}: {e}") from None
+
+    return wrapper
 
 
 def expected_copy(data: CommentedMap) -> Any:

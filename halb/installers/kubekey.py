@@ -16,9 +16,13 @@ from halb.installers.edit import (
     LBSettings,
     expected_copy,
     finish,
+    first_key_col,
     is_flow,
-    key_pos,
     load_mapping,
+    names_source,
+    own_keys,
+    refuse_merged,
+    refuse_shared,
     scalar_text,
     subtree_end,
 )
@@ -27,16 +31,20 @@ CPE = "controlPlaneEndpoint"
 SANS = "apiserverCertExtraSans"
 
 
-def edit_cluster_config(
-    text: str, settings: LBSettings, source: str = "config-sample.yaml"
-) -> EditResult:
+@names_source
+def edit_cluster_config(text: str, settings: LBSettings, source: str) -> EditResult:
     data = load_mapping(text, source)
     kind = data.get("kind")
     if kind is not None and kind != "Cluster":
         raise InputError(f"{source}: kind is {kind!r}; expected a KubeKey 'Cluster'")
+    refuse_merged(data, ["spec"])
     spec = data.get("spec")
     if not isinstance(spec, CommentedMap) or is_flow(spec):
         raise InputError(f"{source}: spec: missing or not a block mapping; not a KubeKey config")
+    refuse_merged(spec, [CPE, "kubernetes"], "spec.")
+    refuse_shared(spec, "spec", text)
+    for key in (CPE, "kubernetes"):
+        refuse_shared(spec.get(key), f"spec.{key}", text)
     ed = Editor(text, source)
     expected = expected_copy(data)
     wanted: dict[str, str | int] = {
@@ -50,12 +58,13 @@ def edit_cluster_config(
         _add_child(ed, data, spec, CPE, [f"{k}: {scalar_text(v)}" for k, v in wanted.items()])
         expected["spec"][CPE] = dict(wanted)
     elif isinstance(cpe, CommentedMap) and cpe and not is_flow(cpe):
+        refuse_merged(cpe, list(wanted), f"spec.{CPE}.")
         for k, v in wanted.items():
             if k in cpe:
                 ed.set_scalar(cpe, k, v, f"spec.{CPE}.{k}")
         missing = {k: v for k, v in wanted.items() if k not in cpe}
         if missing:
-            pad = " " * key_pos(cpe, next(iter(cpe)))[1]
+            pad = " " * first_key_col(cpe, f"spec.{CPE}")
             last = subtree_end(ed.lines, [(data, "spec"), (spec, CPE)])
             ed.insert(last, [f"{pad}{k}: {scalar_text(v)}" for k, v in missing.items()])
         expected["spec"][CPE] = {**expected["spec"][CPE], **wanted}
@@ -67,6 +76,8 @@ def edit_cluster_config(
         _add_child(ed, data, spec, "kubernetes", [f"{SANS}:", *(f"- {s}" for s in _sans(settings))])
         expected["spec"]["kubernetes"] = {SANS: settings.sans}
     elif isinstance(kube, CommentedMap) and kube and not is_flow(kube):
+        refuse_merged(kube, [SANS], "spec.kubernetes.")
+        refuse_shared(kube.get(SANS), f"spec.kubernetes.{SANS}", text)
         if SANS in kube:
             ed.append_items(kube, SANS, settings.sans, f"spec.kubernetes.{SANS}")
             have = list(expected["spec"]["kubernetes"][SANS] or [])
@@ -75,7 +86,7 @@ def edit_cluster_config(
                 s for s in settings.sans if s not in seen
             ]
         else:
-            pad = " " * key_pos(kube, next(iter(kube)))[1]
+            pad = " " * first_key_col(kube, "spec.kubernetes")
             last = subtree_end(ed.lines, [(data, "spec"), (spec, "kubernetes")])
             ed.insert(last, [f"{pad}{SANS}:", *(f"{pad}- {s}" for s in _sans(settings))])
             expected["spec"]["kubernetes"][SANS] = settings.sans
@@ -94,8 +105,8 @@ def _add_child(
     ed: Editor, data: CommentedMap, spec: CommentedMap, key: str, body: list[str]
 ) -> None:
     """Add `key:` with `body` (lines relative to it) as the last entry of spec."""
-    pad = " " * key_pos(spec, next(iter(spec)))[1]
-    last = subtree_end(ed.lines, [(data, "spec"), (spec, list(spec.keys())[-1])])
+    pad = " " * first_key_col(spec, "spec")
+    last = subtree_end(ed.lines, [(data, "spec"), (spec, own_keys(spec)[-1])])
     ed.insert(last, [f"{pad}{key}:", *(f"{pad}  {line}" for line in body)])
 
 

@@ -10,6 +10,6 @@ from halb.installers.edit import EditResult, LBSettings
 from halb.installers.kubespray import edit_kubespray_vars
 
 
-def edit_common_yaml(text: str, settings: LBSettings, source: str = "common.yaml") -> EditResult:
+def edit_common_yaml(text: str, settings: LBSettings, source: str) -> EditResult:
     """Set apiserver_loadbalancer_domain_name, loadbalancer_apiserver and the SAN list."""
     return edit_kubespray_vars(text, settings, source)

@@ -21,9 +21,14 @@ from halb.installers.edit import (
     LBSettings,
     expected_copy,
     finish,
+    first_key_col,
     is_flow,
     key_pos,
+    kind_name,
     load_mapping,
+    names_source,
+    refuse_merged,
+    refuse_shared,
     scalar_text,
     subtree_end,
 )
@@ -36,9 +41,11 @@ SANS_KEY = "supplementary_addresses_in_ssl_keys"
 _EXAMPLE = re.compile(r"#+\s*loadbalancer_apiserver\s*:")
 
 
-def edit_kubespray_vars(text: str, settings: LBSettings, source: str = "all.yml") -> EditResult:
+@names_source
+def edit_kubespray_vars(text: str, settings: LBSettings, source: str) -> EditResult:
     """Set the LB endpoint and SANs; every other line stays as it is."""
     data = load_mapping(text, source)
+    refuse_merged(data, [DOMAIN_KEY, LB_KEY, SANS_KEY])
     ed = Editor(text, source)
     expected = expected_copy(data)
     new_top: list[str] = []
@@ -60,12 +67,15 @@ def edit_kubespray_vars(text: str, settings: LBSettings, source: str = "all.yml"
         ed.insert(line, [f"  {k}: {scalar_text(v)}" for k, v in wanted.items()])
         expected[LB_KEY] = dict(wanted)
     elif isinstance(lb, CommentedMap):
+        refuse_merged(lb, list(wanted), f"{LB_KEY}.")
+        refuse_shared(lb, LB_KEY, text)
         _update_block(ed, data, lb, wanted)
         expected[LB_KEY] = {**expected[LB_KEY], **wanted}
     else:
-        raise InputError(f"{source}: {LB_KEY} is a {type(lb).__name__}; expected a mapping")
+        raise InputError(f"{source}: {LB_KEY} is {kind_name(lb)}; expected a mapping")
 
     if SANS_KEY in data:
+        refuse_shared(data[SANS_KEY], SANS_KEY, text)
         ed.append_items(data, SANS_KEY, settings.sans, SANS_KEY)
         expected[SANS_KEY] = _merged(expected[SANS_KEY], settings.sans)
     else:
@@ -92,7 +102,7 @@ def _update_block(
             f"{ed.source}: {LB_KEY} is written inline without "
             f"{'/'.join(missing)}; write it as a block (address:, port: on their own lines)"
         )
-    pad = " " * key_pos(lb, next(iter(lb)))[1]
+    pad = " " * first_key_col(lb, LB_KEY)
     last = subtree_end(ed.lines, [(data, LB_KEY)])
     ed.insert(last, [f"{pad}{k}: {scalar_text(v)}" for k, v in missing.items()])
 

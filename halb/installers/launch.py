@@ -6,10 +6,12 @@ is its own business. The log is created mode 600 because installers do print suc
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import shlex
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -108,10 +110,18 @@ def default_log_path(base_dir: Path, now: datetime | None = None) -> Path:
 
 
 def _open_log(path: Path) -> int:
+    """The log, opened for writing: a regular file, never through a planted symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, flags, 0o600)
     except OSError as e:
-        raise InputError(f"{path}: cannot write the install log: {e}") from None
+        why = "a symbolic link" if e.errno == errno.ELOOP else (e.strerror or str(e))
+        raise InputError(f"{path}: cannot write the install log: {why}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{path}: cannot write the install log: not a regular file")
+    os.set_blocking(fd, True)
+    os.ftruncate(fd, 0)  # only now: a device or FIFO was never truncated or written
     os.fchmod(fd, 0o600)  # an existing file keeps no wider mode
     return fd
 

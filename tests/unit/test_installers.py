@@ -265,10 +265,10 @@ def test_kubekey_kubernetes_without_sans_gets_the_list() -> None:
     ("kind", "text", "needle"),
     [
         ("kubesphere", "a: [1, 2\n", "not valid YAML (line"),
-        ("kubesphere", "- a\n- b\n", "top level is a CommentedSeq"),
+        ("kubesphere", "- a\n- b\n", "top level is a list"),
         ("kubespray", "", "is empty"),
         ("kubespray", "a: 1\n---\nb: 2\n", "2 YAML documents"),
-        ("kubespray", "loadbalancer_apiserver: 10.0.0.1\n", "loadbalancer_apiserver is a"),
+        ("kubespray", "loadbalancer_apiserver: 10.0.0.1\n", "loadbalancer_apiserver is text"),
         ("kubespray", "loadbalancer_apiserver: {address: 1.2.3.4}\n", "written inline"),
         ("kubespray", "supplementary_addresses_in_ssl_keys: x\n", "expected a list"),
         ("kubekey", "kind: Cluster\nmetadata: {}\n", "spec: missing"),

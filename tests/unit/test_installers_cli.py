@@ -71,9 +71,23 @@ def test_write_config_other_installer_and_path_with_warning(tmp_path: Path) -> N
 
 def test_write_config_for_a_command_installer_needs_a_kind(tmp_path: Path) -> None:
     spec = make_cluster(tmp_path, "{kind: command, command: 'true'}")
-    r = runner.invoke(app, ["write-config", "-c", str(spec), str(tmp_path / "conf/common.yaml")])
+    plain = tmp_path / "vars.yml"
+    plain.write_text("some_var: 1\n")
+    r = runner.invoke(app, ["write-config", "-c", str(spec), str(plain)])
     assert r.exit_code == 2
-    assert "--installer" in r.stderr
+    assert "--installer" in r.stderr and "vars.yml" in r.stderr
+    assert plain.read_text() == "some_var: 1\n"
+
+
+def test_write_config_for_a_command_installer_takes_the_kind_from_the_file(
+    tmp_path: Path,
+) -> None:
+    spec = make_cluster(tmp_path, "{kind: command, command: 'true'}")
+    r = runner.invoke(
+        app, ["write-config", "-c", str(spec), "--json", str(tmp_path / "conf/common.yaml")]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["installer"] == "kubesphere"
 
 
 def test_write_config_bad_file_is_exit_2_naming_it(tmp_path: Path) -> None:

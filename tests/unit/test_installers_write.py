@@ -81,7 +81,7 @@ def test_symlinked_config_keeps_its_link(tmp_path: Path, common: Path) -> None:
 
 
 def test_missing_file_is_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"nope\.yaml: no such file"):
+    with pytest.raises(InputError, match=r"nope\.yaml: config file not found"):
         write_config("kubesphere", tmp_path / "nope.yaml", SETTINGS)
 
 

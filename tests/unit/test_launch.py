@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 from datetime import datetime
 from pathlib import Path
@@ -95,6 +96,24 @@ def test_existing_log_is_truncated_and_made_private(tmp_path: Path) -> None:
     run_installer(plan_launch("command", tmp_path, None, "true"), log, con)
     assert "old secret" not in log.read_text()
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+@pytest.mark.timeout(10)
+def test_log_is_never_written_through_a_symlink_or_into_a_fifo(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    link = tmp_path / "halb-install.log"
+    link.symlink_to(victim)
+    con, _ = console()
+    plan = plan_launch("command", tmp_path, None, "echo ran > ran.txt")
+    with pytest.raises(InputError, match=r"halb-install\.log: cannot write the install log: a sym"):
+        run_installer(plan, link, con)
+    fifo = tmp_path / "fifo.log"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"fifo\.log: cannot write the install log"):
+        run_installer(plan, fifo, con)
+    assert victim.read_text() == "keep\n"
+    assert not (tmp_path / "ran.txt").exists()  # nothing ran without its log
 
 
 def test_missing_program_is_input_error(tmp_path: Path) -> None:
