@@ -65,7 +65,7 @@ def write_config_cmd(
     cluster = load_cluster(config)
     kind = _installer_kind(cluster, installer)
     target = _config_path(cluster, path)
-    result = write_config(kind, target, lb_settings(cluster), dry_run=dry_run)
+    result = write_config(kind, target, lb_settings(cluster, kind), dry_run=dry_run)
     if json_out:
         print_json(
             {

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from halb.errors import InputError
 from halb.installers.edit import EditResult, LBSettings
-from halb.installers.kubekey import edit_cluster_config
+from halb.installers.endpoint import domain_warnings, endpoint_domain
+from halb.installers.kubekey_docs import edit_kubekey_config
 from halb.installers.kubesphere import edit_common_yaml
 from halb.installers.kubespray import edit_kubespray_vars
 
@@ -40,19 +41,20 @@ Editor = Callable[[str, LBSettings, str], EditResult]
 
 EDITORS: dict[str, Editor] = {
     "kubesphere": edit_common_yaml,
-    "kubekey": edit_cluster_config,
+    "kubekey": edit_kubekey_config,
     "kubespray": edit_kubespray_vars,
 }
 KINDS = tuple(EDITORS)
 
 
-def lb_settings(cluster: Cluster) -> LBSettings:
+def lb_settings(cluster: Cluster, kind: str | None = None) -> LBSettings:
     """The apiserver endpoint through halb's internal VIP, and every VIP for the SANs."""
     address, port = cluster.apiserver_endpoint
+    ins = cluster.spec.installer
     return LBSettings(
         address=address,
         port=port,
-        domain=cluster.spec.installer.domain,
+        domain=endpoint_domain(kind or ins.kind, ins, address),
         extra_sans=tuple(cluster.vip_addresses),
     )
 
@@ -74,7 +76,9 @@ def edit(kind: str, text: str, settings: LBSettings, source: str) -> EditResult:
         raise InputError(
             f"unknown installer {kind!r}; expected one of: {', '.join(KINDS)}"
         ) from None
-    return editor(text, settings, source)
+    result = editor(text, settings, source)
+    extra = domain_warnings(kind, settings.domain, settings.address, source)
+    return EditResult(result.text, result.warnings + extra) if extra else result
 
 
 def unified_diff(before: str, after: str, path: Path) -> str:
