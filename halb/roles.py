@@ -3,7 +3,8 @@
 Installers name the same roles differently: KubeSphere 2.1 and Kubespray before 2.16 say
 `kube-master` / `kube-node` / `k8s-cluster`, Kubespray 2.16+ `kube_control_plane` /
 `kube_node` / `k8s_cluster`, kubeasz 3.x `kube_master` / `kube_node`, KubeKey's role
-groups `master` or `control-plane` / `worker`. halb looks a role up by those names, in
+groups `master` or `control-plane` / `worker` (v4: `kube_control_plane` / `kube_worker`).
+halb looks a role up by those names, in
 that order of preference, and uses whichever groups the inventory actually has. Pure.
 """
 
@@ -33,7 +34,7 @@ GROUP_NAMES: dict[Role, tuple[str, ...]] = {
         "control-plane",
         "master",
     ),
-    Role.WORKERS: ("kube_node", "kube-node", "worker", "node"),
+    Role.WORKERS: ("kube_node", "kube-node", "kube_worker", "worker", "node"),
     Role.ETCD: ("etcd",),
     Role.CLUSTER: ("k8s_cluster", "k8s-cluster"),
     # kubeasz's ex_lb/ex-lb is the external LB pair in front of the masters: halb's place.
