@@ -77,6 +77,13 @@ def plan_starter(
         lb_source = f"no LB group in {src}, so the [{cp_group}] hosts"
         notes.append(f"no [lb] group (nor [ex_lb], [ex-lb]): the [{cp_group}] hosts carry the VIP")
 
+    for n in lb_hosts:
+        if inventory.hosts[n].ip is None:
+            raise InputError(
+                f"{inventory.source}: LB host {n!r} has no address: set ip= or ansible_host= "
+                "for it (halb binds the VIP beside that address)"
+            )
+
     api_port = 6443
     shared = [n for n in lb_hosts if n in cp_names]
     if shared:

@@ -175,3 +175,13 @@ def test_detect_skips_unreadable_neighbours(tmp_path: Path) -> None:
 )
 def test_kubekey_kind(text: str, kind: str | None) -> None:
     assert kubekey_kind(text) == kind
+
+
+def test_init_refuses_an_lb_host_without_address(tmp_path: Path) -> None:
+    from halb.errors import InputError
+    from halb.starter_plan import plan_starter
+
+    path = tmp_path / "hosts.ini"
+    path.write_text("[kube_control_plane]\nc1 ansible_host=10.1.0.1\n[lb]\nedge\n")
+    with pytest.raises(InputError, match="LB host 'edge' has no address"):
+        plan_starter(parse_ini(path.read_text(), path), tmp_path)
