@@ -130,9 +130,11 @@ def kubekey_kind(text: str) -> str | None:
 
 
 def _kubekey_config(folder: Path, inv_path: Path, read: Reader) -> tuple[Path, str, bool] | None:
-    candidates = sorted(
-        p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p != inv_path
-    )[:_MAX_CANDIDATES]
+    try:
+        names = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
+    except OSError:  # an unreadable folder says nothing about the installer
+        return None
+    candidates = [p for p in names if p != inv_path][:_MAX_CANDIDATES]
     for p in candidates:
         text = read(p)
         if text is None:
