@@ -142,10 +142,17 @@ def _installer_block(
     else:
         inv = shlex.quote(inventory.source.name)
         command = f"cd {shlex.quote(inv_dir)} && ansible-playbook -i {inv} 90.setup.yml"
-    notes.append(
-        "kubeasz: halb does not edit its config; put the VIP in MASTER_CERT_HOSTS "
-        "(config.yml) so the apiserver certificate covers it"
-    )
+    if det.label.startswith("kubeasz 3"):
+        notes.append(
+            "kubeasz: halb does not edit its config; put the VIP in MASTER_CERT_HOSTS "
+            "(config.yml) so the apiserver certificate covers it"
+        )
+    else:
+        notes.append(
+            "kubeasz 1.x-2.x: halb does not edit its files; set MASTER_IP / KUBE_APISERVER "
+            "to the VIP and port, and do not run kubeasz's own lb / ex-lb roles (its "
+            "haproxy and keepalived would sit on halb's hosts)"
+        )
     return InstallerBlock("command", None, command, None, det.label)
 
 
