@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from halb.detect import detect, kubekey_kind
-from halb.inventory import parse_ini
+from halb.inventory import Inventory, parse_ini
 from halb.roles import Role, backend_group, role_group, role_hosts
 from halb.spec import Spec, resolve
 
 
-def inv(text: str, path: Path = Path("/nowhere/hosts.ini")):  # type: ignore[no-untyped-def]
+def inv(text: str, path: Path = Path("/nowhere/hosts.ini")) -> Inventory:
     return parse_ini(text, path)
 
 
