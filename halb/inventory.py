@@ -53,8 +53,11 @@ class Host:
 
     @property
     def ip(self) -> str | None:
-        """The address the cluster uses for this host (`ip`, else `ansible_host`)."""
+        """The address the cluster uses for this host (`ip`, else `ansible_host`, else the
+        name when it is an address: Ansible connects to an IP-named host by its name)."""
         v = self.vars.get("ip") or self.vars.get("ansible_host")
+        if v is None and _is_ip(self.name):
+            return self.name
         return str(v) if v is not None else None
 
     @property
@@ -418,6 +421,14 @@ def _split_port(pattern: str) -> tuple[str, int | None]:
     if _HOSTNAME.fullmatch(address) or _is_ipv6(address):
         return address, port
     return pattern, None
+
+
+def _is_ip(s: str) -> bool:
+    try:
+        ipaddress.ip_address(s)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_ipv6(s: str) -> bool:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from halb.errors import InventoryError, SpecError
 from halb.inventory import Host, Inventory, load_inventory
+from halb.roles import GROUP_NAMES, Role, backend_group, role_group, role_of_group
 
 Level = Literal["error", "warning"]
 
@@ -389,13 +390,15 @@ class _Checker:
             if not self.spec.lb_hosts:
                 self.error("lb_hosts", "empty list: name at least one LB host")
             return hosts
-        for group in ("lb", "kube-master", "master"):
-            members = self.group(group)
+        for role in (Role.LB, Role.CONTROL_PLANE):
+            group = role_group(self.inv, role)
+            members = self.group(group) if group else None
             if members:
                 return members
+        names = ", ".join(f"[{g}]" for g in GROUP_NAMES[Role.LB] + GROUP_NAMES[Role.CONTROL_PLANE])
         self.error(
             "lb_hosts",
-            f"no LB hosts: {self.inv_file} has no [lb] or [kube-master] group with hosts; "
+            f"no LB hosts: {self.inv_file} has none of the groups {names} with hosts; "
             "add an [lb] group or set lb_hosts",
         )
         return []
@@ -582,8 +585,7 @@ class _Checker:
                 continue
             members = self.group(fe.backends)
             if members is None:
-                near = difflib.get_close_matches(fe.backends, list(self.inv.groups), n=1)
-                hint = f"; did you mean '{near[0]}'?" if near else ""
+                hint = _role_hint(self.inv, fe.backends)
                 self.error(
                     f"{key}.backends",
                     f"group '{fe.backends}' is not in {self.inv_file}{hint}",
@@ -657,12 +659,13 @@ class _Checker:
                     f"tolerate {(better - 1) // 2} ({etcd_tolerance_table()})",
                     inventory=True,
                 )
-        masters = self.group("kube-master")
-        if masters is not None and masters:
+        cp = role_group(self.inv, Role.CONTROL_PLANE)
+        masters = self.group(cp) if cp else None
+        if masters:
             n = len(masters)
             if n == 1 or n % 2 == 0:
                 self.warn(
-                    "group kube-master",
+                    f"group {cp}",
                     f"{n} master(s): an odd count >= 3 keeps quorum when one fails",
                     inventory=True,
                 )
@@ -671,6 +674,21 @@ class _Checker:
         ins = self.spec.installer
         if ins.kind == "command" and not ins.command:
             self.error("installer.command", "installer kind 'command' needs a command")
+
+
+def _role_hint(inv: Inventory, name: str) -> str:
+    """'; did you mean X?' for a missing group: the inventory's group of the same role
+    (kube-master -> kube_control_plane), else the closest spelling."""
+    role = role_of_group(name)
+    if role is not None:
+        group = role_group(inv, role)
+        if group is not None:
+            return f"; did you mean '{group}' (the {role.value} group of this inventory)?"
+        alt = backend_group(inv, role)
+        if alt is not None:
+            return f"; this inventory has no {role.value} group: did you mean '{alt}'?"
+    near = difflib.get_close_matches(name, list(inv.groups), n=1)
+    return f"; did you mean '{near[0]}'?" if near else ""
 
 
 def resolve(spec: Spec, path: Path, inventory: Inventory) -> tuple[Cluster | None, list[Finding]]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
 
 from halb.errors import InputError
 from halb.inventory import Inventory
 from halb.render import template_env
 from halb.spec import derive_router_id
+from halb.starter_plan import plan_starter
 
 
 def starter_spec(
@@ -19,6 +19,7 @@ def starter_spec(
     external_vip: str | None = None,
     interface: str = "eth0",
     cluster: str | None = None,
+    spec_dir: Path | None = None,
 ) -> tuple[str, list[str]]:
     """The halb.yaml text and notes for the user."""
     for flag, value in (("--vip", vip), ("--external-vip", external_vip)):
@@ -28,41 +29,17 @@ def starter_spec(
             ipaddress.IPv4Address(value)
         except ValueError:
             raise InputError(f"{flag}: '{value}' is not an IPv4 address") from None
-    notes: list[str] = []
-    lb = inventory.group_hosts("lb") if "lb" in inventory.groups else []
-    masters = inventory.group_hosts("kube-master") if "kube-master" in inventory.groups else []
-    if lb:
-        lb_hosts = [h.name for h in lb]
-        source = f"the [lb] group of {inventory.source.name}"
-        colocated = False
-    elif masters:
-        lb_hosts = [h.name for h in masters]
-        source = f"no [lb] group in {inventory.source.name}, so the masters"
-        colocated = True
-        notes.append(
-            "no [lb] group: the masters carry the VIP; apiserver frontend on 8443 and "
-            "console on 8880 (the apiserver and node ports hold 6443 and 30880 there)"
-        )
-    else:
-        raise InputError(
-            f"{inventory.source}: no [lb] or [kube-master] group with hosts; add an [lb] group"
-        )
-    name = cluster or re.sub(r"[^A-Za-z0-9_.-]", "-", inventory.source.resolve().parent.name)
-    name = name.strip("-.") or "kubesphere-ha"
+    plan = plan_starter(inventory, spec_dir or Path.cwd(), cluster)
     env = template_env()
     text = env.get_template("halb.yaml.j2").render(
-        cluster=name,
+        plan=plan,
         inventory=inventory_ref,
-        lb_source=source,
-        lb_hosts=lb_hosts,
         vip=vip,
         external_vip=external_vip,
         interface=interface,
-        router_id=derive_router_id(name, vip),
-        colocated=colocated,
-        apiserver_port=8443 if colocated else 6443,
-        console_port=8880 if colocated else 30880,
+        router_id=derive_router_id(plan.cluster, vip),
     )
+    notes = plan.notes
     return text, notes
 
 

@@ -46,7 +46,7 @@ def init(
     """Write a commented starter halb.yaml from an inventory."""
     inv = load_inventory(inventory)
     text, notes = starter_spec(
-        inv, relative_ref(inventory, output), vip, external_vip, interface, cluster
+        inv, relative_ref(inventory, output), vip, external_vip, interface, cluster, output.parent
     )
     if output.exists() and not force:
         raise InputError(f"{output}: exists; use --force to replace it")

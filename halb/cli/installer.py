@@ -55,7 +55,9 @@ def write_config_cmd(
     cluster = load_cluster(config)
     kind, said_by = installer_kind(cluster, installer)
     target = _config_path(cluster, path)
-    result = write_config(kind, target, lb_settings(cluster), said_by=said_by, dry_run=dry_run)
+    result = write_config(
+        kind, target, lb_settings(cluster, kind), said_by=said_by, dry_run=dry_run
+    )
     if json_out:
         print_json(
             {

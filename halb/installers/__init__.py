@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING
 
 from halb.errors import InputError
 from halb.installers.detect import choose_kind, detect_kind
+from halb.installers.domain import domain_warnings, endpoint_domain
 from halb.installers.edit import EditResult, LBSettings
-from halb.installers.endpoint import CONTROL_PLANE_GROUPS, FrontendView, choose_apiserver_frontend
-from halb.installers.kubekey import edit_cluster_config
+from halb.installers.endpoint import FrontendView, choose_apiserver_frontend
+from halb.installers.kubekey_docs import edit_kubekey_config
 from halb.installers.kubesphere import edit_common_yaml
 from halb.installers.kubespray import edit_kubespray_vars
 from halb.installers.limits import check_yaml_limits
 from halb.installers.userfile import backup_file, read_config, replace_file, writable
+from halb.roles import Role, role_hosts
 
 if TYPE_CHECKING:
     from halb.spec import Cluster
@@ -43,19 +45,20 @@ Editor = Callable[[str, LBSettings, str], EditResult]
 
 EDITORS: dict[str, Editor] = {
     "kubesphere": edit_common_yaml,
-    "kubekey": edit_cluster_config,
+    "kubekey": edit_kubekey_config,
     "kubespray": edit_kubespray_vars,
 }
 KINDS = tuple(EDITORS)
 
 
-def lb_settings(cluster: Cluster) -> LBSettings:
+def lb_settings(cluster: Cluster, kind: str | None = None) -> LBSettings:
     """The apiserver endpoint through halb's VIP, and every VIP for the SANs."""
     fe = apiserver_frontend(cluster)
+    ins = cluster.spec.installer
     return LBSettings(
         address=fe.address,
         port=fe.port,
-        domain=cluster.spec.installer.domain,
+        domain=endpoint_domain(kind or ins.kind, ins, fe.address),
         extra_sans=tuple(cluster.vip_addresses),
     )
 
@@ -95,10 +98,7 @@ def apiserver_frontend(cluster: Cluster) -> FrontendView:
                 backend_hosts=frozenset(b.name for b in fe.backends),
             )
         )
-    inv = cluster.inventory
-    control_plane = {
-        h.name for g in CONTROL_PLANE_GROUPS if g in inv.groups for h in inv.group_hosts(g)
-    }
+    control_plane = {h.name for h in role_hosts(cluster.inventory, Role.CONTROL_PLANE)}
     return choose_apiserver_frontend(views, control_plane, f"{cluster.config_path}: frontends")
 
 
@@ -120,7 +120,9 @@ def edit(kind: str, text: str, settings: LBSettings, source: str) -> EditResult:
         raise InputError(
             f"unknown installer {kind!r}; expected one of: {', '.join(KINDS)}"
         ) from None
-    return editor(text, settings, source)
+    result = editor(text, settings, source)
+    extra = domain_warnings(kind, settings.domain, settings.address, source)
+    return EditResult(result.text, result.warnings + extra) if extra else result
 
 
 def unified_diff(before: str, after: str, path: Path) -> str:

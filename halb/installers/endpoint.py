@@ -11,10 +11,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from halb.errors import InputError
+from halb.roles import GROUP_NAMES, Role
 
 APISERVER_PORT = 6443
-# Control-plane group names of KubeSphere 2.1 / old Kubespray, new Kubespray, KubeKey.
-CONTROL_PLANE_GROUPS = ("kube-master", "kube_control_plane", "master", "control-plane")
+CONTROL_PLANE_GROUPS = GROUP_NAMES[Role.CONTROL_PLANE]
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,15 @@ def edit_cluster_config(text: str, settings: LBSettings, source: str) -> EditRes
         refuse_shared(spec.get(key), f"spec.{key}", text)
     ed = Editor(text, source)
     expected = expected_copy(data)
+    cpe = spec.get(CPE)
+    # KubeKey 1.0 wrote `port: "6443"`: a quoted port stays a quoted string.
+    old_port = cpe.get("port") if isinstance(cpe, CommentedMap) else None
     wanted: dict[str, str | int] = {
         "domain": settings.domain,
         "address": settings.address,
-        "port": settings.port,
+        "port": str(settings.port) if isinstance(old_port, str) else settings.port,
     }
 
-    cpe = spec.get(CPE)
     if CPE not in spec:
         _add_child(ed, data, spec, CPE, [f"{k}: {scalar_text(v)}" for k, v in wanted.items()])
         expected["spec"][CPE] = dict(wanted)

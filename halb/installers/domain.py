@@ -1,0 +1,39 @@
+"""Which name the installer is given for the apiserver endpoint.
+
+Kubespray put `loadbalancer_apiserver.address apiserver_loadbalancer_domain_name` into
+every node's /etc/hosts up to 2.28; 2.29 dropped all /etc/hosts handling (kubespray
+commit "Do not alter etc/hosts (#12382)"), so a made-up domain no longer resolves and
+kubeadm cannot reach its own endpoint. For `kind: kubespray` halb therefore writes the
+VIP's address as `apiserver_loadbalancer_domain_name` unless halb.yaml sets
+`installer.domain`: an address needs no resolution on any Kubespray version (on <= 2.28
+the /etc/hosts line it adds maps the address to itself, which is harmless). A domain the
+user sets is written as given, with a warning that DNS must resolve it on 2.29+.
+
+KubeSphere 2.1 bundles a Kubespray that writes /etc/hosts, and KubeKey 1.x-3.x writes
+its own `address domain` line, so both keep `lb.kubesphere.local`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from halb.spec import InstallerSpec
+
+
+def endpoint_domain(kind: str, installer: InstallerSpec, address: str) -> str:
+    """The domain to write for this installer: the VIP's address where nothing resolves
+    a name (Kubespray without an explicit installer.domain), else installer.domain."""
+    if kind == "kubespray" and "domain" not in installer.model_fields_set:
+        return address
+    return installer.domain
+
+
+def domain_warnings(kind: str, domain: str, address: str, source: str) -> tuple[str, ...]:
+    if kind != "kubespray" or domain == address:
+        return ()
+    return (
+        f"{source}: apiserver_loadbalancer_domain_name is {domain!r}: Kubespray 2.29+ no "
+        f"longer writes it to /etc/hosts, so your DNS must resolve it to {address} on "
+        "every node (or leave installer.domain unset and halb writes the VIP's address)",
+    )
