@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from halb.drain.flag import DRAIN_FLAG
 from halb.errors import HalbError
 from halb.services import ServiceManager, manager
 from halb.transport import Transport, TransportFactory, for_host, sh
@@ -147,6 +148,7 @@ class HostFacts:
     haproxy_pid: int | None = None
     keepalived_pid: int | None = None
     stats: tuple[StatRow, ...] | None = None  # None: could not read
+    drained: bool = False  # `halb drain` flag present
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ class HostStatus:
     haproxy_pid: int | None
     keepalived_up: bool
     backends: tuple[BackendStatus, ...]
+    drained: bool = False
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,8 @@ def assess(
                 notes.append(f"{f.host}: {v.instance} is MASTER but {v.address} is not on it")
             if has and state not in ("MASTER", None):
                 notes.append(f"{f.host}: holds {v.address} while {v.instance} is {state}")
+            if has and f.drained:
+                notes.append(f"{f.host}: drained but still holds {v.address}")
         if not f.error and f.haproxy_pid is None:
             problems.append(f"{f.host}: HAProxy is not running")
         if not f.error and f.keepalived_pid is None:
@@ -265,6 +270,7 @@ def assess(
                 haproxy_pid=f.haproxy_pid,
                 keepalived_up=f.keepalived_pid is not None,
                 backends=backends,
+                drained=f.drained,
             )
         )
 
@@ -309,6 +315,7 @@ if command -v socat >/dev/null 2>&1 && [ -S {ADMIN_SOCKET} ]; then
 elif command -v curl >/dev/null 2>&1; then
   curl -s -m 3 '{STATS_CSV_URL}'
 fi
+[ -e {DRAIN_FLAG} ] && echo @@drained
 echo @@end
 """
 
@@ -323,7 +330,13 @@ def facts_from_output(host: str, text: str) -> HostFacts:
             vrrp[name] = parse_vrrp_state(body)
     stat_text = sec.get("stat", "")
     stats = parse_show_stat(stat_text) if stat_text.strip() else None
-    return HostFacts(host, addrs=parse_ip_addr(sec.get("ip", "")), vrrp=vrrp, stats=stats)
+    return HostFacts(
+        host,
+        addrs=parse_ip_addr(sec.get("ip", "")),
+        vrrp=vrrp,
+        stats=stats,
+        drained="drained" in sec,
+    )
 
 
 def gather_host(t: Transport, svc: ServiceManager) -> HostFacts:
@@ -338,6 +351,7 @@ def gather_host(t: Transport, svc: ServiceManager) -> HostFacts:
             stats=f.stats,
             haproxy_pid=pids["haproxy"],
             keepalived_pid=pids["keepalived"],
+            drained=f.drained,
         )
     except HalbError as e:
         return HostFacts(t.name, error=str(e).removeprefix(f"{t.name}: "))
@@ -391,7 +405,8 @@ def render_text(report: StatusReport) -> list[str]:
         held = ", ".join(h.vips) or "none"
         ha = f"up (master {h.haproxy_pid})" if h.haproxy_up else "DOWN"
         ka = "up" if h.keepalived_up else "DOWN"
-        lines.append(f"{h.host}: vrrp {vrrp}; holds {held}; haproxy {ha}; keepalived {ka}")
+        name = f"{h.host} (drained)" if h.drained else h.host
+        lines.append(f"{name}: vrrp {vrrp}; holds {held}; haproxy {ha}; keepalived {ka}")
     for v in report.vips:
         lines.append(f"VIP {v.name} {v.address}: {', '.join(v.holders) or 'no holder'}")
     for fe in report.frontends:
