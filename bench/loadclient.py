@@ -6,8 +6,9 @@
 Each thread opens a new connection per request (TLS + GET /readyz on 6443, HTTP GET / on
 30880, alternately), with its own short timeout, so a dead path costs one short timeout,
 not a SYN retransmit. It stops when STOPFILE exists or after S seconds and prints JSON:
-ok and failed counts, each failure with its time, and per frontend the longest gap between
-two successful answers (the outage a client saw).
+ok and failed counts, each failure with its time, per frontend the longest gap between
+two successful answers (the outage a client saw), and every gap over --min-gap with its
+start. Times are seconds since "started" (wall clock, comparable with the caller's).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=0.5)
     ap.add_argument("--pause", type=float, default=0.005)
+    ap.add_argument("--min-gap", type=float, default=0.03, help="list gaps longer than this")
     a = ap.parse_args()
 
     ctx = ssl.create_default_context()
@@ -40,6 +42,7 @@ def main() -> None:
     last_ok: dict[str, float] = {}
     gap = {"apiserver": 0.0, "console": 0.0}
     gap_at = {"apiserver": 0.0, "console": 0.0}
+    gaps: list[tuple[str, float, float]] = []  # (frontend, start, length) over --min-gap
     failed: list[dict[str, object]] = []
     t0 = time.time()
     deadline = time.monotonic() + a.seconds
@@ -72,6 +75,8 @@ def main() -> None:
                 prev = last_ok.get(fe)
                 if prev is not None and end - prev > gap[fe]:
                     gap[fe], gap_at[fe] = end - prev, prev - t0
+                if prev is not None and end - prev > a.min_gap:
+                    gaps.append((fe, round(prev - t0, 4), round(end - prev, 4)))
                 last_ok[fe] = max(end, prev or 0.0)
             else:
                 failed.append({"t": round(start - t0, 4), "frontend": fe, "error": why})
@@ -97,6 +102,7 @@ def main() -> None:
                 "failed": failed,
                 "gap": {k: round(v, 4) for k, v in gap.items()},
                 "gap_at": {k: round(v, 3) for k, v in gap_at.items()},
+                "gaps": sorted(gaps, key=lambda g: g[1]),
             }
         )
     )
