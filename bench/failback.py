@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -118,11 +120,15 @@ def one_round(lab: Lab, fault: str, down: float, timeout: float, delay: float) -
         start = '"$@" </dev/null >/var/log/halb/start-keepalived.log 2>&1'
         lab.run(old, ["sh", "-c", start, "sh", *SUPERVISED["keepalived"].start], check=True)
     else:
-        r = lab.run("taskbox", ["halb", "drain", old, "-c", str(lab.spec)], timeout=120)
+        r = lab.run(
+            "taskbox", ["halb", "drain", old, "-c", str(lab.spec), "--timeout", "90"], timeout=150
+        )
         if r.returncode:
             raise RuntimeError(r.stderr)
         t_back = time.time()
-        r = lab.run("taskbox", ["halb", "undrain", old, "-c", str(lab.spec)], timeout=120)
+        r = lab.run(
+            "taskbox", ["halb", "undrain", old, "-c", str(lab.spec), "--timeout", "90"], timeout=150
+        )
         if r.returncode:
             raise RuntimeError(r.stderr)
     t_home = wait_holder(lab, old, 30 + delay)
@@ -166,6 +172,8 @@ def main() -> None:
     ap.add_argument("--down", type=float, default=3.0, help="seconds a fault lasts")
     ap.add_argument("--timeout", type=float, default=0.1, help="client timeout per request")
     args = ap.parse_args()
+    # a plain kill ends the run through the cleanup below, like Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         raise SystemExit("needs root (it builds a lab)")
     name = labmod.pick_name("fb")

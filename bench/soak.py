@@ -109,6 +109,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     args = ap.parse_args()
+    # a plain kill ends the run through the cleanup below, like Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         raise SystemExit("the soak needs root (it builds a lab)")
     name = labmod.pick_name("sk")

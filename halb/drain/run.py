@@ -62,9 +62,10 @@ class Watcher:
 
 
 def default_timeout(cluster: Cluster) -> float:
-    """Track script fall/rise (about 3 s), the preempt delay, the takeover, and slack."""
+    """Track script fall/rise (about 3 s), the preempt delay, the takeover, and slack for
+    busy hosts and slow links (each look at the hosts is a round trip to every one)."""
     delay = max((v.preempt_delay for v in cluster.vips), default=0.0)
-    return 10.0 + delay + 4 * cluster.advert_int
+    return 30.0 + delay + 4 * cluster.advert_int
 
 
 def run(
