@@ -11,6 +11,7 @@ stopped at the end, also on failure or Ctrl-C.
 
     sudo python3 bench/soak.py                  # 10 minutes, result in bench/results/
     sudo python3 bench/soak.py --minutes 1      # a short look
+    sudo python3 bench/soak.py --advert 0.02    # another advert interval
 """
 
 from __future__ import annotations
@@ -52,17 +53,17 @@ def notify_lines(lab: Lab, lb: str) -> list[str]:
     return r.stdout.splitlines()
 
 
-def deploy_fast(lab: Lab) -> None:
+def deploy_fast(lab: Lab, advert: float | None) -> None:
     data = yaml.safe_load(lab.spec.read_text())
-    data["vrrp"] = {"profile": "fast"}
+    data["vrrp"] = {"profile": "fast", **({"advert_int": advert} if advert else {})}
     lab.spec.write_text(yaml.safe_dump(data, sort_keys=False))
     r = lab.run("taskbox", ["halb", "deploy", "-c", str(lab.spec)], timeout=180)
     if r.returncode != 0:
         raise SystemExit(f"deploy failed: {r.stderr[-2000:]}")
 
 
-def soak(lab: Lab, seconds: float) -> dict[str, Any]:
-    deploy_fast(lab)
+def soak(lab: Lab, seconds: float, advert: float | None) -> dict[str, Any]:
+    deploy_fast(lab, advert)
     time.sleep(5)  # let the preempt delay and the first checks settle
     before = holders(lab)
     marks = {lb: len(notify_lines(lab, lb)) for lb in lab.lbs}
@@ -108,6 +109,7 @@ def soak(lab: Lab, seconds: float) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--advert", type=float, help="advert_int instead of the profile's")
     args = ap.parse_args()
     # a plain kill ends the run through the cleanup below, like Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -118,10 +120,11 @@ def main() -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         lab = labmod.up(name, d, lbs=2, masters=2, nodes=2)
-        result = soak(lab, args.minutes * 60)
+        result = soak(lab, args.minutes * 60, args.advert)
     finally:
         labmod.down(name, d)
     result.update(
+        advert_int=args.advert or "profile",
         started=started,
         python=platform.python_version(),
         cpus=os.cpu_count(),
