@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -195,6 +196,7 @@ def main() -> None:
                     time.sleep(1.0)
     finally:
         labmod.down(name, d)
+        shutil.rmtree(d.parent, ignore_errors=True)
         results = HERE / "results"
         results.mkdir(exist_ok=True)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,6 +124,7 @@ def main() -> None:
         result = soak(lab, args.minutes * 60, args.advert)
     finally:
         labmod.down(name, d)
+        shutil.rmtree(d.parent, ignore_errors=True)
     result.update(
         advert_int=args.advert or "profile",
         started=started,
