@@ -12,6 +12,8 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 SCRIPT_DIR = "/etc/keepalived/halb"
 CHECK_SCRIPT = f"{SCRIPT_DIR}/check_haproxy.sh"
 NOTIFY_SCRIPT = f"{SCRIPT_DIR}/notify.sh"
+# `halb drain`: the check script reports "down" while this file exists next to it.
+DRAIN_FLAG = f"{SCRIPT_DIR}/drained"
 SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"
 SYSTEMD_DIR = "/etc/systemd/"
 HAPROXY_DROPIN = "/etc/systemd/system/haproxy.service.d/90-halb.conf"

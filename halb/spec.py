@@ -24,7 +24,26 @@ from halb.roles import GROUP_NAMES, Role, backend_group, role_group, role_of_gro
 Level = Literal["error", "warning"]
 
 DEFAULT_DOMAIN = "lb.kubesphere.local"
-PROFILES: Mapping[str, tuple[int, float]] = {"default": (2, 1.0), "fast": (3, 0.1)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """VRRP and health-check timing a profile stands for (docs/profiles.md has the numbers)."""
+
+    version: int
+    advert_int: float
+    top_priority: int  # the first LB host's; the skew (256 - priority) / 256 x advert
+    step: int  # between neighbouring hosts: small keeps every backup's skew small
+    preempt_delay: float  # a returning host waits this long before it takes a VIP back
+    health: tuple[str, int, int] | None = None  # HAProxy inter/fall/rise unless given
+
+
+PROFILES: Mapping[str, Profile] = {
+    # conservative: no false failover on a busy, lossy segment
+    "default": Profile(2, 1.0, 150, 50, 0.0),
+    # near the floor: 30 ms adverts, priorities near 255 so the skew is below a millisecond
+    "fast": Profile(3, 0.03, 254, 2, 3.0, ("1s", 2, 2)),
+}
 VRRP_PASS_MAX = 8  # keepalived truncates PASS auth to 8 characters
 
 
@@ -69,6 +88,7 @@ class VrrpSpec(_Model):
     advert_int: float | None = None
     unicast: bool = True
     nopreempt: bool = False
+    preempt_delay: float | None = Field(default=None, ge=0, le=1000)  # default: the profile's
     auth: AuthSpec | None = None
 
 
@@ -149,6 +169,7 @@ class ResolvedVip:
     interface: str
     router_id: int
     priorities: Mapping[str, int]  # LB host -> priority, all distinct
+    preempt_delay: float = 0.0  # seconds; 0 = none (or nopreempt)
 
     @property
     def instance(self) -> str:
@@ -340,12 +361,14 @@ def derive_router_id(cluster: str, address: str) -> int:
     return zlib.crc32(f"{cluster}/{address}".encode()) % 255 + 1
 
 
-def default_priorities(names: Sequence[str]) -> dict[str, int]:
-    """Distinct priorities, 150 down to 50, first host highest."""
+def default_priorities(names: Sequence[str], profile: Profile | None = None) -> dict[str, int]:
+    """Distinct priorities, first host highest: 150 down to 50, or the profile's spacing."""
+    p = profile or PROFILES["default"]
     if len(names) <= 1:
-        return {n: 150 for n in names}
-    step = max(1, min(50, 100 // (len(names) - 1)))
-    return {n: 150 - i * step for i, n in enumerate(names)}
+        return {n: p.top_priority for n in names}
+    # the lowest stays >= 50 so the track weight can still take any host below it
+    step = max(1, min(p.step, (p.top_priority - 50) // (len(names) - 1)))
+    return {n: p.top_priority - i * step for i, n in enumerate(names)}
 
 
 def etcd_tolerance_table() -> str:
@@ -489,12 +512,12 @@ class _Checker:
                 )
             used_ids[rid] = name
             prios = self.priorities(key, v, names)
-            out.append(ResolvedVip(name, addr, v.interface, rid, prios))
+            out.append(ResolvedVip(name, addr, v.interface, rid, prios, self.preempt_delay()))
         return out
 
     def priorities(self, key: str, v: VipSpec, names: Sequence[str]) -> dict[str, int]:
         if v.priorities is None:
-            return default_priorities(names)
+            return default_priorities(names, PROFILES[self.spec.vrrp.profile])
         given = dict(v.priorities)
         for n in given:
             if n not in names:
@@ -513,9 +536,16 @@ class _Checker:
             )
         return {n: given.get(n, 100) for n in names}
 
+    def preempt_delay(self) -> float:
+        v = self.spec.vrrp
+        if v.nopreempt:
+            return 0.0
+        return v.preempt_delay if v.preempt_delay is not None else PROFILES[v.profile].preempt_delay
+
     def vrrp(self) -> tuple[int, float, str | None]:
         v = self.spec.vrrp
-        version, advert = PROFILES[v.profile]
+        profile = PROFILES[v.profile]
+        version, advert = profile.version, profile.advert_int
         if v.version is not None:
             version = v.version
         if v.advert_int is not None:
@@ -704,6 +734,10 @@ def resolve(spec: Spec, path: Path, inventory: Inventory) -> tuple[Cluster | Non
     c.installer()
     if any(f.level == "error" for f in c.findings):
         return None, c.findings
+    profile = PROFILES[spec.vrrp.profile]
+    if profile.health and "health" not in spec.model_fields_set:
+        inter, fall, rise = profile.health  # the profile's checks unless the user set any
+        spec = spec.model_copy(update={"health": HealthSpec(inter=inter, fall=fall, rise=rise)})
     prios = [p for v in vips for p in v.priorities.values()]
     gap = (max(prios) - min(prios)) if prios else 0
     cluster = Cluster(

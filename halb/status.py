@@ -62,6 +62,7 @@ class HostStatus:
     haproxy_pid: int | None
     keepalived_up: bool
     backends: tuple[BackendStatus, ...]
+    drained: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ def assess(
                 notes.append(f"{f.host}: {v.instance} is MASTER but {v.address} is not on it")
             if has and state not in ("MASTER", None):
                 notes.append(f"{f.host}: holds {v.address} while {v.instance} is {state}")
+            if has and f.drained:
+                notes.append(f"{f.host}: drained but still holds {v.address}")
         if not f.error and f.haproxy_pid is None:
             problems.append(f"{f.host}: HAProxy is not running")
         if not f.error and f.keepalived_pid is None:
@@ -151,6 +154,7 @@ def assess(
                 haproxy_up=f.haproxy_pid is not None,
                 haproxy_pid=f.haproxy_pid,
                 keepalived_up=f.keepalived_pid is not None,
+                drained=f.drained,
                 backends=backends,
             )
         )
@@ -226,7 +230,8 @@ def render_text(report: StatusReport) -> list[str]:
         held = ", ".join(h.vips) or "none"
         ha = f"up (master {h.haproxy_pid})" if h.haproxy_up else "DOWN"
         ka = "up" if h.keepalived_up else "DOWN"
-        lines.append(f"{h.host}: vrrp {vrrp}; holds {held}; haproxy {ha}; keepalived {ka}")
+        name = f"{h.host} (drained)" if h.drained else h.host
+        lines.append(f"{name}: vrrp {vrrp}; holds {held}; haproxy {ha}; keepalived {ka}")
     for v in report.vips:
         lines.append(f"VIP {v.name} {v.address}: {', '.join(v.holders) or 'no holder'}")
     for fe in report.frontends:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from halb.errors import HalbError
 from halb.facts.haproxy import SHOW_STAT, StatRow, parse_show_stat
 from halb.facts.ipaddr import IfAddr, parse_ip_addr
-from halb.paths import VRRP_STATE_DIR
+from halb.paths import DRAIN_FLAG, VRRP_STATE_DIR
 from halb.services import ServiceManager
 from halb.transport import Transport, sh
 
@@ -20,6 +20,7 @@ echo @@ip; ip -o addr show
 for f in {VRRP_STATE_DIR}/vrrp-*.state; do [ -f "$f" ] && {{ echo "@@state $f"; cat "$f"; }}; done
 echo @@stat
 {SHOW_STAT}
+[ -e {DRAIN_FLAG} ] && echo @@drained
 echo @@end
 """
 
@@ -35,6 +36,7 @@ class LbFacts:
     haproxy_pid: int | None = None
     keepalived_pid: int | None = None
     stats: tuple[StatRow, ...] | None = None  # None: could not read
+    drained: bool = False  # `halb drain` flag present
 
 
 def parse_vrrp_state(text: str) -> str | None:
@@ -65,7 +67,13 @@ def facts_from_output(host: str, text: str) -> LbFacts:
             vrrp[name] = parse_vrrp_state(body)
     stat_text = sec.get("stat", "")
     stats = parse_show_stat(stat_text) if stat_text.strip() else None
-    return LbFacts(host, addrs=parse_ip_addr(sec.get("ip", "")), vrrp=vrrp, stats=stats)
+    return LbFacts(
+        host,
+        addrs=parse_ip_addr(sec.get("ip", "")),
+        vrrp=vrrp,
+        stats=stats,
+        drained="drained" in sec,
+    )
 
 
 def gather_host(t: Transport, svc: ServiceManager) -> LbFacts:
@@ -80,6 +88,7 @@ def gather_host(t: Transport, svc: ServiceManager) -> LbFacts:
             stats=f.stats,
             haproxy_pid=pids["haproxy"],
             keepalived_pid=pids["keepalived"],
+            drained=f.drained,
         )
     except HalbError as e:
         return LbFacts(t.name, error=str(e).removeprefix(f"{t.name}: "))
