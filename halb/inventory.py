@@ -36,7 +36,7 @@ import yaml
 from halb import kinds, yamlload
 from halb.errors import InventoryError
 from halb.files import read_input
-from halb.kinds import shown
+from halb.kinds import clip, shown
 
 __all__ = [
     "Group",
@@ -323,8 +323,8 @@ class _Build:
             self.conflicts.append(
                 (
                     host,
-                    f"{key} is {shown(before[0])}{self._line(before[1])} and "
-                    f"{shown(value)}{self._line()}; Ansible uses the last one",
+                    f"{key} is {clip(before[0])}{self._line(before[1])} and "
+                    f"{clip(value)}{self._line()}; Ansible uses the last one",
                 )
             )
 

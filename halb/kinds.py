@@ -41,6 +41,13 @@ def shown(value: object, limit: int = CLIP) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def clip(value: object, limit: int = CLIP) -> str:
+    """Like shown(), without quotes when the value is plain one-line text."""
+    if isinstance(value, str) and value.isprintable() and len(value) <= limit:
+        return value
+    return shown(value, limit)
+
+
 def _text(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string, not {type(value).__name__}")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
+from halb import kinds
 from halb.errors import InputError
 from halb.inventory import Inventory
 from halb.render import template_env
@@ -25,9 +28,12 @@ def starter_spec(
         if value is None:
             continue
         try:
-            ipaddress.IPv4Address(value)
-        except ValueError:
-            raise InputError(f"{flag}: '{value}' is not an IPv4 address") from None
+            kinds.vip_address(value)
+        except ValueError as e:
+            raise InputError(f"{flag}: {e}") from None
+    _flag("--interface", kinds.interface, interface)
+    if cluster is not None:
+        _flag("--cluster", kinds.cluster_name, cluster)
     notes: list[str] = []
     lb = inventory.group_hosts("lb") if "lb" in inventory.groups else []
     masters = inventory.group_hosts("kube-master") if "kube-master" in inventory.groups else []
@@ -48,8 +54,12 @@ def starter_spec(
             f"{inventory.source}: no [lb] or [kube-master] group with hosts; add an [lb] group"
         )
     name = cluster or re.sub(r"[^A-Za-z0-9_.-]", "-", inventory.source.resolve().parent.name)
-    name = name.strip("-.") or "kubesphere-ha"
+    name = name[:63].strip("-._") or "kubesphere-ha"
     env = template_env()
+    # Values go in as quoted YAML scalars, so none can end its line or add a key;
+    # text in comments is made printable for the same reason.
+    env.filters["yaml"] = _yaml_scalar
+    env.filters["comment"] = _comment
     text = env.get_template("halb.yaml.j2").render(
         cluster=name,
         inventory=inventory_ref,
@@ -64,6 +74,29 @@ def starter_spec(
         console_port=8880 if colocated else 30880,
     )
     return text, notes
+
+
+def _flag(flag: str, check: Callable[[str], object], value: str) -> None:
+    try:
+        check(value)
+    except ValueError as e:
+        raise InputError(f"{flag}: {e}") from None
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", re.ASCII)
+
+
+def _yaml_scalar(value: object) -> str:
+    """A plain scalar when it reads back as the same string, else a double-quoted one."""
+    s = str(value)
+    if _PLAIN.fullmatch(s) and yaml.safe_load(s) == s:
+        return s
+    text: str = yaml.safe_dump(s, default_style='"', width=2**31, allow_unicode=False)
+    return text.rstrip("\n")
+
+
+def _comment(value: object) -> str:
+    return "".join(c if c.isprintable() else "?" for c in str(value))
 
 
 def relative_ref(inventory: Path, spec_path: Path) -> str:
