@@ -323,7 +323,7 @@ def _pydantic_findings(path: Path, exc: ValidationError) -> list[Finding]:
     out: list[Finding] = []
     for e in exc.errors():
         loc = tuple(e["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = ".".join(kinds.clip(str(p), 40) for p in loc) or "(top level)"
         where = f"{path.name}: {key}"
         if e["type"] == "extra_forbidden":
             model = _model_at(loc)
@@ -771,6 +771,7 @@ def resolve(spec: Spec, path: Path, inventory: Inventory) -> tuple[Cluster | Non
     frontends = c.frontends(vips, lbs)
     c.sizes()
     c.installer()
+    c.findings = list(dict.fromkeys(c.findings))  # a host in two frontends: one message
     if any(f.level == "error" for f in c.findings):
         return None, c.findings
     cluster = Cluster(
