@@ -141,18 +141,6 @@ def ipv4(value: object) -> str:
         raise ValueError(f"{shown(s)} is not an IPv4 address") from None
 
 
-def host_address(value: object) -> str:
-    """What a host's `ip`/`ansible_host` may be: an address or a DNS name."""
-    if isinstance(value, str):
-        try:
-            return address(value)
-        except ValueError:
-            pass
-        if len(value) <= HOST_NAME_MAX and _HOST_NAME.fullmatch(value):
-            return value
-    raise ValueError(f"{shown(value)} is not an address or a DNS name")
-
-
 def vip_address(value: object) -> ipaddress.IPv4Address:
     """A VIP: a unicast IPv4 address a host can hold."""
     if not isinstance(value, (str, ipaddress.IPv4Address)):

@@ -473,13 +473,13 @@ class _Checker:
             # unicast_src_ip and unicast_peer take an IPv4 address; without unicast the
             # address is not rendered, but it is still checked for its kind.
             try:
-                kinds.ipv4(ip) if self.spec.vrrp.unicast else kinds.host_address(ip)
+                kinds.ipv4(ip) if self.spec.vrrp.unicast else kinds.address(ip)
             except ValueError:
                 self.error(
                     f"host {h.name}",
                     f"ip {shown(ip)} is not an IPv4 address; VRRP unicast needs one (set ip=)"
                     if self.spec.vrrp.unicast
-                    else f"ip {shown(ip)} is not an address or a DNS name",
+                    else f"ip {shown(ip)} is not an IP address (set ip=)",
                     inventory=True,
                 )
             port = h.vars.get("ansible_port", h.vars.get("ansible_ssh_port", 22))
@@ -674,10 +674,12 @@ class _Checker:
                 if h.ip is None:
                     self.error(f"host {h.name}", "backend has no address: set ip=", inventory=True)
                     continue
+                # An address, not a DNS name: HAProxy would resolve a name at every start
+                # and refuse to run when the resolver does not answer.
                 try:
-                    backends.append(Backend(h.name, kinds.host_address(h.ip), fe.backend_port))
+                    backends.append(Backend(h.name, kinds.address(h.ip), fe.backend_port))
                 except ValueError as e:
-                    self.error(f"host {h.name}", f"ip {e}", inventory=True)
+                    self.error(f"host {h.name}", f"ip {e} (set ip=)", inventory=True)
             bind = (vip.address, fe.port)
             if bind in binds:
                 self.error(
