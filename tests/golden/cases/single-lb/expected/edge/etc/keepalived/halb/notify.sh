@@ -7,6 +7,7 @@ type=$1 name=$2 state=$3 prio=$4
 case "$name" in
     ''|*[!A-Za-z0-9_.-]*|.*) exit 0 ;;  # a file name below /run/halb, nothing else
 esac
+[ "${#name}" -le 64 ] || exit 0
 mkdir -p /run/halb /var/log/halb
 printf '%s\n' "$state" > "/run/halb/vrrp-$name.state.tmp" && mv -f "/run/halb/vrrp-$name.state.tmp" "/run/halb/vrrp-$name.state"
 line="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ) $(uname -n) $type $name $state prio=$prio"
