@@ -439,6 +439,8 @@ _HOST_PORT = re.compile(r"((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)")
 
 def _split_port(pattern: str) -> tuple[str, int | None]:
     """`host:port` / `[v6]:port` -> (host, port); (pattern, None) when not an address."""
+    if ":" not in pattern:
+        return pattern, None  # what the rest would return, without the regexes
     address, port = pattern, None
     for rx in (_BRACKETED_PORT, _HOST_PORT):
         m = rx.fullmatch(address)
@@ -511,7 +513,8 @@ def _expand_range(pattern: str, budget: int) -> list[str]:
     total = math.prod(len(r) for r in ranges)
     if total > budget:
         raise ValueError(
-            f"it makes {total} host names; an inventory may hold at most {MAX_HOST_ENTRIES}"
+            f"it makes {total} host names, past the {MAX_HOST_ENTRIES} host entries an "
+            "inventory may hold"
         )
     out: list[str] = []
     for combo in itertools.product(*ranges):
@@ -534,7 +537,7 @@ def _expand_hosts(b: _Build, pattern: str, ini: bool) -> tuple[list[str], int | 
         names = [address]
     b.budget -= len(names)
     if b.budget < 0:
-        raise b.error(f"more than {MAX_HOST_ENTRIES} host entries in one inventory")
+        raise b.error(f"past the {MAX_HOST_ENTRIES} host entries an inventory may hold")
     if ini and any(n.strip() == "---" for n in names):
         raise b.error("host '---' found: this looks like a YAML file")
     return names, port
@@ -543,8 +546,15 @@ def _expand_hosts(b: _Build, pattern: str, ini: bool) -> tuple[list[str], int | 
 # --------------------------------------------------------------------------- INI
 
 
-def _literal(value: str, b: _Build, what: str) -> Any:
+# Values literal_eval would refuse anyway (a bare name other than True/False/None, an
+# address): kept as strings without compiling them, which is most of the loading time.
+_NOT_LITERAL = re.compile(r"(?!(?:True|False|None)$)[A-Za-z_][\w.-]*|\d+(?:\.\d+){2,}", re.ASCII)
+
+
+def _literal(value: str, b: _Build, owner: str, key: str) -> Any:
     """An INI value as Ansible types it: a Python literal if it is one, else the string."""
+    if _NOT_LITERAL.fullmatch(value):
+        return value
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
@@ -552,7 +562,7 @@ def _literal(value: str, b: _Build, what: str) -> Any:
     except (ValueError, SyntaxError):
         return value
     except Exception:  # e.g. an unhashable dict key; Ansible fails the whole file too
-        raise b.error(f"{what}: the value is not a usable literal") from None
+        raise b.error(f"{owner} {shown(key)}: the value is not a usable literal") from None
     return _coerce(parsed)
 
 
@@ -621,7 +631,7 @@ def parse_ini(text: str, source: Path) -> Inventory:
             if not sep:
                 raise b.error(f"[{group}:vars] expects key=value")
             key = key.strip()
-            b.set_group_var(group, key, _literal(value.strip(), b, f"[{group}:vars] {key}"))
+            b.set_group_var(group, key, _literal(value.strip(), b, f"[{group}:vars]", key))
         else:
             cm = _GROUP_NAME.fullmatch(line)
             if not cm:
@@ -662,9 +672,17 @@ def _add_pending_children(b: _Build, group: str, pending: dict[str, _Pending]) -
                 todo.append(parent)
 
 
+# Lines shlex would split exactly like str.split: no quotes, escapes or comments, only
+# printable ASCII and tabs. shlex is slow, and most host lines are like this.
+_PLAIN_LINE = re.compile(r"[\t\x20-\x7e]*", re.ASCII)
+
+
 def _ini_host_line(b: _Build, line: str, group: str) -> None:
     try:
-        tokens = shlex.split(line, comments=True)
+        if _PLAIN_LINE.fullmatch(line) and not any(c in line for c in "'\"\\#"):
+            tokens = line.split()
+        else:
+            tokens = shlex.split(line, comments=True)
     except ValueError as e:
         raise b.error(f"cannot split the host line: {e}") from None
     if not tokens:
@@ -679,7 +697,7 @@ def _ini_host_line(b: _Build, line: str, group: str) -> None:
                 f"host {shown(tokens[0])}: word {i} is not key=value "
                 "(quote values that contain spaces)"
             )
-        variables[key] = _literal(value, b, f"host {shown(tokens[0])} {shown(key)}")
+        variables[key] = _literal(value, b, "host var", key)
     for h in names:
         b.add_host(h, group, port)
         for k, v in variables.items():
