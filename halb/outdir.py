@@ -29,7 +29,8 @@ def confined(root: Path, host: str, target: str) -> Path:
     """root/host/target, or an error when that would leave root (whatever host is)."""
     rel = Path(host) / target.lstrip("/")
     p = Path(os.path.normpath(root / rel))
-    if rel.is_absolute() or ".." in rel.parts or not p.is_relative_to(root) or p == root:
+    one_folder = host not in ("", ".", "..") and "/" not in host and "\0" not in host
+    if not one_folder or ".." in rel.parts or not p.is_relative_to(root / host):
         raise SpecError(f"host {shown(host)}: output path {shown(str(rel))} leaves the folder")
     return p
 
