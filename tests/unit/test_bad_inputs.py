@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from halb.cli import app
 from halb.errors import SpecError
-from halb.render import KEEPALIVED_CONF, RenderedFile, check_peers_agree
+from halb.outdir import write_rendered
+from halb.render import KEEPALIVED_CONF, RenderedFile, check_peers_agree, render_cluster
+from halb.spec import load_cluster
 
 INVENTORY = """\
 [all]
@@ -501,3 +503,13 @@ def test_devices_and_fifos_are_refused_without_reading(tmp_path: Path, field: st
             code, out = run_validate(tmp_path, vrrp(auth={"password_file": target}))
         assert code == 2, out
         assert "not a regular file" in out
+
+
+def test_longest_valid_host_name_renders(tmp_path: Path) -> None:
+    # 253 characters validate and render (the old code said ok, then crashed half-way).
+    name = ".".join(["a" * 63] * 3) + "." + "b" * 61
+    code, out = run_validate(tmp_path, inventory=INVENTORY.replace("lb2", name))
+    assert code == 0, out
+    out_dir = tmp_path / "out"
+    write_rendered(render_cluster(load_cluster(tmp_path / "halb.yaml")), out_dir)
+    assert (out_dir / name / "etc/haproxy/haproxy.cfg").is_file()
