@@ -5,8 +5,9 @@ number of hosts.
 Generates KubeSphere-shaped inventories of 1k, 10k and 100k hosts (3 masters, the rest
 nodes, `[k8s-cluster:children]`, a console frontend over every node), as INI and as YAML,
 in a temporary folder, and times `halb.inventory.load_inventory` and `halb.spec.check`
-(everything `halb validate` does). Each figure is the CPU time of the best of a few runs. Pure Python, no
-root, no network. The table goes into bench/README.md between the INVENTORY markers.
+(everything `halb validate` does). Each figure is the CPU time of the best of a few
+runs. Pure Python, no root, no network. The table goes into bench/README.md between
+the INVENTORY markers.
 
     python3 bench/inventory_bench.py             # run and update bench/README.md
     python3 bench/inventory_bench.py --no-write  # run and print only
@@ -112,8 +113,7 @@ def table(rows: list[tuple[str, int, int, float, float]], runs: int) -> str:
         f"{platform.python_version()}, {os.cpu_count()} CPU(s); CPU time, best of {runs} "
         "runs (the machine is shared with other work, so wall time would measure that).",
         "",
-        "| format | hosts | file size | load | µs / host | validate (load + checks) "
-        "| µs / host |",
+        "| format | hosts | file size | load | µs / host | validate (load + checks) | µs / host |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for fmt, n, size, load, validate in rows:
