@@ -563,8 +563,9 @@ class _Checker:
                 )
             return default_priorities(names)
         given = dict(v.priorities)
+        known = set(names)
         for n in given:
-            if n not in names:
+            if n not in known:
                 self.error(
                     f"{key}.priorities.{n}",
                     f"'{n}' is not an LB host ({shown(', '.join(names), 200)[1:-1]})",
@@ -657,7 +658,7 @@ class _Checker:
                 continue
             members = self.group(fe.backends)
             if members is None:
-                near = difflib.get_close_matches(fe.backends, list(self.inv.groups), n=1)
+                near = difflib.get_close_matches(fe.backends, list(self.inv.groups)[:10_000], n=1)
                 hint = f"; did you mean '{near[0]}'?" if near else ""
                 self.error(
                     f"{key}.backends",
