@@ -56,7 +56,7 @@ def init(
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: folder does not exist; create it first")
     try:
-        atomic_write(output, text, 0o644)
+        atomic_write(output, text)  # a replaced file keeps its mode
     except OSError as e:
         raise InputError(f"{output}: cannot write: {e.strerror or e}") from None
     for n in notes:
