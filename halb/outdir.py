@@ -42,10 +42,23 @@ def _check_target(outdir: Path) -> None:
         return
     if not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder; give -o a folder")
-    if not (outdir / MARKER).is_file() and any(outdir.iterdir()):
+    if not (outdir / MARKER).is_file() and not _older_render(outdir) and any(outdir.iterdir()):
         raise InputError(
             f"{outdir}: folder holds files halb render did not write; give -o a new or empty folder"
         )
+
+
+def _older_render(outdir: Path) -> bool:
+    """A tree rendered before the marker existed: host folders holding halb's haproxy.cfg."""
+    entries = list(outdir.iterdir())
+    for e in entries:
+        cfg = e / "etc/haproxy/haproxy.cfg"
+        if e.is_symlink() or not e.is_dir() or cfg.is_symlink() or not cfg.is_file():
+            return False
+        with cfg.open("rb") as f:
+            if b"Managed by halb" not in f.readline(200):
+                return False
+    return bool(entries)
 
 
 def write_rendered(rendered: Mapping[str, HostFiles], outdir: Path) -> list[Path]:

@@ -110,3 +110,11 @@ def test_render_under_a_read_only_folder_is_exit_2(tmp_path: Path) -> None:
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Read-only file system" in errors[0], p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_tree_from_before_the_marker_is_replaced(tmp_path: Path) -> None:
+    old = tmp_path / "out" / "lb1" / "etc/haproxy"
+    old.mkdir(parents=True)
+    (old / "haproxy.cfg").write_text("# Managed by halb 0.0.9; local edits are replaced\n")
+    write_rendered(files("lb2"), tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER, "lb2"]
