@@ -20,18 +20,23 @@ from __future__ import annotations
 
 import ast
 import ipaddress
+import itertools
+import math
 import re
 import shlex
 import string
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from halb import kinds, yamlload
 from halb.errors import InventoryError
+from halb.files import read_input
+from halb.kinds import clip, shown
 
 __all__ = [
     "Group",
@@ -122,14 +127,14 @@ class Inventory:
 
     def descendants(self, name: str) -> list[str]:
         """The group and every group below it (KeyError for an unknown group)."""
-        seen = [name]
+        seen = {name: None}
         todo = list(self.groups[name].children)
         while todo:
-            g = todo.pop(0)
+            g = todo.pop()
             if g not in seen:
-                seen.append(g)
+                seen[g] = None
                 todo.extend(self.groups[g].children)
-        return seen
+        return list(seen)
 
     def group_hosts(self, name: str) -> list[Host]:
         """Every host in the group and its descendants, in inventory order, no repeats."""
@@ -146,16 +151,15 @@ _CONFLICT_KEYS = frozenset(
 )
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")  # Ansible's default yaml_extensions
 _COMMENT_MARKERS = (";", "#")
+# Host names all patterns together may expand to (ranges, repeated group lines): far above
+# any real inventory, far below what exhausts memory.
+MAX_HOST_ENTRIES = 1_000_000
+MAX_GROUP_DEPTH = 100  # [a:children] chains; real inventories nest a few levels
 
 
 def load_inventory(path: Path) -> Inventory:
     """Read an inventory file; YAML or INI is chosen the way Ansible chooses."""
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise InventoryError(f"{path}: is a directory, not an inventory file") from None
-    except OSError as e:
-        raise InventoryError(f"{path}: cannot read inventory: {e.strerror or e}") from None
+    raw = read_input(path, "inventory file", error=InventoryError)
     if not raw.strip():
         raise InventoryError(f"{path}: inventory file is empty")
     if b"\0" in raw:
@@ -176,7 +180,7 @@ def load_inventory(path: Path) -> Inventory:
         # Ansible tries its yaml plugin first on files without extension and falls back
         # to ini when the content is not a non-empty YAML mapping.
         try:
-            data = yaml.load(text, Loader=_YamlLoader)
+            data = yamlload.load(text, _YamlLoader)
         except (yaml.YAMLError, InventoryError):
             data = None
         if isinstance(data, dict) and data and not data.get("plugin"):
@@ -206,20 +210,25 @@ def _decode(raw: bytes, path: Path) -> str:
 
 
 class _Build:
-    """Mirror of ansible-core's InventoryData: groups, hosts, edges, then reconcile."""
+    """Mirror of ansible-core's InventoryData: groups, hosts, edges, then reconcile.
+
+    Every step is linear in the input: memberships are dicts (insertion-ordered sets),
+    cycles and depths are found once at the end, nothing recurses on the input's shape.
+    """
 
     def __init__(self, source: Path) -> None:
         self.source = source
         self.line: int | None = None  # current INI line, for messages
-        self.group_hosts: dict[str, list[str]] = {}
-        self.children: dict[str, list[str]] = {}
-        self.parents: dict[str, list[str]] = {}
+        self.group_hosts: dict[str, dict[str, None]] = {}
+        self.children: dict[str, dict[str, int | None]] = {}  # child -> line of the edge
+        self.parents: dict[str, dict[str, None]] = {}
         self.group_vars: dict[str, dict[str, Any]] = {}
         self.priority: dict[str, int] = {}
         self.host_vars: dict[str, dict[str, Any]] = {}
         self.warnings: list[str] = []
         self.conflicts: list[tuple[str, str]] = []
         self.seen: dict[tuple[str, str], tuple[Any, int | None]] = {}  # (host, key) -> value, line
+        self.budget = MAX_HOST_ENTRIES  # host names any pattern may still produce
         for g in ("all", "ungrouped"):
             self.add_group(g)
         self.add_child("all", "ungrouped")
@@ -231,11 +240,15 @@ class _Build:
 
     def add_group(self, name: object) -> str:
         if not isinstance(name, str) or not name:
-            raise self.error(f"invalid group name {name!r}: it must be a non-empty string")
+            raise self.error(f"invalid group name {shown(name)}: it must be a non-empty string")
         if name not in self.group_hosts:
-            self.group_hosts[name] = []
-            self.children[name] = []
-            self.parents[name] = []
+            try:
+                kinds.group_name(name)
+            except ValueError as e:
+                raise self.error(str(e)) from None
+            self.group_hosts[name] = {}
+            self.children[name] = {}
+            self.parents[name] = {}
             self.group_vars[name] = {}
             self.priority[name] = 1
         return name
@@ -244,6 +257,10 @@ class _Build:
         if not name:
             raise self.error("empty host name")
         if name not in self.host_vars:
+            try:
+                kinds.host_name(name)
+            except ValueError as e:
+                raise self.error(str(e)) from None
             # The port of `host:port` counts only where the host is first seen.
             self.host_vars[name] = {"ansible_port": port} if port else {}
             self.seen[(name, ":port")] = (port, self.line)
@@ -257,46 +274,32 @@ class _Build:
                         f"the host's first line: {first or 'none'}{self._line(line)}",
                     )
                 )
-        if name not in self.group_hosts[group]:
-            self.group_hosts[group].append(name)
+        self.group_hosts[group][name] = None
 
-    def ancestors(self, group: str) -> set[str]:
-        seen: set[str] = set()
-        todo = list(self.parents[group])
-        while todo:
-            g = todo.pop()
-            if g not in seen:
-                seen.add(g)
-                todo.extend(self.parents[g])
-        return seen
-
-    def add_child(self, parent: str, child: str) -> None:
+    def add_child(self, parent: str, child: str, line: int | None = -1) -> None:
         if parent not in self.group_hosts:
-            raise self.error(f"{parent!r} is not a known group")
+            raise self.error(f"{shown(parent)} is not a known group")
         if child in self.group_hosts:
             if child == parent:
-                raise self.error(f"group {child!r} cannot be a child of itself")
+                raise self.error(f"group {shown(child)} cannot be a child of itself")
             if child in self.children[parent]:
                 return
-            if child in self.ancestors(parent):
-                raise self.error(
-                    f"adding group {child!r} as a child of {parent!r} makes a cycle "
-                    f"({child!r} is already above {parent!r})"
-                )
-            self.children[parent].append(child)
-            self.parents[child].append(parent)
+            # Cycles are looked for once, in finish(): checking each edge here would
+            # make a long chain of groups quadratic.
+            self.children[parent][child] = self.line if line == -1 else line
+            self.parents[child][parent] = None
         elif child in self.host_vars:
             self.add_host(child, parent, None)
         else:
-            raise self.error(f"{child!r} is not a known host nor group")
+            raise self.error(f"{shown(child)} is not a known host nor group")
 
     def set_group_var(self, group: str, key: Any, value: Any) -> None:
         if key == "ansible_group_priority":
             try:
                 self.priority[group] = int(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise self.error(
-                    f"group {group!r}: ansible_group_priority must be an integer"
+                    f"group {shown(group)}: ansible_group_priority must be an integer"
                 ) from None
             return
         self.group_vars[group][key] = value
@@ -323,45 +326,85 @@ class _Build:
             self.conflicts.append(
                 (
                     host,
-                    f"{key} is {before[0]}{self._line(before[1])} and "
-                    f"{value}{self._line()}; Ansible uses the last one",
+                    f"{key} is {clip(before[0])}{self._line(before[1])} and "
+                    f"{clip(value)}{self._line()}; Ansible uses the last one",
                 )
             )
+
+    def _order(self) -> list[str]:
+        """Groups parents-first (Kahn); a cycle or too deep a nesting is an error."""
+        pending = {g: len(ps) for g, ps in self.parents.items()}
+        todo = [g for g, n in pending.items() if n == 0]
+        order: list[str] = []
+        while todo:
+            g = todo.pop()
+            order.append(g)
+            for c in self.children[g]:
+                pending[c] -= 1
+                if pending[c] == 0:
+                    todo.append(c)
+        if len(order) < len(self.group_hosts):
+            raise self._cycle({g for g, n in pending.items() if n > 0})
+        return order
+
+    def _cycle(self, stuck: set[str]) -> InventoryError:
+        # Every group left has a parent left, so walking up from one must repeat.
+        path: dict[str, None] = {}
+        g = min(stuck)
+        while g not in path:
+            path[g] = None
+            g = next(p for p in self.parents[g] if p in stuck)
+        ring = list(path)[list(path).index(g) :]  # each one's parent is the next
+        edges = [(ring[(i + 1) % len(ring)], c) for i, c in enumerate(ring)]
+        lines = {(p, c): self.children[p][c] for p, c in edges}
+        parent, child = max(lines, key=lambda e: lines[e] or 0)
+        return self.error(
+            f"adding group {shown(child)} as a child of {shown(parent)} makes a cycle "
+            f"({shown(child)} is already above {shown(parent)})",
+            lines[(parent, child)],
+        )
 
     def finish(self) -> Inventory:
         # Ansible's reconcile_inventory: every top group goes under "all"; "ungrouped"
         # holds exactly the hosts that are in no other group than "all".
         for g in list(self.group_hosts):
             if g != "all" and not self.parents[g]:
-                self.add_child("all", g)
+                self.add_child("all", g, None)
+        order = self._order()
+        depth: dict[str, int] = {}
+        above: dict[str, frozenset[str]] = {}  # every ancestor of each group
+        for g in order:
+            ps = self.parents[g]
+            depth[g] = 1 + max(depth[p] for p in ps) if ps else 0
+            if depth[g] > MAX_GROUP_DEPTH:
+                raise self.error(f"groups nest deeper than {MAX_GROUP_DEPTH} (at {shown(g)})")
+            above[g] = frozenset(ps).union(*(above[p] for p in ps))
+        ungrouped = self.group_hosts["ungrouped"]
         direct: dict[str, list[str]] = {h: [] for h in self.host_vars}
         for g, members in self.group_hosts.items():
             for h in members:
                 direct[h].append(g)
-        member_of: dict[str, set[str]] = {}
+        member_of: dict[str, frozenset[str]] = {}
         for h, gs in direct.items():
-            closure = set(gs).union(*(self.ancestors(g) for g in gs))
+            closure = frozenset(gs).union(*(above[g] for g in gs))
             if "ungrouped" in closure:
                 if closure - {"all", "ungrouped"} and "ungrouped" in gs:
-                    self.group_hosts["ungrouped"].remove(h)
-                    closure = set(g for g in gs if g != "ungrouped")
-                    closure = closure.union(*(self.ancestors(g) for g in closure))
+                    del ungrouped[h]
+                    rest = [g for g in gs if g != "ungrouped"]
+                    closure = frozenset(rest).union(*(above[g] for g in rest))
             elif closure <= {"all"}:
-                self.group_hosts["ungrouped"].append(h)
+                ungrouped[h] = None
                 closure |= {"ungrouped", "all"}
             member_of[h] = closure
 
-        depth = self._depths()
-        order = {
-            g: (depth[g], self.priority[g], g) for g in self.group_hosts
-        }  # Ansible's sort_groups key
+        order_key = {g: (depth[g], self.priority[g], g) for g in self.group_hosts}
         for conflict in sorted(set(self.group_hosts) & set(self.host_vars)):
-            self.warnings.append(f"{self.source}: {conflict!r} is both a group and a host")
+            self.warnings.append(f"{self.source}: {shown(conflict)} is both a group and a host")
 
         hosts: dict[str, Host] = {}
         for h, hvars in self.host_vars.items():
             eff: dict[str, Any] = {}
-            for g in sorted(member_of[h], key=order.__getitem__):
+            for g in sorted(member_of[h], key=order_key.__getitem__):
                 eff.update(self.group_vars[g])
             eff.update(hvars)
             names = tuple(sorted(g for g in member_of[h] if g != "all"))
@@ -385,20 +428,6 @@ class _Build:
             conflicts=tuple(self.conflicts),
         )
 
-    def _depths(self) -> dict[str, int]:
-        # Longest path from "all"; edges only ever point down (cycles were refused).
-        depth: dict[str, int] = {}
-
-        def of(g: str) -> int:
-            if g not in depth:
-                ps = self.parents[g]
-                depth[g] = 1 + max(of(p) for p in ps) if ps else 0
-            return depth[g]
-
-        for g in self.group_hosts:
-            of(g)
-        return depth
-
 
 # --------------------------------------------------------------------------- host patterns
 
@@ -413,6 +442,8 @@ _HOST_PORT = re.compile(r"((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)")
 
 def _split_port(pattern: str) -> tuple[str, int | None]:
     """`host:port` / `[v6]:port` -> (host, port); (pattern, None) when not an address."""
+    if ":" not in pattern:
+        return pattern, None  # what the rest would return, without the regexes
     address, port = pattern, None
     for rx in (_BRACKETED_PORT, _HOST_PORT):
         m = rx.fullmatch(address)
@@ -439,12 +470,11 @@ def _is_ipv6(s: str) -> bool:
     return True
 
 
-def _expand_range(pattern: str) -> list[str]:
-    """Expand the first [begin:end(:step)] in a pattern, then the rest, recursively."""
-    parts = pattern.replace("[", "|", 1).replace("]", "|", 1).split("|")
-    if len(parts) != 3:
-        raise ValueError("unbalanced brackets")
-    head, spec, tail = parts
+_ANY_RANGE = re.compile(r"\[([^\[\]]*)\]")
+
+
+def _range_values(spec: str) -> Sequence[str]:
+    """The values of one [begin:end(:step)], lazily (a range object, not a list)."""
     bounds = spec.split(":")
     if len(bounds) not in (2, 3):
         raise ValueError("a range must be [begin:end] or [begin:end:step]")
@@ -452,39 +482,73 @@ def _expand_range(pattern: str) -> list[str]:
     step = int(bounds[2]) if len(bounds) == 3 else 1
     if not end:
         raise ValueError("a range needs an end value")
-    width = 0
-    if beg[0] == "0" and len(beg) > 1:
-        if len(beg) != len(end):
-            raise ValueError("zero-padded begin and end must have the same length")
-        width = len(beg)  # zero padding is kept
-    seq: list[str]
     if beg in string.ascii_letters and end in string.ascii_letters:
         i, j = string.ascii_letters.index(beg), string.ascii_letters.index(end)
         if i > j:
             raise ValueError("begin must not be after end")
-        seq = list(string.ascii_letters[i : j + 1 : step])
+        seq: Sequence[str] = string.ascii_letters[i : j + 1 : step]
     else:
-        seq = [str(n).zfill(width) for n in range(int(beg), int(end) + 1, step)]
+        width = 0
+        if beg[0] == "0" and len(beg) > 1:
+            if len(beg) != len(end):
+                raise ValueError("zero-padded begin and end must have the same length")
+            width = len(beg)  # zero padding is kept
+        seq = _Padded(range(int(beg), int(end) + 1, step), width)
     if not seq:
         raise ValueError("the range is empty")
+    return seq
+
+
+class _Padded(Sequence[str]):
+    def __init__(self, numbers: range, width: int) -> None:
+        self.numbers, self.width = numbers, width
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, i: Any) -> Any:
+        return str(self.numbers[i]).zfill(self.width)
+
+
+def _expand_range(pattern: str, budget: int) -> list[str]:
+    """Expand every [begin:end(:step)], first one outermost (as Ansible does).
+
+    The number of names is known before any is made; more than `budget` is an error.
+    """
+    if pattern.count("[") != pattern.count("]"):
+        raise ValueError("unbalanced brackets")
+    pieces = _ANY_RANGE.split(pattern)  # text, spec, text, spec, ..., text
+    if "[" in "".join(pieces[::2]) or "]" in "".join(pieces[::2]):
+        raise ValueError("unbalanced brackets")
+    ranges = [_range_values(spec) for spec in pieces[1::2]]
+    total = math.prod(len(r) for r in ranges)
+    if total > budget:
+        raise ValueError(
+            f"it makes {total} host names, past the {MAX_HOST_ENTRIES} host entries an "
+            "inventory may hold"
+        )
     out: list[str] = []
-    for s in seq:
-        name = head + s + tail
-        out.extend(_expand_range(name) if "[" in name else [name])
+    for combo in itertools.product(*ranges):
+        parts = list(pieces)
+        parts[1::2] = combo
+        out.append("".join(parts))
     return out
 
 
 def _expand_hosts(b: _Build, pattern: str, ini: bool) -> tuple[list[str], int | None]:
     address, port = _split_port(pattern)
     if ini and pattern.strip().endswith(":") and port is None:
-        raise b.error(f"host {pattern!r} ends with ':'; that character introduces a port")
+        raise b.error(f"host {shown(pattern)} ends with ':'; that character introduces a port")
     if "[" in address:
         try:
-            names = _expand_range(address)
+            names = _expand_range(address, b.budget)
         except ValueError as e:
-            raise b.error(f"bad host range {address!r}: {e}") from None
+            raise b.error(f"bad host range {shown(address)}: {e}") from None
     else:
         names = [address]
+    b.budget -= len(names)
+    if b.budget < 0:
+        raise b.error(f"past the {MAX_HOST_ENTRIES} host entries an inventory may hold")
     if ini and any(n.strip() == "---" for n in names):
         raise b.error("host '---' found: this looks like a YAML file")
     return names, port
@@ -493,8 +557,15 @@ def _expand_hosts(b: _Build, pattern: str, ini: bool) -> tuple[list[str], int | 
 # --------------------------------------------------------------------------- INI
 
 
-def _literal(value: str, b: _Build, what: str) -> Any:
+# Values literal_eval would refuse anyway (a bare name other than True/False/None, an
+# address): kept as strings without compiling them, which is most of the loading time.
+_NOT_LITERAL = re.compile(r"(?!(?:True|False|None)$)[A-Za-z_][\w.-]*|\d+(?:\.\d+){2,}", re.ASCII)
+
+
+def _literal(value: str, b: _Build, owner: str, key: str) -> Any:
     """An INI value as Ansible types it: a Python literal if it is one, else the string."""
+    if _NOT_LITERAL.fullmatch(value):
+        return value
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
@@ -502,7 +573,7 @@ def _literal(value: str, b: _Build, what: str) -> Any:
     except (ValueError, SyntaxError):
         return value
     except Exception:  # e.g. an unhashable dict key; Ansible fails the whole file too
-        raise b.error(f"{what}: the value is not a usable literal") from None
+        raise b.error(f"{owner} {shown(key)}: the value is not a usable literal") from None
     return _coerce(parsed)
 
 
@@ -529,7 +600,7 @@ class _Pending:
     line: int
     state: str
     name: str
-    parents: list[str] = field(default_factory=list)
+    parents: list[tuple[str, int]] = field(default_factory=list)  # (group, line)
 
 
 def parse_ini(text: str, source: Path) -> Inventory:
@@ -547,7 +618,7 @@ def parse_ini(text: str, source: Path) -> Inventory:
             group, state = m.group(1), m.group(2) or "hosts"
             if state not in ("hosts", "children", "vars"):
                 raise b.error(
-                    f"section [{group}:{state}] has unknown type {state!r} "
+                    f"section {shown(line)} has unknown type {shown(state)} "
                     "(expected hosts, children or vars)"
                 )
             if group not in b.group_hosts:
@@ -562,7 +633,7 @@ def parse_ini(text: str, source: Path) -> Inventory:
                     del pending[group]
             continue
         if line.startswith("[") and line.endswith("]"):
-            raise b.error(f"invalid section header {line!r}: no spaces or other characters")
+            raise b.error(f"invalid section header {shown(line)}: no spaces or other characters")
 
         if state == "hosts":
             _ini_host_line(b, line, group)
@@ -571,7 +642,7 @@ def parse_ini(text: str, source: Path) -> Inventory:
             if not sep:
                 raise b.error(f"[{group}:vars] expects key=value")
             key = key.strip()
-            b.set_group_var(group, key, _literal(value.strip(), b, f"[{group}:vars] {key}"))
+            b.set_group_var(group, key, _literal(value.strip(), b, f"[{group}:vars]", key))
         else:
             cm = _GROUP_NAME.fullmatch(line)
             if not cm:
@@ -579,9 +650,9 @@ def parse_ini(text: str, source: Path) -> Inventory:
             child = cm.group(1)
             if child not in b.group_hosts:
                 if child not in pending:
-                    pending[child] = _Pending(n, state, child, [group])
+                    pending[child] = _Pending(n, state, child, [(group, n)])
                 else:
-                    pending[child].parents.append(group)
+                    pending[child].parents.append((group, n))
             else:
                 b.add_child(group, child)
 
@@ -591,7 +662,7 @@ def parse_ini(text: str, source: Path) -> Inventory:
                 f"section [{decl.name}:vars] is for a group that is never defined", decl.line
             )
         raise b.error(
-            f"section [{decl.parents[-1]}:children] names group {decl.name!r}, "
+            f"section [{decl.parents[-1][0]}:children] names group {shown(decl.name)}, "
             "which is never defined",
             decl.line,
         )
@@ -600,16 +671,29 @@ def parse_ini(text: str, source: Path) -> Inventory:
 
 
 def _add_pending_children(b: _Build, group: str, pending: dict[str, _Pending]) -> None:
-    for parent in pending[group].parents:
-        b.add_child(parent, group)
-        if parent in pending and pending[parent].state == "children":
-            _add_pending_children(b, parent, pending)
-    del pending[group]
+    todo = [group]  # a worklist, not recursion: chains may be long
+    while todo:
+        g = todo.pop()
+        decl = pending.pop(g, None)
+        if decl is None:
+            continue
+        for parent, line in decl.parents:
+            b.add_child(parent, g, line)
+            if parent in pending and pending[parent].state == "children":
+                todo.append(parent)
+
+
+# Lines shlex would split exactly like str.split: no quotes, escapes or comments, only
+# printable ASCII and tabs. shlex is slow, and most host lines are like this.
+_PLAIN_LINE = re.compile(r"[\t\x20-\x7e]*", re.ASCII)
 
 
 def _ini_host_line(b: _Build, line: str, group: str) -> None:
     try:
-        tokens = shlex.split(line, comments=True)
+        if _PLAIN_LINE.fullmatch(line) and not any(c in line for c in "'\"\\#"):
+            tokens = line.split()
+        else:
+            tokens = shlex.split(line, comments=True)
     except ValueError as e:
         raise b.error(f"cannot split the host line: {e}") from None
     if not tokens:
@@ -621,9 +705,10 @@ def _ini_host_line(b: _Build, line: str, group: str) -> None:
         if not sep:
             # The token may be half of an unquoted secret: name its place, not its text.
             raise b.error(
-                f"host {tokens[0]!r}: word {i} is not key=value (quote values that contain spaces)"
+                f"host {shown(tokens[0])}: word {i} is not key=value "
+                "(quote values that contain spaces)"
             )
-        variables[key] = _literal(value, b, f"host {tokens[0]!r} {key}")
+        variables[key] = _literal(value, b, "host var", key)
     for h in names:
         b.add_host(h, group, port)
         for k, v in variables.items():
@@ -660,11 +745,12 @@ _YamlLoader.add_constructor("!vault", _vault)
 def parse_yaml(text: str, source: Path) -> Inventory:
     """A YAML inventory (all: hosts/vars/children, nested), read like Ansible's yaml plugin."""
     try:
-        data = yaml.load(text, Loader=_YamlLoader)
+        data = yamlload.load(text, _YamlLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{source}:{mark.line + 1}" if mark else f"{source}"
-        raise InventoryError(f"{where}: invalid YAML: {e.problem or e.context}") from None
+        problem = shown(e.problem or e.context, 200)[1:-1]
+        raise InventoryError(f"{where}: invalid YAML: {problem}") from None
     except yaml.YAMLError as e:
         raise InventoryError(f"{source}: invalid YAML: {e}") from None
     except InventoryError as e:
@@ -697,7 +783,7 @@ def _inventory_from_yaml_data(data: Mapping[Any, Any], source: Path) -> Inventor
 
 def _yaml_group(b: _Build, name: Any, gdata: Any) -> Any:
     if not isinstance(gdata, (dict, type(None))):
-        b.warnings.append(f"{b.source}: skipped {name!r}: a group must be a mapping")
+        b.warnings.append(f"{b.source}: skipped {shown(name)}: a group must be a mapping")
         return name
     group = b.add_group(name)
     if gdata is None:
@@ -709,14 +795,16 @@ def _yaml_group(b: _Build, name: Any, gdata: Any) -> Any:
                 sections[section] = {sections[section]: None}
             if not isinstance(sections[section], (dict, type(None))):
                 raise b.error(
-                    f"group {group!r}: {section!r} must be a mapping, "
+                    f"group {shown(group)}: {shown(section)} must be a mapping, "
                     f"not a {_kind(sections[section])}"
                 )
     for key, value in sections.items():
         if value is None:
             continue
         if not isinstance(value, dict):
-            b.warnings.append(f"{b.source}: group {group!r}: skipped {key!r}, not a mapping")
+            b.warnings.append(
+                f"{b.source}: group {shown(group)}: skipped {shown(key)}, not a mapping"
+            )
         elif key == "vars":
             for k, v in value.items():
                 b.set_group_var(group, k, v)
@@ -728,7 +816,7 @@ def _yaml_group(b: _Build, name: Any, gdata: Any) -> Any:
                 _yaml_hosts(b, group, pattern, hvars)
         else:
             b.warnings.append(
-                f"{b.source}: group {group!r}: skipped unexpected key {key!r} "
+                f"{b.source}: group {shown(group)}: skipped unexpected key {shown(key)} "
                 "(only vars, children and hosts are valid)"
             )
     return group
@@ -736,11 +824,13 @@ def _yaml_group(b: _Build, name: Any, gdata: Any) -> Any:
 
 def _yaml_hosts(b: _Build, group: str, pattern: Any, hvars: Any) -> None:
     if not isinstance(pattern, str):
-        raise b.error(f"group {group!r}: host {pattern!r} must be a string (quote numbers)")
+        raise b.error(
+            f"group {shown(group)}: host {shown(pattern)} must be a string (quote numbers)"
+        )
     names, port = _expand_hosts(b, pattern, ini=False)
     hvars = hvars or {}
     if not isinstance(hvars, dict):
-        raise b.error(f"host {pattern!r} in group {group!r}: vars must be a mapping")
+        raise b.error(f"host {shown(pattern)} in group {shown(group)}: vars must be a mapping")
     for h in names:
         b.add_host(h, group, port)
         for k, v in hvars.items():

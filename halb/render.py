@@ -12,6 +12,7 @@ import jinja2
 
 from halb import __version__
 from halb.errors import SpecError
+from halb.kinds import shown
 from halb.spec import Cluster
 
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
@@ -35,8 +36,20 @@ class RenderedFile:
 HostFiles = dict[str, RenderedFile]
 
 
+# A line break or control character would end a directive and start another.
+_UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _one_line(value: Any) -> Any:
+    """Second line of defence behind halb.kinds: no value may add a line to a file."""
+    if isinstance(value, str) and _UNSAFE_TEXT.search(value):
+        raise SpecError(f"refusing to render {shown(value)}: it holds a line break")
+    return value
+
+
 def template_env() -> jinja2.Environment:
-    """The one Jinja2 setup: packaged templates, undefined names are errors."""
+    """The one Jinja2 setup: packaged templates, undefined names are errors, and every
+    value rendered stays on its line."""
     return jinja2.Environment(
         loader=jinja2.PackageLoader("halb", "templates"),
         undefined=jinja2.StrictUndefined,
@@ -44,6 +57,7 @@ def template_env() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_one_line,
     )
 
 

@@ -8,17 +8,29 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    Strict,
+    ValidationError,
+)
 
+from halb import kinds, yamlload
 from halb.errors import InventoryError, SpecError
+from halb.files import read_input
 from halb.inventory import Host, Inventory, load_inventory
+from halb.kinds import shown
 from halb.roles import GROUP_NAMES, Role, backend_group, role_group, role_of_group
 
 Level = Literal["error", "warning"]
@@ -45,6 +57,9 @@ PROFILES: Mapping[str, Profile] = {
     "fast": Profile(3, 0.03, 254, 2, 3.0, ("1s", 2, 2)),
 }
 VRRP_PASS_MAX = 8  # keepalived truncates PASS auth to 8 characters
+LOWEST_DEFAULT_PRIORITY = 50  # default priorities stop here, so the track weight can pass
+TRACK_MARGIN = 10  # the check's weight exceeds the priority span by this much
+TRACK_WEIGHT_MAX = 253  # keepalived's limit for a vrrp_script weight
 
 
 # --------------------------------------------------------------------------- the file
@@ -54,12 +69,44 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+def _kind(check: Callable[[Any], object]) -> AfterValidator:
+    """Run a halb.kinds check; the value itself is kept as given."""
+
+    def run(value: Any) -> Any:
+        check(value)
+        return value
+
+    return AfterValidator(run)
+
+
+def _no_nul(p: Path) -> Path:
+    if "\0" in str(p):
+        raise ValueError("a path cannot contain a NUL character")
+    return p
+
+
+def _strict_int(v: Any) -> Any:
+    if type(v) is not int:
+        raise ValueError(f"must be a whole number, not {kinds.shown(v)}")
+    return v
+
+
+# Every value that reaches a rendered file has a kind, checked here (halb.kinds); numbers
+# are strict so `port: true` or `priority: "100"` is an error, not 1 or 100.
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
+Name = Annotated[str, Strict(), _kind(kinds.host_name)]
+FilePath = Annotated[Path, _kind(_no_nul)]
+VipAddress = Annotated[ipaddress.IPv4Address, BeforeValidator(kinds.vip_address)]
+Interface = Annotated[str, Strict(), _kind(kinds.interface)]
+FrontendName = Annotated[str, _kind(kinds.proxy_name)]
+
+
 class VipSpec(_Model):
-    address: ipaddress.IPv4Address
-    interface: str = Field(min_length=1, max_length=15)
-    router_id: int | None = None
+    address: VipAddress
+    interface: Interface
+    router_id: Annotated[int, Strict()] | None = None
     subnet: ipaddress.IPv4Network | None = None
-    priorities: dict[str, int] | None = None
+    priorities: dict[Name, Annotated[int, Strict()]] | None = None
 
 
 class VipsSpec(_Model):
@@ -69,9 +116,9 @@ class VipsSpec(_Model):
 
 class FrontendSpec(_Model):
     vip: Literal["internal", "external"] = "internal"
-    port: int = Field(ge=1, le=65535)
-    backends: str
-    backend_port: int = Field(ge=1, le=65535)
+    port: Port
+    backends: Annotated[str, Strict(), _kind(kinds.group_name)]
+    backend_port: Port
     mode: Literal["tcp", "http"] | None = None
     check: Literal["readyz", "http", "tcp"] | None = None
 
@@ -79,30 +126,33 @@ class FrontendSpec(_Model):
 class AuthSpec(_Model):
     type: Literal["PASS"] = "PASS"
     password: SecretStr | None = None
-    password_file: Path | None = None
+    password_file: FilePath | None = None
 
 
 class VrrpSpec(_Model):
     profile: Literal["default", "fast"] = "default"
-    version: Literal[2, 3] | None = None
-    advert_int: float | None = None
-    unicast: bool = True
-    nopreempt: bool = False
-    preempt_delay: float | None = Field(default=None, ge=0, le=1000)  # default: the profile's
+    version: Annotated[Literal[2, 3], BeforeValidator(_strict_int)] | None = None
+    advert_int: Annotated[float, Strict(), _kind(kinds.finite)] | None = None
+    unicast: Annotated[bool, Strict()] = True
+    nopreempt: Annotated[bool, Strict()] = False
+    # default: the profile's
+    preempt_delay: Annotated[float, Strict(), _kind(kinds.finite)] | None = Field(
+        default=None, ge=0, le=1000
+    )
     auth: AuthSpec | None = None
 
 
 class HealthSpec(_Model):
-    inter: str = "2s"
-    fall: int = Field(default=3, ge=1, le=100)
-    rise: int = Field(default=2, ge=1, le=100)
+    inter: Annotated[str, Strict(), _kind(kinds.duration_ms)] = "2s"
+    fall: Annotated[int, Strict(), Field(ge=1, le=100)] = 3
+    rise: Annotated[int, Strict(), Field(ge=1, le=100)] = 2
 
 
 class InstallerSpec(_Model):
     kind: Literal["kubesphere", "kubekey", "kubespray", "command"] = "kubesphere"
-    config: Path | None = None
+    config: FilePath | None = None
     command: str | None = None
-    domain: str = DEFAULT_DOMAIN
+    domain: Annotated[str, Strict(), _kind(kinds.dns_name)] = DEFAULT_DOMAIN
     apiserver_bind: Literal["any", "host"] = "any"
 
 
@@ -118,11 +168,11 @@ def _default_frontends() -> dict[str, FrontendSpec]:
 
 
 class Spec(_Model):
-    cluster: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    inventory: Path
-    lb_hosts: list[str] | None = None
+    cluster: Annotated[str, Strict(), _kind(kinds.cluster_name)]
+    inventory: FilePath
+    lb_hosts: list[Name] | None = None
     vips: VipsSpec
-    frontends: dict[str, FrontendSpec] = Field(default_factory=_default_frontends)
+    frontends: dict[FrontendName, FrontendSpec] = Field(default_factory=_default_frontends)
     vrrp: VrrpSpec = VrrpSpec()
     health: HealthSpec = HealthSpec()
     installer: InstallerSpec = InstallerSpec()
@@ -247,25 +297,20 @@ class Cluster:
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(
-            f"{path}: not found (write one with `halb init -i hosts.ini --vip ADDR`)"
-        ) from None
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read: {e.strerror}") from None
+    if not path.exists() and not path.is_symlink():
+        raise SpecError(f"{path}: not found (write one with `halb init -i hosts.ini --vip ADDR`)")
+    raw = read_input(path, "spec", error=SpecError)
     if b"\0" in raw:
         raise SpecError(f"{path}: binary file, expected YAML")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = yamlload.load(raw.decode("utf-8"), unique_keys=True)
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not UTF-8 text, expected YAML") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
+        raise SpecError(f"{path}: invalid YAML{where}: {kinds.shown(problem, 200)[1:-1]}") from None
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise SpecError(
@@ -303,7 +348,7 @@ def _pydantic_findings(path: Path, exc: ValidationError) -> list[Finding]:
     out: list[Finding] = []
     for e in exc.errors():
         loc = tuple(e["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = ".".join(kinds.clip(str(p), 40) for p in loc) or "(top level)"
         where = f"{path.name}: {key}"
         if e["type"] == "extra_forbidden":
             model = _model_at(loc)
@@ -314,9 +359,12 @@ def _pydantic_findings(path: Path, exc: ValidationError) -> list[Finding]:
             out.append(Finding("error", where, f"unknown key{hint}{choices}"))
         elif e["type"] == "missing":
             out.append(Finding("error", where, "required key is missing"))
+        elif e["type"] == "value_error":  # a halb.kinds check: its message quotes the value
+            msg = str(e["ctx"]["error"]) if "ctx" in e else e["msg"]
+            out.append(Finding("error", where, msg))
         else:
             value = e.get("input")
-            shown = "" if "password" in key else f" (got {value!r})"
+            shown = "" if "password" in key else f" (got {kinds.shown(value)})"
             out.append(Finding("error", where, f"{e['msg']}{shown}"))
     return out
 
@@ -367,7 +415,7 @@ def default_priorities(names: Sequence[str], profile: Profile | None = None) -> 
     if len(names) <= 1:
         return {n: p.top_priority for n in names}
     # the lowest stays >= 50 so the track weight can still take any host below it
-    step = max(1, min(p.step, (p.top_priority - 50) // (len(names) - 1)))
+    step = max(1, min(p.step, (p.top_priority - LOWEST_DEFAULT_PRIORITY) // (len(names) - 1)))
     return {n: p.top_priority - i * step for i, n in enumerate(names)}
 
 
@@ -403,11 +451,14 @@ class _Checker:
     def lb_hosts(self) -> list[Host]:
         if self.spec.lb_hosts is not None:
             hosts = []
+            first: dict[str, int] = {}
             for i, n in enumerate(self.spec.lb_hosts):
-                if n not in self.inv.hosts:
-                    near = difflib.get_close_matches(n, list(self.inv.hosts), n=1)
+                if first.setdefault(n, i) != i:
+                    self.error(f"lb_hosts[{i}]", f"host {n} is already lb_hosts[{first[n]}]")
+                elif n not in self.inv.hosts:
+                    near = difflib.get_close_matches(n, list(self.inv.hosts)[:10_000], n=1)
                     hint = f"; did you mean '{near[0]}'?" if near else ""
-                    self.error(f"lb_hosts[{i}]", f"host '{n}' is not in {self.inv_file}{hint}")
+                    self.error(f"lb_hosts[{i}]", f"host {shown(n)} is not in {self.inv_file}{hint}")
                 else:
                     hosts.append(self.inv.hosts[n])
             if not self.spec.lb_hosts:
@@ -448,15 +499,27 @@ class _Checker:
                     inventory=True,
                 )
                 continue
+            # unicast_src_ip and unicast_peer take an IPv4 address; without unicast the
+            # address is not rendered, but it is still checked for its kind.
             try:
-                ipaddress.IPv4Address(ip)
+                kinds.ipv4(ip) if self.spec.vrrp.unicast else kinds.address(ip)
             except ValueError:
-                if self.spec.vrrp.unicast:
-                    self.error(
-                        f"host {h.name}",
-                        f"ip '{ip}' is not an IPv4 address; VRRP unicast needs one (set ip=)",
-                        inventory=True,
-                    )
+                self.error(
+                    f"host {h.name}",
+                    f"ip {shown(ip)} is not an IPv4 address; VRRP unicast needs one (set ip=)"
+                    if self.spec.vrrp.unicast
+                    else f"ip {shown(ip)} is not an IP address (set ip=)",
+                    inventory=True,
+                )
+            port = h.vars.get("ansible_port", h.vars.get("ansible_ssh_port", 22))
+            if type(port) is str and port.isdigit():
+                port = int(port)
+            if type(port) is not int or not 1 <= port <= 65535:
+                self.error(
+                    f"host {h.name}",
+                    f"ansible_port {shown(port)} is not a port (1..65535)",
+                    inventory=True,
+                )
         conflicts = getattr(self.inv, "conflicts", ())
         for c in conflicts:
             self.error(f"host {c[0]}", str(c[1]), inventory=True)
@@ -479,11 +542,15 @@ class _Checker:
                     f"{key}.address",
                     f"{addr} is the address of host {host_ips[addr]}; a VIP must be a free address",
                 )
-            if v.address.is_loopback or v.address.is_multicast or v.address.is_unspecified:
-                self.error(f"{key}.address", f"{addr} cannot be a VIP")
             if v.subnet is not None:
                 if v.address not in v.subnet:
                     self.error(f"{key}.address", f"{addr} is outside {key}.subnet {v.subnet}")
+                elif v.subnet.prefixlen <= 30 and v.address in (
+                    v.subnet.network_address,
+                    v.subnet.broadcast_address,
+                ):
+                    what = "network" if v.address == v.subnet.network_address else "broadcast"
+                    self.error(f"{key}.address", f"{addr} is the {what} address of {v.subnet}")
                 for h in lbs:
                     try:
                         hip = ipaddress.IPv4Address(h.ip or "")
@@ -517,11 +584,23 @@ class _Checker:
 
     def priorities(self, key: str, v: VipSpec, names: Sequence[str]) -> dict[str, int]:
         if v.priorities is None:
-            return default_priorities(names, PROFILES[self.spec.vrrp.profile])
+            profile = PROFILES[self.spec.vrrp.profile]
+            most = profile.top_priority - LOWEST_DEFAULT_PRIORITY + 1
+            if len(names) > most:
+                self.error(
+                    "lb_hosts",
+                    f"{len(names)} LB hosts; the {self.spec.vrrp.profile} profile gives distinct "
+                    f"VRRP priorities to at most {most} (set vips.*.priorities for more)",
+                )
+            return default_priorities(names, profile)
         given = dict(v.priorities)
+        known = set(names)
         for n in given:
-            if n not in names:
-                self.error(f"{key}.priorities.{n}", f"'{n}' is not an LB host ({', '.join(names)})")
+            if n not in known:
+                self.error(
+                    f"{key}.priorities.{n}",
+                    f"'{n}' is not an LB host ({shown(', '.join(names), 200)[1:-1]})",
+                )
         for n in names:
             if n not in given:
                 self.error(f"{key}.priorities", f"no priority for LB host {n}")
@@ -579,9 +658,12 @@ class _Checker:
                 pf = v.auth.password_file
                 pf = pf if pf.is_absolute() else self.path.parent / pf
                 try:
-                    password = pf.read_text().strip()
-                except OSError as e:
-                    self.error("vrrp.auth.password_file", f"cannot read {pf}: {e.strerror}")
+                    raw = read_input(pf, "password file", limit=4096, error=SpecError)
+                    password = raw.decode("utf-8").strip()
+                except SpecError as e:
+                    self.error("vrrp.auth.password_file", str(e))
+                except UnicodeDecodeError:
+                    self.error("vrrp.auth.password_file", f"{pf}: not UTF-8 text")
             else:
                 self.error("vrrp.auth", "PASS auth needs password or password_file")
             if password is not None:
@@ -593,12 +675,11 @@ class _Checker:
                         f"longer than {VRRP_PASS_MAX} characters; keepalived cuts PASS auth "
                         f"to {VRRP_PASS_MAX}, so peers could disagree",
                     )
-                elif not password.isprintable() or any(c in password for c in " \"'#!"):
-                    self.error(
-                        "vrrp.auth.password",
-                        "use letters, digits and simple punctuation only "
-                        "(no spaces, quotes, # or !)",
-                    )
+                else:
+                    try:
+                        kinds.vrrp_password(password)
+                    except ValueError as e:
+                        self.error("vrrp.auth.password", str(e))
         return version, advert, password
 
     def frontends(self, vips: Sequence[ResolvedVip], lbs: Sequence[Host]) -> list[ResolvedFrontend]:
@@ -631,7 +712,12 @@ class _Checker:
                 if h.ip is None:
                     self.error(f"host {h.name}", "backend has no address: set ip=", inventory=True)
                     continue
-                backends.append(Backend(h.name, h.ip, fe.backend_port))
+                # An address, not a DNS name: HAProxy would resolve a name at every start
+                # and refuse to run when the resolver does not answer.
+                try:
+                    backends.append(Backend(h.name, kinds.address(h.ip), fe.backend_port))
+                except ValueError as e:
+                    self.error(f"host {h.name}", f"ip {e} (set ip=)", inventory=True)
             bind = (vip.address, fe.port)
             if bind in binds:
                 self.error(
@@ -717,7 +803,7 @@ def _role_hint(inv: Inventory, name: str) -> str:
         alt = backend_group(inv, role)
         if alt is not None:
             return f"; this inventory has no {role.value} group: did you mean '{alt}'?"
-    near = difflib.get_close_matches(name, list(inv.groups), n=1)
+    near = difflib.get_close_matches(name, list(inv.groups)[:10_000], n=1)
     return f"; did you mean '{near[0]}'?" if near else ""
 
 
@@ -728,18 +814,26 @@ def resolve(spec: Spec, path: Path, inventory: Inventory) -> tuple[Cluster | Non
     if len(lbs) == 1:
         c.warn("lb_hosts", f"one LB host ({lbs[0].name}): the VIP has no failover (no HA)")
     vips = c.vips(lbs)
+    prios = [p for v in vips for p in v.priorities.values() if 1 <= p <= 254]
+    gap = (max(prios) - min(prios)) if prios else 0
+    if gap + TRACK_MARGIN > TRACK_WEIGHT_MAX:
+        c.error(
+            "vips",
+            f"the priorities span {gap} ({min(prios)}..{max(prios)}); the HAProxy check's "
+            f"weight must exceed the span by {TRACK_MARGIN} and keepalived allows at most "
+            f"{TRACK_WEIGHT_MAX}, so keep the span <= {TRACK_WEIGHT_MAX - TRACK_MARGIN}",
+        )
     version, advert, password = c.vrrp()
     frontends = c.frontends(vips, lbs)
     c.sizes()
     c.installer()
+    c.findings = list(dict.fromkeys(c.findings))  # a host in two frontends: one message
     if any(f.level == "error" for f in c.findings):
         return None, c.findings
     profile = PROFILES[spec.vrrp.profile]
     if profile.health and "health" not in spec.model_fields_set:
         inter, fall, rise = profile.health  # the profile's checks unless the user set any
         spec = spec.model_copy(update={"health": HealthSpec(inter=inter, fall=fall, rise=rise)})
-    prios = [p for v in vips for p in v.priorities.values()]
-    gap = (max(prios) - min(prios)) if prios else 0
     cluster = Cluster(
         spec=spec,
         config_path=path,
@@ -749,7 +843,8 @@ def resolve(spec: Spec, path: Path, inventory: Inventory) -> tuple[Cluster | Non
         frontends=tuple(frontends),
         vrrp_version=version,
         advert_int=advert,
-        track_weight=-(gap + 10),  # crosses the gap: a sick top host falls below every peer
+        # crosses the gap: a sick top host falls below every peer
+        track_weight=-(gap + TRACK_MARGIN),
         auth_password=password,
         warnings=tuple(f for f in c.findings if f.level == "warning"),
     )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
+import re
+from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
+from halb import kinds
 from halb.errors import InputError
 from halb.inventory import Inventory
 from halb.render import template_env
@@ -23,14 +27,17 @@ def starter_spec(
 ) -> tuple[str, list[str]]:
     """The halb.yaml text and notes for the user."""
     for flag, value in (("--vip", vip), ("--external-vip", external_vip)):
-        if value is None:
-            continue
-        try:
-            ipaddress.IPv4Address(value)
-        except ValueError:
-            raise InputError(f"{flag}: '{value}' is not an IPv4 address") from None
+        if value is not None:
+            _flag(flag, kinds.vip_address, value)
+    _flag("--interface", kinds.interface, interface)
+    if cluster is not None:
+        _flag("--cluster", kinds.cluster_name, cluster)
     plan = plan_starter(inventory, spec_dir or Path.cwd(), cluster)
     env = template_env()
+    # Values go in as quoted YAML scalars, so none can end its line or add a key;
+    # text in comments is made printable for the same reason.
+    env.filters["yaml"] = _yaml_scalar
+    env.filters["comment"] = _comment
     text = env.get_template("halb.yaml.j2").render(
         plan=plan,
         inventory=inventory_ref,
@@ -39,8 +46,30 @@ def starter_spec(
         interface=interface,
         router_id=derive_router_id(plan.cluster, vip),
     )
-    notes = plan.notes
-    return text, notes
+    return text, plan.notes
+
+
+def _flag(flag: str, check: Callable[[str], object], value: str) -> None:
+    try:
+        check(value)
+    except ValueError as e:
+        raise InputError(f"{flag}: {e}") from None
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", re.ASCII)
+
+
+def _yaml_scalar(value: object) -> str:
+    """A plain scalar when it reads back as the same string, else a double-quoted one."""
+    s = str(value)
+    if _PLAIN.fullmatch(s) and yaml.safe_load(s) == s:
+        return s
+    text: str = yaml.safe_dump(s, default_style='"', width=2**31, allow_unicode=False)
+    return text.rstrip("\n")
+
+
+def _comment(value: object) -> str:
+    return "".join(c if c.isprintable() else "?" for c in str(value))
 
 
 def relative_ref(inventory: Path, spec_path: Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +21,9 @@ from halb.cli.common import (
     print_json,
 )
 from halb.errors import ExitStatus, InputError
+from halb.files import atomic_write
 from halb.inventory import load_inventory
+from halb.outdir import write_rendered
 from halb.render import HostFiles, render_cluster
 from halb.spec import Finding, check, load_cluster
 from halb.starter import relative_ref, starter_spec
@@ -48,11 +49,16 @@ def init(
     text, notes = starter_spec(
         inv, relative_ref(inventory, output), vip, external_vip, interface, cluster, output.parent
     )
-    if output.exists() and not force:
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder; give -o the spec file to write")
+    if (output.exists() or output.is_symlink()) and not force:
         raise InputError(f"{output}: exists; use --force to replace it")
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, output)
+    if not output.parent.is_dir():
+        raise InputError(f"{output.parent}: folder does not exist; create it first")
+    try:
+        atomic_write(output, text)  # a replaced file keeps its mode
+    except OSError as e:
+        raise InputError(f"{output}: cannot write: {e.strerror or e}") from None
     for n in notes:
         err().print(f"note: {n}")
     out().print(f"wrote {output}; next: halb validate -c {output}")
@@ -84,22 +90,6 @@ def validate(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) ->
                 f"({', '.join(cluster.lb_host_names)}), {vips}"
             )
     exit_with(ExitStatus.BAD_INPUT if errors else ExitStatus.OK)
-
-
-def write_rendered(rendered: dict[str, HostFiles], outdir: Path) -> list[Path]:
-    written = []
-    for host, files in rendered.items():
-        for target, f in files.items():
-            p = outdir / host / target.lstrip("/")
-            p.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            tmp = p.with_name(f".{p.name}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(f.content)
-            os.chmod(tmp, f.mode)
-            os.replace(tmp, p)
-            written.append(p)
-    return written
 
 
 def check_rendered(rendered: dict[str, HostFiles], outdir: Path) -> list[CheckResult]:

@@ -3,6 +3,7 @@ file and key or host; warnings print and exit 0."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from typer.testing import CliRunner
 
 from halb.cli import app
 from halb.errors import SpecError
-from halb.render import KEEPALIVED_CONF, RenderedFile, check_peers_agree
+from halb.outdir import write_rendered
+from halb.render import KEEPALIVED_CONF, RenderedFile, check_peers_agree, render_cluster
+from halb.spec import load_cluster
 
 INVENTORY = """\
 [all]
@@ -326,3 +329,187 @@ def test_unknown_key_inside_a_frontend_names_the_nearest(tmp_path: Path) -> None
         "halb.yaml: frontends.apiserver.backend_prot: unknown key; did you mean 'backend_port'"
         in out
     )
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def fe(name: str = "apiserver", **kw: Any) -> Callable[[dict[str, Any]], None]:
+    def m(s: dict[str, Any]) -> None:
+        s["frontends"] = {
+            name: {"port": 6443, "backends": "kube-master", "backend_port": 6443} | kw
+        }
+
+    return m
+
+
+def health(**kw: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda s: s.update(health=kw)
+
+
+HOSTILE_SPEC = [
+    ("advert-inf", vrrp(advert_int=float("inf")), "vrrp.advert_int", "finite"),
+    ("advert-nan", vrrp(advert_int=float("nan")), "vrrp.advert_int", "finite"),
+    ("advert-bool", vrrp(advert_int=True), "vrrp.advert_int", "valid number"),
+    ("port-true", fe(port=True), "frontends.apiserver.port", "valid integer (got True)"),
+    ("port-text", fe(port="6443"), "frontends.apiserver.port", "valid integer"),
+    ("router-id-true", vip(router_id=True), "vips.internal.router_id", "valid integer"),
+    ("version-true", vrrp(version=True), "vrrp.version", "whole number"),
+    (
+        "priority-bool",
+        vip(priorities={"lb1": True, "lb2": 100}),
+        "vips.internal.priorities.lb1",
+        "valid integer",
+    ),
+    (
+        "priority-span",
+        vip(priorities={"lb1": 254, "lb2": 1}),
+        "vips",
+        "keep the span <= 243",
+    ),
+    ("fall-text", health(fall="3"), "health.fall", "valid integer"),
+    ("unicast-text", vrrp(unicast="yes"), "vrrp.unicast", "valid boolean"),
+    ("vip-broadcast-all", vip(address="255.255.255.255"), "vips.internal.address", "cannot"),
+    ("vip-zero", vip(address="0.0.0.0"), "vips.internal.address", "cannot be a VIP"),
+    ("vip-int", vip(address=167772410), "vips.internal.address", "IPv4 address as a string"),
+    (
+        "vip-network",
+        vip(address="10.0.0.0", subnet="10.0.0.0/24"),
+        "vips.internal.address",
+        "network address of 10.0.0.0/24",
+    ),
+    (
+        "vip-broadcast",
+        vip(address="10.0.0.255", subnet="10.0.0.0/24"),
+        "vips.internal.address",
+        "broadcast address of 10.0.0.0/24",
+    ),
+    ("lb-hosts-twice", lambda s: s.update(lb_hosts=["lb1", "lb1"]), "lb_hosts[1]", "already"),
+    (
+        "inter-newline",
+        health(inter="2s\n    server x 10.9.9.9:1"),
+        "health.inter",
+        "not an HAProxy duration",
+    ),
+    ("inter-space", health(inter="2 s"), "health.inter", "not an HAProxy duration"),
+    ("inter-zero", health(inter="0"), "health.inter", "out of range"),
+    ("inter-huge", health(inter="30d"), "health.inter", "out of range"),
+    ("iface-newline", vip(interface="eth0\nx"), "vips.internal.interface", "not a valid name"),
+    ("iface-hash", vip(interface="eth#0"), "vips.internal.interface", "not a valid name"),
+    ("iface-long", vip(interface="a" * 16), "vips.internal.interface", "15"),
+    ("iface-slash", vip(interface="eth/0"), "vips.internal.interface", "not a valid name"),
+    ("frontend-newline", fe("api\nlog x"), "frontends.'api\\nlog x'", "not valid"),
+    ("frontend-reserved", fe("stats"), "frontends.stats", "taken by halb's own stats"),
+    ("frontend-space", fe("api server"), "frontends.api server", "not valid"),
+    ("cluster-newline", lambda s: s.update(cluster="a\nb"), "cluster", "not valid"),
+    ("cluster-shell", lambda s: s.update(cluster="$(id)"), "cluster", "not valid"),
+    ("domain-space", lambda s: s.update(installer={"domain": "a b"}), "installer.domain", "DNS"),
+    ("password-newline", vrrp(auth={"password": "a\nb"}), "vrrp.auth.password", "letters"),
+    ("password-dollar", vrrp(auth={"password": "a$b"}), "vrrp.auth.password", "letters"),
+    ("inventory-nul", lambda s: s.update(inventory="a\x00b"), "inventory", "NUL"),
+    (
+        "priorities-key",
+        vip(priorities={"lb1\n": 150, "lb2": 100}),
+        "vips.internal.priorities",
+        "not valid",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "message"),
+    [e[1:] for e in HOSTILE_SPEC],
+    ids=[e[0] for e in HOSTILE_SPEC],
+)
+def test_hostile_spec(tmp_path: Path, mutate: Any, key: str, message: str) -> None:
+    code, out = run_validate(tmp_path, mutate)
+    assert code == 2, out
+    assert f"halb.yaml: {key}" in out
+    assert message in out
+    assert "Traceback" not in out
+
+
+LB2 = "lb2 ansible_host=10.0.0.12 ip=10.0.0.12"
+M1 = "m1 ansible_host=10.0.0.21 ip=10.0.0.21"
+
+HOSTILE_INVENTORY = [
+    ("lb-ip-newline", LB2, "lb2 ip='10.0.0.12\\nserver x'", "host lb2: ip"),
+    ("lb-ip-cidr", LB2, "lb2 ip=10.0.0.12/24", "host lb2: ip '10.0.0.12/24'"),
+    ("lb-ip-list", LB2, "lb2 ip=['10.0.0.12']", "host lb2: ip"),
+    ("lb-ip-name", LB2, "lb2 ip=lb2.example.com", "not an IPv4 address"),
+    ("backend-ip-words", M1, "m1 ip='10.0.0.21 backup'", "host m1: ip"),
+    ("backend-ip-name", M1, "m1 ansible_host=m1.example.com", "host m1: ip"),
+    ("lb-port-text", LB2, LB2 + " ansible_port=ssh", "ansible_port 'ssh'"),
+    ("host-shell", "lb2 ", "lb2$(touch${IFS}PWNED) ", "hosts.ini:3: host name"),
+    ("host-dotdot", "lb2 ", ".. ", "host name '..'"),
+    ("host-long", "lb2 ", "l" * 300 + " ", "host name 'lll"),
+    ("host-label-long", "lb2 ", "a" * 64 + " ", "labels of at most 63"),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [e[1:] for e in HOSTILE_INVENTORY],
+    ids=[e[0] for e in HOSTILE_INVENTORY],
+)
+def test_hostile_inventory(tmp_path: Path, old: str, new: str, message: str) -> None:
+    code, out = run_validate(tmp_path, inventory=INVENTORY.replace(old, new, 1))
+    assert code == 2, out
+    assert message in out
+    assert "Traceback" not in out
+    assert all(len(line) < 400 for line in out.splitlines()), out
+
+
+def test_duplicate_key_names_key_and_line(tmp_path: Path) -> None:
+    raw = yaml.safe_dump(BASE) + "cluster: other\n"
+    code, out = run_validate(tmp_path, raw_spec=raw)
+    assert code == 2, out
+    assert "halb.yaml: invalid YAML (line 7): duplicate key 'cluster' (first on line 1)" in out
+
+
+def test_advert_overflowing_float_is_refused(tmp_path: Path) -> None:
+    code, out = run_validate(
+        tmp_path, raw_spec=yaml.safe_dump(BASE) + "vrrp: {advert_int: 1.0e+309}\n"
+    )
+    assert code == 2 and "vrrp.advert_int" in out and "finite" in out, out
+
+
+def test_huge_value_is_clipped_in_the_message(tmp_path: Path) -> None:
+    code, out = run_validate(tmp_path, lambda s: s.update(cluster="x" * 100_000))
+    assert code == 2
+    assert max(len(line) for line in out.splitlines()) < 300, out
+    assert "…" in out
+
+
+def test_password_file_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "vrrp.pass").write_bytes(b"\xff\xfe\n")
+    code, out = run_validate(tmp_path, vrrp(auth={"password_file": "vrrp.pass"}))
+    assert code == 2, out
+    assert "vrrp.auth.password_file" in out and "not UTF-8" in out
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("field", ["spec", "inventory", "password_file"])
+def test_devices_and_fifos_are_refused_without_reading(tmp_path: Path, field: str) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in ("/dev/zero", str(fifo)):
+        if field == "spec":
+            r = runner.invoke(app, ["validate", "-c", target])
+            code, out = r.exit_code, r.output
+        elif field == "inventory":
+            code, out = run_validate(tmp_path, lambda s, t=target: s.update(inventory=t))
+        else:
+            code, out = run_validate(tmp_path, vrrp(auth={"password_file": target}))
+        assert code == 2, out
+        assert "not a regular file" in out
+
+
+def test_longest_valid_host_name_renders(tmp_path: Path) -> None:
+    # 253 characters validate and render (the old code said ok, then crashed half-way).
+    name = ".".join(["a" * 63] * 3) + "." + "b" * 61
+    code, out = run_validate(tmp_path, inventory=INVENTORY.replace("lb2", name))
+    assert code == 0, out
+    out_dir = tmp_path / "out"
+    write_rendered(render_cluster(load_cluster(tmp_path / "halb.yaml")), out_dir)
+    assert (out_dir / name / "etc/haproxy/haproxy.cfg").is_file()

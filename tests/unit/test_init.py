@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -88,3 +89,77 @@ def test_init_bad_vip(tmp_path: Path) -> None:
     code, out = init(tmp_path, KS_SHAPE + LB, "--external-vip", "10.66.0")
     assert code == 2 and "--external-vip: '10.66.0' is not an IPv4 address" in out
     assert not (tmp_path / "halb.yaml").exists()
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def test_init_quotes_what_it_writes(tmp_path: Path) -> None:
+    # An inventory whose file name would end a YAML line and add keys if written raw.
+    odd = tmp_path / "in#v: x\ncluster: evil\n.ini"
+    odd.write_text(KS_SHAPE + LB)
+    out = tmp_path / "halb.yaml"
+    r = runner.invoke(app, ["init", "-i", str(odd), "--vip", "10.66.0.253", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    data = yaml.safe_load(text)
+    assert set(data) == {"cluster", "inventory", "vips", "frontends", "vrrp", "installer"}
+    assert data["inventory"] == odd.name
+    assert data["cluster"] != "evil"
+    assert "# The installer's Ansible inventory" in text  # the starter's comments stay
+    assert load_cluster(out).inventory.source.name == odd.name
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--cluster", "a\nb: c", "--cluster: cluster name"),
+        ("--cluster", "x" * 300, "--cluster: cluster name"),
+        ("--interface", "eth0\nx: 1", "--interface: interface"),
+        ("--interface", "eth0 #", "--interface: interface"),
+        ("--vip", "10.66.0.253\nx: 1", "--vip:"),
+        ("--vip", "255.255.255.255", "--vip: 255.255.255.255 cannot be a VIP"),
+        ("--external-vip", "224.0.0.1", "--external-vip: 224.0.0.1 is a multicast"),
+    ],
+)
+def test_init_checks_its_flags(tmp_path: Path, flag: str, value: str, message: str) -> None:
+    (tmp_path / "hosts.ini").write_text(KS_SHAPE + LB)
+    args = ["init", "-i", str(tmp_path / "hosts.ini"), "-o", str(tmp_path / "halb.yaml")]
+    if flag != "--vip":
+        args += ["--vip", "10.66.0.253"]
+    r = runner.invoke(app, [*args, flag, value])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "halb.yaml").exists()
+
+
+def test_init_into_a_missing_folder(tmp_path: Path) -> None:
+    (tmp_path / "hosts.ini").write_text(KS_SHAPE + LB)
+    out = tmp_path / "nope" / "halb.yaml"
+    r = runner.invoke(
+        app, ["init", "-i", str(tmp_path / "hosts.ini"), "--vip", "10.66.0.253", "-o", str(out)]
+    )
+    assert r.exit_code == 2, r.output
+    assert "folder does not exist" in r.output
+    assert not out.parent.exists()
+
+
+def test_init_onto_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "hosts.ini").write_text(KS_SHAPE + LB)
+    r = runner.invoke(
+        app,
+        ["init", "-i", str(tmp_path / "hosts.ini"), "--vip", "10.66.0.253", "-o", str(tmp_path)],
+    )
+    assert r.exit_code == 2 and "is a folder" in r.output, r.output
+
+
+def test_init_does_not_follow_a_planted_temp_symlink(tmp_path: Path) -> None:
+    (tmp_path / "hosts.ini").write_text(KS_SHAPE + LB)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / ".halb.yaml.tmp").symlink_to(victim)  # the old fixed temp name
+    code, out = init(tmp_path, KS_SHAPE + LB)
+    assert code == 0, out
+    assert victim.read_text() == "keep"
+    assert yaml.safe_load((tmp_path / "halb.yaml").read_text())["cluster"]

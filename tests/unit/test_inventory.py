@@ -39,7 +39,7 @@ def load_error(path: Path) -> str:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    assert "cannot read" in load_error(tmp_path / "nope.ini")
+    assert "not found" in load_error(tmp_path / "nope.ini")
 
 
 def test_directory(tmp_path: Path) -> None:

@@ -1,0 +1,189 @@
+"""The kinds of value that may reach a rendered file, and their checks. Pure.
+
+HAProxy and keepalived configs have no escaping and the scripts run as root, so a value
+is refused unless it is plainly of its kind: the defence is refusing, not quoting. Each
+check returns the value (canonical where that matters) or raises ValueError with a
+message that names the rule; callers add the file and key or host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+
+CLIP = 60  # characters of a user's value quoted in a message
+
+# RFC 1123 labels, plus "_" where Ansible allows it (inventory names, group names).
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
+HOST_NAME_MAX = 253
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
+# HAProxy proxy names: letters, digits, '-', '_', '.', ':' (we leave out ':').
+_PROXY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", re.ASCII)
+RESERVED_PROXIES = frozenset({"stats", "prometheus"})  # halb's own sections in haproxy.cfg
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
+# The kernel takes 1-15 bytes without '/', ':' or whitespace; keepalived's parser also
+# ends a word at '#', '!', quotes and braces, so only the plain characters pass.
+_INTERFACE = re.compile(r"[A-Za-z0-9_.@+-]{1,15}", re.ASCII)
+# HAProxy time: a number and an optional unit; the default unit is ms.
+_DURATION = re.compile(r"([0-9]{1,9})(us|ms|s|m|h|d)?", re.ASCII)
+_UNIT_MS = {"us": 0.001, "ms": 1, "": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+DURATION_MAX_MS = 86_400_000  # a day; HAProxy's timers overflow near 24.8 days
+# keepalived PASS auth: printable ASCII that its parser keeps as one word.
+# ('$' starts a keepalived variable, '#' and '!' a comment, quotes and braces end a word.)
+_PASSWORD = re.compile(r"[A-Za-z0-9@%+=,._:/^*()<>?-]+", re.ASCII)
+
+
+def shown(value: object, limit: int = CLIP) -> str:
+    """A value as a message may quote it: repr (so one line), clipped."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip(value: object, limit: int = CLIP) -> str:
+    """Like shown(), without quotes when the value is plain one-line text."""
+    if isinstance(value, str) and value.isprintable() and len(value) <= limit:
+        return value
+    return shown(value, limit)
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    return value
+
+
+def host_name(value: object) -> str:
+    """An inventory host name: RFC 1123 labels with '_', or an IP address."""
+    s = _text(value, "a host name")
+    if len(s) <= HOST_NAME_MAX and _HOST_NAME.fullmatch(s):
+        return s
+    try:
+        address(s)
+    except ValueError:
+        pass
+    else:
+        return s
+    raise ValueError(
+        f"host name {shown(s)} is not valid: letters, digits, '-' and '_' in dot-separated "
+        f"labels of at most 63, {HOST_NAME_MAX} characters in all (or an IP address)"
+    )
+
+
+def group_name(value: object) -> str:
+    s = _text(value, "a group name")
+    if _GROUP_NAME.fullmatch(s):
+        return s
+    raise ValueError(
+        f"group name {shown(s)} is not valid: letters, digits, '_', '-' and '.', "
+        "at most 128 characters"
+    )
+
+
+def proxy_name(value: object) -> str:
+    """A frontend name: it becomes HAProxy's frontend and backend name."""
+    s = _text(value, "a frontend name")
+    if not _PROXY_NAME.fullmatch(s):
+        raise ValueError(
+            f"frontend name {shown(s)} is not valid: a letter or digit, then letters, "
+            "digits, '_', '-' or '.', at most 32 characters"
+        )
+    if s in RESERVED_PROXIES:
+        raise ValueError(f"frontend name {s!r} is taken by halb's own {s} section")
+    return s
+
+
+def cluster_name(value: object) -> str:
+    s = _text(value, "the cluster name")
+    if not _CLUSTER_NAME.fullmatch(s):
+        raise ValueError(
+            f"cluster name {shown(s)} is not valid: a letter or digit, then letters, "
+            "digits, '_', '-' or '.', at most 63 characters"
+        )
+    return s
+
+
+def dns_name(value: object) -> str:
+    s = _text(value, "a domain name")
+    if len(s) <= HOST_NAME_MAX and _HOST_NAME.fullmatch(s):
+        return s
+    raise ValueError(f"{shown(s)} is not a DNS name (letters, digits, '-', '_' and dots)")
+
+
+def interface(value: object) -> str:
+    s = _text(value, "an interface name")
+    if _INTERFACE.fullmatch(s) and s not in (".", ".."):
+        return s
+    raise ValueError(
+        f"interface {shown(s)} is not a valid name: 1-15 letters, digits or '_.-@+' "
+        "(the kernel allows 15 bytes, no '/', ':' or spaces)"
+    )
+
+
+def address(value: object) -> str:
+    """An IPv4 or IPv6 address, canonical; never a network, a list or a scoped address."""
+    s = _text(value, "an address")
+    try:
+        ip = ipaddress.ip_address(s)
+    except ValueError:
+        raise ValueError(f"{shown(s)} is not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        raise ValueError(f"{shown(s)}: scoped IPv6 addresses are not supported")
+    return str(ip)
+
+
+def ipv4(value: object) -> str:
+    s = _text(value, "an address")
+    try:
+        return str(ipaddress.IPv4Address(s))
+    except ValueError:
+        raise ValueError(f"{shown(s)} is not an IPv4 address") from None
+
+
+def vip_address(value: object) -> ipaddress.IPv4Address:
+    """A VIP: a unicast IPv4 address a host can hold."""
+    if not isinstance(value, (str, ipaddress.IPv4Address)):
+        raise ValueError(f"must be an IPv4 address as a string, not {type(value).__name__}")
+    try:
+        ip = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{shown(value)} is not an IPv4 address") from None
+    if ip.is_unspecified or ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise ValueError(f"{ip} cannot be a VIP")
+    if ip.is_multicast or ip.is_loopback:
+        raise ValueError(f"{ip} is a {'multicast' if ip.is_multicast else 'loopback'} address")
+    return ip
+
+
+def duration_ms(value: object) -> float:
+    """An HAProxy duration ("2s", "500ms", "1500"), in milliseconds, above 0 and <= a day."""
+    s = _text(value, "a duration")
+    m = _DURATION.fullmatch(s)
+    if not m:
+        raise ValueError(
+            f"{shown(s)} is not an HAProxy duration: a number with an optional unit "
+            "us, ms, s, m, h or d (e.g. 2s, 500ms)"
+        )
+    ms = int(m.group(1)) * _UNIT_MS[m.group(2) or ""]
+    if not 0 < ms <= DURATION_MAX_MS:
+        raise ValueError(f"{s} is out of range: more than 0 and at most 1d")
+    return ms
+
+
+def finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number (got {value})")
+    return value
+
+
+def vrrp_password(value: str) -> str:
+    if not value:
+        raise ValueError("empty password")
+    if not _PASSWORD.fullmatch(value):
+        # never quote a secret
+        raise ValueError(
+            "use letters, digits and simple punctuation only (no spaces, quotes, #, !, "
+            "backslash, braces or control characters)"
+        )
+    return value
