@@ -89,13 +89,29 @@ def _yaml(data: Any) -> str:
     return "---\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
 
 
-def _host_vars(files: HostFiles) -> str:
+def _vip_roles(cluster: Cluster, host: str) -> dict[str, list[str]]:
+    """The VIPs this host holds once keepalived settles: each is the top priority's (with
+    preemption; with nopreempt any peer may keep a VIP, so nothing is waited for)."""
+    held: list[str] = []
+    free: list[str] = []
+    if not cluster.spec.vrrp.nopreempt:
+        for v in cluster.vips:
+            top = max(v.priorities, key=lambda h: v.priorities[h])
+            (held if top == host else free).append(v.address)
+    return {"held": held, "free": free}
+
+
+def _host_vars(cluster: Cluster, host: str, files: HostFiles) -> str:
     entries = [
         {"path": p, "mode": f"{f.mode:04o}", "kind": _kind(p)} for p, f in sorted(files.items())
     ]
     dirs = sorted({str(PurePosixPath(p).parent) for p in files} | set(RUNTIME_DIRS))
     return f"# Written by halb export ansible {__version__}.\n" + _yaml(
-        {"halb_export_files": entries, "halb_export_dirs": dirs}
+        {
+            "halb_export_files": entries,
+            "halb_export_dirs": dirs,
+            "halb_export_vips": _vip_roles(cluster, host),
+        }
     )
 
 
@@ -130,6 +146,8 @@ def _playbook(cluster: Cluster) -> str:
         "become": "{{ (ansible_user | default('root')) != 'root' }}",
         "vars": {
             "halb_export_root": "{{ playbook_dir }}/" + HOST_FILES,
+            # as long as halb deploy waits for one holder per VIP
+            "halb_vip_wait": int(max(10.0, 4 * cluster.advert_int + 5)),
             **_password_vars(cluster),
         },
         "roles": [ROLE],
@@ -266,7 +284,7 @@ def build(cluster: Cluster, rendered: Mapping[str, HostFiles]) -> Export:
     for name in _ROLE_FILES:
         out[f"roles/{ROLE}/{name}"] = ExportFile(_role_file(name))
     for host, files in rendered.items():
-        out[f"host_vars/{host}.yml"] = ExportFile(_host_vars(files))
+        out[f"host_vars/{host}.yml"] = ExportFile(_host_vars(cluster, host, files))
         for path, f in files.items():
             text = f.content
             if path == KEEPALIVED_CONF:
