@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,8 +68,11 @@ def write_section(begin: str, end: str, text: str, readme: Path = README) -> Non
 
 @contextmanager
 def lab(prefix: str, **sizes: int) -> Iterator[Lab]:
-    """A lab of its own (unique name and range), always taken down."""
+    """A lab of its own (unique name and range), always taken down, also on SIGTERM or
+    SIGINT (a background job starts with SIGINT ignored)."""
     labmod.require_root()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     name = labmod.pick_name(prefix)
     with tempfile.TemporaryDirectory(prefix=f"halb-bench-{name}-") as d:
         lab_dir = Path(d) / "lab"
