@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from labbench import Spread, header, lab, spread, verdict, write_section
+from labbench import header, lab, spread, verdict, write_section
 
 from halb.lab import Lab
 
@@ -134,12 +134,23 @@ def timed(
     return time.monotonic() - t0, r
 
 
+NAN = float("nan")
+FAILURES: list[str] = []  # printed in the report as misses
+
+
+def fail(message: str) -> float:
+    print(f"FAILED: {message}", file=sys.stderr)
+    FAILURES.append(message)
+    return NAN
+
+
 def halb_deploy(L: Lab, spec: Path, expect_change: bool) -> float:
     wall, r = timed(L, ["halb", "deploy", "-c", str(spec), "--json"])
     doc = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
     if r.returncode != 0 or doc.get("changed") != expect_change:
-        sys.exit(f"halb deploy {spec.name}: rc {r.returncode}, changed {doc.get('changed')}, "
-                 f"expected {expect_change}: {r.stderr[-2000:]}")  # fmt: skip
+        err = r.stderr.strip().splitlines()
+        return fail(f"halb deploy {spec.name}: rc {r.returncode}, changed {doc.get('changed')}, "
+                    f"expected {expect_change}: {err[-1] if err else ''}")  # fmt: skip
     return wall
 
 
@@ -157,8 +168,9 @@ def ansible(L: Lab, dest: Path, expect_change: bool) -> float:
     recap = {m[0]: [int(x) for x in m[1:]] for m in RECAP.findall(r.stdout)}
     changed = any(v[1] for v in recap.values())
     if r.returncode != 0 or changed != expect_change:
-        sys.exit(f"ansible-playbook {dest}: rc {r.returncode}, changed {changed}, expected "
-                 f"{expect_change}:\n{r.stdout[-3000:]}")  # fmt: skip
+        bad = [ln for ln in r.stdout.splitlines() if ln.startswith(("fatal:", "failed:"))]
+        return fail(f"ansible-playbook {dest.name}: rc {r.returncode}, changed {changed}, "
+                    f"expected {expect_change}: {bad[:1]}")  # fmt: skip
     return wall
 
 
@@ -167,7 +179,7 @@ def reset(L: Lab, hosts: list[str]) -> None:
         L.run(h, ["sh", "-c", RESET], timeout=60)
 
 
-def size_run(L: Lab, n: int, spec: Path, repeats: int) -> dict[str, Any]:
+def size_run(L: Lab, n: int, spec: Path, repeats: int, with_ansible: bool) -> dict[str, Any]:
     hosts = lb_hosts(spec)
     dest = L.dir / f"ansible{n}"
     out: dict[str, Any] = {"n": n}
@@ -177,19 +189,23 @@ def size_run(L: Lab, n: int, spec: Path, repeats: int) -> dict[str, Any]:
     rows: dict[str, list[tuple[float, float]]] = {"no-change": [], "one-file": []}
     for i in range(repeats):
         a = halb_deploy(L, spec, False)
-        b = ansible(L, dest, False)
+        b = ansible(L, dest, False) if with_ansible else NAN
         rows["no-change"].append((a, b))
         print(f"  {n} hosts no-change {i + 1}: halb {a:.2f} s, ansible {b:.2f} s", file=sys.stderr)
     for i in range(repeats):
         set_inter(spec, f"{2100 + 2 * i}ms")
         a = halb_deploy(L, spec, True)
         set_inter(spec, f"{2101 + 2 * i}ms")
-        export(L, spec, dest)
-        b = ansible(L, dest, True)
+        b = NAN
+        if with_ansible:
+            export(L, spec, dest)
+            b = ansible(L, dest, True)
         rows["one-file"].append((a, b))
         print(f"  {n} hosts one-file {i + 1}: halb {a:.2f} s, ansible {b:.2f} s", file=sys.stderr)
-    reset(L, hosts)
-    out["ansible_first"] = ansible(L, dest, True)
+    out["ansible_first"] = NAN
+    if with_ansible:
+        reset(L, hosts)
+        out["ansible_first"] = ansible(L, dest, True)
     print(f"  {n} hosts first: halb {out['halb_first']:.2f} s, "
           f"ansible {out['ansible_first']:.2f} s", file=sys.stderr)  # fmt: skip
     out["rows"] = rows
@@ -219,15 +235,18 @@ def profile(L: Lab, spec: Path, repeats: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- report
 
 
-def ratio_row(name: str, pairs: list[tuple[float, float]]) -> tuple[str, Spread, Spread]:
-    h = spread([a for a, _ in pairs])
-    a = spread([b for _, b in pairs])
-    r = spread([x / y for x, y in pairs])
-    return (
-        f"| {name} | {h.fmt(2, ' s')} | {a.fmt(2, ' s')} | {r.fmt(2)} {verdict(r.median <= 0.5)} |",
-        h,
-        a,
-    )
+def cell(values: list[float], digits: int = 2, unit: str = " s") -> str:
+    ok = [v for v in values if v == v]  # NaN: not run or failed
+    if not ok:
+        return "–"
+    text = spread(ok).fmt(digits, unit) if len(ok) > 1 else f"{ok[0]:.{digits}f}{unit} (n=1)"
+    failed = len(values) - len(ok)
+    return text + (f", {failed} failed" if failed else "")
+
+
+def median(values: list[float]) -> float:
+    ok = [v for v in values if v == v]
+    return spread(ok).median if ok else NAN
 
 
 def report(sizes: dict[int, dict[str, Any]], prof: dict[str, Any] | None) -> str:
@@ -238,25 +257,28 @@ def report(sizes: dict[int, dict[str, Any]], prof: dict[str, Any] | None) -> str
     ]
     med: dict[tuple[int, str], float] = {}
     for n, s in sizes.items():
-        first = (s["halb_first"], s["ansible_first"])
-        ratio = first[0] / first[1]
-        lines.append(f"| {n}, first (fresh hosts, n=1) | {first[0]:.2f} s | {first[1]:.2f} s | "
-                     f"{ratio:.2f} {verdict(ratio <= 0.5)} |")  # fmt: skip
-        for kind, pairs in s["rows"].items():
-            row, h, _ = ratio_row(f"{n}, {kind}", pairs)
-            lines.append(row)
-            med[(n, kind)] = h.median
+        cases = {"first (fresh hosts)": [(s["halb_first"], s["ansible_first"])], **s["rows"]}
+        for kind, pairs in cases.items():
+            ratios = [a / b for a, b in pairs]
+            r = median(ratios)
+            judged = "not run" if r != r else f"{cell(ratios, 2, '')} {verdict(r <= 0.5)}"
+            lines.append(f"| {n}, {kind} | {cell([a for a, _ in pairs])} | "
+                         f"{cell([b for _, b in pairs])} | {judged} |")  # fmt: skip
+            med[(n, kind)] = median([a for a, _ in pairs])
     lines += ["", "| target | measured | |", "|---|---:|---|"]
-    if (2, "no-change") in med:
+    if med.get((2, "no-change"), NAN) == med.get((2, "no-change"), NAN):
         v = med[(2, "no-change")]
         lines.append(f"| no-change deploy of 2 LB hosts < 1.5 s | {v:.2f} s | {verdict(v < 1.5)} |")
-    for kind in ("no-change", "one-file"):
-        if (2, kind) in med and (20, kind) in med:
-            x = med[(20, kind)] / med[(2, kind)]
+    for kind in ("first (fresh hosts)", "no-change", "one-file"):
+        x = med.get((20, kind), NAN) / med.get((2, kind), NAN)
+        if x == x:
             lines.append(f"| 20 hosts < 2 × 2 hosts ({kind}) | {x:.2f} × | {verdict(x < 2)} |")
     for n, s in sizes.items():
         lines.append(f"| `halb export ansible` ({n} hosts, not in the Ansible times) | "
                      f"{s['export_s']:.2f} s | |")  # fmt: skip
+    if FAILURES:
+        lines += ["", "Failed runs (misses, not left out):", ""]
+        lines += [f"- {f}" for f in FAILURES]
     if prof:
         api = prof["api"]
         lines += ["", "Profile of a no-change `halb deploy` on 2 LB hosts (medians):", ""]
@@ -283,6 +305,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sizes", default="2,20")
+    p.add_argument("--repeats20", type=int, help="repeats for 20 hosts (default: --repeats)")
+    p.add_argument("--ansible-sizes", default="2,20", help="sizes that Ansible also runs")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args()
     t0 = time.monotonic()
@@ -291,7 +315,9 @@ def main() -> None:
         paths = specs(L)
         for n in (int(x) for x in a.sizes.split(",")):
             print(f"{n} LB hosts", file=sys.stderr)
-            sizes[n] = size_run(L, n, paths[n], a.repeats)
+            reps = a.repeats20 if n == 20 and a.repeats20 else a.repeats
+            with_ansible = str(n) in a.ansible_sizes.split(",")
+            sizes[n] = size_run(L, n, paths[n], reps, with_ansible)
         prof = profile(L, paths[2], max(3, a.repeats)) if 2 in sizes else None
     text = header(sys.argv, time.monotonic() - t0) + "\n\n" + report(sizes, prof)
     print(text)
