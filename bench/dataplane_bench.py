@@ -284,7 +284,7 @@ def table(results: list[dict[str, Any]], rl: dict[str, Any] | None) -> str:
         f"| requests during the run | {w.requests} in {rl['load_s']:.0f} s "
         f"({w.rps:.0f}/s, p50 {w.p50_ms:.1f} ms, p99 {w.p99_ms:.1f} ms) | |",
         f"| failed requests (socket errors + non-2xx) | {w.failed} "
-        f"({w.socket_errors} + {w.non_2xx}) | 0: {verdict(w.failed == 0)} |",
+        f"(socket errors: {w.errors}; non-2xx: {w.non_2xx}) | 0: {verdict(w.failed == 0)} |",
         f"| VIP holder changes (polled every 0.5 s) | {moves} "
         f"(holders {rl['holders'][0][0]}/{rl['holders'][0][1]}) | 0: {verdict(moves == 0)} |",
         f"| HAProxy masters kept (reload, not restart) | {rl['masters_kept']} | True: "

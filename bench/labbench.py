@@ -114,6 +114,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     socket_errors: int
+    errors: str  # wrk's own breakdown: connect, read, write, timeout
     non_2xx: int
     text: str
 
@@ -154,6 +155,7 @@ def parse_wrk(text: str) -> WrkResult:
         p50_ms=_ms(num(r"\n\s+50%\s+(\S+)")),
         p99_ms=_ms(num(r"\n\s+99%\s+(\S+)")),
         socket_errors=sum(int(x) for x in errors.groups()) if errors else 0,
+        errors=errors.group(0).removeprefix("Socket errors: ") if errors else "none",
         non_2xx=int(num(r"Non-2xx or 3xx responses: (\d+)", "0")),
         text=text,
     )
