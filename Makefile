@@ -15,7 +15,7 @@ VENV_BIN := $(abspath $(VENV))/bin
 # Every recipe (and the lab hosts it starts, which run `halb` through PATH) uses the venv.
 export PATH := $(VENV_BIN):$(PATH)
 
-.PHONY: deps debs test lint unit demo demo-down clean
+.PHONY: deps debs test lint unit demo demo-down bench clean
 
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -61,6 +61,18 @@ demo: deps
 
 demo-down: deps
 	halb lab down --dir $(LAB_DIR)
+
+# Every benchmark on fresh labs; each rewrites its own section of bench/README.md.
+# Long (about an hour on 2 cores); each stops by itself and takes its labs down.
+bench: deps
+	@dpkg -s wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+	python bench/probe_bench.py
+	python bench/inventory_bench.py
+	python bench/write_config_bench.py
+	python bench/dataplane_bench.py
+	python bench/deploy_bench.py --ansible-sizes 2
+	python bench/failback.py
+	python bench/soak.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache rendered

@@ -13,17 +13,39 @@ import jinja2
 from halb import __version__
 from halb.errors import SpecError
 from halb.kinds import shown
+from halb.paths import (
+    CHECK_SCRIPT,
+    HAPROXY_CFG,
+    HAPROXY_DROPIN,
+    HAPROXY_PIDFILE,
+    KEEPALIVED_CONF,
+    KEEPALIVED_DROPIN,
+    NOTIFY_SCRIPT,
+    SCRIPT_DIR,
+    SYSCTL_CONF,
+)
 from halb.spec import Cluster
 
-HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
-KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
-SCRIPT_DIR = "/etc/keepalived/halb"
-CHECK_SCRIPT = f"{SCRIPT_DIR}/check_haproxy.sh"
-NOTIFY_SCRIPT = f"{SCRIPT_DIR}/notify.sh"
-SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"
-HAPROXY_DROPIN = "/etc/systemd/system/haproxy.service.d/90-halb.conf"
-KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/90-halb.conf"
-HAPROXY_PIDFILE = "/run/haproxy.pid"
+__all__ = [
+    "CHECK_SCRIPT",
+    "HAPROXY_CFG",
+    "HAPROXY_DROPIN",
+    "HAPROXY_PIDFILE",
+    "KEEPALIVED_CONF",
+    "KEEPALIVED_DROPIN",
+    "NOTIFY_SCRIPT",
+    "SCRIPT_DIR",
+    "SYSCTL_CONF",
+    "HostFiles",
+    "RenderedFile",
+    "check_peers_agree",
+    "host_context",
+    "render_cluster",
+    "render_host",
+    "template_env",
+    "vrrp_instances",
+]
+
 HEADER = f"Managed by halb {__version__}; local edits are replaced on the next deploy."
 
 

@@ -1,0 +1,321 @@
+"""`halb export ansible`: a playbook and a role that apply exactly what halb renders.
+
+The export holds, per LB host, the rendered files byte for byte (host_files/HOST/...), a
+vars file per host listing them, a role that copies them with Ansible's own `validate:`
+and backups, handlers that reload (never restart) the way `halb deploy` does for each
+service manager, and an ansible.cfg that points at the cluster's own inventory. No secret
+is written: the inventory is referenced, not copied, and the VRRP password (if any) stays
+a placeholder that the play fills in at run time from where halb reads it.
+
+`build` is pure (cluster + rendered files -> {relative path: file}); `write` puts a build
+into a folder in one rename.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from halb import __version__
+from halb.errors import InputError
+from halb.files import atomic_write
+from halb.paths import (
+    CHECK_SCRIPT,
+    HAPROXY_CFG,
+    KEEPALIVED_CONF,
+    NOTIFY_SCRIPT,
+    RUNTIME_DIRS,
+    SYSCTL_CONF,
+)
+from halb.render import HostFiles
+from halb.services import SUPERVISED, validate_argv
+from halb.spec import Cluster
+
+ROLE = "halb_lb"
+HOST_FILES = "host_files"
+MARKER = ".halb-export"
+PLACEHOLDER = "@@HALB_VRRP_AUTH_PASS@@"
+_ROLE_FILES = ("tasks/main.yml", "handlers/main.yml", "defaults/main.yml")
+_AUTH_PASS = re.compile(r"^(\s*auth_pass\s+)(\S+)$", re.M)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    content: str
+    mode: int = 0o644
+
+
+Export = dict[str, ExportFile]
+
+
+def _kind(path: str) -> str:
+    if path in (CHECK_SCRIPT, NOTIFY_SCRIPT) or path.endswith(".sh"):
+        return "script"
+    if path == SYSCTL_CONF:
+        return "sysctl"
+    if path.startswith("/etc/systemd/"):
+        return "dropin"
+    if path in (HAPROXY_CFG, KEEPALIVED_CONF):
+        return "config"
+    raise InputError(f"halb export: no Ansible task for rendered file {path}")
+
+
+def _without_password(conf: str, password: str | None, host: str) -> str:
+    """keepalived.conf with each `auth_pass VALUE` replaced by the placeholder."""
+    if not password:
+        return conf
+    out = _AUTH_PASS.sub(
+        lambda m: m.group(1) + PLACEHOLDER if m.group(2) == password else m.group(0), conf
+    )
+    if PLACEHOLDER not in out or password in out.replace(PLACEHOLDER, ""):
+        raise InputError(
+            f"halb export: the VRRP password of {host} could not be kept out of "
+            "keepalived.conf (it also appears in another setting); choose another password"
+        )
+    return out
+
+
+def _yaml(data: Any) -> str:
+    return "---\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
+
+
+def _vip_roles(cluster: Cluster, host: str) -> dict[str, list[str]]:
+    """The VIPs this host holds once keepalived settles: each is the top priority's (with
+    preemption; with nopreempt any peer may keep a VIP, so nothing is waited for)."""
+    held: list[str] = []
+    free: list[str] = []
+    if not cluster.spec.vrrp.nopreempt:
+        for v in cluster.vips:
+            top = max(v.priorities, key=lambda h: v.priorities[h])
+            (held if top == host else free).append(v.address)
+    return {"held": held, "free": free}
+
+
+def _host_vars(cluster: Cluster, host: str, files: HostFiles) -> str:
+    entries = [
+        {"path": p, "mode": f"{f.mode:04o}", "kind": _kind(p)} for p, f in sorted(files.items())
+    ]
+    dirs = sorted({str(PurePosixPath(p).parent) for p in files} | set(RUNTIME_DIRS))
+    return f"# Written by halb export ansible {__version__}.\n" + _yaml(
+        {
+            "halb_export_files": entries,
+            "halb_export_dirs": dirs,
+            "halb_export_vips": _vip_roles(cluster, host),
+        }
+    )
+
+
+def _password_vars(cluster: Cluster) -> dict[str, Any]:
+    """Where the play reads the VRRP password at run time (an extra-var overrides it)."""
+    auth = cluster.spec.vrrp.auth
+    if not cluster.auth_password or auth is None:
+        return {"halb_vrrp_auth": False}
+    if auth.password_file is not None:
+        pf = auth.password_file
+        pf = pf if pf.is_absolute() else cluster.base_dir / pf
+        source = f"lookup('ansible.builtin.file', {str(pf.resolve())!r}) | trim"
+    else:
+        spec = str(cluster.config_path.resolve())
+        source = (
+            f"(lookup('ansible.builtin.file', {spec!r}) | from_yaml).vrrp.auth.password | string"
+        )
+    return {
+        "halb_vrrp_auth": True,
+        "halb_vrrp_placeholder": PLACEHOLDER,
+        "halb_vrrp_auth_pass": "{{ " + source + " }}",
+    }
+
+
+def _playbook(cluster: Cluster) -> str:
+    names = [h.name for h in cluster.lb_hosts]
+    play = {
+        "name": f"halb load balancers of cluster {cluster.name}",
+        "hosts": ":".join(names),
+        "gather_facts": False,
+        # root logins run as is; other users become root with sudo (ansible_become_pass)
+        "become": "{{ (ansible_user | default('root')) != 'root' }}",
+        "vars": {
+            "halb_export_root": "{{ playbook_dir }}/" + HOST_FILES,
+            # as long as halb deploy waits for one holder per VIP
+            "halb_vip_wait": int(max(10.0, 4 * cluster.advert_int + 5)),
+            **_password_vars(cluster),
+        },
+        "roles": [ROLE],
+    }
+    head = (
+        f"# Written by halb export ansible {__version__} for cluster {cluster.name}\n"
+        f"# from {cluster.config_path.resolve()}. Re-export after changing the spec.\n"
+        "#   ansible-playbook site.yml [--check --diff] [--limit HOST]\n"
+    )
+    return head + _yaml([play])
+
+
+def _ansible_cfg(cluster: Cluster) -> str:
+    inventory = (cluster.base_dir / cluster.spec.inventory).resolve()
+    return (
+        f"# Written by halb export ansible {__version__}: the cluster's own inventory,\n"
+        "# referenced (its passwords stay where they are).\n"
+        "[defaults]\n"
+        f"inventory = {inventory}\n"
+        "roles_path = roles\n"
+        "forks = 50\n"
+        "interpreter_python = auto_silent\n"
+        "retry_files_enabled = false\n"
+        "\n"
+        "[ssh_connection]\n"
+        "pipelining = true\n"
+    )
+
+
+_SERVICE_SH = r"""#!/bin/sh
+# Written by halb export ansible {version}: start and reload HAProxy and keepalived the
+# way `halb deploy` does (halb/services.py), for systemd and for halb's supervisor.
+# usage: halb-service.sh ensure|reload haproxy|keepalived systemd|supervisor
+set -u
+action=$1 name=$2 manager=$3
+case $name in
+  haproxy) cfg={hcfg}; pidfile={hpid}; sig={hsig}
+    check() {{ {hcheck}; }}
+    start() {{ {hstart}; }} ;;
+  keepalived) cfg={kcfg}; pidfile={kpid}; sig={ksig}
+    check() {{ {kcheck}; }}
+    start() {{ {kstart}; }} ;;
+  *) echo "unknown service $name" >&2; exit 2 ;;
+esac
+case $manager in systemd|supervisor) ;; *)
+  echo "unknown halb_service_manager $manager (valid: supervisor, systemd)" >&2; exit 2 ;;
+esac
+
+main_pid() {{
+  if [ "$manager" = systemd ]; then
+    systemctl is-active --quiet "$name" || return 0
+    pid=$(systemctl show -p MainPID --value "$name")
+    [ "$pid" != 0 ] && echo "$pid"
+  else
+    pid=$(cat "$pidfile" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+      grep -qx "$name" /proc/"$pid"/comm && echo "$pid"
+  fi
+  return 0
+}}
+
+children() {{ cat /proc/"$1"/task/"$1"/children 2>/dev/null; }}
+
+case $action in
+ensure)
+  [ -n "$(main_pid)" ] && {{ echo running; exit 0; }}
+  if [ "$manager" = systemd ]; then
+    systemctl start "$name" && systemctl enable --quiet "$name" || exit 1
+  else
+    ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
+    mkdir -p /var/log/halb && log=/var/log/halb/start-$name.log
+    start </dev/null >"$log" 2>&1 || {{ cat "$log" >&2; exit 1; }}
+  fi
+  i=0
+  while [ -z "$(main_pid)" ]; do
+    i=$((i + 1)); [ "$i" -gt 50 ] && {{ echo "$name did not come up within 10s" >&2; exit 1; }}
+    sleep 0.2
+  done
+  echo started ;;
+reload)
+  out=$(check 2>&1) || {{ echo "$cfg failed validation, not reloading $name: $out" >&2; exit 1; }}
+  pid=$(main_pid)
+  [ -z "$pid" ] && {{ echo "not running"; exit 0; }}
+  old=" $(children "$pid" | tr '\n' ' ') "
+  if [ "$manager" = systemd ]; then systemctl reload "$name" || exit 1
+  else kill -"$sig" "$pid" || exit 1; fi
+  if [ "$name" = haproxy ]; then
+    # a new worker under the same master, else the reload failed (old workers still serve)
+    i=0
+    while :; do
+      kill -0 "$pid" 2>/dev/null || {{ echo "haproxy exited during reload" >&2; exit 1; }}
+      for c in $(children "$pid"); do
+        case "$old" in *" $c "*) ;; *) echo reloaded; exit 0 ;; esac
+      done
+      i=$((i + 1)); [ "$i" -gt 50 ] && {{ echo "no new haproxy worker" >&2; exit 1; }}
+      sleep 0.2
+    done
+  fi
+  [ -n "$(main_pid)" ] || {{ echo "$name exited on reload" >&2; exit 1; }}
+  echo reloaded ;;
+*) echo "unknown action $action" >&2; exit 2 ;;
+esac
+"""
+
+
+def service_script() -> str:
+    h, k = SUPERVISED["haproxy"], SUPERVISED["keepalived"]
+    return _SERVICE_SH.format(
+        version=__version__,
+        hcfg=shlex.quote(HAPROXY_CFG),
+        kcfg=shlex.quote(KEEPALIVED_CONF),
+        hpid=shlex.quote(h.pidfile),
+        kpid=shlex.quote(k.pidfile),
+        hsig=h.reload_signal,
+        ksig=k.reload_signal,
+        hcheck=shlex.join(validate_argv("haproxy", HAPROXY_CFG)),
+        kcheck=shlex.join(validate_argv("keepalived", KEEPALIVED_CONF)),
+        hstart=shlex.join(h.start),
+        kstart=shlex.join(k.start),
+    )
+
+
+def _role_file(name: str) -> str:
+    return (resources.files("halb.export") / "role" / name).read_text()
+
+
+def build(cluster: Cluster, rendered: Mapping[str, HostFiles]) -> Export:
+    """Every file of the export by its path relative to the export folder."""
+    out: Export = {
+        MARKER: ExportFile(f"halb export ansible {__version__}\n"),
+        "ansible.cfg": ExportFile(_ansible_cfg(cluster)),
+        "site.yml": ExportFile(_playbook(cluster)),
+        f"roles/{ROLE}/files/halb-service.sh": ExportFile(service_script(), 0o755),
+    }
+    for name in _ROLE_FILES:
+        out[f"roles/{ROLE}/{name}"] = ExportFile(_role_file(name))
+    for host, files in rendered.items():
+        out[f"host_vars/{host}.yml"] = ExportFile(_host_vars(cluster, host, files))
+        for path, f in files.items():
+            text = f.content
+            if path == KEEPALIVED_CONF:
+                text = _without_password(text, cluster.auth_password, host)
+            # modes on the target come from host_vars; here the copy is plain data
+            out[f"{HOST_FILES}/{host}{path}"] = ExportFile(text, 0o644)
+    return out
+
+
+def write(dest: Path, export: Export) -> None:
+    """Replace `dest` with the export in one rename; refuse a folder that is not an export."""
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"{dest}: exists and is not a folder")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).is_file():
+        raise InputError(
+            f"{dest}: folder is not empty and is not a halb export; give an empty or new folder"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for rel, f in sorted(export.items()):
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, f.content, f.mode)
+        tmp.chmod(0o755)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{tmp.name}")
+            dest.rename(old)
+        tmp.rename(dest)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

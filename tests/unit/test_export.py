@@ -1,0 +1,172 @@
+"""`halb export ansible`: the export holds the rendered bytes, no secret, and valid Ansible."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from halb.cli import app
+from halb.export import ansible
+from halb.render import KEEPALIVED_CONF, render_cluster
+from halb.spec import load_cluster
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "cases"
+KS_PASSWORD = "Example@123"  # the inventories' ansible_ssh_pass
+VRRP_PASSWORD = "Vr7pass"  # pass-auth's vrrp.auth.password
+
+
+@pytest.fixture
+def case(tmp_path: Path) -> Path:
+    """A copy of the pass-auth golden case: SSH passwords in the inventory, a VRRP password."""
+    d = tmp_path / "cluster"
+    shutil.copytree(GOLDEN / "pass-auth", d, ignore=shutil.ignore_patterns("expected"))
+    return d / "halb.yaml"
+
+
+def export(spec: Path, dest: Path) -> None:
+    r = CliRunner().invoke(app, ["export", "ansible", "-c", str(spec), str(dest)])
+    assert r.exit_code == 0, r.output
+
+
+def all_text(dest: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted(dest.rglob("*")) if p.is_file())
+
+
+def test_host_files_are_the_rendered_bytes_with_the_password_as_placeholder(
+    case: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "out"
+    export(case, dest)
+    rendered = render_cluster(load_cluster(case))
+    assert set(rendered) == {"lb1", "lb2"}
+    for host, files in rendered.items():
+        on_disk = {
+            "/" + str(p.relative_to(dest / "host_files" / host))
+            for p in (dest / "host_files" / host).rglob("*")
+            if p.is_file()
+        }
+        assert on_disk == set(files)
+        for path, f in files.items():
+            got = (dest / "host_files" / host / path.lstrip("/")).read_bytes()
+            want = f.content.encode()
+            if path == KEEPALIVED_CONF:
+                assert VRRP_PASSWORD.encode() in want
+                want = want.replace(VRRP_PASSWORD.encode(), ansible.PLACEHOLDER.encode())
+            assert got == want, (host, path)
+        listed = yaml.safe_load((dest / "host_vars" / f"{host}.yml").read_text())
+        assert {e["path"]: int(e["mode"], 8) for e in listed["halb_export_files"]} == {
+            p: f.mode for p, f in files.items()
+        }
+
+
+def test_no_secret_anywhere_in_the_export(case: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    export(case, dest)
+    text = all_text(dest)
+    for secret in (KS_PASSWORD, VRRP_PASSWORD):
+        assert secret not in text
+    # the inventory is referenced, not copied
+    cfg = (dest / "ansible.cfg").read_text()
+    assert f"inventory = {case.parent / 'hosts.ini'}" in cfg
+
+
+def test_password_file_is_read_at_run_time_from_its_own_path(case: Path, tmp_path: Path) -> None:
+    pw = case.parent / "vrrp.pass"
+    pw.write_text("Zq9pass\n")
+    data = yaml.safe_load(case.read_text())
+    data["vrrp"]["auth"] = {"password_file": "vrrp.pass"}
+    case.write_text(yaml.safe_dump(data))
+    dest = tmp_path / "out"
+    export(case, dest)
+    assert "Zq9pass" not in all_text(dest)
+    play = yaml.safe_load((dest / "site.yml").read_text())[0]
+    assert str(pw) in play["vars"]["halb_vrrp_auth_pass"]
+
+
+def test_every_config_is_validated_backed_up_and_reloaded_not_restarted(
+    case: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "out"
+    export(case, dest)
+    role = dest / "roles" / ansible.ROLE
+    tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text())
+    copies = [t for t in tasks if "ansible.builtin.copy" in t]
+    assert copies and all(t["ansible.builtin.copy"]["backup"] is True for t in copies)
+    validate = {t["name"]: t["ansible.builtin.copy"].get("validate") for t in copies}
+    assert validate["haproxy.cfg"] == "haproxy -c -f %s"
+    assert validate["keepalived.conf"] == "keepalived -t -f %s"
+    assert validate["keepalived.conf (with the VRRP password)"] == "keepalived -t -f %s"
+    assert validate["keepalived scripts"] == "sh -n %s"
+    secret_task = next(t for t in copies if "VRRP" in t["name"])
+    assert secret_task["no_log"] is True and secret_task["diff"] is False
+    text = (role / "handlers" / "main.yml").read_text() + all_text(role / "files")
+    assert "restart" not in text.replace("never restart", "")
+
+
+def test_service_script_is_valid_sh_and_uses_halbs_supervisor_commands() -> None:
+    script = ansible.service_script()
+    r = subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert "keepalived -f /etc/keepalived/keepalived.conf -p /run/keepalived.pid" in script
+    assert "haproxy -W -D -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid" in script
+
+
+def test_unknown_service_manager_is_refused_by_the_script(tmp_path: Path) -> None:
+    f = tmp_path / "s.sh"
+    f.write_text(ansible.service_script())
+    r = subprocess.run(["sh", str(f), "ensure", "haproxy", "upstart"], capture_output=True)
+    assert r.returncode == 2 and b"unknown halb_service_manager upstart" in r.stderr
+
+
+def test_syntax_check(case: Path, tmp_path: Path) -> None:
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("ansible-playbook is not installed (pip install ansible-core)")
+    dest = tmp_path / "out"
+    export(case, dest)
+    r = subprocess.run(
+        ["ansible-playbook", "--syntax-check", "site.yml"],
+        cwd=dest,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "playbook: site.yml" in r.stdout
+
+
+def test_re_export_replaces_an_export_but_not_another_folder(case: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    export(case, dest)
+    (dest / "host_files" / "stale").mkdir()
+    export(case, dest)
+    assert not (dest / "host_files" / "stale").exists()
+
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me\n")
+    r = CliRunner().invoke(app, ["export", "ansible", "-c", str(case), str(other)])
+    assert r.exit_code == 2
+    assert "not a halb export" in r.output and str(other) in r.output
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+
+
+def test_bad_spec_is_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    spec = tmp_path / "halb.yaml"
+    spec.write_text("cluster: x\ninventory: missing.ini\nvips: {internal: {address: 1.2.3.4}}\n")
+    r = CliRunner().invoke(app, ["export", "ansible", "-c", str(spec), str(tmp_path / "out")])
+    assert r.exit_code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_password_that_also_appears_elsewhere_is_refused() -> None:
+    conf = "vrrp_instance a {\n    interface eth0\n    auth_pass eth0\n}\n"
+    with pytest.raises(Exception, match="could not be kept out"):
+        ansible._without_password(conf, "eth0", "lb1")
+    assert ansible.PLACEHOLDER in ansible._without_password(
+        conf.replace("auth_pass eth0", "auth_pass Qw3rty"), "Qw3rty", "lb1"
+    )
