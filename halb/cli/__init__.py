@@ -32,6 +32,7 @@ def _root(
 # Importing a module registers its commands.
 from halb.cli import core as _core  # noqa: E402,F401
 from halb.cli import deploy as _deploy  # noqa: E402,F401
+from halb.cli import drill as _drill  # noqa: E402,F401
 from halb.cli import installer as _installer  # noqa: E402,F401
 from halb.cli import lab as _lab  # noqa: E402,F401
 from halb.cli import probe as _probe  # noqa: E402,F401
