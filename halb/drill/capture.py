@@ -74,7 +74,6 @@ def decode(observer: str, ts: float, frame: bytes) -> Packet | None:
     """One captured frame -> a Packet, None for frames the drill does not use."""
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import ARP, Ether
-    from scapy.layers.vrrp import VRRP, VRRPv3
 
     try:
         eth = Ether(frame)
@@ -89,9 +88,10 @@ def decode(observer: str, ts: float, frame: bytes) -> Packet | None:
         return None
     ip = eth[IP]
     if ip.proto == 112:
-        v = ip.getlayer(VRRPv3) or ip.getlayer(VRRP)
-        vrid = int(v.vrid) if v is not None else None
-        prio = int(v.priority) if v is not None else None
+        # VRRPv2 and v3 share the first bytes (version/type, router id, priority); scapy
+        # dissects v3 only in some versions, so read them from the payload.
+        body = bytes(ip.payload)
+        vrid, prio = (body[1], body[2]) if len(body) >= 3 else (None, None)
         return Packet(ts, observer, "advert", str(ip.src), str(eth.src), vrid=vrid, prio=prio)
     if TCP in ip and int(ip[TCP].flags) & 0x12 == 0x12:
         return Packet(ts, observer, "synack", str(ip.src), str(eth.src), addr=str(ip.src))

@@ -66,3 +66,19 @@ class RoundRecord:
         d = asdict(self)
         d["polls"] = [{"t": t, "holders": h} for t, h in self.polls]
         return d
+
+
+def record_from_dict(d: dict[str, Any]) -> RoundRecord:
+    """A round back from its --json form (report.document), e.g. to recompute figures."""
+    fields = d.get("probe_fields", ["frontend", "start", "end", "ok", "error"])
+    probes = [Probe(**dict(zip(fields, row, strict=True))) for row in d["probes"]]
+    packets = [Packet(**p) for p in d["packets"]]
+    polls = [(float(p["t"]), {k: list(v) for k, v in p["holders"].items()}) for p in d["polls"]]
+    keep = {
+        k: d[k]
+        for k in (
+            "fault", "index", "target", "vips", "frontends", "lb_addresses", "macs", "rate",
+            "t_start", "t_fault", "t_restore", "t_end", "holders_before", "holders_end", "notes",
+        )
+    }  # fmt: skip
+    return RoundRecord(**keep, polls=polls, probes=probes, packets=packets)

@@ -161,13 +161,10 @@ def draw_round(c: Canvas, y: int, rec: RoundRecord, fig: RoundFigures) -> int:
 
     take = "-" if fig.takeover_s is None else f"{fig.takeover_s:.3f} S BY {fig.new_holder}"
     outs = "  ".join(f"{fe} {v:.3f}" for fe, v in fig.outage_s.items())
-    outs += "   2ND " + "  ".join(f"{fe} {v:.3f}" for fe, v in fig.second_outage_s.items())
-    c.text(
-        8,
-        y + 6,
-        f"{rec.fault} #{rec.index} ON {rec.target}: TAKEOVER GARP {take}   OUTAGE {outs}",
-        scale=2,
-    )
+    second = "  ".join(f"{fe} {v:.3f}" for fe, v in fig.second_outage_s.items())
+    x = c.text(8, y + 6, f"{rec.fault} #{rec.index} ON {rec.target}", scale=2) + 16
+    c.text(x, y + 4, f"TAKEOVER GARP {take}   OUTAGE {outs}")
+    c.text(x, y + 15, f"SECOND OUTAGE {second}   FAILED {sum(fig.failed.values())}")
     top = y + TITLE + 6
     bottom = top + LANE * len(lanes)
     c.rect(LEFT, top, c.w - RIGHT, bottom, LIGHT)

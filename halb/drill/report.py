@@ -24,7 +24,8 @@ class RoundFigures:
     old_last_advert_s: float | None  # fault -> the old holder's last advert (priority > 0)
     outage_s: dict[str, float]  # frontend -> longest gap between successes, fault..restore
     second_outage_s: dict[str, float]  # frontend -> the same after the restore
-    failed: dict[str, int]  # frontend -> failed probes from the fault to the end
+    baseline_gap_s: dict[str, float]  # frontend -> longest gap before the fault (the floor)
+    failed: dict[str, int]  # frontend -> failed probes in the round
     errors: dict[str, dict[str, int]]  # frontend -> error kind -> count
     probes: dict[str, int]  # frontend -> probes in the round
     old_holder_answers: int | None  # SYN-ACKs from the old holder's MAC after takeover
@@ -85,18 +86,21 @@ def figures(r: RoundRecord) -> RoundFigures:
 
     outage: dict[str, float] = {}
     second: dict[str, float] = {}
+    base: dict[str, float] = {}
     failed: dict[str, int] = {}
     errors: dict[str, dict[str, int]] = {}
     counts: dict[str, int] = {}
     for fe in r.frontends:
         ok_times = _first_success_times(r.probes, fe)
         outage[fe] = round(longest_gap(ok_times, r.t_fault, r.t_restore), 4)
+        pre = [t for t in ok_times if t < r.t_fault]
+        base[fe] = round(longest_gap(pre, pre[0], r.t_fault), 4) if pre else 0.0
         after = [t for t in ok_times if t >= r.t_restore]
         # the second outage: gaps that start after the restore (the old holder returning)
         second[fe] = round(longest_gap(after, after[0], r.t_end), 4) if after else 0.0
         mine = [p for p in r.probes if p.frontend == fe]
         counts[fe] = len(mine)
-        bad = [p for p in mine if not p.ok and p.start >= r.t_fault - 1.0]
+        bad = [p for p in mine if not p.ok]
         failed[fe] = len(bad)
         errors[fe] = dict(Counter(p.error for p in bad))
 
@@ -130,6 +134,7 @@ def figures(r: RoundRecord) -> RoundFigures:
         old_last_advert_s=round(old_last, 4) if old_last is not None else None,
         outage_s=outage,
         second_outage_s=second,
+        baseline_gap_s=base,
         failed=failed,
         errors=errors,
         probes=counts,

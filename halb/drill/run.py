@@ -15,7 +15,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,25 +105,43 @@ class Drill:
             self.masters = [transport_for(hosts[n]) for n in names if n in hosts]
         self.lb_addresses = {h.name: cluster.host_ip(h) for h in self.lbs}
         self.macs: dict[str, str] = {}
+        self._pool = ThreadPoolExecutor(max_workers=4 * len(self.lbs) + 4)
+        self._inflight: dict[str, Future[set[str] | None]] = {}
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         for t in [*self.t.values(), *self.masters]:
             t.close()
 
     # ------------------------------------------------------------------ observations
     def holders(self, timeout: float = 10) -> dict[str, list[str]]:
-        """VIP name -> LB hosts that have it; an unreachable host counts as holding none."""
+        """VIP name -> LB hosts that have it; an unreachable host counts as holding none.
 
-        def addrs(name: str) -> set[str] | None:
-            try:
-                res = self.t[name].run(["ip", "-o", "addr", "show"], timeout=timeout)
-            except HalbError:
-                return None
-            return {a.address for a in parse_ip_addr(res.out)} if res.ok else None
+        A command through an SSH ControlMaster can outlive its timeout (the master keeps
+        its pipes until the remote side answers), so a host whose last poll has not
+        returned is skipped and nobody waits longer than `timeout` for an answer.
+        """
+        futs = {}
+        for name, t in self.t.items():
+            prev = self._inflight.get(name)
+            if prev is not None and not prev.done():
+                continue
+            futs[name] = self._pool.submit(self._addrs, t, timeout)
+            self._inflight[name] = futs[name]
+        done, _ = wait(list(futs.values()), timeout=timeout + 0.5)
+        seen = {n: f.result() for n, f in futs.items() if f in done}
+        return {
+            v: [h for h in self.t if (a := seen.get(h)) and addr in a]
+            for v, addr in self.vips.items()
+        }
 
-        with ThreadPoolExecutor(max_workers=len(self.t)) as ex:
-            seen = dict(zip(self.t, ex.map(addrs, self.t), strict=True))
-        return {v: [h for h, a in seen.items() if a and addr in a] for v, addr in self.vips.items()}
+    @staticmethod
+    def _addrs(t: Transport, timeout: float) -> set[str] | None:
+        try:
+            res = t.run(["ip", "-o", "addr", "show"], timeout=timeout)
+        except HalbError:
+            return None
+        return {a.address for a in parse_ip_addr(res.out)} if res.ok else None
 
     def learn_macs(self) -> None:
         for name, t in self.t.items():
