@@ -140,7 +140,7 @@ def _write_outputs(
 ) -> None:
     if json_file is not None:
         doc = rp.document(records, figs, dict(settings), problems)
-        atomic_write(json_file, (json.dumps(doc) + "\n").encode())
+        atomic_write(json_file, (json.dumps(doc, separators=(",", ":")) + "\n").encode())
     if plot_file is not None:
         from halb.drill.plot import timeline_png
 

@@ -7,7 +7,10 @@ and the hosts afterwards. A second, short drill checks the gate with an impossib
 from __future__ import annotations
 
 import json
+import signal
 import struct
+import subprocess
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -173,3 +176,56 @@ def test_gate_exits_1_on_an_impossible_budget(deployed: Lab, tmp_path: Path) -> 
     assert rc == 1, out + err
     assert "FAILED: graceful round 1: apiserver outage" in err
     assert "> --max-outage 0.001 s" in err
+
+
+def test_ctrl_c_during_a_partition_restores_it(deployed: Lab) -> None:
+    lab = deployed
+    proc = subprocess.Popen(
+        [*lab.enter_argv("taskbox"), "halb", "test-failover", "-c", str(lab.spec),
+         "--fault", "partition"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        table = ["nft", "list", "table", "inet", "halb_drill"]
+        while lab.run(lab.lbs[0], table).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err
+    for lb in lab.lbs:
+        assert lab.run(lb, table).returncode != 0, f"{lb} still drops VRRP"
+    deadline = time.monotonic() + 20
+    while True:
+        r = lab.run("taskbox", ["halb", "status", "-c", str(lab.spec), "--json"], timeout=60)
+        if r.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert r.returncode == 0, json.loads(r.stdout)["problems"]
+
+
+def test_two_holders_before_the_drill_is_exit_1_and_nothing_injected(deployed: Lab) -> None:
+    lab = deployed
+    r = lab.run("taskbox", ["halb", "status", "-c", str(lab.spec), "--json"], timeout=60)
+    holder = next(v["holders"][0] for v in json.loads(r.stdout)["vips"] if v["name"] == "internal")
+    peer = other(lab, holder)
+    vip = f"{lab.vip_internal}/32"
+    assert lab.run(peer, ["ip", "addr", "add", vip, "dev", "eth0"]).returncode == 0
+    try:
+        rc, out, err = drill(lab, "--fault", "graceful")
+        pid = lab.run(holder, ["cat", "/run/keepalived.pid"]).stdout.strip()
+        alive = lab.run(holder, ["kill", "-0", pid]).returncode == 0
+    finally:
+        lab.run(peer, ["ip", "addr", "del", vip, "dev", "eth0"])
+    assert rc == 1, out + err
+    assert f"split brain: VIP internal ({lab.vip_internal}) is held by" in err
+    assert holder in err and peer in err
+    assert alive  # the drill stopped before any fault
