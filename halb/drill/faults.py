@@ -67,12 +67,12 @@ esac
 """
 SCRIPTS = {"link": LINK, "partition": PARTITION, "apiserver": APISERVER}
 
-# $1 id, $2 hold, $3 fault script, then its arguments. Arms the restore timer first, then
-# injects detached (so a fault that cuts this very link still happens and is timed); the
-# injection time goes to $d/$id.t.
-_ARM = f"""
-id=$1 hold=$2 script=$3; shift 3
-d={STATE_DIR}; mkdir -p "$d" && chmod 700 "$d" || exit 1
+# $1 id, $2 hold, $3 fault script, $4 state folder, then the script's arguments. Arms
+# the restore timer first, then injects detached (so a fault that cuts this very link
+# still happens and is timed); the injection time goes to $d/$id.t.
+_ARM = """
+id=$1 hold=$2 script=$3 d=$4; shift 4
+mkdir -p "$d" && chmod 700 "$d" || exit 1
 rm -f "$d/$id.t" "$d/$id.r"
 setsid sh -c 'sleep "$1"; date +%s.%N > "$2"; shift 2; sh -c "$@"' timer "$hold" "$d/$id.r" \\
   "$script" fault restore "$@" </dev/null >/dev/null 2>&1 &
@@ -82,9 +82,8 @@ setsid sh -c 'f=$1; shift; sleep 0.05; date +%s.%N > "$f"; sh -c "$@"' inject "$
 """
 # Disarm the timer and restore now (a no-op when the timer already did); prints
 # "t INJECTED r RESTORED" as the host's clock saw them.
-_DISARM = f"""
-id=$1 script=$2; shift 2
-d={STATE_DIR}
+_DISARM = """
+id=$1 script=$2 d=$3; shift 3
 pid=$(cat "$d/$id.timer" 2>/dev/null) && [ -n "$pid" ] && kill "$pid" 2>/dev/null
 [ -s "$d/$id.r" ] || date +%s.%N > "$d/$id.r"
 sh -c "$script" fault restore "$@"; rc=$?
@@ -105,16 +104,18 @@ def parse_time(text: str) -> float | None:
     return None
 
 
-def arm(t: Transport, fault: str, fid: str, hold: float, *args: str) -> None:
+def arm(
+    t: Transport, script: str, fid: str, hold: float, *args: str, state_dir: str = STATE_DIR
+) -> None:
     """Host side: arm the restore timer and inject (detached)."""
-    t.run(sh(_ARM, fid, f"{hold:.3f}", SCRIPTS[fault], *args), timeout=15, check=True)
+    t.run(sh(_ARM, fid, f"{hold:.3f}", script, state_dir, *args), timeout=15, check=True)
 
 
 def disarm(
-    t: Transport, fault: str, fid: str, *args: str, timeout: float = 15
+    t: Transport, script: str, fid: str, *args: str, state_dir: str = STATE_DIR, timeout: float = 15
 ) -> tuple[float | None, float | None]:
     """Host side: stop the timer, restore now; the host's (injection, restore) times."""
-    res = t.run(sh(_DISARM, fid, SCRIPTS[fault], *args), timeout=timeout, check=True)
+    res = t.run(sh(_DISARM, fid, script, state_dir, *args), timeout=timeout, check=True)
     return parse_marked(res.out, "t"), parse_marked(res.out, "r")
 
 

@@ -259,7 +259,7 @@ class Drill:
         try:
             backstop = hold if fault == "link" else hold + 30
             for t in where:
-                faults.arm(t, fault, fid, backstop, *args)
+                faults.arm(t, faults.SCRIPTS[fault], fid, backstop, *args)
                 armed.append(t)
             self._watch(rec, fault, target, start + hold)
             if fault == "link":
@@ -279,7 +279,7 @@ class Drill:
         deadline = time.monotonic() + 30
         while True:
             try:
-                return faults.disarm(t, fault, fid, *args)
+                return faults.disarm(t, faults.SCRIPTS[fault], fid, *args)
             except HalbError as e:
                 if time.monotonic() > deadline:
                     self.say(f"{t.name}: could not confirm the restore ({e}); its timer restores")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import socket
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from halb.drill import capture, faults, plot
 from halb.drill import report as rp
 from halb.drill.load import Load, Target
 from halb.drill.model import record_from_dict
+from halb.transport.base import Privilege
+from halb.transport.local import LocalTransport
 
 DATA = Path(__file__).parent.parent / "fixtures" / "drill"
 runner = CliRunner()
@@ -191,3 +195,40 @@ def test_load_records_successes_and_failures_with_times() -> None:
     assert bad and {p.error for p in bad} == {"http 500"}
     oks = sorted(p.end for p in got if p.ok)
     assert 0.25 < rp.longest_gap(oks, oks[0], oks[-1]) < 0.6
+
+
+# A harmless stand-in for a host-side fault: inject creates a file, restore removes it.
+MARK = 'case "$1" in inject) : > "$2" ;; restore) rm -f "$2" ;; esac'
+
+
+def test_host_timer_restores_by_itself(tmp_path: Path) -> None:
+    """The timer on the host undoes a fault when the drill cannot (link cut, drill gone)."""
+    t = LocalTransport("here", Privilege("none"))  # no root needed
+    state, mark = tmp_path / "state", tmp_path / "broken"
+    faults.arm(t, MARK, "f1", 0.6, str(mark), state_dir=str(state))
+    deadline = time.monotonic() + 5
+    while not mark.exists():
+        assert time.monotonic() < deadline, "not injected"
+        time.sleep(0.02)
+    assert (state / "f1.timer").exists() and (state / "f1.t").exists()
+    while mark.exists():
+        assert time.monotonic() < deadline, "the timer did not restore"
+        time.sleep(0.02)
+    injected, restored = faults.disarm(t, MARK, "f1", str(mark), state_dir=str(state))
+    assert injected is not None and restored is not None
+    assert 0.5 < restored - injected < 2.0
+    assert sorted(os.listdir(state)) == []
+
+
+def test_disarm_restores_at_once_and_the_timer_stays_quiet(tmp_path: Path) -> None:
+    t = LocalTransport("here", Privilege("none"))  # no root needed
+    state, mark = tmp_path / "state", tmp_path / "broken"
+    faults.arm(t, MARK, "f2", 1.0, str(mark), state_dir=str(state))
+    time.sleep(0.3)
+    assert mark.exists()
+    injected, restored = faults.disarm(t, MARK, "f2", str(mark), state_dir=str(state))
+    assert not mark.exists()
+    assert injected is not None and restored is not None and restored - injected < 0.9
+    mark.touch()  # a later fault; the disarmed timer must not undo it
+    time.sleep(1.2)
+    assert mark.exists()
