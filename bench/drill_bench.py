@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -27,7 +28,9 @@ from halb import lab as labmod
 
 ROOT = Path(__file__).resolve().parent
 README = ROOT / "README.md"
+TOP_README = ROOT.parent / "README.md"
 BEGIN, END = "<!-- DRILL:BEGIN -->", "<!-- DRILL:END -->"
+SUMMARY_BEGIN, SUMMARY_END = "<!-- DRILL-SUMMARY:BEGIN -->", "<!-- DRILL-SUMMARY:END -->"
 
 # (profile, fault) -> (what, limit in s, on which statistic); from issue 8.
 TARGETS: dict[tuple[str, str], list[tuple[str, float]]] = {
@@ -125,25 +128,63 @@ def extra_facts(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def summary(results: dict[str, dict[str, Any]]) -> list[str]:
+    """A few lines for the top-level README: worst frontend per fault and profile."""
+    lines = [
+        "| fault | " + " | ".join(f"{p}: outage p50 / max" for p in results) + " |",
+        "|---|" + "---:|" * len(results),
+    ]
+    faults = list(dict.fromkeys(r["fault"] for doc in results.values() for r in doc["table"]))
+    for fault in faults:
+        cells = []
+        for profile, doc in results.items():
+            rows = [
+                r
+                for r in doc["table"]
+                if r["fault"] == fault and not (fault == "apiserver" and r["frontend"] == fault)
+            ]
+            if not rows:
+                cells.append("–")
+                continue
+            worst = max(rows, key=lambda r: r["outage"][2])
+            mark = verdict(profile, fault, worst)
+            note = " (target missed)" if "missed" in mark else (" (target met)" if mark else "")
+            cells.append(f"{ms(worst['outage'][0])} / {ms(worst['outage'][2])} ms{note}")
+        lines.append(f"| {fault} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def replace_between(text: str, begin: str, end: str, body: str) -> str:
+    if begin in text and end in text:
+        pre, rest = text.split(begin, 1)
+        _, post = rest.split(end, 1)
+        return f"{pre}{begin}\n{body}\n{end}{post}"
+    return text + f"\n{begin}\n{body}\n{end}\n"
+
+
 def write(results: dict[str, dict[str, Any]], args: argparse.Namespace, took: float) -> str:
+    problems = [p for d in results.values() for p in d["problems"][:5]]
     head = (
         f"Run: `sudo python3 bench/drill_bench.py --rounds {args.rounds} --rate {args.rate:g}` "
         f"on {datetime.now(UTC).date()}, CPython {platform.python_version()}, Linux "
-        f"{platform.release()}, {took / 60:.0f} min; problems reported by the drill: "
-        + ("; ".join(p for d in results.values() for p in d["problems"][:5]) or "none")
-        + "."
+        f"{platform.release()}, {os.cpu_count()} CPU(s), {took / 60:.0f} min; problems "
+        f"reported by the drill: {'; '.join(problems) or 'none'}."
     )
     body = "\n".join([head, "", *table(results), "", *extra_facts(results)])
-    text = README.read_text()
-    if BEGIN in text and END in text:
-        pre, rest = text.split(BEGIN, 1)
-        _, post = rest.split(END, 1)
-        text = f"{pre}{BEGIN}\n{body}\n{END}{post}"
-    else:
-        text += f"\n{BEGIN}\n{body}\n{END}\n"
+    short = "\n".join(
+        [
+            "Client-visible outage in the lab, worst frontend, "
+            f"{args.rounds} rounds per fault (from `bench/drill_bench.py`):",
+            "",
+            *summary(results),
+        ]
+    )
     if not args.no_write:
-        README.write_text(text)
-    return body
+        README.write_text(replace_between(README.read_text(), BEGIN, END, body))
+        TOP_README.write_text(
+            replace_between(TOP_README.read_text(), SUMMARY_BEGIN, SUMMARY_END, short)
+        )
+    return body + "\n\n" + short
 
 
 def main() -> None:
@@ -154,7 +195,20 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=100)
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument("--keep", action="store_true", help="copy JSON and PNG to bench/results")
+    p.add_argument(
+        "--from-results",
+        type=Path,
+        help="rewrite the tables from drill-PROFILE.json files kept there (no lab run)",
+    )
     args = p.parse_args()
+    if args.from_results:
+        results = {
+            prof: json.loads((args.from_results / f"drill-{prof}.json").read_text())
+            for prof in args.profiles.split(",")
+            if prof
+        }
+        print(write(results, args, float(os.environ.get("DRILL_BENCH_SECONDS", "0"))))
+        return
     labmod.require_root()
     name = labmod.pick_name("db")
     started = time.monotonic()

@@ -54,7 +54,10 @@ def deployed(lab: Lab) -> Lab:
 def all_faults(deployed: Lab) -> dict[str, Any]:
     lab = deployed
     js, png = lab.dir / "drill.json", lab.dir / "drill.png"
-    rc, out, err = drill(lab, "--fault", "all", "--json", str(js), "--plot", str(png))
+    # 50 probes/s per frontend (20 ms resolution) keeps the lab's 2 cores for the daemons
+    rc, out, err = drill(
+        lab, "--fault", "all", "--rate", "50", "--json", str(js), "--plot", str(png)
+    )
     assert rc == 0, out + err
     doc = json.loads(js.read_text())
     doc["_stdout"] = out
@@ -85,7 +88,7 @@ def test_vip_moves_to_the_peer_and_one_holder_at_the_end(
     for fe in ("apiserver", "console"):
         # the client saw the failover: a gap, and answers again before the round ended
         assert 0 < f["outage_s"][fe] < 10
-        assert f["probes"][fe] > 500
+        assert f["probes"][fe] > 300
     # every timestamp is there: probes, packets (adverts and GARPs from both hosts)
     assert r["t_start"] < r["t_fault"] < r["t_restore"] < r["t_end"]
     kinds = {p["kind"] for p in r["packets"]}
@@ -119,7 +122,7 @@ def test_apiserver_fault_fails_the_apiserver_only_and_the_vip_stays(
     (r,) = rounds_of(all_faults, "apiserver")
     f = r["figures"]
     assert not f["vip_moved"] and f["takeover_s"] is None
-    assert f["errors"]["apiserver"].get("http 500", 0) > 50
+    assert f["errors"]["apiserver"].get("http 500", 0) > 30
     assert f["failed"]["console"] == 0
     assert all(h == [r["target"]] for h in f["holders_end"].values())
 
