@@ -46,9 +46,9 @@ PARTITION = f"""
 case "$1" in
 inject)
   if command -v nft >/dev/null 2>&1; then
-    nft add table inet {NFT_TABLE} &&
-    nft add chain inet {NFT_TABLE} input '{{ type filter hook input priority -300; }}' &&
-    nft add rule inet {NFT_TABLE} input ip protocol vrrp drop
+    printf '%s\\n' 'add table inet {NFT_TABLE}' \\
+      'add chain inet {NFT_TABLE} input {{ type filter hook input priority -300; }}' \\
+      'add rule inet {NFT_TABLE} input ip protocol vrrp drop' | nft -f -
   else
     iptables -I INPUT -p 112 -m comment --comment {NFT_TABLE} -j DROP
   fi ;;
@@ -69,15 +69,16 @@ SCRIPTS = {"link": LINK, "partition": PARTITION, "apiserver": APISERVER}
 
 # $1 id, $2 hold, $3 fault script, $4 state folder, then the script's arguments. Arms
 # the restore timer first, then injects detached (so a fault that cuts this very link
-# still happens and is timed); the injection time goes to $d/$id.t.
+# still happens and is timed). The times written ($d/$id.t, $d/$id.r) are taken when the
+# injection or the restore has been done, e.g. once the drop rule is in place.
 _ARM = """
 id=$1 hold=$2 script=$3 d=$4; shift 4
 mkdir -p "$d" && chmod 700 "$d" || exit 1
 rm -f "$d/$id.t" "$d/$id.r"
-setsid sh -c 'sleep "$1"; date +%s.%N > "$2"; shift 2; sh -c "$@"' timer "$hold" "$d/$id.r" \\
-  "$script" fault restore "$@" </dev/null >/dev/null 2>&1 &
+setsid sh -c 'sleep "$1"; f=$2; shift 2; sh -c "$@"; date +%s.%N > "$f"' timer "$hold" \\
+  "$d/$id.r" "$script" fault restore "$@" </dev/null >/dev/null 2>&1 &
 echo $! > "$d/$id.timer"
-setsid sh -c 'f=$1; shift; sleep 0.05; date +%s.%N > "$f"; sh -c "$@"' inject "$d/$id.t" \\
+setsid sh -c 'f=$1; shift; sleep 0.05; sh -c "$@"; date +%s.%N > "$f"' inject "$d/$id.t" \\
   "$script" fault inject "$@" </dev/null >"$d/$id.log" 2>&1 &
 """
 # Disarm the timer and restore now (a no-op when the timer already did); prints
@@ -85,8 +86,8 @@ setsid sh -c 'f=$1; shift; sleep 0.05; date +%s.%N > "$f"; sh -c "$@"' inject "$
 _DISARM = """
 id=$1 script=$2 d=$3; shift 3
 pid=$(cat "$d/$id.timer" 2>/dev/null) && [ -n "$pid" ] && kill "$pid" 2>/dev/null
-[ -s "$d/$id.r" ] || date +%s.%N > "$d/$id.r"
 sh -c "$script" fault restore "$@"; rc=$?
+[ -s "$d/$id.r" ] || date +%s.%N > "$d/$id.r"
 echo "t $(cat "$d/$id.t" 2>/dev/null) r $(cat "$d/$id.r" 2>/dev/null)"
 rm -f "$d/$id.timer" "$d/$id.log" "$d/$id.t" "$d/$id.r"
 exit $rc

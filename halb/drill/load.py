@@ -10,10 +10,13 @@ in a thread, bounded in time (`limit`) and in probes in flight (`max_inflight`).
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 from halb.drill.model import Probe
 
@@ -79,6 +82,11 @@ async def probe_once(t: Target, timeout: float, tls: ssl.SSLContext | None) -> t
         return False, classify(e)
 
 
+class _Flag(Protocol):
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+
+
 class Load:
     """`start()`, then `stop()` returns every probe; never runs past `limit` seconds."""
 
@@ -98,7 +106,7 @@ class Load:
         self.max_inflight = max_inflight
         self.probes: list[Probe] = []
         self.overloaded = 0  # probes not started because too many were in flight
-        self._stop = threading.Event()
+        self._stop: _Flag = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
@@ -141,3 +149,55 @@ class Load:
                 await asyncio.sleep(0)
         if inflight:
             await asyncio.wait(inflight, timeout=self.timeout + 1)
+
+
+def _child(args: tuple[Any, ...], stop: _Flag, ready: _Flag, conn: Connection) -> None:
+    targets, rate, timeout, limit, max_inflight = args
+    load = Load(targets, rate=rate, timeout=timeout, limit=limit, max_inflight=max_inflight)
+    load._stop = stop
+    ready.set()
+    load._run()
+    conn.send(([astuple(p) for p in load.probes], load.overloaded))
+    conn.close()
+
+
+class ProcessLoad:
+    """The same load in a process of its own: the probes' TLS work then does not compete
+    with the drill's own threads (holder polls, captures) for the interpreter lock, which
+    would delay both the probes and the polls on a busy machine."""
+
+    def __init__(
+        self,
+        targets: list[Target],
+        *,
+        rate: float,
+        timeout: float,
+        limit: float,
+        max_inflight: int = 2000,
+    ) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.timeout = timeout
+        self.overloaded = 0
+        self._stop = ctx.Event()
+        self._ready = ctx.Event()
+        self._recv, send = ctx.Pipe(duplex=False)
+        args = (targets, rate, timeout, limit, max_inflight)
+        self._proc = ctx.Process(
+            target=_child, args=(args, self._stop, self._ready, send), daemon=True
+        )
+
+    def start(self) -> None:
+        self._proc.start()
+        self._ready.wait(30)
+
+    def stop(self) -> list[Probe]:
+        self._stop.set()
+        probes: list[Probe] = []
+        if self._recv.poll(self.timeout + 30):
+            rows, self.overloaded = self._recv.recv()
+            probes = [Probe(*r) for r in rows]
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        return sorted(probes, key=lambda p: p.start)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from halb.drill import capture, faults
-from halb.drill.load import Load, Target
+from halb.drill.load import ProcessLoad, Target
 from halb.drill.model import Packet, RoundRecord
 from halb.errors import CheckFailed, HalbError
 from halb.inventory import Host
@@ -201,7 +201,7 @@ class Drill:
         hold = self.hold(fault)
         limit = PRE + hold + SETTLE_MAX + self.settle_window() + POST + 20
         caps = self._start_captures(limit)
-        load = Load(self.targets, rate=self.s.rate, timeout=self.s.timeout, limit=limit)
+        load = ProcessLoad(self.targets, rate=self.s.rate, timeout=self.s.timeout, limit=limit)
         try:
             load.start()
             rec.t_start = time.time()
@@ -256,18 +256,26 @@ class Drill:
         armed: list[Transport] = []
         times: list[tuple[float | None, float | None]] = []
         start = time.time()
+        futs = []
         try:
             backstop = hold if fault == "link" else hold + 30
-            for t in where:
-                faults.arm(t, faults.SCRIPTS[fault], fid, backstop, *args)
-                armed.append(t)
+            # every host at once, so a partition starts (and heals) on both sides together
+            with ThreadPoolExecutor(max_workers=len(where)) as ex:
+                futs = [
+                    ex.submit(faults.arm, t, faults.SCRIPTS[fault], fid, backstop, *args)
+                    for t in where
+                ]
+            armed = list(where)  # a failed arm may have armed: restore everywhere
+            for fut in futs:
+                fut.result()
             self._watch(rec, fault, target, start + hold)
             if fault == "link":
                 # the host brings its link back by itself; reach it again after that
                 time.sleep(max(0.0, start + hold + 0.3 - time.time()))
         finally:
-            for t in armed:
-                times.append(self._disarm(t, fault, fid, args))
+            if armed:
+                with ThreadPoolExecutor(max_workers=len(armed)) as ex:
+                    times = list(ex.map(lambda t: self._disarm(t, fault, fid, args), armed))
         injected = [x for x, _ in times if x is not None]
         restored = [y for _, y in times if y is not None]
         rec.t_fault = min(injected) if injected else start

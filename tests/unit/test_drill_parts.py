@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from halb.cli import app
 from halb.drill import capture, faults, plot
 from halb.drill import report as rp
-from halb.drill.load import Load, Target
+from halb.drill.load import Load, ProcessLoad, Target
 from halb.drill.model import record_from_dict
 from halb.transport.base import Privilege
 from halb.transport.local import LocalTransport
@@ -171,10 +171,11 @@ class Server:
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
 
-def test_load_records_successes_and_failures_with_times() -> None:
+@pytest.mark.parametrize("kind", [Load, ProcessLoad])
+def test_load_records_successes_and_failures_with_times(kind: type[Load | ProcessLoad]) -> None:
     srv = Server()
     try:
-        load = Load(
+        load = kind(
             [Target("console", "127.0.0.1", srv.port, tls=False, path="/")],
             rate=50,
             timeout=0.5,
