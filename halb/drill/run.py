@@ -28,8 +28,8 @@ from halb.services import ServiceManager, manager
 from halb.status import parse_ip_addr
 from halb.transport import Transport, TransportFactory, for_host
 
-PRE = 1.0  # load before the fault, seconds
-POST = 1.0  # load after the steady state, seconds
+PRE = 0.8  # load before the fault, seconds
+POST = 0.6  # load after the steady state, seconds
 SETTLE_MAX = 30.0  # a steady state must come within this after the restore
 POLL = 0.2
 
@@ -173,7 +173,7 @@ class Drill:
     def settle_window(self) -> float:
         """Holders unchanged for this long is a steady state (covers a returning peer's
         master-down timer before it preempts)."""
-        return self.detect() + 2.0
+        return self.detect() + 1.5
 
     # ------------------------------------------------------------------------- round
     def run_round(self, fault: str, index: int) -> RoundRecord:
@@ -259,13 +259,15 @@ class Drill:
         futs = []
         try:
             backstop = hold if fault == "link" else hold + 30
-            # every host at once, so a partition starts (and heals) on both sides together
+            # Restore everywhere whatever happens from here (an arm that failed or was
+            # interrupted may have armed). Every host at once, so a partition starts and
+            # heals on both sides together.
+            armed = list(where)
             with ThreadPoolExecutor(max_workers=len(where)) as ex:
                 futs = [
                     ex.submit(faults.arm, t, faults.SCRIPTS[fault], fid, backstop, *args)
                     for t in where
                 ]
-            armed = list(where)  # a failed arm may have armed: restore everywhere
             for fut in futs:
                 fut.result()
             self._watch(rec, fault, target, start + hold)
