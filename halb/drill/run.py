@@ -171,13 +171,24 @@ class Drill:
         }[fault]
 
     def settle_window(self) -> float:
-        """Holders unchanged for this long is a steady state (covers a returning peer's
-        master-down timer before it preempts)."""
-        return self.detect() + 1.5
+        """Holders unchanged for this long is a steady state. It covers what a returning
+        peer goes through before it preempts: keepalived's start, the HAProxy check's
+        rise (2 x 1 s, until then its priority is lowered) and its master-down timer."""
+        return self.detect() + 3.5
 
     # ------------------------------------------------------------------------- round
+    def steady_holders(self) -> dict[str, list[str]]:
+        """The holders once each VIP has exactly one; a handover in progress (two holders
+        for a moment) is waited out for a master-down time, a lasting one is returned."""
+        deadline = time.monotonic() + self.detect() + 2.0
+        while True:
+            h = self.holders()
+            if all(len(x) == 1 for x in h.values()) or time.monotonic() > deadline:
+                return h
+            time.sleep(POLL)
+
     def run_round(self, fault: str, index: int) -> RoundRecord:
-        before = self.holders()
+        before = self.steady_holders()
         for v, hs in before.items():
             if len(hs) != 1:
                 who = " and ".join(hs) if hs else "no LB host"
