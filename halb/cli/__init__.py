@@ -33,6 +33,7 @@ def _root(
 from halb.cli import core as _core  # noqa: E402,F401
 from halb.cli import deploy as _deploy  # noqa: E402,F401
 from halb.cli import drain as _drain  # noqa: E402,F401
+from halb.cli import drill as _drill  # noqa: E402,F401
 from halb.cli import export as _export  # noqa: E402,F401
 from halb.cli import installer as _installer  # noqa: E402,F401
 from halb.cli import lab as _lab  # noqa: E402,F401

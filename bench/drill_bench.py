@@ -1,0 +1,230 @@
+"""Failover drill benchmark: `halb test-failover` rounds per fault and VRRP profile.
+
+Needs root. Builds its own lab (unique name, torn down at the end, also on failure),
+deploys each profile as `halb deploy` renders it, runs the drill from the taskbox with
+`--rounds N` per fault, and writes the p50 / p95 / max table with the targets into
+bench/README.md (between the DRILL markers).
+
+    sudo python3 bench/drill_bench.py [--rounds 10] [--profiles default,fast]
+                                      [--faults all] [--rate 100] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from halb import lab as labmod
+
+ROOT = Path(__file__).resolve().parent
+README = ROOT / "README.md"
+TOP_README = ROOT.parent / "README.md"
+BEGIN, END = "<!-- DRILL:BEGIN -->", "<!-- DRILL:END -->"
+SUMMARY_BEGIN, SUMMARY_END = "<!-- DRILL-SUMMARY:BEGIN -->", "<!-- DRILL-SUMMARY:END -->"
+
+# (profile, fault) -> (what, limit in s, on which statistic); from issue 8.
+TARGETS: dict[tuple[str, str], list[tuple[str, float]]] = {
+    ("fast", "link"): [("p50", 0.100), ("max", 0.200)],
+    ("fast", "kill"): [("max", 0.200)],
+    ("fast", "haproxy"): [("max", 0.200)],
+    ("fast", "graceful"): [("max", 0.050)],
+    ("default", "link"): [("max", 3.5)],
+}
+
+
+def run_profile(lab: labmod.Lab, profile: str, args: argparse.Namespace) -> dict[str, Any]:
+    spec = lab.dir / f"halb-{profile}.yaml"
+    text = re.sub(r"vrrp: \{profile: \w+\}", f"vrrp: {{profile: {profile}}}", lab.spec.read_text())
+    spec.write_text(text)
+    r = lab.run("taskbox", ["halb", "deploy", "-c", str(spec)], timeout=180)
+    if r.returncode != 0:
+        raise SystemExit(f"deploy ({profile}) failed: {r.stderr.strip()}")
+    time.sleep(3)  # let the new VRRP timers settle
+    out = lab.dir / f"drill-{profile}.json"
+    argv = ["halb", "test-failover", "-c", str(spec), "--fault", args.faults]
+    argv += ["--rounds", str(args.rounds), "--rate", str(args.rate), "--json", str(out)]
+    argv += ["--plot", str(lab.dir / f"drill-{profile}.png")]
+    started = time.monotonic()
+    r = lab.run("taskbox", argv, timeout=args.rounds * 6 * 60 + 300)
+    sys.stderr.write(r.stdout[-3000:] + r.stderr[-2000:])
+    if not out.exists():
+        raise SystemExit(f"drill ({profile}) wrote no JSON (exit {r.returncode})")
+    doc: dict[str, Any] = json.loads(out.read_text())
+    doc["_elapsed"] = time.monotonic() - started
+    doc["_rc"] = r.returncode
+    if args.keep:
+        for suffix in ("json", "png"):
+            src = lab.dir / f"drill-{profile}.{suffix}"
+            (ROOT / "results").mkdir(exist_ok=True)
+            (ROOT / "results" / src.name).write_bytes(src.read_bytes())
+    return doc
+
+
+def verdict(profile: str, fault: str, row: dict[str, Any]) -> str:
+    targets = TARGETS.get((profile, fault))
+    if not targets:
+        return ""
+    p50, _, mx = row["outage"]
+    parts = []
+    for what, limit in targets:
+        val = p50 if what == "p50" else mx
+        ok = val <= limit
+        parts.append(f"{what} ≤ {limit * 1000:.0f} ms: {'met' if ok else '**missed**'}")
+    return "; ".join(parts)
+
+
+def ms(v: float | None) -> str:
+    return "–" if v is None else f"{v * 1000:.0f}"
+
+
+def table(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| profile | fault | frontend | rounds | outage p50 / p95 / max (ms) "
+        "| 2nd outage p50 / p95 / max (ms) | takeover GARP p50 / p95 / max (ms) "
+        "| failed requests | target |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for profile, doc in results.items():
+        for row in doc["table"]:
+            tk = row["takeover"] or [None, None, None]
+            lines.append(
+                f"| {profile} | {row['fault']} | {row['frontend']} | {row['rounds']} "
+                f"| {' / '.join(ms(x) for x in row['outage'])} "
+                f"| {' / '.join(ms(x) for x in row['second'])} "
+                f"| {' / '.join(ms(x) for x in tk)} | {row['failed']} "
+                f"| {verdict(profile, row['fault'], row)} |"
+            )
+    return lines
+
+
+def extra_facts(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Per profile and fault: most holders seen at once, old-holder answers, baseline."""
+    lines = [
+        "| profile | fault | most holders at once | SYN-ACKs from the old holder after "
+        "takeover (sum) | baseline gap max (ms) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for profile, doc in results.items():
+        by: dict[str, list[dict[str, Any]]] = {}
+        for r in doc["rounds"]:
+            by.setdefault(r["fault"], []).append(r["figures"])
+        for fault, figs in by.items():
+            most = max(max(f["max_holders"].values(), default=0) for f in figs)
+            olds = [f["old_holder_answers"] for f in figs if f["old_holder_answers"] is not None]
+            base = max(max(f["baseline_gap_s"].values(), default=0) for f in figs)
+            lines.append(
+                f"| {profile} | {fault} | {most} | {sum(olds) if olds else '–'} | {ms(base)} |"
+            )
+    return lines
+
+
+def summary(results: dict[str, dict[str, Any]]) -> list[str]:
+    """A few lines for the top-level README: worst frontend per fault and profile."""
+    lines = [
+        "| fault | " + " | ".join(f"{p}: outage p50 / max" for p in results) + " |",
+        "|---|" + "---:|" * len(results),
+    ]
+    faults = list(dict.fromkeys(r["fault"] for doc in results.values() for r in doc["table"]))
+    for fault in faults:
+        cells = []
+        for profile, doc in results.items():
+            rows = [
+                r
+                for r in doc["table"]
+                if r["fault"] == fault and not (fault == "apiserver" and r["frontend"] == fault)
+            ]
+            if not rows:
+                cells.append("–")
+                continue
+            worst = max(rows, key=lambda r: r["outage"][2])
+            mark = verdict(profile, fault, worst)
+            note = " (target missed)" if "missed" in mark else (" (target met)" if mark else "")
+            cells.append(f"{ms(worst['outage'][0])} / {ms(worst['outage'][2])} ms{note}")
+        lines.append(f"| {fault} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def replace_between(text: str, begin: str, end: str, body: str) -> str:
+    if begin in text and end in text:
+        pre, rest = text.split(begin, 1)
+        _, post = rest.split(end, 1)
+        return f"{pre}{begin}\n{body}\n{end}{post}"
+    return text + f"\n{begin}\n{body}\n{end}\n"
+
+
+def write(results: dict[str, dict[str, Any]], args: argparse.Namespace, took: float) -> str:
+    problems = [p for d in results.values() for p in d["problems"][:5]]
+    head = (
+        f"Run: `sudo python3 bench/drill_bench.py --rounds {args.rounds} --rate {args.rate:g}` "
+        f"on {datetime.now(UTC).date()}, CPython {platform.python_version()}, Linux "
+        f"{platform.release()}, {os.cpu_count()} CPU(s), {took / 60:.0f} min; problems "
+        f"reported by the drill: {'; '.join(problems) or 'none'}."
+    )
+    body = "\n".join([head, "", *table(results), "", *extra_facts(results)])
+    short = "\n".join(
+        [
+            "Client-visible outage in the lab, worst frontend, "
+            f"{args.rounds} rounds per fault (from `bench/drill_bench.py`):",
+            "",
+            *summary(results),
+        ]
+    )
+    if not args.no_write:
+        README.write_text(replace_between(README.read_text(), BEGIN, END, body))
+        TOP_README.write_text(
+            replace_between(TOP_README.read_text(), SUMMARY_BEGIN, SUMMARY_END, short)
+        )
+    return body + "\n\n" + short
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--profiles", default="default,fast")
+    p.add_argument("--faults", default="all")
+    p.add_argument("--rate", type=float, default=100)
+    p.add_argument("--no-write", action="store_true", help="print the table only")
+    p.add_argument("--keep", action="store_true", help="copy JSON and PNG to bench/results")
+    p.add_argument(
+        "--from-results",
+        type=Path,
+        help="rewrite the tables from drill-PROFILE.json files kept there (no lab run)",
+    )
+    args = p.parse_args()
+    if args.from_results:
+        results = {
+            prof: json.loads((args.from_results / f"drill-{prof}.json").read_text())
+            for prof in args.profiles.split(",")
+            if prof
+        }
+        print(write(results, args, float(os.environ.get("DRILL_BENCH_SECONDS", "0"))))
+        return
+    labmod.require_root()
+    name = labmod.pick_name("db")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="halb-drill-bench-") as tmp:
+        lab = labmod.up(name, Path(tmp) / "lab", lbs=2, masters=2, nodes=2)
+        try:
+            results = {
+                prof: run_profile(lab, prof, args) for prof in args.profiles.split(",") if prof
+            }
+        finally:
+            labmod.down(name, Path(tmp) / "lab")
+    print(write(results, args, time.monotonic() - started))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except subprocess.TimeoutExpired as e:
+        raise SystemExit(f"timed out: {e}") from None

@@ -1,0 +1,1 @@
+"""The failover drill: client load, packet timestamps, faults, figures, timeline."""

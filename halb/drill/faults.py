@@ -1,0 +1,183 @@
+"""Inject and restore each fault on real hosts, through their transports.
+
+Service faults (graceful, kill, haproxy) act on the holder's keepalived or HAProxy and
+are restored by starting the service again. Faults that may cut the drill off from the
+host (link) or that change host state outside the services (partition, apiserver) are
+run by a small script on the host itself: it arms a detached timer that restores the
+fault after `hold` seconds whatever happens to the drill, then injects. The drill
+restores early where it can and disarms the timer (by its pid) when it does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from halb.errors import HalbError, InputError
+from halb.services import ServiceManager, ServiceName
+from halb.transport import Transport, sh
+
+STATE_DIR = "/run/halb-drill"
+LAB_CONTROL_DIR = "/run/halb-lab"  # the lab's fake apiserver reads /readyz's answer here
+NFT_TABLE = "halb_drill"
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    name: str
+    moves_vip: bool  # the VIP is expected to leave the holder
+    host_side: bool  # run by the host-side script with a restore timer
+    what: str
+
+
+KINDS: dict[str, FaultKind] = {
+    "graceful": FaultKind("graceful", True, False, "keepalived stopped (SIGTERM)"),
+    "kill": FaultKind("kill", True, False, "keepalived SIGKILLed (main and children)"),
+    "haproxy": FaultKind("haproxy", True, False, "HAProxy SIGKILLed, keepalived alive"),
+    "link": FaultKind("link", True, True, "VIP interface down on the holder"),
+    "partition": FaultKind("partition", True, True, "VRRP (protocol 112) dropped on LB hosts"),
+    "apiserver": FaultKind("apiserver", False, True, "every master's /readyz answers 500"),
+}
+
+# Each host-side fault: `sh -c SCRIPT fault inject|restore ARGS...`; fixed text, values
+# only as arguments.
+LINK = 'case "$1" in inject) ip link set dev "$2" down ;; restore) ip link set dev "$2" up ;; esac'
+PARTITION = f"""
+case "$1" in
+inject)
+  if command -v nft >/dev/null 2>&1; then
+    printf '%s\\n' 'add table inet {NFT_TABLE}' \\
+      'add chain inet {NFT_TABLE} input {{ type filter hook input priority -300; }}' \\
+      'add rule inet {NFT_TABLE} input ip protocol vrrp drop' | nft -f -
+  else
+    iptables -I INPUT -p 112 -m comment --comment {NFT_TABLE} -j DROP
+  fi ;;
+restore)
+  if command -v nft >/dev/null 2>&1; then nft delete table inet {NFT_TABLE} 2>/dev/null; fi
+  while iptables -D INPUT -p 112 -m comment --comment {NFT_TABLE} -j DROP 2>/dev/null; do :; done
+  true ;;
+esac
+"""
+APISERVER = f"""
+d={LAB_CONTROL_DIR}
+case "$1" in
+inject) printf '500\\n' > "$d/.readyz.drill" && mv -f "$d/.readyz.drill" "$d/readyz" ;;
+restore) rm -f "$d/readyz" "$d/.readyz.drill" ;;
+esac
+"""
+SCRIPTS = {"link": LINK, "partition": PARTITION, "apiserver": APISERVER}
+
+# $1 id, $2 hold, $3 fault script, $4 state folder, then the script's arguments. Arms
+# the restore timer first, then injects detached (so a fault that cuts this very link
+# still happens and is timed). The times written ($d/$id.t, $d/$id.r) are taken when the
+# injection or the restore has been done, e.g. once the drop rule is in place.
+_ARM = """
+id=$1 hold=$2 script=$3 d=$4; shift 4
+mkdir -p "$d" && chmod 700 "$d" || exit 1
+rm -f "$d/$id.t" "$d/$id.r"
+setsid sh -c 'sleep "$1"; f=$2; shift 2; sh -c "$@"; date +%s.%N > "$f"' timer "$hold" \\
+  "$d/$id.r" "$script" fault restore "$@" </dev/null >/dev/null 2>&1 &
+echo $! > "$d/$id.timer"
+setsid sh -c 'f=$1; shift; sleep 0.05; sh -c "$@"; date +%s.%N > "$f"' inject "$d/$id.t" \\
+  "$script" fault inject "$@" </dev/null >"$d/$id.log" 2>&1 &
+"""
+# Disarm the timer and restore now (a no-op when the timer already did); prints
+# "t INJECTED r RESTORED" as the host's clock saw them.
+_DISARM = """
+id=$1 script=$2 d=$3; shift 3
+pid=$(cat "$d/$id.timer" 2>/dev/null) && [ -n "$pid" ] && kill "$pid" 2>/dev/null
+sh -c "$script" fault restore "$@"; rc=$?
+[ -s "$d/$id.r" ] || date +%s.%N > "$d/$id.r"
+echo "t $(cat "$d/$id.t" 2>/dev/null) r $(cat "$d/$id.r" 2>/dev/null)"
+rm -f "$d/$id.timer" "$d/$id.log" "$d/$id.t" "$d/$id.r"
+exit $rc
+"""
+_SIGNAL = 'date +%s.%N; kill -"$1" "$2"; shift 2; [ $# -gt 0 ] && kill -KILL "$@"; true'
+_HAS_LAB_API = f"[ -d {LAB_CONTROL_DIR} ]"
+
+
+def parse_time(text: str) -> float | None:
+    for word in text.split():
+        try:
+            return float(word)
+        except ValueError:
+            continue
+    return None
+
+
+def arm(
+    t: Transport, script: str, fid: str, hold: float, *args: str, state_dir: str = STATE_DIR
+) -> None:
+    """Host side: arm the restore timer and inject (detached)."""
+    t.run(sh(_ARM, fid, f"{hold:.3f}", script, state_dir, *args), timeout=15, check=True)
+
+
+def disarm(
+    t: Transport, script: str, fid: str, *args: str, state_dir: str = STATE_DIR, timeout: float = 15
+) -> tuple[float | None, float | None]:
+    """Host side: stop the timer, restore now; the host's (injection, restore) times."""
+    res = t.run(sh(_DISARM, fid, script, state_dir, *args), timeout=timeout, check=True)
+    return parse_marked(res.out, "t"), parse_marked(res.out, "r")
+
+
+def parse_marked(text: str, mark: str) -> float | None:
+    """The number after `mark` in "t 1.5 r 2.5"."""
+    words = text.split()
+    for i, w in enumerate(words[:-1]):
+        if w == mark:
+            try:
+                return float(words[i + 1])
+            except ValueError:
+                return None
+    return None
+
+
+def require_lab_apiserver(masters: list[Transport]) -> None:
+    """The apiserver fault drives the lab's fake apiserver; a real one is not broken."""
+    for m in masters:
+        if not m.run(sh(_HAS_LAB_API), timeout=15).ok:
+            raise InputError(
+                f"--fault apiserver: {m.name} runs no lab apiserver ({LAB_CONTROL_DIR} is "
+                "missing); this fault only exists in the lab"
+            )
+
+
+def signal_service(svc: ServiceManager, name: ServiceName, sig: str, *, all_procs: bool) -> float:
+    """Send `sig` to the service's main process (and SIGKILL to its children when
+    all_procs); returns the host's time just before."""
+    pid = svc.main_pid(name)
+    if pid is None:
+        raise HalbError(f"{svc.t.name}: {name} is not running, cannot inject the fault")
+    kids = sorted(svc.children(pid)) if all_procs else []
+    res = svc.t.run(sh(_SIGNAL, sig, str(pid), *map(str, kids)), timeout=15, check=True)
+    ts = parse_time(res.out)
+    if ts is None:
+        raise HalbError(f"{svc.t.name}: no time from the fault injection")
+    return ts
+
+
+def inject_service(fault: str, svc: ServiceManager) -> float:
+    if fault == "graceful":
+        if svc.kind == "systemd":
+            res = svc.t.run(
+                sh("date +%s.%N; systemctl stop --no-block keepalived"), timeout=30, check=True
+            )
+            return parse_time(res.out) or 0.0
+        return signal_service(svc, "keepalived", "TERM", all_procs=False)
+    if fault == "kill":
+        return signal_service(svc, "keepalived", "KILL", all_procs=True)
+    if fault == "haproxy":
+        return signal_service(svc, "haproxy", "KILL", all_procs=True)
+    raise ValueError(fault)
+
+
+def restore_service(fault: str, svc: ServiceManager) -> None:
+    name: ServiceName = "haproxy" if fault == "haproxy" else "keepalived"
+    if svc.main_pid(name) is None:
+        svc.start(name)
+
+
+def best_effort(fn: object, *args: object) -> None:
+    """Run a restore step, ignoring a failure (the host-side timer is the backstop)."""
+    with contextlib.suppress(HalbError, OSError):
+        fn(*args)  # type: ignore[operator]

@@ -1,0 +1,300 @@
+"""Figures from a round's timestamps, the p50/p95/max table, the gate, the JSON (pure)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from halb.drill.model import Packet, Probe, RoundRecord
+
+SCHEMA = "halb.drill/1"
+
+
+@dataclass(frozen=True)
+class RoundFigures:
+    fault: str
+    index: int
+    target: str
+    new_holder: str | None  # the host whose gratuitous ARP took the first VIP over
+    takeover_s: float | None  # fault -> first gratuitous ARP from another host
+    old_last_advert_s: float | None  # fault -> the old holder's last advert (priority > 0)
+    outage_s: dict[str, float]  # frontend -> longest gap between successes, fault..restore
+    second_outage_s: dict[str, float]  # frontend -> the same after the restore
+    baseline_gap_s: dict[str, float]  # frontend -> longest gap before the fault (the floor)
+    failed: dict[str, int]  # frontend -> failed probes in the round
+    errors: dict[str, dict[str, int]]  # frontend -> error kind -> count
+    probes: dict[str, int]  # frontend -> probes in the round
+    old_holder_answers: int | None  # SYN-ACKs from the old holder's MAC after takeover
+    max_holders: dict[str, int]  # VIP -> most holders seen at once during the fault
+    holders_end: dict[str, list[str]]
+    vip_moved: bool
+    garps_after_restore: int
+    notes: list[str] = field(default_factory=list)
+
+
+def longest_gap(times: Sequence[float], lo: float, hi: float) -> float:
+    """Longest interval between consecutive times that overlaps [lo, hi].
+
+    The last time at or before lo opens the first interval (lo itself when there is
+    none); a path that has not come back by hi shows the interval up to hi.
+    """
+    pts = sorted(times)
+    before = [t for t in pts if t <= lo]
+    seq = [before[-1] if before else lo, *(t for t in pts if t > lo)]
+    best = 0.0
+    for a, b in itertools.pairwise(seq):
+        if a >= hi:
+            break
+        best = max(best, b - a)
+    if seq[-1] < hi:
+        best = max(best, hi - seq[-1])
+    return best
+
+
+def _first_success_times(probes: Iterable[Probe], frontend: str) -> list[float]:
+    return sorted(p.end for p in probes if p.frontend == frontend and p.ok)
+
+
+def figures(r: RoundRecord) -> RoundFigures:
+    notes: list[str] = []
+    first_vip = next(iter(r.vips.values()), "")
+    old_mac = r.macs.get(r.target, "").lower()
+    old_ip = r.lb_addresses.get(r.target, "")
+    by_mac = {m.lower(): h for h, m in r.macs.items()}
+
+    garps = sorted(
+        (p for p in r.packets if p.kind == "garp" and p.ts >= r.t_fault), key=lambda p: p.ts
+    )
+    takeover = next(
+        (p for p in garps if p.addr == first_vip and p.mac.lower() != old_mac and p.ts < r.t_end),
+        None,
+    )
+    takeover_s = takeover.ts - r.t_fault if takeover else None
+    new_holder = by_mac.get(takeover.mac.lower()) if takeover else None
+
+    horizon = takeover.ts if takeover else r.t_restore
+    old_adverts = [
+        p.ts
+        for p in r.packets
+        if p.kind == "advert" and p.src == old_ip and (p.prio or 0) > 0 and p.ts <= horizon
+    ]
+    old_last = max(old_adverts) - r.t_fault if old_adverts else None
+
+    outage: dict[str, float] = {}
+    second: dict[str, float] = {}
+    base: dict[str, float] = {}
+    failed: dict[str, int] = {}
+    errors: dict[str, dict[str, int]] = {}
+    counts: dict[str, int] = {}
+    for fe in r.frontends:
+        ok_times = _first_success_times(r.probes, fe)
+        outage[fe] = round(longest_gap(ok_times, r.t_fault, r.t_restore), 4)
+        pre = [t for t in ok_times if t < r.t_fault]
+        base[fe] = round(longest_gap(pre, pre[0], r.t_fault), 4) if pre else 0.0
+        after = [t for t in ok_times if t >= r.t_restore]
+        # the second outage: gaps that start after the restore (the old holder returning)
+        second[fe] = round(longest_gap(after, after[0], r.t_end), 4) if after else 0.0
+        mine = [p for p in r.probes if p.frontend == fe]
+        counts[fe] = len(mine)
+        bad = [p for p in mine if not p.ok]
+        failed[fe] = len(bad)
+        errors[fe] = dict(Counter(p.error for p in bad))
+
+    synacks = [p for p in r.packets if p.kind == "synack"]
+    old_answers: int | None = None
+    if synacks and takeover is not None:
+        old_answers = sum(
+            1
+            for p in synacks
+            if p.mac.lower() == old_mac
+            and takeover.ts < p.ts < r.t_restore
+            and p.addr in r.vips.values()
+        )
+    elif not synacks:
+        notes.append("no SYN-ACK capture on the client's host: answers by the old holder unknown")
+
+    max_holders = {
+        v: max([len(h.get(v, [])) for _, h in r.polls] or [len(r.holders_before.get(v, []))])
+        for v in r.vips
+    }
+    moved = takeover is not None or any(
+        any(x != r.target for x in h.get(v, [])) for _, h in r.polls for v in r.vips
+    )
+    garps_after = sum(1 for p in garps if p.ts >= r.t_restore and p.addr in r.vips.values())
+    return RoundFigures(
+        fault=r.fault,
+        index=r.index,
+        target=r.target,
+        new_holder=new_holder,
+        takeover_s=round(takeover_s, 4) if takeover_s is not None else None,
+        old_last_advert_s=round(old_last, 4) if old_last is not None else None,
+        outage_s=outage,
+        second_outage_s=second,
+        baseline_gap_s=base,
+        failed=failed,
+        errors=errors,
+        probes=counts,
+        old_holder_answers=old_answers,
+        max_holders=max_holders,
+        holders_end={k: list(v) for k, v in r.holders_end.items()},
+        vip_moved=moved,
+        garps_after_restore=garps_after,
+        notes=notes + list(r.notes),
+    )
+
+
+# -------------------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    s = sorted(values)
+    k = max(1, math.ceil(q / 100 * len(s)))
+    return s[k - 1]
+
+
+@dataclass(frozen=True)
+class Row:
+    fault: str
+    frontend: str
+    rounds: int
+    outage: tuple[float, float, float]  # p50, p95, max
+    second: tuple[float, float, float]
+    takeover: tuple[float, float, float] | None
+    failed: int
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float, float]:
+    return (percentile(values, 50), percentile(values, 95), max(values))
+
+
+def table(figs: Sequence[RoundFigures]) -> list[Row]:
+    rows: list[Row] = []
+    faults = list(dict.fromkeys(f.fault for f in figs))
+    for fault in faults:
+        mine = [f for f in figs if f.fault == fault]
+        fes = list(dict.fromkeys(fe for f in mine for fe in f.outage_s))
+        takes = [f.takeover_s for f in mine if f.takeover_s is not None]
+        for fe in fes:
+            rows.append(
+                Row(
+                    fault,
+                    fe,
+                    len(mine),
+                    _stats([f.outage_s[fe] for f in mine]),
+                    _stats([f.second_outage_s[fe] for f in mine]),
+                    _stats(takes) if takes else None,
+                    sum(f.failed[fe] for f in mine),
+                )
+            )
+    return rows
+
+
+# -------------------------------------------------------------------------------- gate
+
+
+def violations(figs: Sequence[RoundFigures], max_outage: float | None) -> list[str]:
+    """What makes the drill exit 1: an outage over budget, or not one holder at the end.
+
+    Under the apiserver fault the apiserver frontend fails by design (every backend is
+    failing); there the budget applies to the other frontends, and the VIP must not move.
+    """
+    out: list[str] = []
+    for f in figs:
+        tag = f"{f.fault} round {f.index}"
+        for vip, hs in f.holders_end.items():
+            if len(hs) > 1:
+                out.append(f"{tag}: split brain left after healing: {vip} held by {', '.join(hs)}")
+            elif not hs:
+                out.append(f"{tag}: VIP {vip} held by no LB host after the round")
+        if f.fault == "apiserver" and f.vip_moved:
+            out.append(f"{tag}: the VIP moved although only the apiservers failed")
+        if max_outage is None:
+            continue
+        for fe in f.outage_s:
+            if f.fault == "apiserver" and fe == "apiserver":
+                continue
+            for what, val in (("outage", f.outage_s[fe]), ("second outage", f.second_outage_s[fe])):
+                if val > max_outage:
+                    out.append(f"{tag}: {fe} {what} {val:.3f} s > --max-outage {max_outage:g} s")
+    return out
+
+
+# ---------------------------------------------------------------------------- document
+
+
+def _probe(p: Probe) -> list[Any]:
+    return [p.frontend, round(p.start, 6), round(p.end, 6), p.ok, p.error]
+
+
+def _packet(p: Packet) -> dict[str, Any]:
+    return {k: v for k, v in asdict(p).items() if v not in (None, "")}
+
+
+def document(
+    records: Sequence[RoundRecord],
+    figs: Sequence[RoundFigures],
+    settings: dict[str, Any],
+    problems: Sequence[str],
+) -> dict[str, Any]:
+    """The --json document: settings, every round with every timestamp, the table."""
+    rounds = []
+    for r, f in zip(records, figs, strict=True):
+        d = r.as_dict()
+        d["probes"] = [_probe(p) for p in r.probes]
+        d["probe_fields"] = ["frontend", "start", "end", "ok", "error"]
+        d["packets"] = [_packet(p) for p in r.packets]
+        d["figures"] = asdict(f)
+        rounds.append(d)
+    return {
+        "schema": SCHEMA,
+        "settings": settings,
+        "rounds": rounds,
+        "table": [asdict(row) for row in table(figs)],
+        "problems": list(problems),
+        "ok": not problems,
+    }
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def table_lines(rows: Sequence[Row]) -> list[list[str]]:
+    """Rows of text cells for the printed table (seconds)."""
+    out = []
+    for r in rows:
+        tk = r.takeover or (None, None, None)
+        out.append(
+            [
+                r.fault,
+                r.frontend,
+                str(r.rounds),
+                *(_fmt(x) for x in r.outage),
+                *(_fmt(x) for x in r.second),
+                *(_fmt(x) for x in tk),
+                str(r.failed),
+            ]
+        )
+    return out
+
+
+TABLE_HEADER = [
+    "fault",
+    "frontend",
+    "rounds",
+    "outage p50",
+    "p95",
+    "max",
+    "2nd outage p50",
+    "p95",
+    "max",
+    "takeover p50",
+    "p95",
+    "max",
+    "failed",
+]

@@ -1,0 +1,355 @@
+"""The drill's rounds: holders, load, captures, fault, restore, steady state (effects).
+
+One round: check each VIP has exactly one holder; start the packet captures and the
+client load; inject the fault on the holder of the first VIP; watch the holders until the
+fault has done what it does (or its hold time ends); restore; wait for a steady state;
+keep the load on a little longer to see the second outage; stop and collect. Whatever
+happens (an error, Ctrl-C), the fault is restored and the load and captures stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from halb.drill import capture, faults
+from halb.drill.load import ProcessLoad, Target
+from halb.drill.model import Packet, RoundRecord
+from halb.errors import CheckFailed, HalbError
+from halb.facts.ipaddr import parse_ip_addr
+from halb.inventory import Host
+from halb.services import ServiceManager, manager
+from halb.transport import Transport, TransportFactory, for_host
+
+PRE = 0.8  # load before the fault, seconds
+POST = 0.6  # load after the steady state, seconds
+SETTLE_MAX = 30.0  # a steady state must come within this after the restore
+POLL = 0.2
+
+
+@dataclass(frozen=True)
+class Settings:
+    faults: tuple[str, ...]
+    rounds: int
+    rate: float
+    timeout: float
+    max_outage: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "faults": list(self.faults),
+            "rounds": self.rounds,
+            "rate": self.rate,
+            "timeout": self.timeout,
+            "max_outage": self.max_outage,
+        }
+
+
+def targets_of(cluster: Any) -> list[Target]:
+    out = []
+    for fe in cluster.frontends:
+        if fe.check == "readyz":
+            out.append(Target(fe.name, fe.address, fe.port, tls=True, path="/readyz"))
+        elif fe.check == "http" or fe.mode == "http":
+            out.append(Target(fe.name, fe.address, fe.port, tls=False, path="/"))
+        else:
+            out.append(Target(fe.name, fe.address, fe.port, tls=False, path=None))
+    return out
+
+
+def local_interface(address: str) -> str | None:
+    """The interface this host reaches `address` through (for the client-side capture)."""
+    try:
+        cp = subprocess.run(
+            ["ip", "-o", "route", "get", address], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    words = cp.stdout.split()
+    return words[words.index("dev") + 1] if "dev" in words[:-1] else None
+
+
+class Drill:
+    def __init__(
+        self,
+        cluster: Any,
+        settings: Settings,
+        *,
+        transport_for: TransportFactory = for_host,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.cluster = cluster
+        self.s = settings
+        self.say = say
+        self.lbs: list[Host] = list(cluster.lb_hosts)
+        self.t: dict[str, Transport] = {h.name: transport_for(h) for h in self.lbs}
+        self.svc: dict[str, ServiceManager] = {
+            h.name: manager(cluster.service_manager(h), self.t[h.name]) for h in self.lbs
+        }
+        self.vips = {v.name: v.address for v in cluster.vips}
+        self.iface = cluster.vips[0].interface
+        self.advert = float(cluster.advert_int)
+        self.targets = targets_of(cluster)
+        self.masters: list[Transport] = []
+        if "apiserver" in settings.faults:
+            fe = cluster.frontend("apiserver")
+            names = [b.name for b in fe.backends] if fe else []
+            hosts = cluster.inventory.hosts
+            self.masters = [transport_for(hosts[n]) for n in names if n in hosts]
+        self.lb_addresses = {h.name: cluster.host_ip(h) for h in self.lbs}
+        self.macs: dict[str, str] = {}
+        self._pool = ThreadPoolExecutor(max_workers=4 * len(self.lbs) + 4)
+        self._inflight: dict[str, Future[set[str] | None]] = {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for t in [*self.t.values(), *self.masters]:
+            t.close()
+
+    # ------------------------------------------------------------------ observations
+    def holders(self, timeout: float = 10) -> dict[str, list[str]]:
+        """VIP name -> LB hosts that have it; an unreachable host counts as holding none.
+
+        A command through an SSH ControlMaster can outlive its timeout (the master keeps
+        its pipes until the remote side answers), so a host whose last poll has not
+        returned is skipped and nobody waits longer than `timeout` for an answer.
+        """
+        futs = {}
+        for name, t in self.t.items():
+            prev = self._inflight.get(name)
+            if prev is not None and not prev.done():
+                continue
+            futs[name] = self._pool.submit(self._addrs, t, timeout)
+            self._inflight[name] = futs[name]
+        done, _ = wait(list(futs.values()), timeout=timeout + 0.5)
+        seen = {n: f.result() for n, f in futs.items() if f in done}
+        return {
+            v: [h for h in self.t if (a := seen.get(h)) and addr in a]
+            for v, addr in self.vips.items()
+        }
+
+    @staticmethod
+    def _addrs(t: Transport, timeout: float) -> set[str] | None:
+        try:
+            res = t.run(["ip", "-o", "addr", "show"], timeout=timeout)
+        except HalbError:
+            return None
+        return {a.address for a in parse_ip_addr(res.out)} if res.ok else None
+
+    def learn_macs(self) -> None:
+        for name, t in self.t.items():
+            res = t.run(["cat", f"/sys/class/net/{self.iface}/address"], timeout=15, check=True)
+            self.macs[name] = res.out.strip().lower()
+
+    def preflight(self) -> None:
+        if "apiserver" in self.s.faults:
+            faults.require_lab_apiserver(self.masters)
+        self.learn_macs()
+
+    # ----------------------------------------------------------------------- timings
+    def detect(self) -> float:
+        """A backup's master-down time: 3 adverts plus at most one advert of skew."""
+        return 4 * self.advert
+
+    def hold(self, fault: str) -> float:
+        """How long a fault may take to show its effect before it is restored."""
+        d = self.detect()
+        return {
+            "graceful": d + 2,
+            "kill": d + 2,
+            "haproxy": d + 5,  # the check script's interval x fall comes first
+            "link": d + 1,  # fixed: the host restores it by its own timer
+            "partition": d + 3,
+            "apiserver": 2.0,
+        }[fault]
+
+    def settle_window(self) -> float:
+        """Holders unchanged for this long is a steady state. It covers what a returning
+        peer goes through before it preempts: keepalived's start, the HAProxy check's
+        rise (2 x 1 s, until then its priority is lowered) and its master-down timer."""
+        return self.detect() + 3.5
+
+    # ------------------------------------------------------------------------- round
+    def steady_holders(self) -> dict[str, list[str]]:
+        """The holders once each VIP has exactly one; a handover in progress (two holders
+        for a moment) is waited out for a master-down time, a lasting one is returned."""
+        deadline = time.monotonic() + self.detect() + 2.0
+        while True:
+            h = self.holders()
+            if all(len(x) == 1 for x in h.values()) or time.monotonic() > deadline:
+                return h
+            time.sleep(POLL)
+
+    def run_round(self, fault: str, index: int) -> RoundRecord:
+        before = self.steady_holders()
+        for v, hs in before.items():
+            if len(hs) != 1:
+                who = " and ".join(hs) if hs else "no LB host"
+                kind = "split brain" if hs else "no holder"
+                raise CheckFailed(
+                    f"{kind}: VIP {v} ({self.vips[v]}) is held by {who}; "
+                    "the drill needs exactly one holder per VIP to start"
+                )
+        target = before[next(iter(self.vips))][0]
+        rec = RoundRecord(
+            fault=fault,
+            index=index,
+            target=target,
+            vips=dict(self.vips),
+            frontends={t.frontend: self._vip_of(t.frontend) for t in self.targets},
+            lb_addresses=dict(self.lb_addresses),
+            macs=dict(self.macs),
+            rate=self.s.rate,
+            holders_before=before,
+        )
+        hold = self.hold(fault)
+        limit = PRE + hold + SETTLE_MAX + self.settle_window() + POST + 20
+        caps = self._start_captures(limit)
+        load = ProcessLoad(self.targets, rate=self.s.rate, timeout=self.s.timeout, limit=limit)
+        try:
+            load.start()
+            rec.t_start = time.time()
+            time.sleep(PRE)
+            self._fault(rec, fault, target, hold)
+            self._settle(rec)
+            time.sleep(POST)
+        finally:
+            rec.t_end = time.time()
+            rec.probes = load.stop()
+            packets: list[Packet] = []
+            for c in caps:
+                with contextlib.suppress(Exception):
+                    packets += c.stop()
+            rec.packets = sorted(packets, key=lambda p: p.ts)
+        if load.overloaded:
+            rec.notes.append(f"{load.overloaded} probes not started: too many in flight")
+        rec.holders_end = self.holders()
+        return rec
+
+    def _vip_of(self, frontend: str) -> str:
+        fe = self.cluster.frontend(frontend)
+        return str(fe.vip_name) if fe else ""
+
+    def _start_captures(self, limit: float) -> list[capture.Capture]:
+        addrs = list(self.vips.values())
+        caps = [capture.start_remote(t, self.iface, limit, addrs) for t in self.t.values()]
+        if os.geteuid() == 0:
+            dev = local_interface(addrs[0])
+            if dev:
+                caps.append(capture.start_local("client", dev, limit, addrs))
+        deadline = time.monotonic() + 10
+        for c in caps:
+            c.ready.wait(max(0.1, deadline - time.monotonic()))
+        return caps
+
+    # ---------------------------------------------------------------------- faults
+    def _fault(self, rec: RoundRecord, fault: str, target: str, hold: float) -> None:
+        fid = f"{fault}-{secrets.token_hex(4)}"
+        kind = faults.KINDS[fault]
+        if not kind.host_side:
+            svc = self.svc[target]
+            try:
+                rec.t_fault = faults.inject_service(fault, svc)
+                self._watch(rec, fault, target, rec.t_fault + hold)
+            finally:
+                rec.t_restore = time.time()
+                faults.restore_service(fault, svc)
+            return
+        where = self._fault_hosts(fault, target)
+        args = self._fault_args(fault)
+        armed: list[Transport] = []
+        times: list[tuple[float | None, float | None]] = []
+        start = time.time()
+        futs = []
+        try:
+            backstop = hold if fault == "link" else hold + 30
+            # Restore everywhere whatever happens from here (an arm that failed or was
+            # interrupted may have armed). Every host at once, so a partition starts and
+            # heals on both sides together.
+            armed = list(where)
+            with ThreadPoolExecutor(max_workers=len(where)) as ex:
+                futs = [
+                    ex.submit(faults.arm, t, faults.SCRIPTS[fault], fid, backstop, *args)
+                    for t in where
+                ]
+            for fut in futs:
+                fut.result()
+            self._watch(rec, fault, target, start + hold)
+            if fault == "link":
+                # the host brings its link back by itself; reach it again after that
+                time.sleep(max(0.0, start + hold + 0.3 - time.time()))
+        finally:
+            if armed:
+                with ThreadPoolExecutor(max_workers=len(armed)) as ex:
+                    times = list(ex.map(lambda t: self._disarm(t, fault, fid, args), armed))
+        injected = [x for x, _ in times if x is not None]
+        restored = [y for _, y in times if y is not None]
+        rec.t_fault = min(injected) if injected else start
+        rec.t_restore = max(restored) if restored else time.time()
+
+    def _disarm(
+        self, t: Transport, fault: str, fid: str, args: Sequence[str]
+    ) -> tuple[float | None, float | None]:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return faults.disarm(t, faults.SCRIPTS[fault], fid, *args)
+            except HalbError as e:
+                if time.monotonic() > deadline:
+                    self.say(f"{t.name}: could not confirm the restore ({e}); its timer restores")
+                    return None, None
+                time.sleep(0.5)
+
+    def _fault_hosts(self, fault: str, target: str) -> list[Transport]:
+        if fault == "link":
+            return [self.t[target]]
+        if fault == "partition":
+            return list(self.t.values())
+        return list(self.masters)
+
+    def _fault_args(self, fault: str) -> list[str]:
+        return [self.iface] if fault == "link" else []
+
+    def _watch(self, rec: RoundRecord, fault: str, target: str, until: float) -> None:
+        """Poll the holders until the fault's effect is seen (plus a margin) or `until`."""
+        first = next(iter(self.vips))
+        done_at: float | None = None
+        while time.time() < until:
+            h = self.holders(timeout=1.0)
+            now = time.time()
+            rec.polls.append((now, h))
+            if done_at is None and self._effect_seen(fault, target, h, first):
+                done_at = now
+            early = fault not in ("link", "apiserver")
+            if early and done_at is not None and now - done_at >= 1.0:
+                return
+            time.sleep(POLL)
+
+    @staticmethod
+    def _effect_seen(fault: str, target: str, h: dict[str, list[str]], first: str) -> bool:
+        if fault == "partition":
+            return all(len(x) >= 2 for x in h.values())
+        return any(x != target for x in h[first])
+
+    def _settle(self, rec: RoundRecord) -> None:
+        """Wait until each VIP has one holder, unchanged for the settle window."""
+        deadline = time.time() + SETTLE_MAX
+        window = self.settle_window()
+        last: dict[str, list[str]] | None = None
+        since = time.time()
+        while time.time() < deadline:
+            h = self.holders(timeout=2.0)
+            now = time.time()
+            if h != last:
+                last, since = h, now
+            elif all(len(x) == 1 for x in h.values()) and now - since >= window:
+                return
+            time.sleep(POLL)
+        rec.notes.append(f"no steady state within {SETTLE_MAX:g} s after the restore: {last}")
