@@ -18,6 +18,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
@@ -26,7 +27,7 @@ def _root(
         bool, typer.Option("--traceback", help="Show Python tracebacks (for developers).")
     ] = False,
 ) -> None:
-    set_traceback(traceback)
+    set_traceback(ctx, traceback)
 
 
 # Importing a module registers its commands.

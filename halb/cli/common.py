@@ -37,11 +37,6 @@ class _Group(TyperGroup):
         except typer.Abort:  # Ctrl-C or end of input at a prompt
             print_error(Interrupted("interrupted"))
             sys.exit(int(ExitStatus.INTERRUPTED))
-        except HalbError as e:  # a command without @handle_errors: the same last guard
-            if _state["traceback"]:
-                raise
-            print_error(e)
-            sys.exit(int(e.exit_status))
         except Exception as e:
             code, message = getattr(e, "exit_code", None), getattr(e, "format_message", None)
             if not isinstance(code, int) or not callable(message):
@@ -56,6 +51,15 @@ class _Group(TyperGroup):
             print_error(Exception(f"{message()}{hint}"))
             sys.exit(code)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx: Any) -> Any:  # typer's Context (its click is vendored since 0.2x)
+        try:
+            return super().invoke(ctx)
+        except HalbError as e:  # a command without @handle_errors: the same last guard
+            if ctx.meta.get(TRACEBACK_KEY, False):
+                raise
+            print_error(e)
+            raise typer.Exit(int(e.exit_status)) from None
 
 
 app = typer.Typer(
@@ -75,11 +79,28 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON document 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_state = {"traceback": False}
+# ctx.meta is one dict shared by the root context and every subcommand's context.
+TRACEBACK_KEY = "halb.traceback"
 
 
-def set_traceback(value: bool) -> None:
-    _state["traceback"] = value
+def set_traceback(ctx: typer.Context, value: bool) -> None:
+    ctx.meta[TRACEBACK_KEY] = value
+
+
+def traceback_wanted() -> bool:
+    """--traceback of the command being run; False outside a command (a direct call)."""
+    ctx = _current_context()
+    return bool(ctx is not None and ctx.meta.get(TRACEBACK_KEY, False))
+
+
+def _current_context() -> Any:
+    # typer does not re-export click's get_current_context; newer typer vendors click as
+    # typer._click (the context stack lives there), older typer uses click itself.
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - typer before click was vendored
+        from click import get_current_context  # type: ignore[no-redef,unused-ignore]
+    return get_current_context(silent=True)
 
 
 MAX_LINE = 600  # characters of one message line; a 1 MB value is never echoed whole
@@ -146,7 +167,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             except KeyboardInterrupt:
                 raise Interrupted("interrupted") from None
         except HalbError as e:
-            if _state["traceback"]:
+            if traceback_wanted():
                 raise
             print_error(e)
             raise typer.Exit(int(e.exit_status)) from None

@@ -16,14 +16,16 @@ from halb.installers.edit import (
     LBSettings,
     expected_copy,
     finish,
-    first_key_col,
-    is_flow,
     load_mapping,
     names_source,
+    scalar_text,
+)
+from halb.installers.yamlpos import (
+    first_key_col,
+    is_flow,
     own_keys,
     refuse_merged,
     refuse_shared,
-    scalar_text,
     subtree_end,
 )
 

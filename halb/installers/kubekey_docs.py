@@ -27,13 +27,15 @@ from halb.installers.edit import (
     LBSettings,
     expected_copy,
     finish,
-    is_flow,
-    key_pos,
     load_mapping,
     scalar_text,
-    subtree_end,
 )
 from halb.installers.kubekey import edit_cluster_config
+from halb.installers.yamlpos import (
+    is_flow,
+    key_pos,
+    subtree_end,
+)
 
 V4_API = "kubekey.kubesphere.io/v1"
 CPE4 = "control_plane_endpoint"

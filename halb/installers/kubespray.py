@@ -21,15 +21,17 @@ from halb.installers.edit import (
     LBSettings,
     expected_copy,
     finish,
-    first_key_col,
-    is_flow,
-    key_pos,
     kind_name,
     load_mapping,
     names_source,
+    scalar_text,
+)
+from halb.installers.yamlpos import (
+    first_key_col,
+    is_flow,
+    key_pos,
     refuse_merged,
     refuse_shared,
-    scalar_text,
     subtree_end,
 )
 

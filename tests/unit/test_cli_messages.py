@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from halb.cli import app
 from halb.cli.common import MAX_LINE, error_lines, handle_errors, one_line
-from halb.errors import ExitStatus, InputError, Interrupted
+from halb.errors import ExitStatus, InputError, Interrupted, SpecError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "installers"
 runner = CliRunner()
@@ -183,3 +183,30 @@ def test_an_error_that_escaped_its_command_is_still_one_line() -> None:
     r = runner.invoke(t, ["unwrapped"])
     assert r.exit_code == 2
     assert r.stderr == "error: spec.yaml: key [bold]:x: is wrong\n"
+
+
+def test_traceback_flag_lets_the_error_through_for_that_run_only(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.yaml"
+    r = runner.invoke(app, ["--traceback", "validate", "-c", str(missing)])
+    assert isinstance(r.exception, SpecError) and "absent.yaml" in str(r.exception)
+    # the flag lives in that run's context: the next run prints the one line again
+    r = runner.invoke(app, ["validate", "-c", str(missing)])
+    assert r.exit_code == 2 and not isinstance(r.exception, SpecError)
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+
+
+def test_traceback_flag_reaches_an_error_that_escaped_its_command() -> None:
+    from halb.cli.common import _Group, set_traceback
+
+    t = typer.Typer(cls=_Group)
+
+    @t.callback()
+    def root(ctx: typer.Context, traceback: bool = False) -> None:
+        set_traceback(ctx, traceback)
+
+    @t.command()
+    def unwrapped() -> None:
+        raise InputError("spec.yaml: wrong")
+
+    assert isinstance(runner.invoke(t, ["--traceback", "unwrapped"]).exception, InputError)
+    assert runner.invoke(t, ["unwrapped"]).exit_code == 2

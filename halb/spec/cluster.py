@@ -1,0 +1,101 @@
+"""The resolved cluster: what render, deploy and the probes work from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from halb.inventory import Host, Inventory
+from halb.spec.findings import Finding
+from halb.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ResolvedVip:
+    name: str  # "internal" | "external"
+    address: str
+    interface: str
+    router_id: int
+    priorities: Mapping[str, int]  # LB host -> priority, all distinct
+    preempt_delay: float = 0.0  # seconds; 0 = none (or nopreempt)
+
+    @property
+    def instance(self) -> str:
+        return f"halb_{self.name}"
+
+
+@dataclass(frozen=True)
+class ResolvedFrontend:
+    name: str
+    vip_name: str
+    address: str  # the VIP this frontend binds
+    port: int
+    mode: Literal["tcp", "http"]
+    check: Literal["readyz", "http", "tcp"]
+    backends: tuple[Backend, ...]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    spec: Spec
+    config_path: Path
+    inventory: Inventory
+    lb_hosts: tuple[Host, ...]
+    vips: tuple[ResolvedVip, ...]
+    frontends: tuple[ResolvedFrontend, ...]
+    vrrp_version: int
+    advert_int: float
+    track_weight: int
+    auth_password: str | None = field(repr=False)
+    warnings: tuple[Finding, ...] = ()
+
+    @property
+    def base_dir(self) -> Path:
+        return self.config_path.parent
+
+    @property
+    def name(self) -> str:
+        return self.spec.cluster
+
+    def service_manager(self, host: Host) -> str:
+        return str(host.vars.get("halb_service_manager", "systemd"))
+
+    def host_ip(self, host: Host) -> str:
+        ip = host.ip
+        assert ip is not None  # resolve() refuses LB hosts without one
+        return ip
+
+    def frontend(self, name: str) -> ResolvedFrontend | None:
+        return next((f for f in self.frontends if f.name == name), None)
+
+    @property
+    def vip_addresses(self) -> list[str]:
+        return [v.address for v in self.vips]
+
+    @property
+    def apiserver_endpoint(self) -> tuple[str, int]:
+        fe = self.frontend("apiserver")
+        if fe is None:
+            return self.vips[0].address, 6443
+        return fe.address, fe.port
+
+    @property
+    def console_url(self) -> str:
+        fe = self.frontend("console")
+        if fe is None:
+            return ""
+        return f"http://{fe.address}:{fe.port}"
+
+    @cached_property
+    def lb_host_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.lb_hosts)

@@ -1,0 +1,46 @@
+"""VRRP timing profiles and the priorities and router ids derived from them (pure)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """VRRP and health-check timing a profile stands for (docs/profiles.md has the numbers)."""
+
+    version: int
+    advert_int: float
+    top_priority: int  # the first LB host's; the skew (256 - priority) / 256 x advert
+    step: int  # between neighbouring hosts: small keeps every backup's skew small
+    preempt_delay: float  # a returning host waits this long before it takes a VIP back
+    health: tuple[str, int, int] | None = None  # HAProxy inter/fall/rise unless given
+
+
+PROFILES: Mapping[str, Profile] = {
+    # conservative: no false failover on a busy, lossy segment
+    "default": Profile(2, 1.0, 150, 50, 0.0),
+    # near the floor: 30 ms adverts, priorities near 255 so the skew is below a millisecond
+    "fast": Profile(3, 0.03, 254, 2, 3.0, ("1s", 2, 2)),
+}
+VRRP_PASS_MAX = 8  # keepalived truncates PASS auth to 8 characters
+LOWEST_DEFAULT_PRIORITY = 50  # default priorities stop here, so the track weight can pass
+TRACK_MARGIN = 10  # the check's weight exceeds the priority span by this much
+TRACK_WEIGHT_MAX = 253  # keepalived's limit for a vrrp_script weight
+
+
+def derive_router_id(cluster: str, address: str) -> int:
+    """Stable 1..255 from cluster name and VIP, so two clusters on one segment differ."""
+    return zlib.crc32(f"{cluster}/{address}".encode()) % 255 + 1
+
+
+def default_priorities(names: Sequence[str], profile: Profile | None = None) -> dict[str, int]:
+    """Distinct priorities, first host highest: 150 down to 50, or the profile's spacing."""
+    p = profile or PROFILES["default"]
+    if len(names) <= 1:
+        return {n: p.top_priority for n in names}
+    # the lowest stays >= 50 so the track weight can still take any host below it
+    step = max(1, min(p.step, (p.top_priority - LOWEST_DEFAULT_PRIORITY) // (len(names) - 1)))
+    return {n: p.top_priority - i * step for i, n in enumerate(names)}
