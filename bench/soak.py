@@ -32,21 +32,10 @@ from typing import Any
 import yaml
 
 from halb import lab as labmod
-from halb.facts.ipaddr import parse_ip_addr
 from halb.lab import Lab
 
 HERE = Path(__file__).resolve().parent
 NOTIFY_LOG = "/var/log/halb/notify.log"
-
-
-def holders(lab: Lab) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {lab.vip_internal: [], lab.vip_external: []}
-    for lb in lab.lbs:
-        addrs = {a.address for a in parse_ip_addr(lab.run(lb, ["ip", "-o", "addr"]).stdout)}
-        for vip in out:
-            if vip in addrs:
-                out[vip].append(lb)
-    return out
 
 
 def notify_lines(lab: Lab, lb: str) -> list[str]:
@@ -66,7 +55,7 @@ def deploy_fast(lab: Lab, advert: float | None) -> None:
 def soak(lab: Lab, seconds: float, advert: float | None) -> dict[str, Any]:
     deploy_fast(lab, advert)
     time.sleep(5)  # let the preempt delay and the first checks settle
-    before = holders(lab)
+    before = lab.vip_holders()
     marks = {lb: len(notify_lines(lab, lb)) for lb in lab.lbs}
     stop = lab.dir / "soak.stop"
     stop.unlink(missing_ok=True)
@@ -92,7 +81,7 @@ def soak(lab: Lab, seconds: float, advert: float | None) -> dict[str, Any]:
         stop.touch()
     out, _ = client.communicate(timeout=60)
     load = json.loads(out)
-    after = holders(lab)
+    after = lab.vip_holders()
     transitions = {lb: notify_lines(lab, lb)[marks[lb] :] for lb in lab.lbs}
     return {
         "seconds": round(time.monotonic() - t0, 1),

@@ -131,7 +131,12 @@ def resolve(spec: Spec, path: Path, inventory: Inventory) -> tuple[Cluster | Non
     lbs = c.lb_hosts()
     c.host_addresses(lbs)
     if len(lbs) == 1:
-        c.warn("lb_hosts", f"one LB host ({lbs[0].name}): the VIP has no failover (no HA)")
+        c.warn(
+            "lb_hosts",
+            f"one LB host ({lbs[0].name}): the VIP has no failover (no HA), and keepalived "
+            "sends its adverts by multicast (unicast needs a peer; with its own address as "
+            "the peer keepalived 2.2.7 logs a warning on every advert)",
+        )
     vips = c.vips(lbs)
     prios = [p for v in vips for p in v.priorities.values() if 1 <= p <= 254]
     gap = (max(prios) - min(prios)) if prios else 0

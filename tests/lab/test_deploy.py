@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import yaml
 
-from halb.facts.ipaddr import parse_ip_addr
 from halb.lab import Lab
 from halb.spec import load_cluster
 
@@ -58,16 +57,6 @@ def deploy(lab: Lab, spec: Path | None = None, *extra: str) -> tuple[int, dict[s
     except json.JSONDecodeError:
         pytest.fail(f"deploy printed no JSON (rc {r.returncode}): {r.stdout}\n{r.stderr}")
     return r.returncode, doc, r.stderr
-
-
-def holders(lab: Lab) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {lab.vip_internal: [], lab.vip_external: []}
-    for lb in lab.lbs:
-        addrs = {a.address for a in parse_ip_addr(run(lab, lb, ["ip", "-o", "addr"]).stdout)}
-        for vip in out:
-            if vip in addrs:
-                out[vip].append(lb)
-    return out
 
 
 def master_pid(lab: Lab, lb: str) -> int:
@@ -163,7 +152,7 @@ def test_first_deploy_serves_both_frontends_through_the_vips(
     assert set(seen) == names, seen  # round robin reaches every console backend
     assert all(n >= 30 // len(names) - 1 for n in seen.values()), seen
 
-    h = holders(lab)
+    h = lab.vip_holders()
     assert all(len(v) == 1 for v in h.values()), h
     assert h[lab.vip_internal] == doc["vips"]["internal"]
     assert h[lab.vip_external] == doc["vips"]["external"]
@@ -172,7 +161,7 @@ def test_first_deploy_serves_both_frontends_through_the_vips(
 def test_second_deploy_is_unchanged_and_nothing_moves(lab: Lab, first: dict[str, Any]) -> None:
     pids = {lb: master_pid(lab, lb) for lb in lab.lbs}
     stat = {lb: run(lab, lb, ["stat", "-c", "%i %Y", HCFG, KCFG]).stdout for lb in lab.lbs}
-    before = holders(lab)
+    before = lab.vip_holders()
     t0 = time.monotonic()
     rc, doc, err = deploy(lab)
     seconds = time.monotonic() - t0
@@ -186,7 +175,7 @@ def test_second_deploy_is_unchanged_and_nothing_moves(lab: Lab, first: dict[str,
         assert master_pid(lab, lb) == pids[lb]  # not reloaded, not restarted
         # no upload: same inode and mtime
         assert run(lab, lb, ["stat", "-c", "%i %Y", HCFG, KCFG]).stdout == stat[lb]
-    assert holders(lab) == before
+    assert lab.vip_holders() == before
     assert "uploading" not in err
     assert seconds < 10, seconds
 
@@ -254,7 +243,7 @@ def test_keepalived_check_failing_on_target_replaces_nothing(
     vips = {k: {**v, "interface": "eth9"} for k, v in data["vips"].items()}
     spec = variant(lab, "eth9", vips=vips)
     sums = {lb: digest(lab, lb, KCFG) for lb in lab.lbs}
-    before = holders(lab)
+    before = lab.vip_holders()
     rc, doc, _ = deploy(lab, spec)
     assert rc == 1
     for lb in lab.lbs:
@@ -264,7 +253,7 @@ def test_keepalived_check_failing_on_target_replaces_nothing(
         assert "eth9" in h["error"]
         assert digest(lab, lb, KCFG) == sums[lb]
         assert temps(lab, lb) == []
-    assert holders(lab) == before
+    assert lab.vip_holders() == before
     assert answers(lab)
 
 

@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 import yaml
 
-from halb.facts.ipaddr import parse_ip_addr
 from halb.lab import Lab
 from halb.services import SUPERVISED
 
@@ -44,16 +43,6 @@ def assert_no_outage(res: dict[str, Any]) -> None:
     assert min(res["ok"].values()) > 100, res["ok"]
     assert max(res["gap"].values()) < 0.6, res["gap"]
     assert len(res["failed"]) <= 6, res["failed"]
-
-
-def holders(lab: Lab) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {lab.vip_internal: [], lab.vip_external: []}
-    for lb in lab.lbs:
-        addrs = {a.address for a in parse_ip_addr(lab.run(lb, ["ip", "-o", "addr"]).stdout)}
-        for vip in out:
-            if vip in addrs:
-                out[vip].append(lb)
-    return out
 
 
 @contextmanager
@@ -85,7 +74,7 @@ def fast(lab: Lab) -> Lab:
     lab.spec.write_text(yaml.safe_dump(data, sort_keys=False))
     r = halb(lab, "deploy", timeout=180)
     assert r.returncode == 0, r.stderr
-    assert holders(lab) == {lab.vip_internal: ["lb1"], lab.vip_external: ["lb1"]}
+    assert lab.vip_holders() == {lab.vip_internal: ["lb1"], lab.vip_external: ["lb1"]}
     return lab
 
 
@@ -97,7 +86,7 @@ def test_drain_moves_every_vip_off_the_host_under_load_without_an_outage(fast: L
     doc = json.loads(r.stdout)
     assert doc["changed"] is True and doc["host"] == "lb1" and doc["drained"] == ["lb1"]
     assert doc["holders"] == {"internal": ["lb2"], "external": ["lb2"]}
-    assert holders(fast) == {fast.vip_internal: ["lb2"], fast.vip_external: ["lb2"]}
+    assert fast.vip_holders() == {fast.vip_internal: ["lb2"], fast.vip_external: ["lb2"]}
     assert_no_outage(res)
     # HAProxy and keepalived on the drained host keep running, untouched
     assert lab_pids(fast, "lb1") == pids
@@ -118,7 +107,7 @@ def test_drain_twice_changes_nothing(fast: Lab) -> None:
     r = halb(fast, "drain", "lb1", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["changed"] is False
-    assert holders(fast) == {fast.vip_internal: ["lb2"], fast.vip_external: ["lb2"]}
+    assert fast.vip_holders() == {fast.vip_internal: ["lb2"], fast.vip_external: ["lb2"]}
 
 
 def test_draining_the_last_healthy_holder_is_refused(fast: Lab) -> None:
@@ -130,13 +119,13 @@ def test_draining_the_last_healthy_holder_is_refused(fast: Lab) -> None:
     )
     assert "Traceback" not in r.stderr
     assert fast.run("lb2", ["test", "-e", FLAG]).returncode == 1  # nothing changed
-    assert holders(fast) == {fast.vip_internal: ["lb2"], fast.vip_external: ["lb2"]}
+    assert fast.vip_holders() == {fast.vip_internal: ["lb2"], fast.vip_external: ["lb2"]}
 
 
 def wait_holders(lab: Lab, want: str, limit: float) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if holders(lab) == {lab.vip_internal: [want], lab.vip_external: [want]}:
+        if lab.vip_holders() == {lab.vip_internal: [want], lab.vip_external: [want]}:
             return True
         time.sleep(0.2)
     return False
@@ -148,12 +137,12 @@ def test_a_drained_host_still_takes_over_when_every_peer_is_gone(fast: Lab) -> N
     stop = 'p=$(cat /run/keepalived.pid); kill -TERM "$p"; while kill -0 "$p"; do sleep 0.1; done'
     fast.run("lb2", ["timeout", "20", "sh", "-c", stop], check=True)
     try:
-        assert wait_holders(fast, "lb1", 10), holders(fast)
+        assert wait_holders(fast, "lb1", 10), fast.vip_holders()
     finally:
         start = '"$@" </dev/null >/var/log/halb/start-keepalived.log 2>&1'
         fast.run("lb2", ["sh", "-c", start, "sh", *SUPERVISED["keepalived"].start], check=True)
     # lb2 outranks the drained lb1 again and takes both VIPs back after the preempt delay
-    assert wait_holders(fast, "lb2", 20), holders(fast)
+    assert wait_holders(fast, "lb2", 20), fast.vip_holders()
     assert fast.run("lb1", ["test", "-f", FLAG]).returncode == 0
 
 
@@ -171,7 +160,7 @@ def test_undrain_brings_the_vips_back_under_load_without_an_outage(fast: Lab) ->
     doc = json.loads(r.stdout)
     assert doc["changed"] is True and doc["drained"] == []
     # failback policy: preemption after the delay, so lb1 (highest priority) holds both
-    assert holders(fast) == {fast.vip_internal: ["lb1"], fast.vip_external: ["lb1"]}
+    assert fast.vip_holders() == {fast.vip_internal: ["lb1"], fast.vip_external: ["lb1"]}
     assert_no_outage(res)
     assert fast.run("lb1", ["test", "-e", FLAG]).returncode == 1
 
