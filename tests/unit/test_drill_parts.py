@@ -132,7 +132,7 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str) -> Non
 def test_fault_list_parsing() -> None:
     from halb.cli.drill import parse_faults
 
-    assert parse_faults("all") == ("graceful", "kill", "haproxy", "link", "partition", "apiserver")
+    assert parse_faults("all") == ("graceful", "kill", "haproxy", "link", "apiserver", "partition")
     assert parse_faults("link, kill,link") == ("link", "kill")
 
 
