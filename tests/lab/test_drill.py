@@ -113,13 +113,8 @@ def test_partition_is_split_brain_then_one_holder(all_faults: dict[str, Any]) ->
     assert all(len(h) == 1 for h in f["holders_end"].values())
 
 
-@pytest.mark.xfail(
-    reason="keepalived re-announces after a heal only when the remaining master hears a "
-    "lower-priority advert first; the rendered config lacks vrrp_higher_prio_send_advert "
-    "and vrrp_garp_lower_prio_repeat (reported for the template)",
-    strict=False,
-)
 def test_partition_heals_with_fresh_garps(all_faults: dict[str, Any]) -> None:
+    # vrrp_higher_prio_send_advert + vrrp_garp_lower_prio_repeat in the rendered config
     (r,) = rounds_of(all_faults, "partition")
     assert r["figures"]["garps_after_restore"] > 0
 
