@@ -99,7 +99,7 @@ def _current_context() -> Any:
     try:
         from typer._click.globals import get_current_context
     except ImportError:  # pragma: no cover - typer before click was vendored
-        from click import get_current_context  # type: ignore[no-redef,unused-ignore]
+        from click import get_current_context  # type: ignore[no-redef,import-not-found,unused-ignore]
     return get_current_context(silent=True)
 
 
