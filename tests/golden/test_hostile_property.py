@@ -6,6 +6,7 @@ own validators accept the result."""
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -172,6 +173,14 @@ def write_case(d: Path, case: Case) -> Path:
     return d / "halb.yaml"
 
 
+def _is_address(word: str) -> bool:
+    try:
+        ipaddress.ip_address(word)
+    except ValueError:
+        return False
+    return True
+
+
 def shape(files: HostFiles) -> dict[str, list[tuple[str, int]]]:
     """Per file: each line's first word and word count (comments: the '#' only).
 
@@ -188,6 +197,8 @@ def shape(files: HostFiles) -> dict[str, list[tuple[str, int]]]:
                 del words[i : i + 2]
             if words and words[0].startswith("#"):
                 lines.append(("#", 0))
+            elif words and _is_address(words[0]):  # a unicast_peer line: any address
+                lines.append(("<address>", len(words)))
             else:
                 lines.append((words[0] if words else "", len(words)))
         out[path] = lines
