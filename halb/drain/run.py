@@ -9,16 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from halb.drain import judge
+from halb.drain import handover, judge
 from halb.drain.flag import CLEAR_FLAG, DRAIN_FLAG, SET_FLAG
-from halb.errors import CheckFailed
-from halb.facts.lbstate import gather_host
+from halb.errors import CheckFailed, HalbError
+from halb.facts.lbstate import LbFacts, gather_host
 from halb.services import manager
 from halb.spec import Cluster
 from halb.status import StatusReport, assess, refs
 from halb.transport import Transport, TransportFactory, for_host, sh
 
 POLL = 0.2  # seconds between looks at the hosts while waiting
+GRACE = 10.0  # at most this long after the move for the old holder's connections to end
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class DrainReport:
     holders: dict[str, list[str]]
     drained: list[str]  # every drained LB host at the end
     forced: bool = False
+    bridge: dict[str, Any] | None = None  # the handover of live connections (None: no move)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "flag": DRAIN_FLAG, "ok": True}
@@ -46,20 +48,113 @@ class Watcher:
             self.transports[h.name] = transport_for(h)
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.hosts)))
 
-    def look(self) -> StatusReport:
-        def one(i: int) -> Any:
+    def facts(self) -> list[LbFacts]:
+        def one(i: int) -> LbFacts:
             h = self.hosts[i]
             t = self.transports[h.name]
             return gather_host(t, manager(self.cluster.service_manager(h), t))
 
-        facts = list(self.pool.map(one, range(len(self.hosts))))
+        return list(self.pool.map(one, range(len(self.hosts))))
+
+    def look(self) -> StatusReport:
         vips, fes = refs(self.cluster)
-        return assess(facts, vips, fes)
+        return assess(self.facts(), vips, fes)
+
+    def on_all(self, argvs: dict[str, list[str]]) -> dict[str, str | Exception]:
+        """Run one argv per host, all at once; each host's output or its error."""
+
+        def one(name: str) -> str | Exception:
+            try:
+                return self.transports[name].run(argvs[name], timeout=30, check=True).out
+            except HalbError as e:
+                return e
+
+        names = list(argvs)
+        return dict(zip(names, self.pool.map(one, names), strict=True))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         for t in self.transports.values():
             t.close()
+
+
+class Bridge:
+    """The handover of live connections for one drain or undrain (see `handover`)."""
+
+    def __init__(self, w: Watcher, moves: list[handover.Move], limit: float) -> None:
+        self.w, self.moves, self.limit = w, moves, limit
+        self.hosts: list[str] = []  # where something was set up (and must be undone)
+        self.skipped: list[str] = []
+        self.forwarded = 0
+        self.open_at_end = 0
+
+    def open(self, progress: Callable[[str], None]) -> None:
+        argvs: dict[str, list[str]] = {}
+        for m in self.moves:
+            argvs.setdefault(m.old, handover.accept_argv(self.moves, m.old, self.limit))
+            for t in m.takers:
+                argvs.setdefault(t, handover.forward_argv(self.moves, t, self.limit))
+        self.hosts = list(argvs)
+        for name, res in self.w.on_all(argvs).items():
+            if isinstance(res, Exception):
+                self.skipped.append(f"{name}: {res}")
+        if self.skipped:
+            progress(
+                "handover bridge off (connections in flight may be reset): "
+                + "; ".join(self.skipped)
+            )
+            self.close()
+        else:
+            progress(f"handover bridge up on {', '.join(sorted(self.hosts))}")
+
+    def settle(self, frontends: set[str], deadline: float) -> None:
+        """Wait until the old holders' VIP frontends have no session (or the deadline)."""
+        old = {m.old for m in self.moves}
+        while True:
+            facts = [f for f in self.w.facts() if f.host in old]
+            self.open_at_end = sum(
+                r.scur
+                for f in facts
+                for r in f.stats or ()
+                if r.type == 0 and r.pxname in frontends
+            )
+            if self.open_at_end == 0 or time.monotonic() > deadline:
+                return
+            time.sleep(POLL)
+
+    def close(self) -> None:
+        if not self.hosts:
+            return
+        undo = handover.undo_argv()
+        for res in self.w.on_all({h: undo for h in self.hosts}).values():
+            if isinstance(res, str):
+                self.forwarded += handover.forwarded(res)
+        self.hosts = []
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "moves": [asdict(m) for m in self.moves],
+            "up": not self.skipped,
+            "skipped": self.skipped,
+            "forwarded_packets": self.forwarded,
+            "sessions_left": self.open_at_end,
+        }
+
+
+def moves_for(
+    cluster: Cluster, report: StatusReport, host: str, action: judge.Action, preempt: bool
+) -> list[handover.Move]:
+    """Which VIPs will change hands, from whom, and who may take them."""
+    holders = {v.address: list(v.holders) for v in report.vips}
+    others = [h.host for h in report.hosts if h.host != host and judge.healthy(h)]
+    prios = {v.address: dict(v.priorities) for v in cluster.vips}
+    will = handover.will_hold(action, host, holders, prios, others, preempt=preempt)
+    return handover.plan(
+        holders,
+        will,
+        {v.address: v.interface for v in cluster.vips},
+        {h.name: cluster.host_ip(h) for h in cluster.lb_hosts},
+    )
 
 
 def default_timeout(cluster: Cluster) -> float:
@@ -86,6 +181,7 @@ def run(
     priorities = {v.name: dict(v.priorities) for v in cluster.vips}
     preempt = not cluster.spec.vrrp.nopreempt
     w = Watcher(cluster, transport_for)
+    bridge: Bridge | None = None
     try:
         report = w.look()
         me = next(h for h in report.hosts if h.host == host)
@@ -99,6 +195,10 @@ def run(
             if why:
                 progress(f"{host}: draining anyway (--force): {why}")
         if changed:
+            moves = moves_for(cluster, report, host, action, preempt)
+            if moves:
+                bridge = Bridge(w, moves, limit + GRACE + 30)
+                bridge.open(progress)
             script = SET_FLAG if action == "drain" else CLEAR_FLAG
             w.transports[host].run(sh(script, DRAIN_FLAG), timeout=30, check=True)
             progress(f"{host}: drain flag {'set' if action == 'drain' else 'cleared'}")
@@ -121,7 +221,16 @@ def run(
             time.sleep(POLL)
             report = w.look()
             state = step(report)
+        if bridge is not None and bridge.hosts:
+            moved = {m.address for m in bridge.moves}
+            fes = {f.name for f in cluster.frontends if f.address in moved}
+            bridge.settle(fes, time.monotonic() + GRACE)
+            bridge.close()
+            left = f", {bridge.open_at_end} long connections reset" if bridge.open_at_end else ""
+            progress(f"handover bridge down: {bridge.forwarded} packets handed over{left}")
     finally:
+        if bridge is not None:
+            bridge.close()
         w.close()
     holders = {v.name: list(v.holders) for v in report.vips}
     progress("VIPs: " + ", ".join(f"{k}@{','.join(h) or '-'}" for k, h in holders.items()))
@@ -133,4 +242,5 @@ def run(
         holders=holders,
         drained=[h.host for h in report.hosts if h.drained],
         forced=force and action == "drain",
+        bridge=bridge.as_dict() if bridge is not None else None,
     )

@@ -26,6 +26,7 @@ class StatRow:
     status: str  # UP, DOWN, "UP 1/3", "DOWN 1/2", MAINT, DRAIN, no check, OPEN ...
     check_status: str
     addr: str
+    scur: int = 0  # current sessions
 
     @property
     def healthy(self) -> bool:
@@ -55,6 +56,7 @@ def parse_show_stat(text: str) -> tuple[StatRow, ...]:
                 status=(r.get("status") or "").strip(),
                 check_status=(r.get("check_status") or "").strip(),
                 addr=(r.get("addr") or "").strip(),
+                scur=int(r["scur"]) if (r.get("scur") or "").isdigit() else 0,
             )
         )
     return tuple(rows)
