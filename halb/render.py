@@ -25,6 +25,7 @@ from halb.paths import (
     SYSCTL_CONF,
 )
 from halb.spec import Cluster
+from halb.spec.profiles import PROFILES
 
 __all__ = [
     "CHECK_SCRIPT",
@@ -111,6 +112,7 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         "check_script": CHECK_SCRIPT,
         "notify_script": NOTIFY_SCRIPT,
         "check_interval": 1,
+        "check_fall": PROFILES[cluster.spec.vrrp.profile].check_fall,
         "check_timeout": 2,
         "haproxy_pidfile": HAPROXY_PIDFILE,
     }

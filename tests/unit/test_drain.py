@@ -144,29 +144,44 @@ def test_expected_holders_skip_drained_and_sick_hosts() -> None:
 def test_the_flag_lives_next_to_the_check_script_keepalived_runs() -> None:
     cluster = load_cluster(CASES / "ks-guide" / "halb.yaml")
     files = render_cluster(cluster)["lb1"]
-    assert f'script "{CHECK_SCRIPT}"' in files[KEEPALIVED_CONF].content
+    conf = files[KEEPALIVED_CONF].content
+    assert f'script "{CHECK_SCRIPT}"' in conf and f'script "{CHECK_SCRIPT} drained"' in conf
     assert str(Path(CHECK_SCRIPT).parent / "drained") == DRAIN_FLAG
     assert DRAIN_FLAG.startswith("/etc/keepalived/halb/")
 
 
-def _trace(script: Path) -> tuple[int, str]:
-    r = subprocess.run(["sh", "-x", str(script)], capture_output=True, text=True, timeout=10)
+def _trace(script: Path, *args: str) -> tuple[int, str]:
+    r = subprocess.run(["sh", "-x", str(script), *args], capture_output=True, text=True, timeout=10)
     return r.returncode, r.stderr
 
 
-def test_check_script_reports_down_at_once_when_the_flag_is_next_to_it(tmp_path: Path) -> None:
+def test_check_script_reports_drained_only_when_the_flag_is_next_to_it(tmp_path: Path) -> None:
     cluster = load_cluster(CASES / "ks-guide" / "halb.yaml")
     body = render_cluster(cluster)["lb1"][CHECK_SCRIPT].content
     script = tmp_path / "check_haproxy.sh"
     script.write_text(body)
-    # without the flag the script goes on to HAProxy's pid file
-    _, trace = _trace(script)
-    assert "pidfile=/run/haproxy.pid" in trace
+    rc, trace = _trace(script, "drained")
+    assert rc == 0 and "pidfile=" not in trace  # the drain check looks at the flag only
     (tmp_path / "drained").write_text("2026-01-01T00:00:00Z\n")
-    rc, trace = _trace(script)
+    rc, trace = _trace(script, "drained")
     assert rc == 1
     assert f"[ -e {tmp_path}/drained ]" in trace
-    assert "pidfile=" not in trace  # down because drained, whatever HAProxy does
+    # the HAProxy check ignores the flag: a drained host is healthy, only outranked
+    _, trace = _trace(script)
+    assert "pidfile=/run/haproxy.pid" in trace and "drained ]" not in trace.split("pidfile")[1]
+
+
+def test_haproxy_down_is_a_fault_and_a_drain_is_a_weight() -> None:
+    """A dead HAProxy gives the VIP up at once (FAULT: priority-0 advert); a drained host
+    only falls below every peer, so it still holds a VIP when no peer is left."""
+    for case, fall in (("ks-guide", 2), ("fast-profile", 1)):
+        cluster = load_cluster(CASES / case / "halb.yaml")
+        conf = render_cluster(cluster)[cluster.lb_host_names[0]][KEEPALIVED_CONF].content
+        blocks = conf.split("vrrp_script ")
+        chk = next(b for b in blocks if b.startswith("chk_haproxy {"))
+        drained = next(b for b in blocks if b.startswith("chk_drained {"))
+        assert "weight" not in chk.split("}")[0] and f"fall {fall}\n" in chk
+        assert f"weight {cluster.track_weight}\n" in drained and "fall 1\n" in drained
 
 
 # ------------------------------------------------------------------------- status

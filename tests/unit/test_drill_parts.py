@@ -207,7 +207,7 @@ def test_host_timer_restores_by_itself(tmp_path: Path) -> None:
     t = LocalTransport("here", Privilege("none"))  # no root needed
     state, mark = tmp_path / "state", tmp_path / "broken"
     faults.arm(t, MARK, "f1", 0.6, str(mark), state_dir=str(state))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # generous: a loaded 2-core machine forks slowly
     while not mark.exists():
         assert time.monotonic() < deadline, "not injected"
         time.sleep(0.02)
@@ -217,7 +217,7 @@ def test_host_timer_restores_by_itself(tmp_path: Path) -> None:
         time.sleep(0.02)
     injected, restored = faults.disarm(t, MARK, "f1", str(mark), state_dir=str(state))
     assert injected is not None and restored is not None
-    assert 0.5 < restored - injected < 2.0
+    assert 0.5 < restored - injected < 10.0  # by the timer (0.6 s), not at once
     assert sorted(os.listdir(state)) == []
 
 

@@ -1,10 +1,14 @@
 #!/bin/sh
 # Managed by halb 0.1.0; local edits are replaced on the next deploy.
-# Healthy when the HAProxy master process named in its pid file is alive and answers on
-# its admin socket; keepalived lowers this host's priority when it is not.
-# `halb drain` leaves a flag file named "drained" next to this script (a root-only
-# folder): while it exists this host reports itself down, so every peer outranks it.
-[ -e "${0%/*}/drained" ] && exit 1
+# keepalived runs it two ways. `check_haproxy.sh drained`: fails while `halb drain` has
+# left a flag file named "drained" next to this script (a root-only folder), which lowers
+# this host's priority below every peer's. Without an argument: healthy when the HAProxy
+# master process named in its pid file is alive and its admin socket is there; when not,
+# the VRRP instances go to FAULT and give the VIPs up at once.
+if [ "${1-}" = drained ]; then
+    [ -e "${0%/*}/drained" ] && exit 1
+    exit 0
+fi
 pidfile=/run/haproxy.pid
 [ -r "$pidfile" ] || exit 1
 pid=$(head -n 1 "$pidfile")
