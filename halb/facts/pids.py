@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from halb.transport import sh
 
 # For each (pidfile, comm) pair: the pid when that process is alive and /proc/PID/comm is
-# comm (a stale pid file may name a recycled pid), else "-".
+# comm (a stale pid file may name a recycled pid), else "-". A killed process that its
+# parent has not reaped yet (a zombie) passes kill -0 but is dead.
 _PIDS = (
     'while [ $# -ge 2 ]; do pid=$(cat "$1" 2>/dev/null); '
-    'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qx "$2" /proc/"$pid"/comm; '
+    'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qx "$2" /proc/"$pid"/comm '
+    "&& ! grep -q '^State:[[:space:]]*Z' /proc/\"$pid\"/status; "
     'then echo "$pid"; else echo -; fi; shift 2; done'
 )
 

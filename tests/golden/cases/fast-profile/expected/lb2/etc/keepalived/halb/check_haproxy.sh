@@ -13,5 +13,7 @@ pidfile=/run/haproxy.pid
 [ -r "$pidfile" ] || exit 1
 pid=$(head -n 1 "$pidfile")
 [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || exit 1
+# a killed master that nobody has reaped yet still passes kill -0: a zombie is dead
+grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && exit 1
 [ -S /run/haproxy/admin.sock ] || exit 1
 exit 0
