@@ -168,9 +168,11 @@ def deploy(
 
         vips = {v.name: v.address for v in cluster.vips}
         wait = vip_timeout if vip_timeout is not None else max(10.0, 4 * cluster.advert_int + 5)
-        # a peer whose keepalived just started or reloaded may still take a VIP over
+        # a peer whose keepalived just started or reloaded may still take a VIP over, the
+        # one with the highest priority only after its preempt delay
         moved = any(h.service("keepalived") != ServiceAction.NONE for h in plan.hosts)
-        settle = 2 * cluster.advert_int + 1 if moved else 0.0
+        delay = max((v.preempt_delay for v in cluster.vips), default=0.0)
+        settle = 2 * cluster.advert_int + 1 + delay if moved else 0.0
         failed = [r.host for r in results if not r.ok]
         if failed:
             # all or nothing: peers must not run different configs
