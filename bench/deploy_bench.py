@@ -70,7 +70,8 @@ def factory(host):
             finally:
                 calls.setdefault(host.name, []).append((what, time.monotonic() - t0))
         return timed
-    # the first popen (the remote lock) opens the SSH connection: id -u, and sudo's check
+    # the first popen (the remote lock) opens the SSH connection and says the uid; a sudo
+    # login adds sudo's check to it
     t.run, t.popen = wrap(t.run, "run"), wrap(t.popen, "popen")
     return t
 t0 = time.monotonic()
@@ -79,7 +80,7 @@ r = render_cluster(c)
 t1 = time.monotonic()
 rep = deploy(c, r, transport_for=factory)
 print(json.dumps({"ok": rep.ok, "changed": rep.changed, "load_render": t1 - t0,
-                  "deploy": rep.seconds, "calls": calls}))
+                  "deploy": rep.seconds, "stages": rep.stages, "calls": calls}))
 """
 
 
@@ -217,19 +218,26 @@ def profile(L: Lab, spec: Path, repeats: int) -> dict[str, Any]:
     py = sys.executable
     starts = [timed(L, [py, "-c", "pass"])[0] for _ in range(repeats)]
     version = [timed(L, ["halb", "--version"])[0] for _ in range(repeats)]
-    _, r = timed(L, [py, "-X", "importtime", "-c", "import halb.cli"])
+    # what `halb deploy` imports: the CLI, then the spec, render and deploy code it runs
+    code = "import halb.cli, halb.spec, halb.render, halb.deploy"
+    _, r = timed(L, [py, "-X", "importtime", "-c", code])
     imports = []
     for line in r.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
         if m:
             imports.append((int(m.group(2)), len(m.group(3)), m.group(4)))
     top = sorted((x for x in imports if x[1] <= 3), reverse=True)[:6]
+    cli = [timed(L, [py, "-c", "import halb.cli"])[0] for _ in range(repeats)]
+    walls = []
+    for _ in range(repeats):
+        wall, r = timed(L, ["halb", "deploy", "-c", str(spec), "--json"])
+        walls.append((wall, json.loads(r.stdout)))
     # ssh set-up alone: a fresh connection to a key-login host, no multiplexing
     ssh = [timed(L, [*L.ssh_argv("node2"), "true"])[0] for _ in range(repeats)]
     _, r = timed(L, [py, "-c", PROFILE, str(spec)])
     doc = json.loads(r.stdout)
     return {"start": spread(starts), "version": spread(version), "imports": top,
-            "ssh": spread(ssh), "api": doc}  # fmt: skip
+            "cli": spread(cli), "ssh": spread(ssh), "api": doc, "walls": walls}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- report
@@ -285,8 +293,11 @@ def report(sizes: dict[int, dict[str, Any]], prof: dict[str, Any] | None) -> str
         lines.append(f"- `python -c pass` in the taskbox: {prof['start'].fmt(2, ' s')}; "
                      f"`halb --version` (interpreter + imports of the CLI): "
                      f"{prof['version'].fmt(2, ' s')}")  # fmt: skip
+        lines.append(f"- `python -c 'import halb.cli'` (what every command imports before it "
+                     f"runs): {prof['cli'].fmt(2, ' s')}")  # fmt: skip
         heavy = ", ".join(f"{name} {us / 1000:.0f} ms" for us, _, name in prof["imports"])
-        lines.append(f"- heaviest imports under `import halb.cli` (cumulative): {heavy}")
+        lines.append(f"- heaviest imports of a deploy (`halb.cli`, `halb.spec`, `halb.render`, "
+                     f"`halb.deploy`; cumulative, one run): {heavy}")  # fmt: skip
         lines.append(
             f"- a fresh SSH connection (key login, `ssh host true`): {prof['ssh'].fmt(2, ' s')}"
         )
@@ -295,9 +306,13 @@ def report(sizes: dict[int, dict[str, Any]], prof: dict[str, Any] | None) -> str
         for host, calls in api["calls"].items():
             first = calls[0][1]
             runs = [s for what, s in calls[1:] if what == "run"]
-            lines.append(f"- {host}: connect + take the remote lock {first:.2f} s (`id -u`, "
-                         f"sudo's check, `flock`), then {len(runs)} more round trips, "
-                         f"{sum(runs):.2f} s in all")  # fmt: skip
+            lines.append(f"- {host}: connect + take the remote lock {first:.2f} s (the uid "
+                         f"comes back with it; a sudo login adds sudo's check), then "
+                         f"{len(runs)} more round trip(s), {sum(runs):.2f} s in all")  # fmt: skip
+        for wall, doc in prof["walls"]:
+            st = ", ".join(f"{k} {v:.2f}" for k, v in doc.get("stages", {}).items())
+            lines.append(f"- `halb deploy --json` wall {wall:.2f} s; the report's stages (s): "
+                         f"{st}; the rest: interpreter, imports, spec, render")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -16,17 +16,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from halb.choices import PROBE_CONCURRENCY, PROBE_TIMEOUT
 from halb.errors import ExitStatus
 from halb.level import Level
 
 if TYPE_CHECKING:
     from halb.spec import Cluster
 
-DEFAULT_TIMEOUT = 2.0  # seconds, per probe: connect + TLS + first response line
-# Sized so that a run over 500 backends (plus the VIP probes) starts every probe at once:
-# a black-holed backend holds its slot for a whole timeout, so a second wave would double
-# the run time. See bench/README.md.
-DEFAULT_CONCURRENCY = 512
+DEFAULT_TIMEOUT = PROBE_TIMEOUT
+DEFAULT_CONCURRENCY = PROBE_CONCURRENCY
 JSON_VERSION = 1
 
 

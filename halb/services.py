@@ -87,13 +87,35 @@ class ServiceManager(ABC):
     def __init__(self, transport: Transport) -> None:
         self.t = transport
 
-    @abstractmethod
+    def pids_argv(self, names: Sequence[ServiceName]) -> list[str] | None:
+        """A command printing one word per name: its main pid, or `-` when not running
+        (None: this manager asks per service). Deploy runs it with its other facts."""
+        return None
+
+    def parse_pids(self, text: str, names: Sequence[ServiceName]) -> dict[ServiceName, int | None]:
+        """The answer to `pids_argv`; an unreadable answer counts as not running."""
+        found = parse_pids(text, len(names))
+        return dict(zip(names, found or [None] * len(names), strict=True))
+
     def main_pid(self, name: ServiceName) -> int | None:
         """Pid of the running main process (HAProxy: the master), None when not running."""
+        argv = self.pids_argv((name,))
+        if argv is None:
+            raise NotImplementedError(f"{type(self).__name__}: main_pid")
+        return self._run_pids(argv, (name,))[name]
 
     def main_pids(self) -> dict[ServiceName, int | None]:
-        """Both services' main pids (one round trip where the manager allows)."""
-        return {n: self.main_pid(n) for n in SERVICES}
+        """Both services' main pids, in one round trip where the manager allows."""
+        argv = self.pids_argv(SERVICES)
+        if argv is None:
+            return {n: self.main_pid(n) for n in SERVICES}
+        return self._run_pids(argv, SERVICES)
+
+    def _run_pids(
+        self, argv: list[str], names: Sequence[ServiceName]
+    ) -> dict[ServiceName, int | None]:
+        res = self.t.run(argv, timeout=30)
+        return self.parse_pids(res.out if res.ok else "", names)
 
     @abstractmethod
     def start(self, name: ServiceName) -> None: ...
@@ -165,16 +187,19 @@ exit 1
 """
 
 
+# For each unit: MainPID when it is active (0 means none), else "-".
+_SYSTEMD_PIDS = (
+    'for n in "$@"; do if systemctl is-active --quiet "$n"; then '
+    'p=$(systemctl show -p MainPID --value "$n"); [ "${p:-0}" != 0 ] && echo "$p" || echo -; '
+    "else echo -; fi; done"
+)
+
+
 class Systemd(ServiceManager):
     kind = "systemd"
 
-    def main_pid(self, name: ServiceName) -> int | None:
-        active = self.t.run(["systemctl", "is-active", "--quiet", name], timeout=30)
-        if not active.ok:
-            return None
-        res = self.t.run(["systemctl", "show", "-p", "MainPID", "--value", name], timeout=30)
-        pid = res.out.strip()
-        return int(pid) if pid.isdigit() and pid != "0" else None
+    def pids_argv(self, names: Sequence[ServiceName]) -> list[str]:
+        return sh(_SYSTEMD_PIDS, *names)
 
     def start(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "start", name], timeout=90, check=True)
@@ -206,9 +231,6 @@ class Supervisor(ServiceManager):
 
     kind = "supervisor"
 
-    def main_pid(self, name: ServiceName) -> int | None:
-        return self._pids((name,))[name]
-
     def start(self, name: ServiceName, *, wait: float = 10.0) -> None:
         spec = SUPERVISED[name]
         res = self.t.run(sh(_START, LOG_DIR, name, *spec.start), timeout=60)
@@ -234,16 +256,8 @@ class Supervisor(ServiceManager):
     def _signal_reload(self, name: ServiceName, pid: int) -> None:
         self.t.run(["kill", f"-{SUPERVISED[name].reload_signal}", str(pid)], timeout=15, check=True)
 
-    def main_pids(self) -> dict[ServiceName, int | None]:
-        return self._pids(SERVICES)
-
-    def _pids(self, names: Sequence[ServiceName]) -> dict[ServiceName, int | None]:
-        """All in one round trip; an unreadable answer counts as not running."""
-        res = self.t.run(
-            pids_argv([(SUPERVISED[n].pidfile, SUPERVISED[n].comm) for n in names]), timeout=30
-        )
-        found = parse_pids(res.out, len(names)) if res.ok else None
-        return dict(zip(names, found or [None] * len(names), strict=True))
+    def pids_argv(self, names: Sequence[ServiceName]) -> list[str]:
+        return pids_argv([(SUPERVISED[n].pidfile, SUPERVISED[n].comm) for n in names])
 
 
 MANAGERS: dict[str, type[ServiceManager]] = {"systemd": Systemd, "supervisor": Supervisor}

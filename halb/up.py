@@ -20,6 +20,7 @@ from rich.console import Console
 
 from halb import preflight as pf
 from halb import probe as pr
+from halb.choices import STAGES
 from halb.deploy import deploy
 from halb.errors import ExitStatus, HalbError
 from halb.files import atomic_write
@@ -30,7 +31,6 @@ from halb.spec import Cluster
 from halb.status import status
 from halb.transport import for_host
 
-STAGES = ("preflight", "render", "deploy", "verify", "write-config", "install")
 STATE_FILE = ".halb-state.json"
 
 Say = Callable[[str], None]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from halb.checkconf import CheckResult, check_host_root
 from halb.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -21,12 +19,13 @@ from halb.cli.common import (
     print_json,
 )
 from halb.errors import ExitStatus, InputError
-from halb.files import atomic_write
-from halb.inventory import load_inventory
-from halb.outdir import write_rendered
-from halb.render import HostFiles, render_cluster
-from halb.spec import Finding, check, load_cluster
-from halb.starter import relative_ref, starter_spec
+
+# The heavy parts (pydantic models, jinja2 templates) are imported by the commands that
+# use them, so that every other command starts without them.
+if TYPE_CHECKING:
+    from halb.checkconf import CheckResult
+    from halb.render import HostFiles
+    from halb.spec import Finding
 
 
 @app.command()
@@ -45,6 +44,10 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter halb.yaml from an inventory."""
+    from halb.files import atomic_write
+    from halb.inventory import load_inventory
+    from halb.starter import relative_ref, starter_spec
+
     inv = load_inventory(inventory)
     text, notes = starter_spec(
         inv, relative_ref(inventory, output), vip, external_vip, interface, cluster, output.parent
@@ -65,6 +68,8 @@ def init(
 
 
 def _print_findings(findings: list[Finding]) -> None:
+    from rich.markup import escape
+
     e = err()
     for f in findings:
         style = "bold red" if f.level == "error" else "yellow"
@@ -75,6 +80,8 @@ def _print_findings(findings: list[Finding]) -> None:
 @handle_errors
 def validate(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
     """Offline checks of halb.yaml and its inventory (exit 2 on an error)."""
+    from halb.spec import check
+
     cluster, findings = check(config)
     errors = [f for f in findings if f.level == "error"]
     if json:
@@ -93,6 +100,8 @@ def validate(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) ->
 
 
 def check_rendered(rendered: dict[str, HostFiles], outdir: Path) -> list[CheckResult]:
+    from halb.checkconf import check_host_root
+
     return [r for host in rendered for r in check_host_root(host, outdir / host)]
 
 
@@ -109,6 +118,10 @@ def render(
     json: JsonOption = False,
 ) -> None:
     """Render HAProxy, keepalived, scripts, sysctl and drop-ins: one directory per LB host."""
+    from halb.outdir import write_rendered
+    from halb.render import render_cluster
+    from halb.spec import load_cluster
+
     cluster = load_cluster(config)
     _print_findings(list(cluster.warnings))
     rendered = render_cluster(cluster)

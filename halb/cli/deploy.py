@@ -86,7 +86,8 @@ def deploy(
             console.print(line, markup=False)
         for vip, holders in report.vips.items():
             console.print(f"VIP {vip}: {', '.join(holders) or 'no holder'}", markup=False)
-        console.print(f"{'ok' if report.ok else 'FAILED'} in {report.seconds:.1f}s")
+        took = ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items() if k != "close")
+        console.print(f"{'ok' if report.ok else 'FAILED'} in {report.seconds:.1f}s ({took})")
     if not report.ok:
         if json:
             exit_with(ExitStatus.CHECK_FAILED)

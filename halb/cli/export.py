@@ -8,9 +8,6 @@ from typing import Annotated
 import typer
 
 from halb.cli.common import DEFAULT_CONFIG, ConfigOption, app, err, handle_errors, out
-from halb.export import ansible
-from halb.render import render_cluster
-from halb.spec import load_cluster
 
 export_app = typer.Typer(help="Export the rendered files for another deploy engine.")
 app.add_typer(export_app, name="export")
@@ -23,6 +20,10 @@ def export_ansible(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Write a playbook and role that apply exactly the files halb renders."""
+    from halb.export import ansible
+    from halb.render import render_cluster
+    from halb.spec import load_cluster
+
     cluster = load_cluster(config)
     files = ansible.build(cluster, render_cluster(cluster))
     ansible.write(dest, files)

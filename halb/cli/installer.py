@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from halb.choices import INSTALLER_KINDS
 from halb.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -19,9 +20,9 @@ from halb.cli.common import (
     warn,
 )
 from halb.errors import InputError
-from halb.installers import KINDS, installer_kind, lb_settings, write_config
-from halb.installers.launch import default_log_path, plan_launch, run_installer
-from halb.spec import Cluster, load_cluster
+
+if TYPE_CHECKING:
+    from halb.spec import Cluster
 
 
 def _config_path(cluster: Cluster, path: Path | None) -> Path:
@@ -43,7 +44,9 @@ def write_config_cmd(
     config: ConfigOption = DEFAULT_CONFIG,
     installer: Annotated[
         str | None,
-        typer.Option("--installer", help=f"One of {', '.join(KINDS)} (default: installer.kind)."),
+        typer.Option(
+            "--installer", help=f"One of {', '.join(INSTALLER_KINDS)} (default: installer.kind)."
+        ),
     ] = None,
     diff: Annotated[bool, typer.Option("--diff", help="Show the change as a diff.")] = False,
     dry_run: Annotated[
@@ -52,6 +55,9 @@ def write_config_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Write the load balancer (VIP, port, domain, SANs) into the installer's config."""
+    from halb.installers import installer_kind, lb_settings, write_config
+    from halb.spec import load_cluster
+
     cluster = load_cluster(config)
     kind, said_by = installer_kind(cluster, installer)
     target = _config_path(cluster, path)
@@ -102,6 +108,9 @@ def install_cmd(
     ] = None,
 ) -> None:
     """Launch the installer; stream its output, keep a log, exit with its exit code."""
+    from halb.installers.launch import default_log_path, plan_launch, run_installer
+    from halb.spec import load_cluster
+
     cluster = load_cluster(config)
     ins = cluster.spec.installer
     plan = plan_launch(ins.kind, cluster.base_dir, ins.config, ins.command, answer)

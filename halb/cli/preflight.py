@@ -5,10 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from halb import preflight as pf
 from halb.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -20,8 +17,6 @@ from halb.cli.common import (
     out,
     print_json,
 )
-from halb.cli.tables import level_text, print_table
-from halb.spec import load_cluster
 
 
 @app.command()
@@ -38,6 +33,12 @@ def preflight(
     ] = False,
 ) -> None:
     """Check SSH, sudo, interface, VIP, VRRP router id, ports and firewall on the LB hosts."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from halb import preflight as pf
+    from halb.cli.tables import level_text, print_table
+    from halb.spec import load_cluster
     from halb.transport import for_host
 
     cluster = load_cluster(config)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from halb import probe as pr
+from halb.choices import PROBE_CONCURRENCY, PROBE_TIMEOUT
 from halb.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -19,17 +17,24 @@ from halb.cli.common import (
     out,
     print_json,
 )
-from halb.cli.tables import level_text, print_table
-from halb.spec import load_cluster
 
-_STATUS_STYLE = {
-    pr.Status.READY: "green",
-    pr.Status.AUTH_REQUIRED: "yellow",
-    pr.Status.NOT_READY: "red",
-}
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from halb import probe as pr
 
 
 def _probe_table(s: pr.ProbeSummary) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    from halb import probe as pr
+
+    status_style = {
+        pr.Status.READY: "green",
+        pr.Status.AUTH_REQUIRED: "yellow",
+        pr.Status.NOT_READY: "red",
+    }
     t = Table(title=f"halb probe (timeout {s.timeout:g} s, {s.elapsed_ms:.0f} ms)")
     for col in ("frontend", "via", "target", "address", "status", "latency", "detail"):
         t.add_column(
@@ -41,7 +46,7 @@ def _probe_table(s: pr.ProbeSummary) -> Table:
     for f in s.frontends:
         rows = [*f.backends, *([f.vip] if f.vip else [])]
         for r in rows:
-            style = _STATUS_STYLE.get(r.status, "bold red")
+            style = status_style.get(r.status, "bold red")
             t.add_row(
                 f.name,
                 str(r.target.via),
@@ -62,10 +67,10 @@ def probe(
     json_out: JsonOption = False,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.05, help="Seconds per probe.")
-    ] = pr.DEFAULT_TIMEOUT,
+    ] = PROBE_TIMEOUT,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, help="Probes in flight at once.")
-    ] = pr.DEFAULT_CONCURRENCY,
+    ] = PROBE_CONCURRENCY,
     before_install: Annotated[
         bool,
         typer.Option(
@@ -75,6 +80,12 @@ def probe(
     ] = False,
 ) -> None:
     """Probe every backend directly and every frontend through its VIP."""
+    from rich.text import Text
+
+    from halb import probe as pr
+    from halb.cli.tables import level_text, print_table
+    from halb.spec import load_cluster
+
     cluster = load_cluster(config)
     results, elapsed = pr.probe(pr.plan_probes(cluster), timeout=timeout, concurrency=concurrency)
     summary = pr.summarize(

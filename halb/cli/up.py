@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
+from halb.choices import STAGES
 from halb.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -22,11 +21,7 @@ from halb.cli.common import (
     print_json,
     warn,
 )
-from halb.cli.tables import print_table
 from halb.errors import ExitStatus, InputError
-from halb.installers import apiserver_frontend
-from halb.spec import load_cluster
-from halb.up import STAGES, Runner, run_up
 
 _STYLE = {
     "ok": "green",
@@ -51,6 +46,14 @@ def up(
     json: JsonOption = False,
 ) -> None:
     """preflight → render → deploy → verify → write-config → install; re-run to resume."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from halb.cli.tables import print_table
+    from halb.installers import apiserver_frontend
+    from halb.spec import load_cluster
+    from halb.up import Runner, run_up
+
     if until not in STAGES:
         raise InputError(f"--until {until}: not a stage (stages: {', '.join(STAGES)})")
     cluster = load_cluster(config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -75,6 +75,7 @@ class HostDeployer:
         svc: ServiceManager,
         progress: Progress,
         stamp: str,
+        pids: Mapping[str, int | None] | None = None,
     ) -> None:
         self.hp = hp
         self.t = t
@@ -83,6 +84,7 @@ class HostDeployer:
         self.backup = f"{BACKUP_DIR}/{stamp}"
         self.applied = _Applied()
         self.haproxy_pid: int | None = None
+        self._known_pids = pids  # read with the facts, under this deploy's lock
 
     def say(self, message: str) -> None:
         self._progress(self.hp.host, message)
@@ -93,7 +95,10 @@ class HostDeployer:
         t0 = time.monotonic()
         if not hp.changed:
             res.status = HostState.UNCHANGED
-            res.haproxy_pid = self.svc.main_pid("haproxy")
+            known = self._known_pids
+            res.haproxy_pid = (
+                known["haproxy"] if known and "haproxy" in known else self.svc.main_pid("haproxy")
+            )
             res.services = {s.name: "none" for s in hp.services}
             self.say("unchanged")
             res.seconds = round(time.monotonic() - t0, 3)

@@ -43,7 +43,10 @@ class DeployReport:
     vips: dict[str, list[str]]
     vip_error: str | None
     dry_run: bool
-    seconds: float
+    seconds: float  # up to the end of the VIP check
+    # seconds per stage: connect (+ locks + facts), plan, apply, vips, and close (the locks
+    # released and the connections closed, filled in after `seconds` was taken)
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +62,7 @@ class DeployReport:
             "dry_run": self.dry_run,
             "changed": self.changed if not self.dry_run else self.plan.changed,
             "seconds": self.seconds,
+            "stages": self.stages,
             "plan": self.plan.as_dict(),
             "hosts": {
                 h.host: {

@@ -17,13 +17,14 @@ from halb.deploy.plan import Action, ServiceAction, compute_plan, diff_lines, sy
 from halb.deploy.report import DeployReport, HostResult, HostState
 from halb.deploy.vips import wait_for_vips
 from halb.errors import DeployError, HalbError, InputError
+from halb.facts.ipaddr import IP_ADDR, parse_ip_addr
 from halb.facts.target import TargetFacts, facts_argv, parse_facts_output
 from halb.inventory import Host
 from halb.paths import SYSCTL_CONF
 from halb.render import RenderedFile
 from halb.services import SERVICES, ServiceManager, manager
 from halb.spec import Cluster
-from halb.transport import Transport, TransportFactory, for_host
+from halb.transport import Transport, TransportFactory, batch, for_host, split_batch
 
 
 def _quiet(host: str, message: str) -> None:
@@ -36,13 +37,28 @@ def _quiet(host: str, message: str) -> None:
 def gather_facts(
     t: Transport, svc: ServiceManager, files: Mapping[str, RenderedFile]
 ) -> TargetFacts:
+    """Files, sysctl values, commands, OS, service pids and addresses: one round trip."""
     paths = list(files)
     keys = list(sysctl_keys(files[SYSCTL_CONF].content)) if SYSCTL_CONF in files else []
-    res = t.run(facts_argv(paths, keys), timeout=60, check=True)
-    remote, missing, os_ids, live = parse_facts_output(paths, res.out)
-    pids = svc.main_pids()
+    pids_cmd = svc.pids_argv(SERVICES)
+    argv, marker = batch([facts_argv(paths, keys), IP_ADDR, *([pids_cmd] if pids_cmd else [])])
+    res = t.run(argv, timeout=60, check=True)
+    parts = split_batch(res.out, marker, 3 if pids_cmd else 2)
+    if parts is None:
+        raise t.error("the facts script's answer was cut short")
+    (rc, facts_out), (ip_rc, ip_out) = parts[:2]
+    if rc != 0:
+        raise t.error(f"the facts script exited {rc}: {res.err.strip() or 'no output'}")
+    remote, missing, os_ids, live = parse_facts_output(paths, facts_out)
+    if pids_cmd:
+        pids_rc, pids_out = parts[2]
+        pids = svc.parse_pids(pids_out if pids_rc == 0 else "", SERVICES)
+    else:
+        pids = svc.main_pids()
     running: dict[str, bool] = {n: n not in missing and pids[n] is not None for n in SERVICES}
-    return TargetFacts(remote, running, missing, os_ids, live)
+    addrs = parse_ip_addr(ip_out) if ip_rc == 0 else None
+    known: dict[str, int | None] = {n: pids[n] for n in SERVICES}
+    return TargetFacts(remote, running, missing, os_ids, live, known, addrs)
 
 
 def _roll_back_changed(
@@ -73,6 +89,14 @@ def deploy(
 ) -> DeployReport:
     """Plan, then (unless dry_run) apply to every LB host (or the `limit` ones) and verify."""
     t_start = time.monotonic()
+    stages: dict[str, float] = {}
+    mark = [t_start]
+
+    def stage(name: str) -> None:
+        now = time.monotonic()
+        stages[name] = round(now - mark[0], 3)
+        mark[0] = now
+
     lbs: dict[str, Host] = {h.name: h for h in cluster.lb_hosts}
     unknown = [h for h in limit if h not in lbs]
     if unknown:
@@ -103,6 +127,7 @@ def deploy(
 
         with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
             facts = dict(zip(targets, pool.map(connect, targets), strict=True))
+        stage("connect")
         plan = compute_plan(
             {h: rendered[h] for h in targets},
             facts,
@@ -124,22 +149,30 @@ def deploy(
                             transports[h.host].get(f.path).decode("utf-8", "replace")
                         )
             diff(diff_lines(plan, old, [cluster.auth_password]))
+        stage("plan")
         if dry_run:
-            return DeployReport(plan, [], {}, None, True, round(time.monotonic() - t_start, 3))
+            return DeployReport(
+                plan, [], {}, None, True, round(time.monotonic() - t_start, 3), stages
+            )
 
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         deployers = {
-            h.host: HostDeployer(h, transports[h.host], managers[h.host], progress, stamp)
+            h.host: HostDeployer(
+                h, transports[h.host], managers[h.host], progress, stamp, facts[h.host].pids
+            )
             for h in plan.hosts
         }
         with ThreadPoolExecutor(max_workers=max(1, len(deployers))) as pool:
             results = list(pool.map(lambda d: d.run(), deployers.values()))
+        stage("apply")
 
         vips = {v.name: v.address for v in cluster.vips}
         wait = vip_timeout if vip_timeout is not None else max(10.0, 4 * cluster.advert_int + 5)
-        # a peer whose keepalived just started or reloaded may still take a VIP over
+        # a peer whose keepalived just started or reloaded may still take a VIP over, the
+        # one with the highest priority only after its preempt delay
         moved = any(h.service("keepalived") != ServiceAction.NONE for h in plan.hosts)
-        settle = 2 * cluster.advert_int + 1 if moved else 0.0
+        delay = max((v.preempt_delay for v in cluster.vips), default=0.0)
+        settle = 2 * cluster.advert_int + 1 + delay if moved else 0.0
         failed = [r.host for r in results if not r.ok]
         if failed:
             # all or nothing: peers must not run different configs
@@ -152,21 +185,36 @@ def deploy(
                 for v in cluster.vips
                 if v.priorities and not cluster.spec.vrrp.nopreempt
             }
+            # Nothing changed anywhere: the addresses read with the facts (this deploy, under
+            # its lock) are the first look, so a settled pair needs no further round trip.
+            first = None
+            if not any(h.changed for h in plan.hosts):
+                seen = {h: facts[h].addrs if h in facts else None for h in transports}
+                first = {h: a for h, a in seen.items() if a is not None}
+                first = first if len(first) == len(seen) else None
             holders, vip_error = wait_for_vips(
-                transports, vips, timeout=wait + settle, settle=settle, final=top
+                transports, vips, timeout=wait + settle, settle=settle, final=top, first=first
             )
             if vip_error:
                 progress("-", f"VIP check failed: {vip_error}")
                 _roll_back_changed(results, deployers, f"VIP check failed: {vip_error}")
             else:
                 progress("-", "VIPs: " + ", ".join(f"{v}@{h[0]}" for v, h in holders.items()))
+        stage("vips")
         return DeployReport(
-            plan, results, holders, vip_error, False, round(time.monotonic() - t_start, 3)
+            plan, results, holders, vip_error, False, round(time.monotonic() - t_start, 3), stages
         )
     finally:
-        for rl in locks:
-            rl.release()
-        for t in transports.values():
+        held = {rl.t.name: rl for rl in locks}
+
+        def finish(t: Transport) -> None:
+            if t.name in held:
+                held[t.name].release()
             t.close()
+
+        # each host waits for its lock holder to end and its connection to close: all at once
+        with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
+            list(pool.map(finish, transports.values()))
         if local_lock:
             local_lock.release()
+        stage("close")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from halb.facts.ipaddr import IP_ADDR, IfAddr, holders, parse_ip_addr
@@ -17,6 +17,7 @@ def wait_for_vips(
     timeout: float,
     settle: float = 0.0,
     final: Mapping[str, str] | None = None,
+    first: Mapping[str, Sequence[IfAddr]] | None = None,
 ) -> tuple[dict[str, list[str]], str | None]:
     """Poll `ip -o addr` on every LB host until each VIP (name -> address) has exactly one
     holder.
@@ -24,6 +25,8 @@ def wait_for_vips(
     With `settle`, the same holders must be seen for that long (a peer that just started
     may still preempt), unless every VIP is already on its `final` host (the peer with the
     highest priority: nobody can take it over).
+
+    `first`: every host's addresses as just read by the caller, used as the first look.
     """
     deadline = time.monotonic() + timeout
     stable_since: float | None = None
@@ -36,7 +39,11 @@ def wait_for_vips(
     names = list(transports)
     with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
         while True:
-            seen = dict(zip(names, pool.map(addrs, transports.values()), strict=True))
+            if first is not None and set(first) == set(names):
+                seen = {h: tuple(first[h]) for h in names}
+                first = None
+            else:
+                seen = dict(zip(names, pool.map(addrs, transports.values()), strict=True))
             holding = holders(seen, vips)
             now = time.monotonic()
             bad = {v: h for v, h in holding.items() if len(h) != 1}

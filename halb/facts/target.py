@@ -1,5 +1,6 @@
 """What a deploy target has now: each target file's mode and sha256, live sysctl values,
-whether the haproxy and keepalived commands exist, and the OS (for the package manager)."""
+whether the haproxy and keepalived commands exist, the OS (for the package manager), and,
+read in the same round trip by the deploy, the services' pids and the host's addresses."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from halb.errors import DeployError
+from halb.facts.ipaddr import IfAddr
 from halb.paths import OS_RELEASE
 from halb.transport import sh
 
@@ -44,6 +46,9 @@ class TargetFacts:
     missing: tuple[str, ...] = ()  # packages whose command is missing
     os_ids: tuple[str, ...] = ()  # ID and ID_LIKE from /etc/os-release
     sysctl: Mapping[str, str] = field(default_factory=dict)  # live values of our keys
+    # main pids (None: not running) and `ip -o addr`, when read in the same round trip
+    pids: Mapping[str, int | None] = field(default_factory=dict)
+    addrs: tuple[IfAddr, ...] | None = None
 
 
 def facts_argv(paths: Sequence[str], sysctl_keys: Sequence[str]) -> list[str]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from halb.choices import INSTALLER_KINDS
 from halb.errors import InputError
 from halb.installers.detect import choose_kind, detect_kind
 from halb.installers.domain import domain_warnings, endpoint_domain
@@ -48,7 +49,7 @@ EDITORS: dict[str, Editor] = {
     "kubekey": edit_kubekey_config,
     "kubespray": edit_kubespray_vars,
 }
-KINDS = tuple(EDITORS)
+KINDS = INSTALLER_KINDS  # the CLI shows these without importing this package
 
 
 def lb_settings(cluster: Cluster, kind: str | None = None) -> LBSettings:

@@ -33,6 +33,12 @@ SUDO_BINDS = (
     ("etc-sudoers.d", "/etc/sudoers.d"),
     ("home", "/home"),
 )
+# Root's start-up file on a lab host is the distribution's default (it returns at once in
+# a non-interactive shell), as on a fresh server, not this machine's own: every command
+# halb or Ansible sends over SSH runs in a bash that reads it, and a developer's
+# .bashrc (pyenv, conda, ...) would add its cost to every round trip measured in the lab.
+ROOT_BASHRC = Path("/root/.bashrc")
+SKEL_BASHRC = Path("/etc/skel/.bashrc")
 SUDOERS = Path("/etc/sudoers")
 # Runs inside the new mount+UTS namespace (already in the host's network namespace).
 HOST_SETUP = """
@@ -142,6 +148,8 @@ def prepare_host_files(
     if h.sudo_user:
         prepare_sudo_user(d, h, *sudo)
     write_file(d / "hostname", h.name + "\n", 0o644)
+    skel = SKEL_BASHRC.read_text() if SKEL_BASHRC.is_file() else ""
+    write_file(d / "root-bashrc", skel, 0o644)
     write_file(d / "hosts", hosts_text, 0o644)
     if h.role is Role.MASTER:
         tls = d / CONTROL_DIR / "tls"
@@ -166,6 +174,8 @@ def make_host_namespaces(lab: Lab, h: LabHost) -> None:
     args = [h.name, str(lab.host_dir(h.name))]
     for sub, target in HOST_BINDS + (SUDO_BINDS if h.sudo_user else ()):
         args += [sub, target]
+    if ROOT_BASHRC.is_file():  # a bind needs its target to exist
+        args += ["root-bashrc", str(ROOT_BASHRC)]
     netns.new_host_namespaces(
         h.netns, lab.mount_file(h.name), lab.uts_file(h.name), HOST_SETUP, args
     )

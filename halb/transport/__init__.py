@@ -7,12 +7,22 @@ from collections.abc import Callable
 
 from halb.errors import InputError
 from halb.inventory import Host
-from halb.transport.base import Result, Transport, quote, sh
+from halb.transport.base import Result, Transport, batch, quote, sh, split_batch
 from halb.transport.local import LocalTransport
 from halb.transport.netns import NetnsTransport
 from halb.transport.ssh import SshTransport
 
-__all__ = ["BACKENDS", "Result", "Transport", "TransportFactory", "for_host", "quote", "sh"]
+__all__ = [
+    "BACKENDS",
+    "Result",
+    "Transport",
+    "TransportFactory",
+    "batch",
+    "for_host",
+    "quote",
+    "sh",
+    "split_batch",
+]
 
 TransportFactory = Callable[[Host], Transport]
 

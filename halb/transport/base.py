@@ -8,6 +8,7 @@ password on stdin), timeouts, secret scrubbing and file transfer live here, once
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -39,6 +40,29 @@ def quote(argv: Sequence[str]) -> str:
 def sh(script: str, *args: str) -> list[str]:
     """argv running a fixed shell script; variable parts travel as positional params."""
     return ["sh", "-c", script, "sh", *args]
+
+
+def batch(argvs: Sequence[Sequence[str]]) -> tuple[list[str], str]:
+    """argv running every argv in turn in one round trip, and the marker that ends each
+    one's output (a line `MARKER RC`, random so no output can fake it). Each command gets
+    no stdin. `split_batch` takes the output apart."""
+    marker = f"--halb-{secrets.token_hex(8)}--"
+    steps = [f"{quote(a)} </dev/null; printf '\\n%s %s\\n' {marker} $?" for a in argvs]
+    return sh("\n".join(steps)), marker
+
+
+def split_batch(text: str, marker: str, count: int) -> list[tuple[int, str]] | None:
+    """(exit status, stdout) of each command of a `batch`; None when the answer was cut
+    short (fewer than `count` markers)."""
+    parts: list[tuple[int, str]] = []
+    rest = text
+    for _ in range(count):
+        head, sep, tail = rest.partition(f"\n{marker} ")
+        rc, nl, rest = tail.partition("\n")
+        if not sep or not nl or not rc.isdigit():
+            return None
+        parts.append((int(rc), head))
+    return parts
 
 
 @dataclass(frozen=True)
@@ -165,10 +189,14 @@ class Transport(ABC):
             raise
         res = Result(proc.returncode, out, errb)
         self._classify(res, argv)
-        if check and not res.ok:
+        if check:
+            self._check(res, argv)
+        return res
+
+    def _check(self, res: Result, argv: Sequence[str]) -> None:
+        if not res.ok:
             msg = res.err.strip() or res.out.strip() or "no output"
             raise self.error(f"{describe(argv)} exited {res.rc}: {msg}")
-        return res
 
     def popen(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
         """Start a long-running command with stdin/stdout pipes (e.g. a lock holder).

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from halb.checkconf import check_host_root
-from halb.cli.core import write_rendered
+from halb.outdir import write_rendered
 from halb.render import render_cluster
 from halb.spec import load_cluster
 

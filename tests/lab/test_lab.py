@@ -117,6 +117,17 @@ def test_hosts_have_their_own_files_and_names(lab: Lab) -> None:
         (lab.host_dir("lb1") / "etc-haproxy" / "lab-marker").unlink(missing_ok=True)
 
 
+@pytest.mark.skipif(not Path("/root/.bashrc").is_file(), reason="no /root/.bashrc to hide")
+def test_root_logins_read_the_default_bashrc_not_the_machines(lab: Lab) -> None:
+    skel = Path("/etc/skel/.bashrc")
+    want = skel.read_text() if skel.is_file() else ""
+    for h in ("lb1", "master1", "node1"):
+        assert lab.run(h, ["cat", "/root/.bashrc"]).stdout == want, h
+    # over SSH too, the way halb and Ansible reach it
+    cp = lab.run("taskbox", [*lab.ssh_argv("node2"), "cat /root/.bashrc"])
+    assert cp.returncode == 0 and cp.stdout == want
+
+
 def test_root_namespace_has_nothing_in_the_lab_range(lab: Lab) -> None:
     prefix = f"10.250.{lab.plan.octet}."
     assert not [a for a in netns.root_addresses() if a.startswith(prefix)]

@@ -6,9 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
+from halb.deploy.run import gather_facts
 from halb.facts.pids import parse_pids, pids_argv
+from halb.render import RenderedFile
+from halb.services import Supervisor, Systemd
 from halb.spec import load_cluster
 from halb.transport.local import LocalTransport
 from halb.up import STAGES, Runner
@@ -36,3 +40,41 @@ def test_an_answer_that_does_not_fit_is_no_answer() -> None:
 def test_up_runs_exactly_the_stages_it_names() -> None:
     runner = Runner(load_cluster(CASE / "halb.yaml"), lambda line: None, console=Console())
     assert list(runner.stages()) == list(STAGES)
+
+
+def test_systemd_pids_in_one_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # systemctl faked: haproxy active with MainPID 42, keepalived inactive
+    fake = tmp_path / "systemctl"
+    fake.write_text(
+        '#!/bin/sh\ncase "$*" in\n'
+        '"is-active --quiet haproxy") exit 0 ;;\n"is-active --quiet "*) exit 3 ;;\n'
+        '"show -p MainPID --value haproxy") echo 42 ;;\nesac\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    svc = Systemd(LocalTransport("here"))
+    assert svc.main_pids() == {"haproxy": 42, "keepalived": None}
+    assert svc.main_pid("keepalived") is None
+
+
+def test_deploy_facts_pids_and_addresses_come_in_one_round_trip(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    class Counting(LocalTransport):
+        def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+            calls.append(list(argv))
+            return super().run(argv, **kw)
+
+    t = Counting("here")
+    there = tmp_path / "present.cfg"
+    there.write_text("x\n")
+    files = {
+        str(there): RenderedFile("x\n", 0o644),
+        str(tmp_path / "absent.cfg"): RenderedFile("y\n", 0o644),
+    }
+    facts = gather_facts(t, Supervisor(t), files)
+    assert len(calls) == 1
+    assert facts.files[str(tmp_path / "absent.cfg")] is None
+    assert facts.files[str(there)] is not None and facts.files[str(there)].mode == 0o644
+    assert set(facts.pids) == {"haproxy", "keepalived"}
+    assert facts.addrs is not None and any(a.ifname == "lo" for a in facts.addrs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import stat
 import subprocess
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from halb.errors import InputError, TransportError
 from halb.inventory import Host
-from halb.transport import BACKENDS, for_host, quote, sh
+from halb.transport import BACKENDS, batch, for_host, quote, sh, split_batch
 from halb.transport.base import _SKIP_TO_MARKER, MASK, Privilege, privilege_for
 from halb.transport.local import LocalTransport
 from halb.transport.netns import NetnsTransport
@@ -232,3 +233,84 @@ def test_factory_unknown_connection_lists_valid_ones() -> None:
 def test_factory_bad_common_args_is_input_error() -> None:
     with pytest.raises(InputError, match="ansible_ssh_common_args"):
         for_host(host(ansible_ssh_common_args="-o 'unclosed"))
+
+
+# ----------------------------------------------------------------- batch, first command
+
+
+def test_batch_runs_each_command_and_splits_status_and_output() -> None:
+    argv, marker = batch(
+        [["printf", "a b\n"], ["sh", "-c", "printf x; exit 3"], ["cat"], ["printf", "$(id)"]]
+    )
+    res = local().run(argv, input=b"not for them")
+    parts = split_batch(res.out, marker, 4)
+    assert parts == [(0, "a b\n"), (3, "x"), (0, ""), (0, "$(id)")]
+    assert split_batch(res.out, marker, 5) is None  # cut short
+    assert split_batch(res.out.replace(marker, "--halb-other--"), marker, 1) is None
+
+
+class _LocalSsh(SshTransport):
+    """ssh replaced by a local shell that runs the remote command line, with `id` faked
+    when `uid` is given; every connection made is counted."""
+
+    def __init__(self, tmp: Path, uid: int | None = None, **kw: object) -> None:
+        super().__init__("lb1", "10.9.0.11", **kw)  # type: ignore[arg-type]
+        self.calls = tmp / "calls"
+        self.bin = tmp / "bin"
+        self.bin.mkdir(exist_ok=True)
+        if uid is not None:
+            fake = self.bin / "id"
+            fake.write_text(f"#!/bin/sh\necho {uid}\n")
+            fake.chmod(0o755)
+
+    def ssh_argv(self, extra: Sequence[str] = ()) -> list[str]:
+        path = f"{self.bin}:{os.environ['PATH']}"
+        script = f'echo >> {shlex.quote(str(self.calls))}; PATH={shlex.quote(path)} eval "$1"'
+        return ["sh", "-c", script, "sh", *extra]
+
+    def connections(self) -> int:
+        return len(self.calls.read_text().splitlines()) if self.calls.exists() else 0
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the login is this user: root")
+
+
+@needs_root
+def test_first_command_as_root_needs_no_separate_id_round_trip(tmp_path: Path) -> None:
+    t = _LocalSsh(tmp_path)
+    res = t.run(["sh", "-c", "printf 'out'; printf 'err' >&2; exit 4"])
+    assert (res.rc, res.out, res.err) == (4, "out", "err")  # its own failure, not the link's
+    assert t.connections() == 1 and t.privilege.mode == "none"
+    assert t.run(["printf", "y"]).out == "y" and t.connections() == 2
+    (tmp_path / "fresh").mkdir()
+    with pytest.raises(TransportError, match=r"^lb1: false exited 1"):
+        _LocalSsh(tmp_path / "fresh").run(["false"], check=True)  # named as asked, first call
+
+
+@needs_root
+def test_first_long_running_command_as_root_keeps_its_own_output(tmp_path: Path) -> None:
+    t = _LocalSsh(tmp_path)
+    proc = t.popen(sh("echo locked; echo more; exec cat >/dev/null"))
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline() == b"locked\n"  # the hello's line was taken off
+    assert proc.stdout.readline() == b"more\n"
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 0
+    assert t.connections() == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("sudo"), reason="needs root and sudo")
+def test_first_command_as_another_user_settles_sudo_then_runs(tmp_path: Path) -> None:
+    t = _LocalSsh(tmp_path, uid=1000, user="ops")
+    res = t.run(["printf", "z"])
+    assert res.out == "z" and t.privilege.mode == "sudo"
+    # the hello (the command did not run), sudo's check, then the command through sudo
+    assert t.connections() == 3
+    (tmp_path / "fresh").mkdir()
+    proc = _LocalSsh(tmp_path / "fresh", uid=1000, user="ops").popen(
+        sh("echo locked; exec cat >/dev/null")
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"locked\n"
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=10)
