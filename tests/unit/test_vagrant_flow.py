@@ -208,6 +208,15 @@ def test_ssh_config_lacks_a_host(flow: Flow) -> None:
     assert not (flow.lab / "hosts.ini").exists()
 
 
+def test_vagrantfile_without_the_layout(flow: Flow) -> None:
+    r = flow.up(mode="no-layout")
+    assert r.returncode == 1
+    line = one_error_line(r)
+    assert "Vagrantfile wrote no layout to" in line
+    assert "HALB_VAGRANT_LAYOUT" in line
+    assert not (flow.lab / "hosts.ini").exists()
+
+
 @pytest.mark.timeout(60)
 def test_timeout_is_bounded(flow: Flow) -> None:
     t0 = time.monotonic()

@@ -295,6 +295,18 @@ def test_hosts_ini_ssh_through_forwarded_ports(tmp_path: Path) -> None:
     assert sorted(inv.groups["k8s-cluster"].children) == ["kube-master", "kube-node"]
 
 
+def test_hosts_ini_quotes_paths_with_spaces(tmp_path: Path) -> None:
+    lab = tmp_path / "my lab"
+    lab.mkdir()
+    layout = vagrant.parse_layout(LAYOUT, lab / "layout.json")
+    ssh = vagrant.parse_ssh_config(ssh_config(str(tmp_path / "vm dir")))
+    (lab / "hosts.ini").write_text(vagrant.hosts_ini(layout, ssh, lab))
+    lb1 = load_inventory(lab / "hosts.ini").hosts["lb1"]
+    assert lb1.private_key_file == f"{tmp_path}/vm dir/.vagrant/machines/lb1/virtualbox/private_key"
+    args = shlex.split(lb1.ssh_common_args or "")  # as the ssh transport splits them
+    assert args[:2] == ["-o", f"UserKnownHostsFile={lab.resolve()}/known_hosts"]
+
+
 def test_hosts_ini_per_host_args_when_vms_differ(tmp_path: Path) -> None:
     layout = vagrant.parse_layout(LAYOUT, tmp_path / "layout.json")
     text = ssh_config(names=NAMES[:-1]) + ssh_block("node3", 2206, "/k", rsa=False)
@@ -347,3 +359,31 @@ def test_next_steps_hand_over_to_halb_up() -> None:
     assert "halb up -c 'my lab'/halb.yaml" in text
     assert "halb lab down --provider vagrant --dir 'my lab'" in text
     assert "192.168.56.253 (internal)" in text
+
+
+def test_ansible_reads_the_inventory_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The installer (Ansible) reads the generated inventory, quoted paths and all, as halb does."""
+    pytest.importorskip("ansible")
+    from ansible.inventory.manager import InventoryManager  # type: ignore[import-untyped]
+    from ansible.parsing.dataloader import DataLoader  # type: ignore[import-untyped]
+    from ansible.utils.display import Display  # type: ignore[import-untyped]
+
+    for name in ("warning", "deprecated", "display"):
+        monkeypatch.setattr(Display, name, lambda *a, **k: None)
+    lab = tmp_path / "my lab"
+    lab.mkdir()
+    layout = vagrant.parse_layout(LAYOUT, lab / "layout.json")
+    ssh = vagrant.parse_ssh_config(ssh_config(str(tmp_path / "vm dir")))
+    (lab / "hosts.ini").write_text(vagrant.hosts_ini(layout, ssh, lab))
+    inv = load_inventory(lab / "hosts.ini")
+    im = InventoryManager(loader=DataLoader(), sources=[str(lab / "hosts.ini")])
+    assert list(im.hosts) == NAMES
+    keys = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file", "ip")
+    for name in NAMES:
+        theirs = im.get_host(name).get_vars()
+        assert {k: str(theirs[k]) for k in keys} == {k: str(inv.hosts[name].vars[k]) for k in keys}
+    group_vars = im.groups["all"].get_vars()
+    assert group_vars["ansible_ssh_common_args"] == inv.hosts["lb1"].ssh_common_args
+    assert {h.name for h in im.groups["k8s-cluster"].get_hosts()} == set(NAMES[2:])
