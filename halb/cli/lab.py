@@ -188,7 +188,7 @@ def _vagrant_status(dir: Path, vagrant_dir: Path | None, json: bool) -> None:
         return
     console.print("lab vagrant")
     for v in vms:
-        console.print(f"  {v.name:<9} {v.description:<12} ({v.provider})")
+        console.print(f"  {v.name:<9} {v.ip or '-':<15} {v.description:<12} ({v.provider})")
 
 
 def _print_lab(console: Console, lab: dict[str, Any]) -> None:

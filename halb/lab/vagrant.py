@@ -287,6 +287,7 @@ class VmState:
     provider: str
     state: str  # Vagrant's id: running, poweroff, not_created, ...
     description: str  # its short words: "running", "not created"
+    ip: str | None = None  # its private-network address, when the lab's layout is known
 
 
 def machine_lines(text: str) -> list[tuple[str, str, list[str]]]:

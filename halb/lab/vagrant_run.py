@@ -10,6 +10,7 @@ Every `vagrant` run is bounded in time; on a timeout its whole process group is 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -293,7 +294,12 @@ def status(
     )  # fmt: skip
     if res.rc != 0:
         raise _failed("vagrant status", res)
-    return vagrant.parse_status(res.out)
+    vms = vagrant.parse_status(res.out)
+    layout_path = lab_dir / LAYOUT_FILE
+    if not layout_path.is_file():
+        return vms
+    ips = {h.name: h.ip for h in _read_layout(layout_path, vdir).hosts}
+    return [dataclasses.replace(v, ip=ips.get(v.name)) for v in vms]
 
 
 def down(

@@ -121,13 +121,13 @@ def test_up_status_down(flow: Flow) -> None:
 
     r = flow.halb("lab", "status", "--provider", "vagrant", "--dir", "lab")
     assert r.returncode == 0, r.stderr
-    assert "  lb1       running      (virtualbox)" in r.stdout
+    assert "  lb1       192.168.56.11   running      (virtualbox)" in r.stdout
     r = flow.halb("lab", "status", "--provider", "vagrant", "--dir", "lab", "--json")
     doc = json.loads(r.stdout)
     assert doc["provider"] == "vagrant"
-    assert [(v["name"], v["state"]) for v in doc["vms"]][:2] == [
-        ("lb1", "running"),
-        ("lb2", "running"),
+    assert [(v["name"], v["state"], v["ip"]) for v in doc["vms"]][:2] == [
+        ("lb1", "running", "192.168.56.11"),
+        ("lb2", "running", "192.168.56.12"),
     ]
     # status and down find the Vagrant folder that `up` recorded in the lab dir
     assert flow.calls()[-1] == {
@@ -151,7 +151,7 @@ def test_up_status_down(flow: Flow) -> None:
     assert not flow.lab.exists()  # every file it wrote is gone, and the empty dir
 
     r = flow.halb("lab", "status", "--provider", "vagrant", "--vagrant-dir", "vm", "--json")
-    assert {v["state"] for v in json.loads(r.stdout)["vms"]} == {"not_created"}
+    assert {(v["state"], v["ip"]) for v in json.loads(r.stdout)["vms"]} == {("not_created", None)}
     r = flow.halb("lab", "down", "--provider", "vagrant", "--dir", "lab", "--vagrant-dir", "vm")
     assert r.returncode == 0, r.stderr  # twice is fine
 
