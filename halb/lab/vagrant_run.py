@@ -141,13 +141,13 @@ def run_vagrant(
         raise VagrantError(f"cannot run {argv[0]}: {e.strerror or e}") from None
     out: list[str] = []
     err: list[str] = []
-    lock = threading.Lock()
+    lock = threading.Lock()  # guards the log, which the two readers share
 
     def pump(stream: IO[str], keep: list[str], show: bool) -> None:
         for line in stream:
             keep.append(line)
-            if logf:
-                with lock:
+            with lock:
+                if logf and not logf.closed:
                     logf.write(line)
                     logf.flush()
             if show:
@@ -167,15 +167,17 @@ def run_vagrant(
             raise VagrantError(
                 f"`vagrant {' '.join(args)}` did not finish within {timeout:g} s; stopped it"
             ) from None
-        for t in threads:
-            t.join(timeout=5)
     except BaseException:
         if p.poll() is None:  # Ctrl-C: the child has its own group, so stop it here
             _stop(p)
         raise
     finally:
-        if logf:
-            logf.close()
+        # A daemon the child started may hold its pipes open: read on, but not forever.
+        for t in threads:
+            t.join(timeout=5)
+        with lock:
+            if logf:
+                logf.close()
     return Run(rc, "".join(out), "".join(err))
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from halb.inventory import load_inventory
@@ -226,6 +227,12 @@ def test_timeout_is_bounded(flow: Flow) -> None:
     assert "`vagrant up --no-color` did not finish within 2 s; stopped it" in one_error_line(r)
     assert took < 30  # SIGINT stops the stand-in at once; SIGKILL would follow after 10 s
     assert "lab vagrant: ==> lb1: Importing base box" in r.stdout
+    # the whole process group was stopped: the provider tool vagrant started is gone too
+    helper = int(Path(str(flow.calls_log) + ".helper").read_text())
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(helper) and psutil.Process(helper).status() != "zombie":
+        assert time.monotonic() < deadline, f"pid {helper} left running"
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize(
