@@ -4,6 +4,7 @@ lab writes, and one clear line with a non-zero exit for every failure."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -230,9 +231,13 @@ def test_timeout_is_bounded(flow: Flow) -> None:
     # the whole process group was stopped: the provider tool vagrant started is gone too
     helper = int(Path(str(flow.calls_log) + ".helper").read_text())
     deadline = time.monotonic() + 5
-    while psutil.pid_exists(helper) and psutil.Process(helper).status() != "zombie":
-        assert time.monotonic() < deadline, f"pid {helper} left running"
-        time.sleep(0.1)
+    try:
+        while psutil.pid_exists(helper) and psutil.Process(helper).status() != "zombie":
+            assert time.monotonic() < deadline, f"pid {helper} left running"
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(psutil.Error):  # the test's own helper, also on failure
+            psutil.Process(helper).kill()
 
 
 @pytest.mark.parametrize(
