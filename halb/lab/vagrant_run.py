@@ -25,10 +25,11 @@ from typing import IO
 import halb
 from halb.errors import InputError
 from halb.files import atomic_write, read_input
-from halb.lab import vagrant
+from halb.lab import vagrant, vagrant_parse
 from halb.lab.model import COMMON_YAML
 from halb.lab.model import STATE_FILE as NETNS_STATE_FILE
-from halb.lab.vagrant import Layout, VagrantError, VmState
+from halb.lab.vagrant import Layout
+from halb.lab.vagrant_parse import VagrantError, VmState
 from halb.lab.writer import COMMON_YAML as COMMON_YAML_TEXT
 
 Progress = Callable[[str], None]
@@ -202,7 +203,7 @@ def _open_log(path: Path) -> IO[str]:
 
 
 def _failed(what: str, res: Run, hint: str = "") -> VagrantError:
-    said = vagrant.error_text(res.out, res.err) or f"exit {res.rc}"
+    said = vagrant_parse.error_text(res.out, res.err) or f"exit {res.rc}"
     return VagrantError(f"{what} failed: {said}{hint}")
 
 
@@ -262,7 +263,7 @@ def up(
     layout = _read_layout(layout_path, vdir)
     progress(f"reading `vagrant ssh-config` for {len(layout.hosts)} VMs")
     res = run_vagrant(["ssh-config", "--no-color"], vdir, run_env, min(timeout, QUERY_TIMEOUT))
-    ssh = vagrant.parse_ssh_config(res.out)
+    ssh = vagrant_parse.parse_ssh_config(res.out)
     if res.rc != 0 and not all(h.name in ssh for h in layout.hosts):
         missing = ", ".join(h.name for h in layout.hosts if h.name not in ssh)
         raise _failed("vagrant ssh-config", res, f" (no SSH for {missing or 'any VM'})")
@@ -296,7 +297,7 @@ def status(
     )  # fmt: skip
     if res.rc != 0:
         raise _failed("vagrant status", res)
-    vms = vagrant.parse_status(res.out)
+    vms = vagrant_parse.parse_status(res.out)
     layout_path = lab_dir / LAYOUT_FILE
     if not layout_path.is_file():
         return vms

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from halb.cli import app
 from halb.errors import InputError
 from halb.inventory import load_inventory
-from halb.lab import vagrant
-from halb.lab.vagrant import VagrantError
+from halb.lab import vagrant, vagrant_parse
+from halb.lab.vagrant_parse import VagrantError
 from halb.lab.writer import COMMON_YAML
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "vagrant"
@@ -58,7 +58,7 @@ def ssh_config(vdir: str = "/home/op/halb/vagrant", names: list[str] = NAMES) ->
 
 
 def test_ssh_config_real_format() -> None:
-    got = vagrant.parse_ssh_config(ssh_config())
+    got = vagrant_parse.parse_ssh_config(ssh_config())
     assert list(got) == NAMES
     lb1, node3 = got["lb1"], got["node3"]
     assert (lb1.hostname, lb1.port, lb1.user) == ("127.0.0.1", 2222, "vagrant")
@@ -78,7 +78,7 @@ def test_ssh_config_older_template_and_odd_spellings() -> None:
         + "Host other\n  hostname=192.168.121.40\n  user  vagrant\n  port 22\n"
         "  IdentityFile /k1\n  IdentityFile /k2\n  PreferredAuthentications publickey\n"
     )
-    got = vagrant.parse_ssh_config(text)
+    got = vagrant_parse.parse_ssh_config(text)
     assert got["default"].identity_file == "/a dir/with space/private_key"
     assert got["default"].options == (("IdentitiesOnly", "yes"),)
     assert (got["other"].hostname, got["other"].port) == ("192.168.121.40", 22)
@@ -106,7 +106,7 @@ def test_ssh_config_older_template_and_odd_spellings() -> None:
 )
 def test_ssh_config_errors_name_host_and_line(text: str, message: str) -> None:
     with pytest.raises(VagrantError, match="vagrant ssh-config") as e:
-        vagrant.parse_ssh_config(text)
+        vagrant_parse.parse_ssh_config(text)
     assert message in str(e.value)
 
 
@@ -133,12 +133,12 @@ STATUS = "\n".join(
 
 
 def test_status_machine_readable() -> None:
-    got = vagrant.parse_status(STATUS)
+    got = vagrant_parse.parse_status(STATUS)
     assert [(v.name, v.provider, v.state, v.description) for v in got] == [
         ("lb1", "virtualbox", "running", "running"),
         ("node1", "libvirt", "not_created", "not created"),
     ]
-    lines = vagrant.machine_lines(STATUS)
+    lines = vagrant_parse.machine_lines(STATUS)
     assert lines[4][2][0].startswith("The VM is running. To stop this VM, you can")
     assert "\n" in lines[4][2][0]
 
@@ -149,7 +149,8 @@ def test_error_text_from_machine_readable_and_stderr() -> None:
         "No usable default provider could be found for your system.\\n\\nVagrant relies on"
     )
     assert (
-        vagrant.error_text(mr, "") == "No usable default provider could be found for your system."
+        vagrant_parse.error_text(mr, "")
+        == "No usable default provider could be found for your system."
     )
     err = (
         "/opt/vagrant/embedded/gems/x.rb:3: warning: already initialized constant X\n"
@@ -158,12 +159,12 @@ def test_error_text_from_machine_readable_and_stderr() -> None:
         "reason is shown below:\n\n"
         "Vagrant could not detect libvirt.\n\nMore text.\n"
     )
-    assert vagrant.error_text("", err) == (
+    assert vagrant_parse.error_text("", err) == (
         "The provider 'libvirt' that was requested to back the machine 'lb1' is reporting "
         "that it isn't usable on this system. The reason is shown below: "
         "Vagrant could not detect libvirt."
     )
-    assert vagrant.error_text("", "\n\n") == ""
+    assert vagrant_parse.error_text("", "\n\n") == ""
 
 
 # --- settings and layout ---------------------------------------------------------------
@@ -260,7 +261,7 @@ def test_bad_layout_names_the_file(data: bytes, message: str) -> None:
 
 def test_hosts_ini_ssh_through_forwarded_ports(tmp_path: Path) -> None:
     layout = vagrant.parse_layout(LAYOUT, tmp_path / "layout.json")
-    ssh = vagrant.parse_ssh_config(ssh_config("/a dir/vagrant"))
+    ssh = vagrant_parse.parse_ssh_config(ssh_config("/a dir/vagrant"))
     ini = vagrant.hosts_ini(layout, ssh, tmp_path)
     (tmp_path / "hosts.ini").write_text(ini)
     inv = load_inventory(tmp_path / "hosts.ini")
@@ -299,7 +300,7 @@ def test_hosts_ini_quotes_paths_with_spaces(tmp_path: Path) -> None:
     lab = tmp_path / "my lab"
     lab.mkdir()
     layout = vagrant.parse_layout(LAYOUT, lab / "layout.json")
-    ssh = vagrant.parse_ssh_config(ssh_config(str(tmp_path / "vm dir")))
+    ssh = vagrant_parse.parse_ssh_config(ssh_config(str(tmp_path / "vm dir")))
     (lab / "hosts.ini").write_text(vagrant.hosts_ini(layout, ssh, lab))
     lb1 = load_inventory(lab / "hosts.ini").hosts["lb1"]
     assert lb1.private_key_file == f"{tmp_path}/vm dir/.vagrant/machines/lb1/virtualbox/private_key"
@@ -310,7 +311,7 @@ def test_hosts_ini_quotes_paths_with_spaces(tmp_path: Path) -> None:
 def test_hosts_ini_per_host_args_when_vms_differ(tmp_path: Path) -> None:
     layout = vagrant.parse_layout(LAYOUT, tmp_path / "layout.json")
     text = ssh_config(names=NAMES[:-1]) + ssh_block("node3", 2206, "/k", rsa=False)
-    ini = vagrant.hosts_ini(layout, vagrant.parse_ssh_config(text), tmp_path)
+    ini = vagrant.hosts_ini(layout, vagrant_parse.parse_ssh_config(text), tmp_path)
     (tmp_path / "hosts.ini").write_text(ini)
     inv = load_inventory(tmp_path / "hosts.ini")
     assert "HostKeyAlgorithms" in (inv.hosts["lb1"].ssh_common_args or "")
@@ -319,7 +320,7 @@ def test_hosts_ini_per_host_args_when_vms_differ(tmp_path: Path) -> None:
 
 def test_hosts_ini_refuses_a_vm_without_ssh(tmp_path: Path) -> None:
     layout = vagrant.parse_layout(LAYOUT, tmp_path / "layout.json")
-    ssh = vagrant.parse_ssh_config(ssh_config(names=NAMES[:5]))
+    ssh = vagrant_parse.parse_ssh_config(ssh_config(names=NAMES[:5]))
     with pytest.raises(VagrantError, match=r"no entry for node1, node2, node3: the VM did not"):
         vagrant.hosts_ini(layout, ssh, tmp_path)
 
@@ -333,7 +334,7 @@ needs_tools = pytest.mark.skipif(
 @needs_tools
 def test_generated_files_pass_validate_and_render_check(tmp_path: Path) -> None:
     layout = vagrant.parse_layout(LAYOUT, tmp_path / "layout.json")
-    ssh = vagrant.parse_ssh_config(ssh_config(str(tmp_path / "vagrant")))
+    ssh = vagrant_parse.parse_ssh_config(ssh_config(str(tmp_path / "vagrant")))
     (tmp_path / "hosts.ini").write_text(vagrant.hosts_ini(layout, ssh, tmp_path))
     (tmp_path / "halb.yaml").write_text(vagrant.halb_yaml(layout))
     (tmp_path / "conf").mkdir()
@@ -375,7 +376,7 @@ def test_ansible_reads_the_inventory_the_same(
     lab = tmp_path / "my lab"
     lab.mkdir()
     layout = vagrant.parse_layout(LAYOUT, lab / "layout.json")
-    ssh = vagrant.parse_ssh_config(ssh_config(str(tmp_path / "vm dir")))
+    ssh = vagrant_parse.parse_ssh_config(ssh_config(str(tmp_path / "vm dir")))
     (lab / "hosts.ini").write_text(vagrant.hosts_ini(layout, ssh, lab))
     inv = load_inventory(lab / "hosts.ini")
     im = InventoryManager(loader=DataLoader(), sources=[str(lab / "hosts.ini")])
