@@ -52,6 +52,11 @@ TimeoutOption = Annotated[
 ]
 
 
+def _no_vagrant_options(vagrant_dir: Path | None, timeout: float | None = None) -> None:
+    if vagrant_dir is not None or timeout is not None:
+        raise InputError("--vagrant-dir and --timeout are for --provider vagrant")
+
+
 @lab_app.command("up")
 @handle_errors
 def lab_up(
@@ -73,6 +78,7 @@ def lab_up(
             )
         _vagrant_up(dir, vagrant_dir, timeout)
         return
+    _no_vagrant_options(vagrant_dir, timeout)
     from halb.lab import up
     from halb.lab.writer import next_steps
 
@@ -124,6 +130,7 @@ def lab_down(
             console.print(f"lab vagrant: {s}")
         console.print("lab vagrant: down")
         return
+    _no_vagrant_options(vagrant_dir, timeout)
     if (dir / vagrant_run.STATE_FILE).is_file() and name is None:
         raise InputError(
             f"{dir} holds a Vagrant lab: take it down with "
@@ -157,6 +164,7 @@ def lab_status(
     if provider is Provider.vagrant:
         _vagrant_status(dir, vagrant_dir, json)
         return
+    _no_vagrant_options(vagrant_dir)
     from halb.lab.discover import status
     from halb.lab.netns import require_root
 

@@ -261,6 +261,14 @@ def test_bad_input_is_exit_2_and_runs_nothing(
     assert not flow.lab.exists()
 
 
+@pytest.mark.parametrize("command", ["up", "down", "status"])
+def test_vagrant_options_without_the_provider(flow: Flow, command: str) -> None:
+    r = flow.halb("lab", command, "--vagrant-dir", "vm")
+    assert r.returncode == 2
+    assert "--vagrant-dir and --timeout are for --provider vagrant" in one_error_line(r)
+    assert flow.calls() == []
+
+
 def test_bad_folders_are_exit_2(flow: Flow) -> None:
     (flow.tmp / "novm").mkdir()
     r = flow.halb("lab", "up", "--provider", "vagrant", "--dir", "lab", "--vagrant-dir", "novm")
