@@ -6,7 +6,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
-DEBS := python3-venv haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux
+# ruby: the tests check vagrant/Vagrantfile with `ruby -c` and evaluate its settings.
+DEBS := python3-venv haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux ruby
 LAB_DIR ?= lab
 
 # Resolved before PATH changes below, so a stale $(VENV) never makes itself.

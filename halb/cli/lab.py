@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from halb.errors import InputError
 
 lab_app = typer.Typer(
     name="lab",
-    help="A lab of real hosts in network namespaces on this machine.",
+    help="A lab of real hosts: network namespaces on this machine, or Vagrant VMs.",
     no_args_is_help=True,
 )
 app.add_typer(lab_app, name="lab")
@@ -28,6 +29,34 @@ DirOption = Annotated[Path, typer.Option("--dir", help="Lab directory (files and
 DEFAULT_DIR = Path("lab")
 
 
+class Provider(StrEnum):
+    netns = "netns"
+    vagrant = "vagrant"
+
+
+ProviderOption = Annotated[
+    Provider,
+    typer.Option("--provider", help="netns: namespaces on this machine; vagrant: VMs (vagrant/)."),
+]
+VagrantDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vagrant-dir",
+        help="vagrant: the folder with the Vagrantfile (default: the one `lab up` used, "
+        "else vagrant/ of halb's source tree).",
+    ),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option("--timeout", min=1, help="vagrant: seconds before vagrant is stopped."),
+]
+
+
+def _no_vagrant_options(vagrant_dir: Path | None, timeout: float | None = None) -> None:
+    if vagrant_dir is not None or timeout is not None:
+        raise InputError("--vagrant-dir and --timeout are for --provider vagrant")
+
+
 @lab_app.command("up")
 @handle_errors
 def lab_up(
@@ -36,8 +65,20 @@ def lab_up(
     nodes: Annotated[int, typer.Option("--nodes", help="Nodes (fake console).")] = 3,
     name: Annotated[str, typer.Option("--name", help="Lab name.")] = "halb",
     dir: DirOption = DEFAULT_DIR,
+    provider: ProviderOption = Provider.netns,
+    vagrant_dir: VagrantDirOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Build the lab: switch, taskbox, LB hosts, masters, nodes; write hosts.ini and halb.yaml."""
+    if provider is Provider.vagrant:
+        if (lbs, masters, nodes, name) != (2, 3, 3, "halb"):
+            raise InputError(
+                "--lbs, --masters, --nodes and --name are for the netns lab; "
+                "the Vagrantfile sets the VMs (vagrant/README.md)"
+            )
+        _vagrant_up(dir, vagrant_dir, timeout)
+        return
+    _no_vagrant_options(vagrant_dir, timeout)
     from halb.lab import up
     from halb.lab.writer import next_steps
 
@@ -48,10 +89,53 @@ def lab_up(
     console.print(next_steps(lab.plan, lab.dir), end="")
 
 
+def _vagrant_up(dir: Path, vagrant_dir: Path | None, timeout: float | None) -> None:
+    from halb.lab import vagrant_run
+    from halb.lab.vagrant import next_steps
+
+    console = out()
+    t0 = time.monotonic()
+    layout = vagrant_run.up(
+        dir,
+        vagrant_dir,
+        timeout or vagrant_run.UP_TIMEOUT,
+        progress=lambda m: console.print(f"lab vagrant: {m}"),
+    )
+    console.print(f"lab vagrant: up in {time.monotonic() - t0:.1f} s")
+    console.print(next_steps(layout, dir), end="")
+
+
 @lab_app.command("down")
 @handle_errors
-def lab_down(name: NameOption = None, dir: DirOption = DEFAULT_DIR) -> None:
-    """Remove the lab: processes, mounts, namespaces, files. Safe to run twice."""
+def lab_down(
+    name: NameOption = None,
+    dir: DirOption = DEFAULT_DIR,
+    provider: ProviderOption = Provider.netns,
+    vagrant_dir: VagrantDirOption = None,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Remove the lab: processes, mounts, namespaces, files (vagrant: destroy the VMs).
+    Safe to run twice."""
+    from halb.lab import vagrant_run
+
+    console = out()
+    if provider is Provider.vagrant:
+        steps = vagrant_run.down(
+            dir,
+            vagrant_dir,
+            timeout or vagrant_run.DOWN_TIMEOUT,
+            progress=lambda m: console.print(f"lab vagrant: {m}"),
+        )
+        for s in steps:
+            console.print(f"lab vagrant: {s}")
+        console.print("lab vagrant: down")
+        return
+    _no_vagrant_options(vagrant_dir, timeout)
+    if (dir / vagrant_run.STATE_FILE).is_file() and name is None:
+        raise InputError(
+            f"{dir} holds a Vagrant lab: take it down with "
+            f"`halb lab down --provider vagrant --dir {dir}`"
+        )
     from halb.lab.discover import resolve_name
     from halb.lab.netns import require_root
     from halb.lab.teardown import down
@@ -59,7 +143,6 @@ def lab_down(name: NameOption = None, dir: DirOption = DEFAULT_DIR) -> None:
     require_root()
     lab_name = resolve_name(name, dir)
     steps = down(lab_name, dir)
-    console = out()
     for s in steps:
         console.print(f"lab {lab_name}: {s}")
     console.print(f"lab {lab_name}: down" + ("" if steps else " (nothing was left)"))
@@ -67,8 +150,21 @@ def lab_down(name: NameOption = None, dir: DirOption = DEFAULT_DIR) -> None:
 
 @lab_app.command("status")
 @handle_errors
-def lab_status(name: NameOption = None, json: JsonOption = False) -> None:
-    """Namespaces, addresses, daemons of every host, and who holds the VIPs."""
+def lab_status(
+    name: NameOption = None,
+    json: JsonOption = False,
+    provider: ProviderOption = Provider.netns,
+    dir: Annotated[
+        Path, typer.Option("--dir", help="vagrant: the lab directory `lab up` wrote.")
+    ] = DEFAULT_DIR,
+    vagrant_dir: VagrantDirOption = None,
+) -> None:
+    """Namespaces, addresses, daemons of every host, and who holds the VIPs
+    (vagrant: the VMs and their states)."""
+    if provider is Provider.vagrant:
+        _vagrant_status(dir, vagrant_dir, json)
+        return
+    _no_vagrant_options(vagrant_dir)
     from halb.lab.discover import status
     from halb.lab.netns import require_root
 
@@ -83,6 +179,24 @@ def lab_status(name: NameOption = None, json: JsonOption = False) -> None:
         return
     for lab in report:
         _print_lab(console, lab)
+
+
+def _vagrant_status(dir: Path, vagrant_dir: Path | None, json: bool) -> None:
+    from dataclasses import asdict
+
+    from halb.lab import vagrant_run
+
+    vms = vagrant_run.status(dir, vagrant_dir)
+    if json:
+        print_json({"provider": "vagrant", "vms": [asdict(v) for v in vms]})
+        return
+    console = out()
+    if not vms:
+        console.print("lab vagrant: the Vagrantfile defines no VMs")
+        return
+    console.print("lab vagrant")
+    for v in vms:
+        console.print(f"  {v.name:<9} {v.ip or '-':<15} {v.description:<12} ({v.provider})")
 
 
 def _print_lab(console: Console, lab: dict[str, Any]) -> None:

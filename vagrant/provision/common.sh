@@ -1,5 +1,7 @@
 #!/bin/sh
-# Every VM: the lab hosts in /etc/hosts, root login with the shared lab key, python3.
+# Every VM: the lab hosts in /etc/hosts, sshd, python3 (the fake apiserver and console).
+# halb logs in as Vagrant's own user with Vagrant's key (`vagrant ssh-config`) and becomes
+# root with sudo, as on a real server reached by a non-root operator.
 set -eu
 name="$1"; ip="$2"; hosts="$3"
 export DEBIAN_FRONTEND=noninteractive
@@ -8,13 +10,4 @@ apt-get install -y -q openssh-server python3 curl ca-certificates sudo
 echo "$hosts" | tr ',' '\n' | while IFS='=' read -r a n; do
   grep -q " $n\$" /etc/hosts || echo "$a $n" >> /etc/hosts
 done
-# The key pair lives in the synced folder (made once by `make-key.sh` on the machine
-# that runs `vagrant up`); root accepts it so hosts.ini can use ansible_user=root.
-if [ -f /opt/halb/vagrant/id_ed25519.pub ]; then
-  install -d -m 700 /root/.ssh
-  grep -qf /opt/halb/vagrant/id_ed25519.pub /root/.ssh/authorized_keys 2>/dev/null ||
-    cat /opt/halb/vagrant/id_ed25519.pub >> /root/.ssh/authorized_keys
-  chmod 600 /root/.ssh/authorized_keys
-fi
-sed -i 's/^#\?PermitRootLogin.*/PermitRootLogin prohibit-password/' /etc/ssh/sshd_config
-systemctl reload ssh
+echo "provisioned $name ($ip)"
