@@ -104,6 +104,11 @@ class ServiceManager(ABC):
     @abstractmethod
     def _signal_reload(self, name: ServiceName, pid: int) -> None: ...
 
+    def restart(self, name: ServiceName) -> None:
+        """Only for a daemon that serves nothing of ours yet (just installed)."""
+        self.stop(name)
+        self.start(name)
+
     def enable(self, name: ServiceName) -> None:  # noqa: B027 - systemd only
         """Start at boot where the manager supports it."""
 
@@ -181,6 +186,9 @@ class Systemd(ServiceManager):
 
     def stop(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "stop", name], timeout=90, check=True)
+
+    def restart(self, name: ServiceName) -> None:
+        self.t.run(["systemctl", "restart", name], timeout=90, check=True)
 
     def _signal_reload(self, name: ServiceName, pid: int) -> None:
         self.t.run(["systemctl", "reload", name], timeout=90, check=True)

@@ -36,14 +36,30 @@ def lab_up(
     nodes: Annotated[int, typer.Option("--nodes", help="Nodes (fake console).")] = 3,
     name: Annotated[str, typer.Option("--name", help="Lab name.")] = "halb",
     dir: DirOption = DEFAULT_DIR,
+    init: Annotated[
+        str,
+        typer.Option(
+            "--init",
+            help="plain: LB daemons under halb's supervisor (quick). systemd: LB hosts boot "
+            "systemd in a private root, start without HAProxy/keepalived, and get them from "
+            "`halb deploy` through apt.",
+        ),
+    ] = "plain",
 ) -> None:
     """Build the lab: switch, taskbox, LB hosts, masters, nodes; write hosts.ini and halb.yaml."""
     from halb.lab import up
+    from halb.lab.topology import Init
     from halb.lab.writer import next_steps
 
+    valid = [i.value for i in Init]
+    if init not in valid:
+        raise InputError(f"--init {init!r}: use one of {', '.join(valid)}")
     console = out()
     t0 = time.monotonic()
-    lab = up(name, dir, lbs, masters, nodes, progress=lambda m: console.print(f"lab {name}: {m}"))
+    lab = up(
+        name, dir, lbs, masters, nodes, init=Init(init),
+        progress=lambda m: console.print(f"lab {name}: {m}"),
+    )  # fmt: skip
     console.print(f"lab {name}: up in {time.monotonic() - t0:.1f} s")
     console.print(next_steps(lab.plan, lab.dir), end="")
 

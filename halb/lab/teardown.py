@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from halb.errors import InputError
-from halb.lab import netns
+from halb.lab import netns, sdhost
 from halb.lab.model import COMMON_YAML, LAB_FILES, MARKER, STATE_DIR, STATE_FILE, load
 from halb.lab.netns import require_root
 from halb.lab.topology import SWITCH, check_name, lab_of_netns
@@ -46,6 +46,13 @@ def down(name: str | None = None, dir: Path | str | None = None) -> list[str]:
     name = check_name(name or "halb")
     done = []
     nss = sorted(ns for ns in netns.list_netns() if (lab_of_netns(ns) or ("",))[0] == name)
+    inits = [pid for ns in nss if (pid := netns.init_pid(ns)) is not None]
+    if inits:
+        # systemd stops what it runs and unmounts the host's root itself
+        left = sdhost.halt(inits)
+        done.append(f"halted {len(inits) - len(left)} systemd hosts")
+        if left:
+            done.append(f"{len(left)} systemd hosts did not halt in {sdhost.HALT_WAIT:g} s")
     pids = {pid for ns in nss for pid in netns.netns_pids(ns)}
     if pids:
         left = netns.kill_all(pids)
@@ -60,6 +67,9 @@ def down(name: str | None = None, dir: Path | str | None = None) -> list[str]:
         netns.delete_netns(ns)
     if nss:
         done.append(f"deleted {len(nss)} namespaces")
+    cgroups = sdhost.remove_cgroups(name)
+    if cgroups:
+        done.append(f"removed {cgroups} cgroups")
     if lab_dir is not None:
         removed = _remove_files(name, lab_dir)
         if removed:
