@@ -47,6 +47,7 @@ UNIT_DIRS = tuple(
 CGROUP_PARENT = "halb-lab"
 BOOT_TIMEOUT = 60.0
 HALT_WAIT = 10.0
+NOT_YET = ("", "offline")  # what `systemctl is-system-running` says before PID 1 is up
 # The host's own files, copied over these paths of its root before boot (replacing the
 # machine's: its /etc/ssh keys and its enabled units stay out of the host).
 ROOT_FILES = (
@@ -224,8 +225,9 @@ def wait_booted(lab: Lab, h: LabHost, timeout: float = BOOT_TIMEOUT) -> None:
             raise LabError(f"lab {lab.name}: systemd did not start on {h.name} (see {log})")
         time.sleep(0.1)
     state = ""
-    while not state:
-        # Empty until PID 1 listens on its socket; then --wait blocks while it starts units.
+    while state in NOT_YET:
+        # Until PID 1 has made /run/systemd/system and listens on its socket, systemctl
+        # says "offline" or nothing; then --wait blocks while it starts the units.
         left = deadline - time.monotonic()
         if left <= 0:
             break
@@ -235,7 +237,7 @@ def wait_booted(lab: Lab, h: LabHost, timeout: float = BOOT_TIMEOUT) -> None:
             timeout=left + 5,
         )
         state = cp.stdout.strip()
-        if not state:
+        if state in NOT_YET:
             time.sleep(0.1)
     if state != "running":
         failed = netns.run(
