@@ -15,6 +15,7 @@ from typing import Literal
 
 from halb.errors import DeployError, InputError
 from halb.facts.pids import parse_pids, pids_argv
+from halb.facts.units import parse_show, show_argv
 from halb.paths import (
     HAPROXY_CFG,
     HAPROXY_PIDFILE,
@@ -180,6 +181,12 @@ class Systemd(ServiceManager):
         res = self.t.run(["systemctl", "show", "-p", "MainPID", "--value", name], timeout=30)
         pid = res.out.strip()
         return int(pid) if pid.isdigit() and pid != "0" else None
+
+    def main_pids(self) -> dict[ServiceName, int | None]:
+        """Both units' state in one round trip; an unreadable answer counts as not running."""
+        res = self.t.run(show_argv(SERVICES), timeout=30)
+        found = parse_show(res.out, SERVICES) if res.ok else None
+        return {n: (found or {}).get(n) for n in SERVICES}
 
     def start(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "start", name], timeout=90, check=True)
