@@ -87,8 +87,8 @@ def deploy(lab: Lab, spec: Path | None = None) -> tuple[int, dict[str, Any], str
         pytest.fail(f"deploy printed no JSON (rc {r.returncode}): {r.stdout}\n{r.stderr}")
 
 
-def main_pid(lab: Lab, lb: str) -> int:
-    r = run(lab, lb, ["systemctl", "show", "-p", "MainPID", "--value", "haproxy"])
+def main_pid(lab: Lab, lb: str, unit: str = "haproxy") -> int:
+    r = run(lab, lb, ["systemctl", "show", "-p", "MainPID", "--value", unit])
     return int(r.stdout.strip())
 
 
@@ -152,6 +152,8 @@ def test_fresh_lb_hosts_get_haproxy_and_keepalived_from_deploy(
         assert installed(sdlab, lb, "keepalived")
         assert first["doc"]["hosts"][lb]["status"] == "changed"
     assert "installing haproxy keepalived" in first["err"]
+    # Debian's postinst started haproxy with the packaged config: deploy restarts it once
+    assert "restarting haproxy (started by its package)" in first["err"]
 
 
 def test_units_are_enabled_and_active_with_the_drop_ins(sdlab: Lab, first: dict[str, Any]) -> None:
@@ -191,6 +193,7 @@ def test_config_change_reloads_haproxy_under_load_with_no_failed_request(
 ) -> None:
     data = yaml.safe_load(sdlab.spec.read_text())
     data["health"] = {**(data.get("health") or {}), "inter": "7s"}
+    data["vrrp"] = {**(data.get("vrrp") or {}), "preempt_delay": 7.0}  # keepalived.conf too
     spec = sdlab.dir / "halb-inter7.yaml"
     spec.write_text(yaml.safe_dump(data, sort_keys=False))
     client = sdlab.dir / "load.py"
@@ -198,6 +201,8 @@ def test_config_change_reloads_haproxy_under_load_with_no_failed_request(
     stop = sdlab.dir / "load.stop"
     stop.unlink(missing_ok=True)
     pids = {lb: main_pid(sdlab, lb) for lb in sdlab.lbs}
+    kpids = {lb: main_pid(sdlab, lb, "keepalived") for lb in sdlab.lbs}
+    holders = sdlab.vip_holders()
     load = subprocess.Popen(
         [*sdlab.enter_argv("taskbox"), "python3", str(client), sdlab.vip_internal,
          sdlab.vip_external, str(stop)],
@@ -216,8 +221,14 @@ def test_config_change_reloads_haproxy_under_load_with_no_failed_request(
         assert doc["hosts"][lb]["services"]["haproxy"] == "reload"
         assert main_pid(sdlab, lb) == pids[lb]  # systemctl reload: master-worker, same master
         assert "inter 7s" in run(sdlab, lb, ["cat", "/etc/haproxy/haproxy.cfg"]).stdout
+        # keepalived: `systemctl reload` (HUP), same process, the VIPs stay where they were
+        assert doc["hosts"][lb]["services"]["keepalived"] == "reload"
+        assert main_pid(sdlab, lb, "keepalived") == kpids[lb]
+        kconf = run(sdlab, lb, ["cat", "/etc/keepalived/keepalived.conf"]).stdout
+        assert "preempt_delay 7" in kconf
         journal = run(sdlab, lb, ["journalctl", "-u", "haproxy", "--no-pager", "-o", "cat"])
         assert "Reloaded" in journal.stdout or "Reloading" in journal.stdout
+    assert sdlab.vip_holders() == holders
     result = json.loads(out)
     assert result["failed"] == [], result["failed"][:5]
     assert result["ok"] > 50, result
