@@ -109,6 +109,8 @@ def _print_lab(console: Console, lab: dict[str, Any]) -> None:
             continue
         extra = f"  +{','.join(h['extra_addresses'])}" if h["extra_addresses"] else ""
         daemons = " ".join(h["daemons"]) or "-"
+        if h.get("init") == "systemd":
+            daemons = f"[systemd host] {daemons}"
         console.print(
             f"  {h['host']:<9} {h['netns']:<22} {h['address'] or '-':<15} {daemons}{extra}"
         )
