@@ -237,7 +237,8 @@ def _build(lab: Lab, progress: Progress) -> None:
     base = None
     if p.init is Init.SYSTEMD:
         progress(f"package source in {DEBS_DIR} and base layer (fresh LB servers)")
-        base = sdhost.build_base(lab, sdhost.fresh_packages())
+        with sdhost.cache_lock():
+            base = sdhost.build_base(lab, sdhost.fresh_packages())
 
     progress("keys and per-host files")
     netns.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"halb-lab-{p.name}",
