@@ -16,19 +16,21 @@ from halb.lab.topology import SWITCH, check_name, lab_of_netns
 
 
 def _lab_mounts(name: str, lab_dir: Path | None) -> list[str]:
-    """Mounts made for lab `name`: its namespace files, wherever they are, and its state dir."""
+    """Mounts made for lab `name`: its namespace files, wherever they are, its state dir
+    and everything mounted under it (the systemd hosts' base layer)."""
     targets = []
-    state = str(lab_dir / STATE_DIR) if lab_dir else None
-    for m in netns.mounts():
-        t = m.target
-        base = os.path.basename(t)
+    states = {str(lab_dir / STATE_DIR)} if lab_dir else set()
+    all_mounts = netns.mounts()
+    for m in all_mounts:
+        base = os.path.basename(m.target)
         if base.startswith(f"halb-{name}-") and base.endswith((".mnt", ".uts")):
-            targets.append(t)
+            targets.append(m.target)
             # .../state/ns/halb-NAME-HOST.mnt -> .../state (the private bind)
-            targets.append(os.path.dirname(os.path.dirname(t)))
-        elif state and (t == state or t.startswith(state + "/")):
-            targets.append(t)
-    mounted = {m.target for m in netns.mounts()}
+            states.add(os.path.dirname(os.path.dirname(m.target)))
+    for m in all_mounts:
+        if any(m.target == s or m.target.startswith(s + "/") for s in states):
+            targets.append(m.target)
+    mounted = {m.target for m in all_mounts}
     return [t for t in targets if t in mounted]
 
 
