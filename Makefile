@@ -7,7 +7,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 # ruby: the tests check vagrant/Vagrantfile with `ruby -c` and evaluate its settings.
-DEBS := python3-venv haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux ruby
+# systemd and dpkg-dev: `halb lab up --init systemd` boots systemd inside private lab roots
+# (never on this machine's root) and indexes the .deb files it serves to them; filling
+# its cache (/var/cache/halb-lab/debs) once needs the Debian mirror (`apt-get download`).
+DEBS := python3-venv haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux ruby systemd dpkg-dev
 LAB_DIR ?= lab
 
 # Resolved before PATH changes below, so a stale $(VENV) never makes itself.

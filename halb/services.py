@@ -15,6 +15,7 @@ from typing import Literal
 
 from halb.errors import DeployError, InputError
 from halb.facts.pids import parse_pids, pids_argv
+from halb.facts.units import parse_show, show_argv
 from halb.paths import (
     HAPROXY_CFG,
     HAPROXY_PIDFILE,
@@ -126,6 +127,11 @@ class ServiceManager(ABC):
     @abstractmethod
     def _signal_reload(self, name: ServiceName, pid: int) -> None: ...
 
+    def restart(self, name: ServiceName) -> None:
+        """Only for a daemon that serves nothing of ours yet (just installed)."""
+        self.stop(name)
+        self.start(name)
+
     def enable(self, name: ServiceName) -> None:  # noqa: B027 - systemd only
         """Start at boot where the manager supports it."""
 
@@ -201,11 +207,20 @@ class Systemd(ServiceManager):
     def pids_argv(self, names: Sequence[ServiceName]) -> list[str]:
         return sh(_SYSTEMD_PIDS, *names)
 
+    def main_pids(self) -> dict[ServiceName, int | None]:
+        """Both units' state in one round trip; an unreadable answer counts as not running."""
+        res = self.t.run(show_argv(SERVICES), timeout=30)
+        found = parse_show(res.out, SERVICES) if res.ok else None
+        return {n: (found or {}).get(n) for n in SERVICES}
+
     def start(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "start", name], timeout=90, check=True)
 
     def stop(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "stop", name], timeout=90, check=True)
+
+    def restart(self, name: ServiceName) -> None:
+        self.t.run(["systemctl", "restart", name], timeout=90, check=True)
 
     def _signal_reload(self, name: ServiceName, pid: int) -> None:
         self.t.run(["systemctl", "reload", name], timeout=90, check=True)

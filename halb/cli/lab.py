@@ -68,23 +68,39 @@ def lab_up(
     provider: ProviderOption = Provider.netns,
     vagrant_dir: VagrantDirOption = None,
     timeout: TimeoutOption = None,
+    init: Annotated[
+        str,
+        typer.Option(
+            "--init",
+            help="plain: LB daemons under halb's supervisor (quick). systemd: LB hosts boot "
+            "systemd in a private root, start without HAProxy/keepalived, and get them from "
+            "`halb deploy` through apt.",
+        ),
+    ] = "plain",
 ) -> None:
     """Build the lab: switch, taskbox, LB hosts, masters, nodes; write hosts.ini and halb.yaml."""
     if provider is Provider.vagrant:
-        if (lbs, masters, nodes, name) != (2, 3, 3, "halb"):
+        if (lbs, masters, nodes, name, init) != (2, 3, 3, "halb", "plain"):
             raise InputError(
-                "--lbs, --masters, --nodes and --name are for the netns lab; "
+                "--lbs, --masters, --nodes, --name and --init are for the netns lab; "
                 "the Vagrantfile sets the VMs (vagrant/README.md)"
             )
         _vagrant_up(dir, vagrant_dir, timeout)
         return
     _no_vagrant_options(vagrant_dir, timeout)
     from halb.lab import up
+    from halb.lab.topology import Init
     from halb.lab.writer import next_steps
 
+    valid = [i.value for i in Init]
+    if init not in valid:
+        raise InputError(f"--init {init!r}: use one of {', '.join(valid)}")
     console = out()
     t0 = time.monotonic()
-    lab = up(name, dir, lbs, masters, nodes, progress=lambda m: console.print(f"lab {name}: {m}"))
+    lab = up(
+        name, dir, lbs, masters, nodes, init=Init(init),
+        progress=lambda m: console.print(f"lab {name}: {m}"),
+    )  # fmt: skip
     console.print(f"lab {name}: up in {time.monotonic() - t0:.1f} s")
     console.print(next_steps(lab.plan, lab.dir), end="")
 
@@ -207,6 +223,8 @@ def _print_lab(console: Console, lab: dict[str, Any]) -> None:
             continue
         extra = f"  +{','.join(h['extra_addresses'])}" if h["extra_addresses"] else ""
         daemons = " ".join(h["daemons"]) or "-"
+        if h.get("init") == "systemd":
+            daemons = f"[systemd host] {daemons}"
         console.print(
             f"  {h['host']:<9} {h['netns']:<22} {h['address'] or '-':<15} {daemons}{extra}"
         )

@@ -175,9 +175,15 @@ class HostDeployer:
             self.svc.daemon_reload()
         for s in hp.services:
             if s.action == ServiceAction.START:
-                self.say(f"starting {s.name}")
                 self.applied.started.append(s.name)
-                self.svc.start(s.name)
+                if s.name in hp.install and self.svc.main_pid(s.name) is not None:
+                    # Its package started it with the packaged config (Debian does):
+                    # a plain start would leave that running.
+                    self.say(f"restarting {s.name} (started by its package)")
+                    self.svc.restart(s.name)
+                else:
+                    self.say(f"starting {s.name}")
+                    self.svc.start(s.name)
                 self.svc.enable(s.name)
             elif s.action == ServiceAction.RELOAD:
                 self.say(f"reloading {s.name}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import halb
 from halb.errors import InputError
-from halb.lab import netns, writer
+from halb.lab import netns, sdhost, writer
 from halb.lab.discover import existing_labs, lab_octet_in_use
 from halb.lab.hostfiles import (
     check_sudo_support,
@@ -35,8 +35,19 @@ from halb.lab.model import (
     Lab,
 )
 from halb.lab.netns import require_root
+from halb.lab.sdroot import DEBS_DIR
 from halb.lab.teardown import down
-from halb.lab.topology import BRIDGE, HOST_IFACE, LabHost, LabPlan, Role, netns_name, octet_in, plan
+from halb.lab.topology import (
+    BRIDGE,
+    HOST_IFACE,
+    Init,
+    LabHost,
+    LabPlan,
+    Role,
+    netns_name,
+    octet_in,
+    plan,
+)
 
 Progress = Callable[[str], None]
 READY_TIMEOUT = 15.0
@@ -174,6 +185,7 @@ def up(
     octet: int | None = None,
     password_hosts: frozenset[str] | None = None,
     sudo_hosts: frozenset[str] | None = None,
+    init: Init = Init.PLAIN,
     progress: Progress = _quiet,
 ) -> Lab:
     """Build the lab and return it; on any failure remove what was built and re-raise."""
@@ -186,6 +198,7 @@ def up(
         octet=octet,
         password_hosts=password_hosts,
         sudo_hosts=sudo_hosts,
+        init=init,
     )
     lab_dir = Path(dir).resolve()
     if not netns.ip_netns_available():
@@ -193,6 +206,8 @@ def up(
     check_free(p, lab_dir)
     if any(h.sudo_user for h in p.hosts):
         check_sudo_support()
+    if p.init is Init.SYSTEMD:
+        sdhost.check_support()
     lab = Lab(
         plan=p,
         dir=lab_dir,
@@ -219,6 +234,11 @@ def _build(lab: Lab, progress: Progress) -> None:
         # Mount points for the per-host copies; empty, the machine's files stay untouched.
         Path(target).mkdir(parents=True, exist_ok=True)
     netns.private_bind(lab.state_dir)
+    base = None
+    if p.init is Init.SYSTEMD:
+        progress(f"package source in {DEBS_DIR} and base layer (fresh LB servers)")
+        with sdhost.cache_lock():
+            base = sdhost.build_base(lab, sdhost.fresh_packages())
 
     progress("keys and per-host files")
     netns.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"halb-lab-{p.name}",
@@ -243,10 +263,19 @@ def _build(lab: Lab, progress: Progress) -> None:
             )
         )
         host_keys = {h.name: pub for h, pub in zip(machines, pubs, strict=True)}
+        plain = [h for h in machines if h.init is Init.PLAIN]
+        booted = [h for h in machines if h.init is Init.SYSTEMD]
         progress("mount and UTS namespaces")
-        list(ex.map(lambda h: make_host_namespaces(lab, h), machines))
+        list(ex.map(lambda h: make_host_namespaces(lab, h), plain))
         progress("daemons: sshd everywhere, apiserver on masters, console on masters and nodes")
-        list(ex.map(lambda h: start_daemons(lab, h), machines))
+        list(ex.map(lambda h: start_daemons(lab, h), plain))
+        if booted:
+            assert base is not None
+            progress(f"booting systemd on {', '.join(h.name for h in booted)}")
+            masks = sdhost.masks()
+            for h in booted:
+                sdhost.boot(lab, h, base, sdhost.prepare(lab, h, masks))
+            list(ex.map(lambda h: sdhost.wait_booted(lab, h), booted))
     wait_ready(lab, machines)
     lab.pids = {h.name: netns.netns_pids(h.netns) for h in p.hosts}
 

@@ -93,12 +93,14 @@ def status(name: str | None = None) -> list[dict[str, Any]]:
                 continue
             own = _host_address(lab_name, host, octet)
             addrs = [a for a, _ in netns.addresses_in(ns, HOST_IFACE)]
-            daemons = sorted({d for pid in netns.netns_pids(ns) for d in _daemon_names(pid)})
+            pids = netns.netns_pids(ns)
+            daemons = sorted({d for pid in pids for d in _daemon_names(pid)} - {"unshare"})
+            init = "systemd" if netns.init_pid(ns) is not None else "plain"
             extra = [a for a in addrs if a != own]
             for a in extra:
                 holders.setdefault(a, []).append(host)
             hosts.append({"host": host, "netns": ns, "address": own if own in addrs else None,
-                          "daemons": daemons, "extra_addresses": extra})  # fmt: skip
+                          "init": init, "daemons": daemons, "extra_addresses": extra})  # fmt: skip
         report.append(
             {
                 "name": lab_name,
@@ -137,6 +139,9 @@ def enter_argv(name: str, host: str, lab_dir: Path | None) -> list[str]:
         raise InputError(f"lab {name}: no host {host!r} (hosts: {hosts})")
     if host == TASKBOX:
         return nsenter_argv(ns)
+    init = netns.init_pid(ns)
+    if init is not None:
+        return netns.init_enter_argv(init)
     mine = netns.ns_inode(os.getpid(), "mnt")
     for pid in netns.netns_pids(ns):
         mnt = netns.ns_inode(pid, "mnt")

@@ -14,7 +14,7 @@ from halb.errors import InputError
 from halb.facts.ipaddr import parse_ip_addr
 from halb.files import atomic_write
 from halb.lab import netns
-from halb.lab.topology import TASKBOX, LabHost, LabPlan, Role, plan
+from halb.lab.topology import TASKBOX, Init, LabHost, LabPlan, Role, plan
 from halb.transport.netns import nsenter_argv
 
 STATE_FILE = "lab.json"
@@ -147,6 +147,11 @@ class Lab:
         h = self.plan.host(host)
         if h.role is Role.TASKBOX:
             return nsenter_argv(h.netns)
+        if h.init is Init.SYSTEMD:
+            pid = netns.init_pid(h.netns)
+            if pid is None:
+                raise netns.LabError(f"lab {self.name}: systemd is not running on {host}")
+            return netns.init_enter_argv(pid)
         return nsenter_argv(h.netns, self.mount_file(host), self.uts_file(host))
 
     def run(
@@ -213,6 +218,11 @@ class Lab:
 
     # --- persistence -------------------------------------------------------------------
 
+    @staticmethod
+    def _own_ns(h: LabHost) -> bool:
+        """No namespace files: the taskbox, and systemd hosts (their PID 1 holds them)."""
+        return h.role is Role.TASKBOX or h.init is Init.SYSTEMD
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -222,6 +232,7 @@ class Lab:
             "vip_internal": self.vip_internal,
             "vip_external": self.vip_external,
             "switch_netns": self.plan.switch_netns,
+            "init": self.plan.init.value,
             "password": self.password,
             "sudo_password": self.sudo_password,
             "hosts": [
@@ -232,8 +243,9 @@ class Lab:
                     "netns": h.netns,
                     "password_login": h.password,
                     "sudo_user": h.sudo_user,
-                    "mount_ns": None if h.role is Role.TASKBOX else str(self.mount_file(h.name)),
-                    "uts_ns": None if h.role is Role.TASKBOX else str(self.uts_file(h.name)),
+                    "init": h.init.value,
+                    "mount_ns": None if self._own_ns(h) else str(self.mount_file(h.name)),
+                    "uts_ns": None if self._own_ns(h) else str(self.uts_file(h.name)),
                     "pids": self.pids.get(h.name, []),
                 }
                 for h in self.plan.hosts
@@ -255,6 +267,7 @@ def load(lab_dir: Path) -> Lab:
             octet=int(data["octet"]),
             password_hosts=frozenset(h["name"] for h in hosts if h["password_login"]),
             sudo_hosts=frozenset(h["name"] for h in hosts if h.get("sudo_user")),
+            init=Init(data.get("init", Init.PLAIN.value)),
         )
         return Lab(
             plan=p,

@@ -255,3 +255,29 @@ def ns_inode(pid: int, kind: str) -> str | None:
         return os.readlink(f"/proc/{pid}/ns/{kind}")
     except OSError:
         return None
+
+
+def ns_pid(pid: int) -> int | None:
+    """The pid of `pid` inside its own (innermost) pid namespace."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def init_pid(netns: str) -> int | None:
+    """The systemd that is PID 1 of a lab host living in `netns`, if one runs."""
+    for pid in netns_pids(netns):
+        argv = cmdline(pid)
+        if argv and argv[0].endswith("/systemd") and ns_pid(pid) == 1:
+            return pid
+    return None
+
+
+def init_enter_argv(pid: int) -> list[str]:
+    """`nsenter ... --` into every namespace and the root of a systemd host (-r -w: else
+    the command would see the machine's root instead of the host's)."""
+    return ["nsenter", "-t", str(pid), "-a", "-r", "-w", "--"]

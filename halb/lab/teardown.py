@@ -9,26 +9,28 @@ import shutil
 from pathlib import Path
 
 from halb.errors import InputError
-from halb.lab import netns
+from halb.lab import netns, sdhost
 from halb.lab.model import COMMON_YAML, LAB_FILES, MARKER, STATE_DIR, STATE_FILE, load
 from halb.lab.netns import require_root
 from halb.lab.topology import SWITCH, check_name, lab_of_netns
 
 
 def _lab_mounts(name: str, lab_dir: Path | None) -> list[str]:
-    """Mounts made for lab `name`: its namespace files, wherever they are, and its state dir."""
+    """Mounts made for lab `name`: its namespace files, wherever they are, its state dir
+    and everything mounted under it (the systemd hosts' base layer)."""
     targets = []
-    state = str(lab_dir / STATE_DIR) if lab_dir else None
-    for m in netns.mounts():
-        t = m.target
-        base = os.path.basename(t)
+    states = {str(lab_dir / STATE_DIR)} if lab_dir else set()
+    all_mounts = netns.mounts()
+    for m in all_mounts:
+        base = os.path.basename(m.target)
         if base.startswith(f"halb-{name}-") and base.endswith((".mnt", ".uts")):
-            targets.append(t)
+            targets.append(m.target)
             # .../state/ns/halb-NAME-HOST.mnt -> .../state (the private bind)
-            targets.append(os.path.dirname(os.path.dirname(t)))
-        elif state and (t == state or t.startswith(state + "/")):
-            targets.append(t)
-    mounted = {m.target for m in netns.mounts()}
+            states.add(os.path.dirname(os.path.dirname(m.target)))
+    for m in all_mounts:
+        if any(m.target == s or m.target.startswith(s + "/") for s in states):
+            targets.append(m.target)
+    mounted = {m.target for m in all_mounts}
     return [t for t in targets if t in mounted]
 
 
@@ -46,6 +48,13 @@ def down(name: str | None = None, dir: Path | str | None = None) -> list[str]:
     name = check_name(name or "halb")
     done = []
     nss = sorted(ns for ns in netns.list_netns() if (lab_of_netns(ns) or ("",))[0] == name)
+    inits = [pid for ns in nss if (pid := netns.init_pid(ns)) is not None]
+    if inits:
+        # systemd stops what it runs and unmounts the host's root itself
+        left = sdhost.halt(inits)
+        done.append(f"halted {len(inits) - len(left)} systemd hosts")
+        if left:
+            done.append(f"{len(left)} systemd hosts did not halt in {sdhost.HALT_WAIT:g} s")
     pids = {pid for ns in nss for pid in netns.netns_pids(ns)}
     if pids:
         left = netns.kill_all(pids)
@@ -60,6 +69,9 @@ def down(name: str | None = None, dir: Path | str | None = None) -> list[str]:
         netns.delete_netns(ns)
     if nss:
         done.append(f"deleted {len(nss)} namespaces")
+    cgroups = sdhost.remove_cgroups(name)
+    if cgroups:
+        done.append(f"removed {cgroups} cgroups")
     if lab_dir is not None:
         removed = _remove_files(name, lab_dir)
         if removed:

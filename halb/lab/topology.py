@@ -26,6 +26,14 @@ HOST_IFACE = "eth0"
 SUDO_USER = "halbops"  # the non-root login of sudo hosts
 
 
+class Init(StrEnum):
+    """How LB hosts run their daemons: halb's pid-file supervisor, or systemd as PID 1
+    in a private copy-on-write root (masters and nodes always use the supervisor)."""
+
+    PLAIN = "plain"
+    SYSTEMD = "systemd"
+
+
 class Role(StrEnum):
     TASKBOX = "taskbox"
     LB = "lb"
@@ -42,6 +50,7 @@ class LabHost:
     password: bool  # logs in with the lab password instead of the key
     # Logs in as this user (not root) by password and becomes root through sudo with it.
     sudo_user: str | None = None
+    init: Init = Init.PLAIN
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,10 @@ class LabPlan:
 
     def by_role(self, role: Role) -> tuple[LabHost, ...]:
         return tuple(h for h in self.hosts if h.role is role)
+
+    @property
+    def init(self) -> Init:
+        return Init.SYSTEMD if any(h.init is Init.SYSTEMD for h in self.hosts) else Init.PLAIN
 
     @property
     def inventory_hosts(self) -> tuple[LabHost, ...]:
@@ -163,6 +176,7 @@ def plan(
     octet: int | None = None,
     password_hosts: frozenset[str] | None = None,
     sudo_hosts: frozenset[str] | None = None,
+    init: Init = Init.PLAIN,
 ) -> LabPlan:
     check_name(name)
     for what, n, lo, hi in (
@@ -189,6 +203,7 @@ def plan(
             netns=netns_name(name, hname),
             password=hname in pw,
             sudo_user=SUDO_USER if hname in su else None,
+            init=init if role is Role.LB else Init.PLAIN,
         )
 
     hosts = [host(TASKBOX, Role.TASKBOX, 2)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from halb.lab.topology import HOST_IFACE, LabHost, LabPlan, Role
+from halb.lab.topology import HOST_IFACE, Init, LabHost, LabPlan, Role
 
 
 def hosts_ini(plan: LabPlan, lab_dir: Path, password: str, sudo_password: str) -> str:
@@ -24,6 +24,8 @@ def hosts_ini(plan: LabPlan, lab_dir: Path, password: str, sudo_password: str) -
                 f" ansible_user={h.sudo_user} ansible_ssh_pass={sudo_password}"
                 f" ansible_become_pass={sudo_password}"
             )
+        if h.init is Init.SYSTEMD:
+            line += " halb_service_manager=systemd"
         lines.append(line)
 
     def group(title: str, role: Role) -> list[str]:

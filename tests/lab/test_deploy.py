@@ -363,49 +363,8 @@ def test_ssh_killed_mid_upload_leaves_the_old_file(lab: Lab, first: dict[str, An
     assert rc == 0, err
 
 
-LOAD_CLIENT = """
-import http.client, json, ssl, sys, threading, time
-from pathlib import Path
-vip_int, vip_ext, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-ok, failed, lock = [0], [], threading.Lock()
-def one(i):
-    if i % 2:
-        c = http.client.HTTPSConnection(vip_int, 6443, timeout=3, context=ctx)
-        path = "/readyz"
-    else:
-        c = http.client.HTTPConnection(vip_ext, 30880, timeout=3)
-        path = "/"
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        r.read()
-        good = r.status == 200
-        err = f"status {r.status}"
-    except Exception as e:
-        good, err = False, repr(e)
-    finally:
-        c.close()
-    with lock:
-        if good:
-            ok[0] += 1
-        else:
-            failed.append(err)
-def loop(k):
-    i = k
-    deadline = time.monotonic() + 60
-    while not stop.exists() and time.monotonic() < deadline:
-        one(i)
-        i += 1
-threads = [threading.Thread(target=loop, args=(k,)) for k in range(4)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(json.dumps({"ok": ok[0], "failed": failed}))
-"""
+# the load client, run in the taskbox
+LOAD_CLIENT = (Path(__file__).parent / "load_client.py").read_text()
 
 
 def test_reload_under_load_fails_no_request(lab: Lab, first: dict[str, Any]) -> None:

@@ -1,0 +1,277 @@
+"""`halb deploy` against LB hosts that boot systemd (`halb lab up --init systemd`).
+
+Each LB host is systemd as PID 1 in a private overlay root, started as a fresh server:
+no HAProxy, no keepalived. halb reaches it over SSH from the taskbox and installs both
+with apt from the lab's local package source, installs the drop-ins, enables the units
+and reloads HAProxy with `systemctl reload`, as on a real server. The machine's own
+files and packages must not notice any of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from halb import lab as labmod
+from halb.lab import Lab
+from halb.lab.netns import init_pid, list_netns, mounts
+from halb.lab.sdhost import CGROUP_PARENT, cgroup2_root
+from halb.lab.topology import Init
+
+pytestmark = pytest.mark.lab
+
+HAPROXY_DROPIN = "/etc/systemd/system/haproxy.service.d/90-halb.conf"
+KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/90-halb.conf"
+LOAD_CLIENT = (Path(__file__).parent / "load_client.py").read_text()
+
+
+def tree_digest(root: Path) -> str:
+    """One checksum over the names, modes and contents of every file under `root`."""
+    h = hashlib.sha256()
+    for d, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for f in sorted(files):
+            p = Path(d, f)
+            h.update(f"{p} {p.lstat().st_mode:o}\n".encode())
+            if p.is_file() and not p.is_symlink():
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def machine_packages() -> int:
+    return subprocess.run(
+        ["dpkg", "-s", "haproxy", "keepalived"], capture_output=True, check=False
+    ).returncode
+
+
+@pytest.fixture(scope="module")
+def machine() -> Iterator[dict[str, Any]]:
+    """The machine's state before the lab exists: a canary in /tmp, /etc/haproxy."""
+    canary = Path("/tmp") / f"halb-canary-{secrets.token_hex(6)}"
+    text = secrets.token_hex(16)
+    canary.write_text(text)
+    try:
+        yield {"canary": canary, "text": text, "etc_haproxy": tree_digest(Path("/etc/haproxy"))}
+    finally:
+        canary.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def sdlab(machine: dict[str, Any], lab_factory: Any) -> Lab:
+    lab: Lab = lab_factory(lbs=2, masters=1, nodes=1, init=Init.SYSTEMD)
+    return lab
+
+
+def run(
+    lab: Lab, host: str, argv: list[str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return lab.run(host, argv, timeout=timeout)
+
+
+def deploy(lab: Lab, spec: Path | None = None) -> tuple[int, dict[str, Any], str]:
+    r = run(lab, "taskbox", ["halb", "deploy", "-c", str(spec or lab.spec), "--json"], 300)
+    try:
+        return r.returncode, json.loads(r.stdout), r.stderr
+    except json.JSONDecodeError:
+        pytest.fail(f"deploy printed no JSON (rc {r.returncode}): {r.stdout}\n{r.stderr}")
+
+
+def main_pid(lab: Lab, lb: str, unit: str = "haproxy") -> int:
+    r = run(lab, lb, ["systemctl", "show", "-p", "MainPID", "--value", unit])
+    return int(r.stdout.strip())
+
+
+def installed(lab: Lab, lb: str, pkg: str) -> bool:
+    return run(lab, lb, ["dpkg", "-s", pkg]).returncode == 0
+
+
+def lab_processes(name: str, d: Path, zombies: bool = True) -> list[str]:
+    """Processes in a cgroup of the lab's systemd hosts or with its dir in their argv."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cg = (p / "cgroup").read_text()
+            argv = (p / "cmdline").read_bytes().decode(errors="replace")
+            state = (p / "stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if (f"halb-{name}-" in cg or str(d) in argv) and (zombies or state != "Z"):
+            found.append(f"{p.name} {state} {argv[:80]!r}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def first(sdlab: Lab) -> dict[str, Any]:
+    """Before and after the first deploy onto the fresh hosts."""
+    before = {
+        lb: {p: installed(sdlab, lb, p) for p in ("haproxy", "keepalived")} for lb in sdlab.lbs
+    }
+    rc, doc, err = deploy(sdlab)
+    assert rc == 0, err
+    return {"before": before, "doc": doc, "err": err}
+
+
+# -------------------------------------------------------------------------------- tests
+
+
+def test_lb_hosts_boot_systemd_in_their_own_root(sdlab: Lab) -> None:
+    for lb in sdlab.lbs:
+        assert run(sdlab, lb, ["cat", "/proc/1/comm"]).stdout.strip() == "systemd"
+        assert run(sdlab, lb, ["systemctl", "is-system-running"]).stdout.strip() == "running"
+        assert run(sdlab, lb, ["hostname"]).stdout.strip() == lb
+        # only what a server of its role runs
+        units = run(sdlab, lb, ["systemctl", "list-units", "--type=service", "--state=running",
+                                "--plain", "--no-legend"]).stdout  # fmt: skip
+        assert {u.split()[0] for u in units.splitlines()} == {
+            "ssh.service",
+            "systemd-journald.service",
+        }
+    # masters and nodes stay on the quick supervisor
+    assert run(sdlab, sdlab.masters[0], ["cat", "/proc/1/comm"]).stdout.strip() != "systemd"
+
+
+def test_fresh_lb_hosts_get_haproxy_and_keepalived_from_deploy(
+    sdlab: Lab, first: dict[str, Any]
+) -> None:
+    for lb in sdlab.lbs:
+        assert first["before"][lb] == {"haproxy": False, "keepalived": False}
+        assert installed(sdlab, lb, "haproxy")
+        assert installed(sdlab, lb, "keepalived")
+        assert first["doc"]["hosts"][lb]["status"] == "changed"
+    assert "installing haproxy keepalived" in first["err"]
+    # Debian's postinst started haproxy with the packaged config: deploy restarts it once
+    assert "restarting haproxy (started by its package)" in first["err"]
+
+
+def test_units_are_enabled_and_active_with_the_drop_ins(sdlab: Lab, first: dict[str, Any]) -> None:
+    shipped = {
+        path: (resources.files("halb") / "systemd" / name).read_text()
+        for path, name in (
+            (HAPROXY_DROPIN, "haproxy.service.d-90-halb.conf"),
+            (KEEPALIVED_DROPIN, "keepalived.service.d-90-halb.conf"),
+        )
+    }
+    for lb in sdlab.lbs:
+        for unit, dropin in (("haproxy", HAPROXY_DROPIN), ("keepalived", KEEPALIVED_DROPIN)):
+            assert run(sdlab, lb, ["systemctl", "is-enabled", unit]).stdout.strip() == "enabled"
+            assert run(sdlab, lb, ["systemctl", "is-active", unit]).stdout.strip() == "active"
+            paths = run(sdlab, lb, ["systemctl", "show", "-p", "DropInPaths", "--value", unit])
+            assert dropin in paths.stdout.split()  # loaded: the daemon-reload happened
+            assert run(sdlab, lb, ["cat", dropin]).stdout == shipped[dropin]
+        # Restart=always from the drop-in is what systemd now uses
+        restart = run(sdlab, lb, ["systemctl", "show", "-p", "Restart", "--value", "haproxy"])
+        assert restart.stdout.strip() == "always"
+
+
+def test_second_deploy_is_unchanged_with_the_same_main_pid(
+    sdlab: Lab, first: dict[str, Any]
+) -> None:
+    pids = {lb: main_pid(sdlab, lb) for lb in sdlab.lbs}
+    rc, doc, err = deploy(sdlab)
+    assert rc == 0, err
+    for lb in sdlab.lbs:
+        assert doc["hosts"][lb]["status"] == "unchanged"
+        assert main_pid(sdlab, lb) == pids[lb]
+    assert "installing" not in err
+
+
+def test_config_change_reloads_haproxy_under_load_with_no_failed_request(
+    sdlab: Lab, first: dict[str, Any]
+) -> None:
+    data = yaml.safe_load(sdlab.spec.read_text())
+    data["health"] = {**(data.get("health") or {}), "inter": "7s"}
+    data["vrrp"] = {**(data.get("vrrp") or {}), "preempt_delay": 7.0}  # keepalived.conf too
+    spec = sdlab.dir / "halb-inter7.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    client = sdlab.dir / "load.py"
+    client.write_text(LOAD_CLIENT)
+    stop = sdlab.dir / "load.stop"
+    stop.unlink(missing_ok=True)
+    pids = {lb: main_pid(sdlab, lb) for lb in sdlab.lbs}
+    kpids = {lb: main_pid(sdlab, lb, "keepalived") for lb in sdlab.lbs}
+    holders = sdlab.vip_holders()
+    load = subprocess.Popen(
+        [*sdlab.enter_argv("taskbox"), "python3", str(client), sdlab.vip_internal,
+         sdlab.vip_external, str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)
+        rc, doc, err = deploy(sdlab, spec)
+        time.sleep(1.0)
+    finally:
+        stop.touch()
+        out, _ = load.communicate(timeout=30)
+    assert rc == 0, err
+    for lb in sdlab.lbs:
+        assert doc["hosts"][lb]["services"]["haproxy"] == "reload"
+        assert main_pid(sdlab, lb) == pids[lb]  # systemctl reload: master-worker, same master
+        assert "inter 7s" in run(sdlab, lb, ["cat", "/etc/haproxy/haproxy.cfg"]).stdout
+        # keepalived: `systemctl reload` (HUP), same process, the VIPs stay where they were
+        assert doc["hosts"][lb]["services"]["keepalived"] == "reload"
+        assert main_pid(sdlab, lb, "keepalived") == kpids[lb]
+        kconf = run(sdlab, lb, ["cat", "/etc/keepalived/keepalived.conf"]).stdout
+        assert "preempt_delay 7" in kconf
+        journal = run(sdlab, lb, ["journalctl", "-u", "haproxy", "--no-pager", "-o", "cat"])
+        assert "Reloaded" in journal.stdout or "Reloading" in journal.stdout
+    assert sdlab.vip_holders() == holders
+    result = json.loads(out)
+    assert result["failed"] == [], result["failed"][:5]
+    assert result["ok"] > 50, result
+
+
+def test_status_is_healthy_from_unit_state(sdlab: Lab, first: dict[str, Any]) -> None:
+    r = run(sdlab, "taskbox", ["halb", "status", "-c", str(sdlab.spec), "--json"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    for h in doc["hosts"]:
+        assert h["haproxy_up"] and h["keepalived_up"], h
+        assert h["haproxy_pid"] == main_pid(sdlab, h["host"])
+
+
+def test_lab_status_shows_the_systemd_hosts(sdlab: Lab) -> None:
+    (report,) = labmod.status(sdlab.name)
+    inits = {h["host"]: h.get("init") for h in report["hosts"] if h["host"] != "sw"}
+    assert {lb: inits[lb] for lb in sdlab.lbs} == dict.fromkeys(sdlab.lbs, "systemd")
+    assert inits[sdlab.masters[0]] == "plain"
+
+
+def test_down_leaves_nothing_and_the_machine_is_untouched(
+    sdlab: Lab, machine: dict[str, Any]
+) -> None:
+    name, d = sdlab.name, sdlab.dir
+    inits = [init_pid(h.netns) for h in sdlab.plan.hosts if h.init is Init.SYSTEMD]
+    steps = labmod.down(name, d)
+    assert any("halted 2 systemd hosts" in s for s in steps), steps
+    assert not [ns for ns in list_netns() if ns.startswith(f"halb-{name}-")]
+    assert not [m.target for m in mounts() if str(d) in m.target or f"halb-{name}-" in m.target]
+    for pid in inits:
+        assert pid is not None and not Path(f"/proc/{pid}").exists()
+    assert lab_processes(name, d, zombies=False) == []
+    # The unshare parents end as zombies of the machine's init, which reaps them.
+    deadline = time.monotonic() + 15
+    while lab_processes(name, d) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lab_processes(name, d) == []
+    cgroups = cgroup2_root()
+    assert cgroups is not None
+    assert not list((cgroups / CGROUP_PARENT).glob(f"halb-{name}-*"))
+    assert labmod.down(name, d) == []  # safe twice
+    # the machine's /tmp, /etc/haproxy and packages never saw the hosts
+    assert machine["canary"].read_text() == machine["text"]
+    assert tree_digest(Path("/etc/haproxy")) == machine["etc_haproxy"]
+    assert machine_packages() == 0
