@@ -194,24 +194,15 @@ exit 1
 
 
 # For each unit: MainPID when it is active (0 means none), else "-".
-_SYSTEMD_PIDS = (
-    'for n in "$@"; do if systemctl is-active --quiet "$n"; then '
-    'p=$(systemctl show -p MainPID --value "$n"); [ "${p:-0}" != 0 ] && echo "$p" || echo -; '
-    "else echo -; fi; done"
-)
-
-
 class Systemd(ServiceManager):
     kind = "systemd"
 
     def pids_argv(self, names: Sequence[ServiceName]) -> list[str]:
-        return sh(_SYSTEMD_PIDS, *names)
+        return show_argv(names)  # every unit's state in one `systemctl show`
 
-    def main_pids(self) -> dict[ServiceName, int | None]:
-        """Both units' state in one round trip; an unreadable answer counts as not running."""
-        res = self.t.run(show_argv(SERVICES), timeout=30)
-        found = parse_show(res.out, SERVICES) if res.ok else None
-        return {n: (found or {}).get(n) for n in SERVICES}
+    def parse_pids(self, text: str, names: Sequence[ServiceName]) -> dict[ServiceName, int | None]:
+        found = parse_show(text, names)
+        return {n: (found or {}).get(n) for n in names}
 
     def start(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "start", name], timeout=90, check=True)

@@ -46,15 +46,16 @@ def test_systemd_pids_in_one_command(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # systemctl faked: haproxy active with MainPID 42, keepalived inactive
     fake = tmp_path / "systemctl"
     fake.write_text(
-        '#!/bin/sh\ncase "$*" in\n'
-        '"is-active --quiet haproxy") exit 0 ;;\n"is-active --quiet "*) exit 3 ;;\n'
-        '"show -p MainPID --value haproxy") echo 42 ;;\nesac\n'
+        "#!/bin/sh\n"
+        'echo "$*" >> "${0%/*}/calls"\n'
+        "printf 'Id=haproxy.service\\nActiveState=active\\nMainPID=42\\n\\n'\n"
+        "printf 'Id=keepalived.service\\nActiveState=inactive\\nMainPID=0\\n'\n"
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     svc = Systemd(LocalTransport("here"))
     assert svc.main_pids() == {"haproxy": 42, "keepalived": None}
-    assert svc.main_pid("keepalived") is None
+    assert (tmp_path / "calls").read_text().count("\n") == 1  # one command for both
 
 
 def test_deploy_facts_pids_and_addresses_come_in_one_round_trip(tmp_path: Path) -> None:

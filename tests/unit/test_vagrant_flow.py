@@ -247,7 +247,7 @@ def test_timeout_is_bounded(flow: Flow) -> None:
     [
         ((), {"HALB_VAGRANT_NET": "192.168.56.0"}, "HALB_VAGRANT_NET='192.168.56.0': give"),
         ((), {"HALB_VAGRANT_MEMORY": "lots"}, "HALB_VAGRANT_MEMORY='lots'"),
-        (("--lbs", "3"), {}, "--lbs, --masters, --nodes and --name are for the netns lab"),
+        (("--lbs", "3"), {}, "--lbs, --masters, --nodes, --name and --init are for the netns lab"),
         (("--provider", "docker"), {}, "Invalid value for '--provider'"),
     ],
 )
