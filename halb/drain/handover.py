@@ -22,11 +22,11 @@ The module is pure: plans and scripts. `run` executes them.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from halb import kinds
 from halb.paths import VRRP_STATE_DIR
 from halb.transport import sh
 
@@ -102,10 +102,10 @@ def forward_rules(moves: Sequence[Move], host: str) -> str:
     for m in moves:
         if host not in m.takers:
             continue
-        vip, to = _v4(m.address), _v4(m.old_ip)
+        vip, to = kinds.ipv4(m.address), kinds.ipv4(m.old_ip)
         lines.append(
             f"    ip daddr {vip} tcp flags & syn != syn ct state new,invalid "
-            f'counter dup to {to} device "{_iface(m.interface)}" drop'
+            f'counter dup to {to} device "{kinds.interface(m.interface)}" drop'
         )
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
@@ -116,7 +116,7 @@ def accept_args(moves: Sequence[Move], host: str) -> list[str]:
     out: list[str] = []
     for m in moves:
         if m.old == host:
-            out += [_v4(m.address), _iface(m.interface)]
+            out += [kinds.ipv4(m.address), kinds.interface(m.interface)]
     return out
 
 
@@ -195,13 +195,3 @@ def forwarded(undo_output: str) -> int:
         for w in (ln.split() for ln in undo_output.splitlines())
         if len(w) == 2 and w[0] == "forwarded" and w[1].isdigit()
     )
-
-
-def _v4(s: str) -> str:
-    return str(ipaddress.IPv4Address(s))  # addresses were checked at load; never trust text
-
-
-def _iface(s: str) -> str:
-    if not s or len(s) > 15 or not all(c.isalnum() or c in "_.@+-" for c in s):
-        raise ValueError(f"interface {s!r}")
-    return s

@@ -75,9 +75,13 @@ def test_values_are_checked_again_before_they_reach_a_ruleset() -> None:
         Move("10.0.0.253; flush ruleset", "eth0", "lb1", "10.0.0.11", ("lb2",)),
         Move("10.0.0.253", "eth0", "lb1", "10.0.0.11\n", ("lb2",)),
         Move("10.0.0.253", 'eth0" drop', "lb1", "10.0.0.11", ("lb2",)),
+        Move("10.0.0.253", "..", "lb1", "10.0.0.11", ("lb2",)),  # a path in the script
     ):
         with pytest.raises(ValueError):
             handover.forward_rules([bad], "lb2")
+        if bad.old_ip == "10.0.0.11":  # the old holder's script gets address and interface
+            with pytest.raises(ValueError):
+                handover.accept_args([bad], "lb1")
 
 
 def test_the_count_of_handed_packets_is_read_from_the_undo_output() -> None:
