@@ -39,6 +39,10 @@ RUNTIME_DIRS = (HAPROXY_RUN_DIR, VRRP_STATE_DIR)
 HAPROXY_ADMIN_SOCKET = f"{HAPROXY_RUN_DIR}/admin.sock"
 HAPROXY_STATS_CSV_URL = "http://127.0.0.1:8404/stats;csv"
 LOG_DIR = "/var/log/halb"
+# 1 once HAProxy's master has exited, 0 once it has started: written by its service
+# manager (systemd's ExecStopPost / ExecStartPost, or the supervisor's watcher shell) and
+# tracked by keepalived, which goes to FAULT at once instead of at the next check
+HAPROXY_EXIT_FILE = "/run/halb-haproxy.exited"
 
 # pid files of the plain supervisor (hosts without systemd)
 HAPROXY_PIDFILE = "/run/haproxy.pid"

@@ -17,6 +17,7 @@ from halb.paths import (
     CHECK_SCRIPT,
     HAPROXY_CFG,
     HAPROXY_DROPIN,
+    HAPROXY_EXIT_FILE,
     HAPROXY_PIDFILE,
     KEEPALIVED_CONF,
     KEEPALIVED_DROPIN,
@@ -115,6 +116,7 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         "check_fall": PROFILES[cluster.spec.vrrp.profile].check_fall,
         "check_timeout": 2,
         "haproxy_pidfile": HAPROXY_PIDFILE,
+        "haproxy_exit_file": HAPROXY_EXIT_FILE,
     }
 
 

@@ -18,6 +18,7 @@ from halb.facts.pids import parse_pids, pids_argv
 from halb.facts.units import parse_show, show_argv
 from halb.paths import (
     HAPROXY_CFG,
+    HAPROXY_EXIT_FILE,
     HAPROXY_PIDFILE,
     KEEPALIVED_CHECKERS_PIDFILE,
     KEEPALIVED_CONF,
@@ -54,14 +55,21 @@ class SupervisedSpec:
     pidfile: str
     comm: str  # /proc/PID/comm of the main process, guards against a stale pid file
     reload_signal: str
+    # every pid file the daemon writes (the main one first): one naming a dead process
+    # is removed before a start, as keepalived refuses to start while one names a live pid
+    pidfiles: tuple[str, ...] = ()
+    # runs in the foreground under a watcher shell that writes 1 here when it exits
+    exit_file: str = ""
 
 
 SUPERVISED: dict[ServiceName, SupervisedSpec] = {
     "haproxy": SupervisedSpec(
-        ("haproxy", "-W", "-D", "-f", HAPROXY_CFG, "-p", HAPROXY_PIDFILE),
+        ("haproxy", "-W", "-db", "-f", HAPROXY_CFG, "-p", HAPROXY_PIDFILE),
         HAPROXY_PIDFILE,
         "haproxy",
         "USR2",
+        (HAPROXY_PIDFILE,),
+        HAPROXY_EXIT_FILE,
     ),
     "keepalived": SupervisedSpec(
         (
@@ -78,6 +86,7 @@ SUPERVISED: dict[ServiceName, SupervisedSpec] = {
         KEEPALIVED_PIDFILE,
         "keepalived",
         "HUP",
+        (KEEPALIVED_PIDFILE, KEEPALIVED_VRRP_PIDFILE, KEEPALIVED_CHECKERS_PIDFILE),
     ),
 }
 
@@ -225,11 +234,40 @@ class Systemd(ServiceManager):
 
 # Start a daemon detached from the session; its own start-up messages are kept and shown.
 # The file limit is raised the way a systemd unit would; HAProxy sizes maxconn from it.
+# Pid files that name no live process of the daemon go first: a killed daemon stays a
+# zombie until its parent reaps it (here up to seconds), and keepalived will not start
+# while one of its pid files names a pid that kill -0 accepts.
+# With an exit file ($4), the daemon runs in the foreground under a watcher shell, its
+# parent, which sees the exit at once and writes 1 there; the script waits until the
+# daemon's pid file names it, or it has exited, and shows its messages then.
 _START = r"""
 ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
-mkdir -p "$1" && log="$1/start-$2.log" && shift 2 || exit 1
-"$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
+mkdir -p "$1" && log="$1/start-$2.log" && comm=$3 exitfile=$4 pidfiles=$5 && shift 5 || exit 1
+for f in $pidfiles; do
+  p=$(head -n 1 "$f" 2>/dev/null) || continue
+  if [ -z "$p" ] || ! grep -qx "$comm" "/proc/$p/comm" 2>/dev/null ||
+     grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null; then rm -f "$f"; fi
+done
+if [ -z "$exitfile" ]; then
+  "$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
+fi
+echo 0 >"$exitfile" || exit 1
+setsid sh -c '"$@" & wait $!; echo 1 >"$0"' "$exitfile" "$@" </dev/null >"$log" 2>&1 &
+pidfile=${pidfiles%% *}; i=0
+while [ "$i" -lt 100 ]; do
+  [ "$(cat "$exitfile")" = 1 ] && { cat "$log"; exit 1; }
+  p=$(head -n 1 "$pidfile" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null && exit 0
+  sleep 0.1; i=$((i + 1))
+done
+cat "$log"; exit 1
 """
+
+
+def start_argv(name: ServiceName) -> list[str]:
+    """The supervisor's start of `name`, as one command (deploy and the export use it)."""
+    spec = SUPERVISED[name]
+    pidfiles = " ".join(spec.pidfiles)
+    return sh(_START, LOG_DIR, name, spec.comm, spec.exit_file, pidfiles, *spec.start)
 
 
 class Supervisor(ServiceManager):
@@ -238,8 +276,7 @@ class Supervisor(ServiceManager):
     kind = "supervisor"
 
     def start(self, name: ServiceName, *, wait: float = 10.0) -> None:
-        spec = SUPERVISED[name]
-        res = self.t.run(sh(_START, LOG_DIR, name, *spec.start), timeout=60)
+        res = self.t.run(start_argv(name), timeout=60)
         if not res.ok:
             raise DeployError(f"{self.t.name}: {name} failed to start: {tool_message(res.out)}")
         deadline = time.monotonic() + wait

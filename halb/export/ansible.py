@@ -37,7 +37,7 @@ from halb.paths import (
     SYSCTL_CONF,
 )
 from halb.render import HostFiles
-from halb.services import SUPERVISED, validate_argv
+from halb.services import SUPERVISED, start_argv, validate_argv
 from halb.spec import Cluster
 
 ROLE = "halb_lb"
@@ -202,7 +202,8 @@ main_pid() {{
     [ "$pid" != 0 ] && echo "$pid"
   else
     pid=$(cat "$pidfile" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
-      grep -qx "$name" /proc/"$pid"/comm && echo "$pid"
+      grep -qx "$name" /proc/"$pid"/comm &&
+      ! grep -q '^State:[[:space:]]*Z' /proc/"$pid"/status && echo "$pid"
   fi
   return 0
 }}
@@ -215,9 +216,7 @@ ensure)
   if [ "$manager" = systemd ]; then
     systemctl start "$name" && systemctl enable --quiet "$name" || exit 1
   else
-    ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
-    mkdir -p /var/log/halb && log=/var/log/halb/start-$name.log
-    start </dev/null >"$log" 2>&1 || {{ cat "$log" >&2; exit 1; }}
+    out=$(start </dev/null 2>&1) || {{ echo "$out" >&2; exit 1; }}
   fi
   i=0
   while [ -z "$(main_pid)" ]; do
@@ -263,8 +262,8 @@ def service_script() -> str:
         ksig=k.reload_signal,
         hcheck=shlex.join(validate_argv("haproxy", HAPROXY_CFG)),
         kcheck=shlex.join(validate_argv("keepalived", KEEPALIVED_CONF)),
-        hstart=shlex.join(h.start),
-        kstart=shlex.join(k.start),
+        hstart=shlex.join(start_argv("haproxy")),
+        kstart=shlex.join(start_argv("keepalived")),
     )
 
 

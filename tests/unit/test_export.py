@@ -113,7 +113,8 @@ def test_service_script_is_valid_sh_and_uses_halbs_supervisor_commands() -> None
     r = subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True)
     assert r.returncode == 0, r.stderr
     assert "keepalived -f /etc/keepalived/keepalived.conf -p /run/keepalived.pid" in script
-    assert "haproxy -W -D -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid" in script
+    assert "haproxy -W -db -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid" in script
+    assert "/run/halb-haproxy.exited" in script
 
 
 def test_unknown_service_manager_is_refused_by_the_script(tmp_path: Path) -> None:
