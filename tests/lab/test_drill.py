@@ -105,6 +105,16 @@ def test_graceful_takeover_costs_only_the_skew(all_faults: dict[str, Any]) -> No
     assert f["takeover_s"] == pytest.approx(0.61, abs=0.2)
 
 
+def test_haproxy_exit_moves_the_vip_without_waiting_for_a_check(
+    all_faults: dict[str, Any],
+) -> None:
+    (r,) = rounds_of(all_faults, "haproxy")
+    # the supervisor's watcher writes the exit file at once and keepalived goes to FAULT:
+    # the skew of a graceful stop (0.61 s), where the check script alone needs at least
+    # one interval (1 s) and then the skew
+    assert r["figures"]["takeover_s"] < 1.2, r["figures"]
+
+
 def test_partition_is_split_brain_then_one_holder(all_faults: dict[str, Any]) -> None:
     (r,) = rounds_of(all_faults, "partition")
     f = r["figures"]
