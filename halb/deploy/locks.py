@@ -3,6 +3,7 @@ lives only as long as our session to it."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -28,22 +29,37 @@ class LocalLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+        # The file is removed on release, so a lock taken on a file that another deploy
+        # has just released (and unlinked) counts for nothing: take it again on the new one.
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise DeployError(
+                    f"another halb deploy is running on this machine ({holder}); "
+                    f"wait for it to finish (lock {self.path})"
+                ) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            raise DeployError(
-                f"another halb deploy is running on this machine ({holder}); "
-                f"wait for it to finish (lock {self.path})"
-            ) from None
+        else:
+            raise DeployError(f"could not take the deploy lock {self.path}")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {utc_now()}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
+            # unlinked while still held: no lock file is left behind in the temp folder
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
             os.close(self._fd)
             self._fd = None
 
