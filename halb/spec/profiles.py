@@ -21,8 +21,10 @@ class Profile:
 
 
 PROFILES: Mapping[str, Profile] = {
-    # conservative: no false failover on a busy, lossy segment
-    "default": Profile(2, 1.0, 150, 50, 0.0),
+    # conservative: no false failover on a busy, lossy segment (three 1 s adverts missed).
+    # Priorities near the top keep the backup's skew small ((256 - 230) / 256 s = 0.1 s,
+    # so a dead holder is replaced within 3.1 s), 20 apart so that backups never tie
+    "default": Profile(2, 1.0, 250, 20, 0.0),
     # near the floor: 30 ms adverts, priorities near 255 so the skew is below a millisecond
     # the HAProxy check cannot run more often than once a second (keepalived 2.2), so the
     # fast profile acts on the first failure: it checks a pid and a socket, nothing slow
@@ -40,7 +42,7 @@ def derive_router_id(cluster: str, address: str) -> int:
 
 
 def default_priorities(names: Sequence[str], profile: Profile | None = None) -> dict[str, int]:
-    """Distinct priorities, first host highest: 150 down to 50, or the profile's spacing."""
+    """Distinct priorities, first host highest, the profile's spacing, none below 50."""
     p = profile or PROFILES["default"]
     if len(names) <= 1:
         return {n: p.top_priority for n in names}

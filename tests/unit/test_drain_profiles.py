@@ -31,11 +31,11 @@ def cluster_with(tmp_path: Path, lbs: int, **vrrp: object) -> Cluster:
 def test_default_profile_keeps_its_conservative_values(tmp_path: Path) -> None:
     c = cluster_with(tmp_path, 2, profile="default")
     assert (c.vrrp_version, c.advert_int) == (2, 1.0)
-    assert dict(c.vips[0].priorities) == {"lb1": 150, "lb2": 100}
+    assert dict(c.vips[0].priorities) == {"lb1": 250, "lb2": 230}
     assert c.vips[0].preempt_delay == 0.0
     conf = render_cluster(c)["lb1"][KEEPALIVED_CONF].content
     assert "preempt_delay" not in conf and "advert_int 1\n" in conf
-    assert default_priorities(["a", "b", "c"]) == {"a": 150, "b": 100, "c": 50}
+    assert default_priorities(["a", "b", "c"]) == {"a": 250, "b": 230, "c": 210}
 
 
 def test_fast_profile_renders_v3_short_adverts_high_priorities_and_a_preempt_delay(
