@@ -55,12 +55,14 @@ def run_profile(lab: labmod.Lab, profile: str, args: argparse.Namespace) -> dict
     argv += ["--rounds", str(args.rounds), "--rate", str(args.rate), "--json", str(out)]
     argv += ["--plot", str(lab.dir / f"drill-{profile}.png")]
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     r = lab.run("taskbox", argv, timeout=args.rounds * 6 * 60 + 300)
     sys.stderr.write(r.stdout[-3000:] + r.stderr[-2000:])
     if not out.exists():
         raise SystemExit(f"drill ({profile}) wrote no JSON (exit {r.returncode})")
     doc: dict[str, Any] = json.loads(out.read_text())
     doc["_elapsed"] = time.monotonic() - started
+    doc["_load"] = [load_before, os.getloadavg()[0]]  # the machine is shared: say how busy
     doc["_rc"] = r.returncode
     if args.keep:
         for suffix in ("json", "png"):
@@ -164,11 +166,17 @@ def replace_between(text: str, begin: str, end: str, body: str) -> str:
 
 def write(results: dict[str, dict[str, Any]], args: argparse.Namespace, took: float) -> str:
     problems = [p for d in results.values() for p in d["problems"][:5]]
+    loads = [
+        f"{prof} {d['_load'][0]:.1f} → {d['_load'][1]:.1f}"
+        for prof, d in results.items()
+        if "_load" in d
+    ]
     head = (
         f"Run: `sudo python3 bench/drill_bench.py --rounds {args.rounds} --rate {args.rate:g}` "
         f"on {datetime.now(UTC).date()}, CPython {platform.python_version()}, Linux "
-        f"{platform.release()}, {os.cpu_count()} CPU(s), {took / 60:.0f} min; problems "
-        f"reported by the drill: {'; '.join(problems) or 'none'}."
+        f"{platform.release()}, {os.cpu_count()} CPU(s), {took / 60:.0f} min; "
+        f"1-min load average before → after each profile: {', '.join(loads) or 'not recorded'}; "
+        f"problems reported by the drill: {'; '.join(problems) or 'none'}."
     )
     body = "\n".join([head, "", *table(results), "", *extra_facts(results)])
     short = "\n".join(
