@@ -54,6 +54,7 @@ CGROUP_PARENT = "halb-lab"
 DPKG_STATUS = "/var/lib/dpkg/status"
 BOOT_TIMEOUT = 120.0  # a bound for a busy machine; a boot takes 1-3 s here
 HALT_WAIT = 10.0
+CGROUP_WAIT = 5.0
 NOT_YET = ("", "offline")  # what `systemctl is-system-running` says before PID 1 is up
 # The host's own files, copied over these paths of its root before boot (replacing the
 # machine's: its /etc/ssh keys and its enabled units stay out of the host).
@@ -322,20 +323,28 @@ def halt(pids: Iterable[int], wait: float = HALT_WAIT) -> list[int]:
     return [p for p in pids if netns.pid_alive(p)]
 
 
-def remove_cgroups(lab_name: str) -> int:
+def remove_cgroups(lab_name: str, wait: float = CGROUP_WAIT) -> int:
     """Remove the cgroups of the lab's systemd hosts (deepest first); returns how many
-    host cgroups went away."""
+    host cgroups went away. A cgroup stays busy until the machine's init has reaped the
+    exited `unshare` parent in it, so this retries for up to `wait` seconds."""
     root = cgroup2_root()
     if root is None:
         return 0
     parent = root / CGROUP_PARENT
     count = 0
-    with contextlib.suppress(OSError):
-        for host in parent.glob(f"halb-{lab_name}-*"):
+    deadline = time.monotonic() + wait
+    while True:
+        left = []
+        with contextlib.suppress(OSError):
+            left = list(parent.glob(f"halb-{lab_name}-*"))
+        for host in left:
             for d, _, _ in sorted(os.walk(host), key=lambda t: t[0].count("/"), reverse=True):
                 with contextlib.suppress(OSError):
                     os.rmdir(d)
             count += not host.exists()
+        if all(not h.exists() for h in left) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     with contextlib.suppress(OSError):
         parent.rmdir()  # only when no other lab has hosts in it
     return count

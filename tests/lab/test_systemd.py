@@ -90,9 +90,12 @@ def deploy(lab: Lab, spec: Path | None = None) -> tuple[int, dict[str, Any], str
         pytest.fail(f"deploy printed no JSON (rc {r.returncode}): {r.stdout}\n{r.stderr}")
 
 
+def main_prop(lab: Lab, host: str, unit: str, prop: str) -> str:
+    return run(lab, host, ["systemctl", "show", "-p", prop, "--value", unit]).stdout.strip()
+
+
 def main_pid(lab: Lab, lb: str, unit: str = "haproxy") -> int:
-    r = run(lab, lb, ["systemctl", "show", "-p", "MainPID", "--value", unit])
-    return int(r.stdout.strip())
+    return int(main_prop(lab, lb, unit, "MainPID"))
 
 
 def installed(lab: Lab, lb: str, pkg: str) -> bool:
@@ -295,6 +298,92 @@ def test_status_is_healthy_from_unit_state(sdlab: Lab, first: dict[str, Any]) ->
     for h in doc["hosts"]:
         assert h["haproxy_up"] and h["keepalived_up"], h
         assert h["haproxy_pid"] == main_pid(sdlab, h["host"])
+        assert h["journal"] == []  # healthy units: no journal read
+
+
+# Writes the password read from stdin into haproxy.cfg's global section as a bad value
+# (HAProxy quotes it back in its error); builtins only, so it never shows in an argv.
+BREAK_HAPROXY = """
+read -r p
+cp /etc/haproxy/haproxy.cfg /root/haproxy.cfg.good
+while IFS= read -r l; do
+  printf '%s\\n' "$l"
+  if [ "$l" = global ]; then printf '    nbthread %s\\n' "$p"; fi
+done < /root/haproxy.cfg.good > /etc/haproxy/haproxy.cfg
+systemctl restart haproxy
+"""
+NO_RESTART = "/run/systemd/system/keepalived.service.d/99-test-no-restart.conf"
+
+
+def status_of(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(lab, "taskbox", ["halb", "status", "-c", str(lab.spec), *args], 120)
+
+
+def wait_for(lab: Lab, host: str, unit: str, what: str, expected: str, limit: float = 20) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        got = main_prop(lab, host, unit, what)
+        if got == expected:
+            return
+        assert time.monotonic() < deadline, f"{host}: {unit} {what}={got}, not {expected}"
+        time.sleep(0.2)
+
+
+def test_status_shows_the_journal_of_units_that_are_not_well_without_secrets(
+    sdlab: Lab, first: dict[str, Any]
+) -> None:
+    lb = sdlab.lbs[1]  # a backup (lower priority): the VIPs stay on the other LB
+    assert lb in sdlab.password_hosts  # its SSH password is one of the secrets status knows
+    secret = sdlab.password
+    try:
+        broke = sdlab.run(lb, ["sh", "-c", BREAK_HAPROXY], input=secret + "\n")
+        assert broke.returncode != 0  # the restart fails: HAProxy refuses the config
+        # keepalived SIGKILLed with Restart= off for this test: it stays failed
+        sdlab.run(lb, ["sh", "-c", f"mkdir -p {Path(NO_RESTART).parent} && "
+                       f"printf '[Service]\\nRestart=no\\n' > {NO_RESTART} && "
+                       "systemctl daemon-reload && systemctl kill -s KILL keepalived"],
+                  check=True)  # fmt: skip
+        wait_for(sdlab, lb, "keepalived", "ActiveState", "failed")
+        raw = run(sdlab, lb, ["journalctl", "-u", "haproxy", "-n", "20", "--no-pager"]).stdout
+        assert secret in raw  # HAProxy did quote it: the status below could leak it
+
+        r = status_of(sdlab, "--json")
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert secret not in r.stdout + r.stderr
+        host = next(h for h in json.loads(r.stdout)["hosts"] if h["host"] == lb)
+        journal = {j["unit"]: j for j in host["journal"]}
+        assert journal["keepalived"]["reason"] == "failed"
+        assert any("status=9/KILL" in ln for ln in journal["keepalived"]["lines"])
+        assert journal["haproxy"]["reason"].startswith("activating"), journal["haproxy"]
+        assert any("unparsable integer value in '********'" in ln
+                   for ln in journal["haproxy"]["lines"]), journal["haproxy"]  # fmt: skip
+        for j in journal.values():
+            assert 0 < len(j["lines"]) <= 8 and all(len(ln) <= 300 for ln in j["lines"])
+        other = next(h for h in json.loads(r.stdout)["hosts"] if h["host"] != lb)
+        assert other["journal"] == []
+
+        text = status_of(sdlab)
+        assert text.returncode == 1 and secret not in text.stdout + text.stderr
+        assert "  keepalived failed; last journal lines:" in text.stdout
+        assert "'********'" in text.stdout
+    finally:
+        sdlab.run(lb, ["sh", "-c", f"rm -f {NO_RESTART} && systemctl daemon-reload && "
+                       "cp /root/haproxy.cfg.good /etc/haproxy/haproxy.cfg && "
+                       "systemctl restart haproxy keepalived"])  # fmt: skip
+    wait_for(sdlab, lb, "haproxy", "ActiveState", "active")
+    wait_for(sdlab, lb, "keepalived", "ActiveState", "active")
+    restarts = int(main_prop(sdlab, lb, "keepalived", "NRestarts"))
+
+    # A crash that systemd repairs (Restart=always from the drop-in): a note, exit 0
+    run(sdlab, lb, ["systemctl", "kill", "-s", "KILL", "keepalived"])
+    wait_for(sdlab, lb, "keepalived", "NRestarts", str(restarts + 1))
+    wait_for(sdlab, lb, "keepalived", "ActiveState", "active")
+    r = status_of(sdlab, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert any(n.startswith(f"{lb}: keepalived up for ") for n in doc["notes"]), doc["notes"]
+    host = next(h for h in doc["hosts"] if h["host"] == lb)
+    assert [j["running"] for j in host["journal"] if j["unit"] == "keepalived"] == [True]
 
 
 def test_lab_status_shows_the_systemd_hosts(sdlab: Lab) -> None:
