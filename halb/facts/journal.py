@@ -55,6 +55,8 @@ def reason(state: UnitState, now: float | None, recent: float = RECENT) -> str |
     `now`: the host's clock in seconds, comparable with `state.since_us` (see GATHER in
     halb.facts.lbstate: /proc/uptime, which also counts time suspended, so a restart
     before a suspend looks older than it is, never younger)."""
+    if state.load == "not-found":
+        return None  # not installed: no journal to read (status says it is not running)
     if not state.running:
         return state.label
     if state.restarts and state.since_us is not None and now is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 # defaults then say "never restarted".
 PROPERTIES = (
     "Id",
+    "LoadState",
     "ActiveState",
     "SubState",
     "MainPID",
@@ -26,6 +27,7 @@ class UnitState:
     main_pid: int | None  # when running
     restarts: int = 0  # automatic restarts (Restart=) since the last start by hand
     since_us: int | None = None  # entered "active", CLOCK_MONOTONIC in µs; None: never
+    load: str = "loaded"  # LoadState: "not-found" when the package is not installed
 
     @property
     def running(self) -> bool:
@@ -69,6 +71,7 @@ def parse_states(text: str, units: Sequence[str]) -> dict[str, UnitState] | None
             main_pid=pid if active in RUNNING and pid else None,
             restarts=_int(props.get("NRestarts")) or 0,
             since_us=since or None,
+            load=props.get("LoadState", "loaded"),
         )
     return out
 

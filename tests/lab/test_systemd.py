@@ -125,9 +125,10 @@ def first(sdlab: Lab) -> dict[str, Any]:
     before = {
         lb: {p: installed(sdlab, lb, p) for p in ("haproxy", "keepalived")} for lb in sdlab.lbs
     }
+    status = run(sdlab, "taskbox", ["halb", "status", "-c", str(sdlab.spec), "--json"], 120)
     rc, doc, err = deploy(sdlab)
     assert rc == 0, err
-    return {"before": before, "doc": doc, "err": err}
+    return {"before": before, "doc": doc, "err": err, "status": status}
 
 
 # -------------------------------------------------------------------------------- tests
@@ -209,6 +210,10 @@ def test_fresh_lb_hosts_get_haproxy_and_keepalived_from_deploy(
         assert installed(sdlab, lb, "keepalived")
         assert first["doc"]["hosts"][lb]["status"] == "changed"
     assert "installing haproxy keepalived" in first["err"]
+    # status before: nothing runs, and units that are not installed have no journal
+    assert first["status"].returncode == 1
+    for h in json.loads(first["status"].stdout)["hosts"]:
+        assert not h["haproxy_up"] and not h["keepalived_up"] and h["journal"] == [], h
     # Debian's postinst started haproxy with the packaged config: deploy restarts it once
     assert "restarting haproxy (started by its package)" in first["err"]
 

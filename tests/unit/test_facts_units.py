@@ -10,10 +10,12 @@ UNITS = ("haproxy", "keepalived")
 # before `halb deploy`: neither package installed
 FRESH = """MainPID=0
 Id=haproxy.service
+LoadState=not-found
 ActiveState=inactive
 
 MainPID=0
 Id=keepalived.service
+LoadState=not-found
 ActiveState=inactive
 """
 # after it
@@ -29,7 +31,7 @@ ActiveState=reloading
 
 def test_show_asks_for_state_pid_and_restarts_of_each_unit() -> None:
     assert show_argv(UNITS) == [
-        "systemctl", "show", "--property=Id", "--property=ActiveState",
+        "systemctl", "show", "--property=Id", "--property=LoadState", "--property=ActiveState",
         "--property=SubState", "--property=MainPID", "--property=NRestarts",
         "--property=ActiveEnterTimestampMonotonic", "--", "haproxy", "keepalived",
     ]  # fmt: skip

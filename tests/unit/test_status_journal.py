@@ -39,6 +39,8 @@ def test_only_a_unit_that_is_not_well_has_its_journal_read() -> None:
     for bad in ("failed", "inactive", "activating", "deactivating"):
         unit = UnitState("keepalived", bad, "dead", None)
         assert wanted({"keepalived": unit}, UPTIME) == {"keepalived": f"{bad} (dead)"}
+    missing = UnitState("haproxy", "inactive", "dead", None, load="not-found")
+    assert wanted({"haproxy": missing}, UPTIME) == {}  # not installed yet: nothing to read
     assert wanted({"haproxy": healthy()}, UPTIME) == {}
     assert wanted({"haproxy": healthy(restarts=3)}, UPTIME) == {}  # restarted, but long ago
     assert wanted({"haproxy": healthy(restarts=2, ago=30)}, UPTIME) == {
