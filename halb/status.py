@@ -249,7 +249,8 @@ def render_text(report: StatusReport) -> list[str]:
         name = f"{h.host} (drained)" if h.drained else h.host
         lines.append(f"{name}: vrrp {vrrp}; holds {held}; haproxy {ha}; keepalived {ka}")
         for j in h.journal:
-            lines.append(f"  {j.unit} {j.reason}; last journal lines:")
+            source = "systemd's last lines on it" if j.running else "last journal lines"
+            lines.append(f"  {j.unit} {j.reason}; {source}:")
             lines += [f"    {ln}" for ln in j.lines] or ["    (none)"]
     for v in report.vips:
         lines.append(f"VIP {v.name} {v.address}: {', '.join(v.holders) or 'no holder'}")

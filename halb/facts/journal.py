@@ -22,12 +22,16 @@ LINES = 8  # per unit
 WIDTH = 300  # characters kept of a line (cut on the host too, so a huge line never travels)
 RECENT = 600.0  # seconds: an automatic restart this recent is worth showing
 
-# Per unit, its last lines; `-q` leaves out journalctl's own "-- No entries --" notes.
+# Per (unit, which) pair, its last lines: `all`, or only systemd's own (`_PID=1`: why and
+# when it restarted the unit, which the daemon's start-up chatter would push out of the
+# last few). `-q` leaves out journalctl's own "-- No entries --" notes.
 _JOURNAL = r"""
 n=$1 w=$2; shift 2
-for u in "$@"; do
-  echo "@@journal $u"
-  journalctl -q -u "$u" -n "$n" --no-pager -o short-iso 2>&1 | cut -c "1-$w"
+while [ $# -gt 1 ]; do
+  echo "@@journal $1"
+  m=; if [ "$2" = manager ]; then m=_PID=1; fi
+  journalctl -q -u "$1" $m -n "$n" --no-pager -o short-iso 2>&1 | cut -c "1-$w"
+  shift 2
 done
 """
 
@@ -77,8 +81,11 @@ def wanted(states: Mapping[U, UnitState], now: float | None) -> dict[U, str]:
     return out
 
 
-def journal_argv(units: Sequence[str], lines: int = LINES, width: int = WIDTH) -> list[str]:
-    return sh(_JOURNAL, str(lines), str(width), *units)
+def journal_argv(units: Mapping[str, bool], lines: int = LINES, width: int = WIDTH) -> list[str]:
+    """`units`: {unit: True for systemd's own lines only (a unit it restarted, running
+    again), False for all of them (a unit that is down)}."""
+    pairs = [x for u, manager in units.items() for x in (u, "manager" if manager else "all")]
+    return sh(_JOURNAL, str(lines), str(width), *pairs)
 
 
 def _cut_secret(line: str, secrets: Iterable[str]) -> str:

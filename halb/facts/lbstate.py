@@ -141,6 +141,6 @@ def read_journal(
     if not why:
         return ()
     units = list(why)
-    res = t.run(journal_argv(units), timeout=30)
+    res = t.run(journal_argv({u: states[u].running for u in units}), timeout=30)
     found = parse_journal(res.out, units, secrets)
     return tuple(UnitJournal(u, why[u], found[u], states[u].running) for u in units)

@@ -6,6 +6,7 @@ one a keepalived message quoting `auth_pass`)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from halb.facts.journal import LINES, UnitJournal, clean, journal_argv, parse_journal, wanted
@@ -50,11 +51,29 @@ def test_only_a_unit_that_is_not_well_has_its_journal_read() -> None:
 
 
 def test_the_journal_command_is_bounded_and_takes_units_as_arguments() -> None:
-    argv = journal_argv(["haproxy"])
-    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["sh", str(LINES), "300", "haproxy"]
+    argv = journal_argv({"haproxy": False, "keepalived": True})
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:] == ["sh", str(LINES), "300", "haproxy", "all", "keepalived", "manager"]
     script = argv[2]
-    assert 'journalctl -q -u "$u" -n "$n" --no-pager -o short-iso' in script
+    assert 'journalctl -q -u "$1" $m -n "$n" --no-pager -o short-iso' in script
     assert 'cut -c "1-$w"' in script
+
+
+def test_the_journal_script_asks_journalctl_per_unit(tmp_path: Path) -> None:
+    """Run for real with a `journalctl` that prints its arguments."""
+    fake = tmp_path / "journalctl"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    argv = journal_argv({"haproxy": False, "keepalived": True}, lines=3, width=44)
+    out = subprocess.run(
+        argv, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, capture_output=True, text=True
+    ).stdout
+    assert out.splitlines() == [
+        "@@journal haproxy",
+        "-q -u haproxy -n 3 --no-pager -o short-iso",
+        "@@journal keepalived",
+        "-q -u keepalived _PID=1 -n 3 --no-pager -o s",  # cut at 44 characters
+    ]
 
 
 def test_journal_lines_per_unit_the_last_few_with_secrets_masked() -> None:
@@ -137,4 +156,9 @@ def test_a_recent_restart_by_systemd_is_a_note() -> None:
     f = LbFacts("lb1", None, base.addrs, base.vrrp, 10, 11, base.stats, journal=(j,))
     report = assess([f], VIPS, FRONTENDS)
     assert "lb1: keepalived up for 12 s after 1 automatic restart" in report.notes
+    text = render_text(report)
+    at = text.index(
+        "  keepalived up for 12 s after 1 automatic restart; systemd's last lines on it:"
+    )
+    assert text[at + 1] == "    line"
     assert not any("keepalived" in p for p in report.problems)  # a note only
