@@ -25,7 +25,7 @@ class UnitState:
     active: str  # ActiveState: active, reloading, inactive, failed, activating, ...
     sub: str  # SubState: running, dead, auto-restart, ...
     main_pid: int | None  # when running
-    restarts: int = 0  # automatic restarts (Restart=) since the last start by hand
+    restarts: int = 0  # NRestarts: automatic restarts (Restart=); a restart by hand keeps it
     since_us: int | None = None  # entered "active", CLOCK_MONOTONIC in µs; None: never
     load: str = "loaded"  # LoadState: "not-found" when the package is not installed
 
@@ -35,7 +35,7 @@ class UnitState:
 
     @property
     def label(self) -> str:
-        """ "failed", "activating (auto-restart)": what a person reads."""
+        """What a person reads: `failed`, `activating (auto-restart)`."""
         return self.active if self.sub in ("", self.active) else f"{self.active} ({self.sub})"
 
 
