@@ -15,7 +15,7 @@ from typing import Literal
 
 from halb.errors import DeployError, InputError
 from halb.facts.pids import parse_pids, pids_argv
-from halb.facts.units import parse_show, show_argv
+from halb.facts.units import UnitState, parse_show, parse_states, show_argv
 from halb.paths import (
     HAPROXY_CFG,
     HAPROXY_EXIT_FILE,
@@ -106,6 +106,13 @@ class ServiceManager(ABC):
         """The answer to `pids_argv`; an unreadable answer counts as not running."""
         found = parse_pids(text, len(names))
         return dict(zip(names, found or [None] * len(names), strict=True))
+
+    def unit_states(
+        self, text: str, names: Sequence[ServiceName]
+    ) -> dict[ServiceName, UnitState] | None:
+        """The fuller state of each service from the answer to `pids_argv`, where the
+        manager keeps one (systemd); None: only pids are known."""
+        return None
 
     def main_pid(self, name: ServiceName) -> int | None:
         """Pid of the running main process (HAProxy: the master), None when not running."""
@@ -212,6 +219,12 @@ class Systemd(ServiceManager):
     def parse_pids(self, text: str, names: Sequence[ServiceName]) -> dict[ServiceName, int | None]:
         found = parse_show(text, names)
         return {n: (found or {}).get(n) for n in names}
+
+    def unit_states(
+        self, text: str, names: Sequence[ServiceName]
+    ) -> dict[ServiceName, UnitState] | None:
+        found = parse_states(text, names)
+        return None if found is None else {n: found[n] for n in names}
 
     def start(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "start", name], timeout=90, check=True)

@@ -17,6 +17,7 @@ from halb.facts.haproxy import parse_show_stat as parse_show_stat
 from halb.facts.ipaddr import IfAddr as IfAddr
 from halb.facts.ipaddr import holders
 from halb.facts.ipaddr import parse_ip_addr as parse_ip_addr
+from halb.facts.journal import UnitJournal
 from halb.facts.lbstate import LbFacts, gather_host
 from halb.facts.lbstate import facts_from_output as facts_from_output
 from halb.facts.lbstate import parse_vrrp_state as parse_vrrp_state
@@ -63,6 +64,9 @@ class HostStatus:
     keepalived_up: bool
     backends: tuple[BackendStatus, ...]
     drained: bool = False
+    # systemd hosts: a unit that is not active or was restarted by systemd lately, with
+    # its last journal lines (secrets masked); nothing for a healthy unit
+    journal: tuple[UnitJournal, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,8 +160,12 @@ def assess(
                 keepalived_up=f.keepalived_pid is not None,
                 drained=f.drained,
                 backends=backends,
+                journal=f.journal,
             )
         )
+        for j in f.journal:
+            if j.running:
+                notes.append(f"{f.host}: {j.unit} {j.reason}")
 
     fe_status: list[FrontendStatus] = []
     for fe in frontends:
@@ -199,16 +207,24 @@ def refs(cluster: Cluster) -> tuple[list[VipRef], list[FrontendRef]]:
     return vips, fes
 
 
+def known_secrets(cluster: Cluster) -> list[str]:
+    """Every secret halb knows of, masked in any journal line it shows."""
+    found = [cluster.auth_password]
+    for h in cluster.inventory.hosts.values():
+        found += [h.password, h.become_password]
+    return sorted({s for s in found if s}, key=len, reverse=True)  # longest first
+
+
 def status(cluster: Cluster, *, transport_for: TransportFactory = for_host) -> StatusReport:
     """Gather every LB host in parallel and assess."""
     hosts = list(cluster.lb_hosts)
+    secrets = known_secrets(cluster)
     transports = [transport_for(h) for h in hosts]
     try:
 
         def one(i: int) -> LbFacts:
-            return gather_host(
-                transports[i], manager(cluster.service_manager(hosts[i]), transports[i])
-            )
+            svc = manager(cluster.service_manager(hosts[i]), transports[i])
+            return gather_host(transports[i], svc, journal=True, secrets=secrets)
 
         with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
             facts = list(pool.map(one, range(len(hosts))))
@@ -232,6 +248,10 @@ def render_text(report: StatusReport) -> list[str]:
         ka = "up" if h.keepalived_up else "DOWN"
         name = f"{h.host} (drained)" if h.drained else h.host
         lines.append(f"{name}: vrrp {vrrp}; holds {held}; haproxy {ha}; keepalived {ka}")
+        for j in h.journal:
+            source = "systemd's last lines on it" if j.running else "last journal lines"
+            lines.append(f"  {j.unit} {j.reason}; {source}:")
+            lines += [f"    {ln}" for ln in j.lines] or ["    (none)"]
     for v in report.vips:
         lines.append(f"VIP {v.name} {v.address}: {', '.join(v.holders) or 'no holder'}")
     for fe in report.frontends:

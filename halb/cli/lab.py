@@ -72,9 +72,9 @@ def lab_up(
         str,
         typer.Option(
             "--init",
-            help="plain: LB daemons under halb's supervisor (quick). systemd: LB hosts boot "
-            "systemd in a private root, start without HAProxy/keepalived, and get them from "
-            "`halb deploy` through apt.",
+            help="plain: daemons under halb's supervisor (quick). systemd: every host boots "
+            "systemd in a private root (stand-ins as units on masters and nodes); LB hosts "
+            "start without HAProxy/keepalived and get them from `halb deploy` through apt.",
         ),
     ] = "plain",
 ) -> None:

@@ -3,15 +3,17 @@ keepalived instance recorded, HAProxy's statistics, and the services' main pids.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from halb.errors import HalbError
 from halb.facts.haproxy import SHOW_STAT, StatRow, parse_show_stat
 from halb.facts.ipaddr import IfAddr, parse_ip_addr
+from halb.facts.journal import UnitJournal, journal_argv, parse_journal, wanted
+from halb.facts.units import UnitState
 from halb.paths import DRAIN_FLAG, VRRP_STATE_DIR
-from halb.services import ServiceManager
-from halb.transport import Transport, sh
+from halb.services import SERVICES, ServiceManager, ServiceName
+from halb.transport import Transport, quote, sh
 
 VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
 
@@ -23,6 +25,20 @@ echo @@stat
 [ -e {DRAIN_FLAG} ] && echo @@drained
 echo @@end
 """
+# Put before GATHER's end: the service manager's state command, so one round trip tells
+# it all, and the host's clock (uptime, to compare with systemd's monotonic timestamps).
+_UNITS = """
+echo @@units
+{command}
+echo @@uptime; cat /proc/uptime
+"""
+
+
+def gather_script(units_argv: Sequence[str] | None) -> str:
+    if units_argv is None:
+        return GATHER
+    head, end, tail = GATHER.rpartition("echo @@end")
+    return head + _UNITS.format(command=quote(units_argv)).lstrip("\n") + end + tail
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,7 @@ class LbFacts:
     keepalived_pid: int | None = None
     stats: tuple[StatRow, ...] | None = None  # None: could not read
     drained: bool = False  # `halb drain` flag present
+    journal: tuple[UnitJournal, ...] = ()  # the last lines of the units that are not well
 
 
 def parse_vrrp_state(text: str) -> str | None:
@@ -76,11 +93,30 @@ def facts_from_output(host: str, text: str) -> LbFacts:
     )
 
 
-def gather_host(t: Transport, svc: ServiceManager) -> LbFacts:
+def parse_uptime(text: str) -> float | None:
+    """Seconds since boot, the first number of /proc/uptime."""
     try:
-        res = t.run(sh(GATHER), timeout=30)
+        return float(text.split()[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def gather_host(
+    t: Transport, svc: ServiceManager, *, journal: bool = False, secrets: Sequence[str | None] = ()
+) -> LbFacts:
+    """One host's facts in one round trip; with `journal`, a second one only when a unit
+    is not well (systemd hosts), for its last journal lines with `secrets` masked."""
+    try:
+        argv = svc.pids_argv(SERVICES)
+        res = t.run(sh(gather_script(argv)), timeout=30)
         f = facts_from_output(t.name, res.out)
-        pids = svc.main_pids()
+        sec = split_sections(res.out)
+        answer = sec.get("units", "")
+        pids = svc.main_pids() if argv is None else svc.parse_pids(answer, SERVICES)
+        states = None if argv is None else svc.unit_states(answer, SERVICES)
+        lines: tuple[UnitJournal, ...] = ()
+        if journal and states:
+            lines = read_journal(t, states, parse_uptime(sec.get("uptime", "")), secrets)
         return LbFacts(
             host=f.host,
             addrs=f.addrs,
@@ -89,6 +125,22 @@ def gather_host(t: Transport, svc: ServiceManager) -> LbFacts:
             haproxy_pid=pids["haproxy"],
             keepalived_pid=pids["keepalived"],
             drained=f.drained,
+            journal=lines,
         )
     except HalbError as e:
         return LbFacts(t.name, error=str(e).removeprefix(f"{t.name}: "))
+
+
+def read_journal(
+    t: Transport,
+    states: Mapping[ServiceName, UnitState],
+    now: float | None,
+    secrets: Sequence[str | None],
+) -> tuple[UnitJournal, ...]:
+    why = wanted(states, now)
+    if not why:
+        return ()
+    units = list(why)
+    res = t.run(journal_argv({u: states[u].running for u in units}), timeout=30)
+    found = parse_journal(res.out, units, secrets)
+    return tuple(UnitJournal(u, why[u], found[u], states[u].running) for u in units)

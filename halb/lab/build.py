@@ -36,6 +36,7 @@ from halb.lab.model import (
 )
 from halb.lab.netns import require_root
 from halb.lab.sdroot import DEBS_DIR
+from halb.lab.sdroot import standin_units as standin_unit_texts
 from halb.lab.teardown import down
 from halb.lab.topology import (
     BRIDGE,
@@ -136,6 +137,16 @@ def start_daemons(lab: Lab, h: LabHost) -> None:
     src = str(Path(halb.__file__).resolve().parent.parent)
     log = lab.host_dir(h.name) / "lab-logs" / "fakeapi.log"
     netns.spawn_daemon(lab.enter_argv(h.name), fake, log, env={"PYTHONPATH": src})
+
+
+def standin_units(h: LabHost) -> dict[str, str]:
+    """The units of a systemd master or node: what start_daemons runs on the others."""
+    return standin_unit_texts(
+        h.name,
+        h.address,
+        apiserver=APISERVER_PORT if h.role is Role.MASTER else None,
+        console=CONSOLE_PORT if h.role in (Role.MASTER, Role.NODE) else None,
+    )
 
 
 def expected_ports(h: LabHost) -> set[tuple[str, int]]:
@@ -265,16 +276,17 @@ def _build(lab: Lab, progress: Progress) -> None:
         host_keys = {h.name: pub for h, pub in zip(machines, pubs, strict=True)}
         plain = [h for h in machines if h.init is Init.PLAIN]
         booted = [h for h in machines if h.init is Init.SYSTEMD]
-        progress("mount and UTS namespaces")
-        list(ex.map(lambda h: make_host_namespaces(lab, h), plain))
-        progress("daemons: sshd everywhere, apiserver on masters, console on masters and nodes")
-        list(ex.map(lambda h: start_daemons(lab, h), plain))
+        if plain:
+            progress("mount and UTS namespaces")
+            list(ex.map(lambda h: make_host_namespaces(lab, h), plain))
+            progress("daemons: sshd everywhere, apiserver on masters, console on masters and nodes")
+            list(ex.map(lambda h: start_daemons(lab, h), plain))
         if booted:
             assert base is not None
             progress(f"booting systemd on {', '.join(h.name for h in booted)}")
             masks = sdhost.masks()
             for h in booted:
-                sdhost.boot(lab, h, base, sdhost.prepare(lab, h, masks))
+                sdhost.boot(lab, h, base, sdhost.prepare(lab, h, masks, standin_units(h)))
             list(ex.map(lambda h: sdhost.wait_booted(lab, h), booted))
     wait_ready(lab, machines)
     lab.pids = {h.name: netns.netns_pids(h.netns) for h in p.hosts}

@@ -51,7 +51,7 @@ def _daemon_names(pid: int) -> list[str]:
     if not argv:
         return []
     prog = os.path.basename(argv[0])
-    if "halb.lab.fakeapi" in argv:
+    if "halb.lab.fakeapi" in argv or any(a.endswith("/fakeapi.py") for a in argv[1:2]):
         return [n for flag, n in (("--apiserver", "apiserver"), ("--console", "console"))
                 if flag in argv]  # fmt: skip
     for known in ("sshd", "haproxy", "keepalived"):

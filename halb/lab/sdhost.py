@@ -18,20 +18,24 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from halb.files import atomic_write
-from halb.lab import netns
+from halb.lab import fakeapi, netns
 from halb.lab.hostfiles import SUDO_BINDS
-from halb.lab.model import Lab
+from halb.lab.model import CONTROL_DIR, Lab
 from halb.lab.netns import LabError
 from halb.lab.sdroot import (
     BASE_CHROOT,
     BASE_SETUP,
+    CONTROL,
     DEBS_DIR,
     FRESH_PACKAGES,
     JOIN_CGROUP,
+    PYTHON,
+    STANDIN,
+    STANDIN_DIR,
     UNIT_SUFFIXES,
     boot_script,
     matching_debs,
@@ -50,6 +54,7 @@ CGROUP_PARENT = "halb-lab"
 DPKG_STATUS = "/var/lib/dpkg/status"
 BOOT_TIMEOUT = 120.0  # a bound for a busy machine; a boot takes 1-3 s here
 HALT_WAIT = 10.0
+CGROUP_WAIT = 5.0
 NOT_YET = ("", "offline")  # what `systemctl is-system-running` says before PID 1 is up
 # The host's own files, copied over these paths of its root before boot (replacing the
 # machine's: its /etc/ssh keys and its enabled units stay out of the host).
@@ -68,6 +73,8 @@ def check_support() -> None:
     """What a systemd lab needs on this machine, each missing piece named."""
     if not SYSTEMD.is_file():
         raise LabError(f"--init systemd needs systemd ({SYSTEMD}): apt-get install systemd")
+    if not Path(PYTHON).is_file():
+        raise LabError(f"--init systemd needs {PYTHON} (the masters' and nodes' stand-ins)")
     for tool, pkg in (("dpkg-scanpackages", "dpkg-dev"), ("apt-get", "apt")):
         if not shutil.which(tool):
             raise LabError(f"--init systemd needs {tool}: apt-get install {pkg}")
@@ -207,9 +214,15 @@ def _machine_units() -> list[str]:
     return names
 
 
-def prepare(lab: Lab, h: LabHost, masks: list[str]) -> list[str]:
+def prepare(
+    lab: Lab, h: LabHost, masks: list[str], standins: Mapping[str, str] | None = None
+) -> list[str]:
     """Files the host's root gets on top of the base layer (beside those of
-    hostfiles.prepare_host_files); returns the (file, path in the root) pairs as argv."""
+    hostfiles.prepare_host_files); returns the boot script's arguments: (file, path in
+    the root) pairs to copy, then `--` and the pairs to bind.
+
+    `standins`: {unit file name: text} of the stand-in services a master or node runs,
+    written into /etc/systemd/system and enabled."""
     d = lab.host_dir(h.name)
     units = d / "sd-units"
     wants = units / "multi-user.target.wants"
@@ -218,6 +231,17 @@ def prepare(lab: Lab, h: LabHost, masks: list[str]) -> list[str]:
         (units / u).symlink_to("/dev/null")
     (wants / "ssh.service").symlink_to("/lib/systemd/system/ssh.service")
     (units / "sshd.service").symlink_to("/lib/systemd/system/ssh.service")
+    binds: list[tuple[str, str]] = []
+    extra: tuple[tuple[str, str], ...] = ()
+    if standins:
+        for unit, text in standins.items():
+            atomic_write(units / unit, text, 0o644)
+            (wants / unit).symlink_to(f"/etc/systemd/system/{unit}")
+        opt = d / "opt-halb-lab"
+        opt.mkdir(mode=0o755)
+        shutil.copyfile(Path(fakeapi.__file__), opt / Path(STANDIN).name)
+        extra = (("opt-halb-lab", STANDIN_DIR),)
+        binds.append((CONTROL_DIR, CONTROL))
     (d / "machine-id").write_text(secrets.token_hex(16) + "\n")
     (d / "machine-id").chmod(0o444)
     (d / "console.log").touch(mode=0o600)
@@ -226,8 +250,8 @@ def prepare(lab: Lab, h: LabHost, masks: list[str]) -> list[str]:
     for f in (".bashrc", ".profile"):
         if Path("/etc/skel", f).is_file():
             shutil.copy2(Path("/etc/skel", f), home / f)
-    pairs = ROOT_FILES + (SUDO_BINDS if h.sudo_user else ())
-    return [x for pair in pairs for x in pair]
+    pairs = ROOT_FILES + extra + (SUDO_BINDS if h.sudo_user else ())
+    return [x for pair in pairs for x in pair] + ["--"] + [x for pair in binds for x in pair]
 
 
 def boot(lab: Lab, h: LabHost, base: Path, files: list[str]) -> None:
@@ -299,20 +323,28 @@ def halt(pids: Iterable[int], wait: float = HALT_WAIT) -> list[int]:
     return [p for p in pids if netns.pid_alive(p)]
 
 
-def remove_cgroups(lab_name: str) -> int:
+def remove_cgroups(lab_name: str, wait: float = CGROUP_WAIT) -> int:
     """Remove the cgroups of the lab's systemd hosts (deepest first); returns how many
-    host cgroups went away."""
+    host cgroups went away. A cgroup stays busy until the machine's init has reaped the
+    exited `unshare` parent in it, so this retries for up to `wait` seconds."""
     root = cgroup2_root()
     if root is None:
         return 0
     parent = root / CGROUP_PARENT
     count = 0
-    with contextlib.suppress(OSError):
-        for host in parent.glob(f"halb-{lab_name}-*"):
+    deadline = time.monotonic() + wait
+    while True:
+        left = []
+        with contextlib.suppress(OSError):
+            left = list(parent.glob(f"halb-{lab_name}-*"))
+        for host in left:
             for d, _, _ in sorted(os.walk(host), key=lambda t: t[0].count("/"), reverse=True):
                 with contextlib.suppress(OSError):
                     os.rmdir(d)
             count += not host.exists()
+        if all(not h.exists() for h in left) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     with contextlib.suppress(OSError):
         parent.rmdir()  # only when no other lab has hosts in it
     return count

@@ -125,7 +125,8 @@ apt-get update -qq
 # Boots one host. Runs as the first process of new pid, mount, UTS, IPC and cgroup
 # namespaces (already in the host's network namespace, in the host's own cgroup).
 # $1 hostname, $2 base dir, $3 host dir, then pairs (file or dir in $3, path in the root)
-# copied into the root before boot.
+# copied into the root before boot, then `--` and pairs (dir in $3, path in the root)
+# bound into it: those stay shared with the lab outside (the stand-ins' control files).
 BOOT = r"""
 h=$1; b=$2; d=$3; shift 3
 R=$d/root
@@ -147,7 +148,7 @@ mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm"
 : > "$R/dev/console"; mount --bind "$d/console.log" "$R/dev/console"
 mount -t tmpfs -o mode=755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
-while [ $# -gt 1 ]; do
+while [ $# -gt 1 ] && [ "$1" != -- ]; do
   # a directory replaces the machine's (a tmpfs over it), a file is copied over it
   if [ -d "$d/$1" ]; then
     mkdir -p "$R$2"; mount -t tmpfs tmpfs "$R$2"; cp -a "$d/$1/." "$R$2/"
@@ -156,6 +157,8 @@ while [ $# -gt 1 ]; do
   fi
   shift 2
 done
+if [ "${1-}" = -- ]; then shift; fi
+while [ $# -gt 1 ]; do mkdir -p "$R$2"; mount --bind "$d/$1" "$R$2"; shift 2; done
 hostname "$h"
 """
 # the last line is added by boot_script: it names $container
@@ -172,3 +175,58 @@ def boot_script() -> str:
 # Puts the shell into the host's cgroup ($1), then runs the rest of its arguments: the
 # cgroup namespace made next has that cgroup as its root.
 JOIN_CGROUP = 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"'
+
+
+# --- the stand-ins of masters and nodes ---------------------------------------------
+
+# On masters and nodes the stand-ins (halb/lab/fakeapi.py, standard library only) run as
+# units with the machine's python3, from a copy in the host's root.
+STANDIN_DIR = "/opt/halb-lab"
+STANDIN = f"{STANDIN_DIR}/fakeapi.py"
+PYTHON = "/usr/bin/python3"
+# Bound from the host's state dir, so Lab.set_control and the drills' fault script change
+# the stand-ins' answers as on a supervisor host; it also holds the master's TLS key.
+CONTROL = "/run/halb-lab"
+APISERVER_UNIT = "halb-lab-apiserver.service"
+CONSOLE_UNIT = "halb-lab-console.service"
+
+_UNIT = """[Unit]
+Description=halb lab stand-in for {what}
+After=network.target
+
+[Service]
+ExecStart={python} {standin} --name {name} {args}
+Restart=on-failure
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def standin_units(
+    name: str, address: str, *, apiserver: int | None, console: int | None
+) -> dict[str, str]:
+    """{unit file name: text}: the apiserver stand-in (TLS, /readyz) when `apiserver` is a
+    port, the console stand-in when `console` is. Names and addresses come from the lab's
+    own plan, never from user input."""
+    units = {}
+    if apiserver is not None:
+        tls = f"{CONTROL}/tls"
+        units[APISERVER_UNIT] = _UNIT.format(
+            what="kube-apiserver (TLS /readyz /livez /healthz)",
+            python=PYTHON,
+            standin=STANDIN,
+            name=name,
+            args=f"--apiserver {address}:{apiserver} "
+            f"--cert {tls}/apiserver.crt --key {tls}/apiserver.key",
+        )
+    if console is not None:
+        units[CONSOLE_UNIT] = _UNIT.format(
+            what="the KubeSphere console (HTTP)",
+            python=PYTHON,
+            standin=STANDIN,
+            name=name,
+            args=f"--console {address}:{console}",
+        )
+    return units

@@ -27,8 +27,8 @@ SUDO_USER = "halbops"  # the non-root login of sudo hosts
 
 
 class Init(StrEnum):
-    """How LB hosts run their daemons: halb's pid-file supervisor, or systemd as PID 1
-    in a private copy-on-write root (masters and nodes always use the supervisor)."""
+    """How the lab's hosts run their daemons: halb's pid-file supervisor, or systemd as
+    PID 1 in a private copy-on-write root (every host but the taskbox)."""
 
     PLAIN = "plain"
     SYSTEMD = "systemd"
@@ -203,7 +203,7 @@ def plan(
             netns=netns_name(name, hname),
             password=hname in pw,
             sudo_user=SUDO_USER if hname in su else None,
-            init=init if role is Role.LB else Init.PLAIN,
+            init=Init.PLAIN if role is Role.TASKBOX else init,
         )
 
     hosts = [host(TASKBOX, Role.TASKBOX, 2)]

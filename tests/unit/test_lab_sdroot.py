@@ -5,24 +5,33 @@ which hosts boot systemd."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from halb.inventory import load_inventory
+from halb.lab import fakeapi
 from halb.lab.model import Lab, load
 from halb.lab.sdroot import (
     ALLOWED_UNITS,
+    APISERVER_UNIT,
     APT_SOURCE_LINE,
     BASE_CHROOT,
+    CONSOLE_UNIT,
+    CONTROL,
     DEBS_DIR,
+    PYTHON,
+    STANDIN,
     boot_script,
     matching_debs,
     missing_debs,
     parse_purged,
+    standin_units,
     units_to_mask,
 )
-from halb.lab.topology import Init, Role, plan
+from halb.lab.topology import Init, plan
 from halb.lab.writer import hosts_ini
 
 # `apt-get -s purge --autoremove haproxy keepalived` on Debian 12 (trimmed)
@@ -116,21 +125,73 @@ def test_the_boot_script_chroots_into_the_overlay_before_systemd() -> None:
         assert private in s  # never the machine's /run, /tmp, /dev/shm or ptys
 
 
-def test_only_lb_hosts_boot_systemd_and_the_inventory_says_so(tmp_path: Path) -> None:
+def test_every_host_but_the_taskbox_boots_systemd_and_the_inventory_says_so(
+    tmp_path: Path,
+) -> None:
     p = plan("sd", lbs=2, masters=1, nodes=1, init=Init.SYSTEMD)
-    assert {h.name: h.init for h in p.hosts if h.role is Role.LB} == {
+    assert {h.name: h.init for h in p.hosts} == {
+        "taskbox": Init.PLAIN,
         "lb1": Init.SYSTEMD,
         "lb2": Init.SYSTEMD,
+        "master1": Init.SYSTEMD,
+        "node1": Init.SYSTEMD,
     }
-    assert {h.init for h in p.hosts if h.role is not Role.LB} == {Init.PLAIN}
     assert p.init is Init.SYSTEMD
     assert plan("sd").init is Init.PLAIN
+    assert {h.init for h in plan("sd").hosts} == {Init.PLAIN}
     ini = tmp_path / "hosts.ini"
     ini.write_text(hosts_ini(p, tmp_path, "pw-123", "sudo-456"))
     inv = load_inventory(ini)
-    assert inv.hosts["lb1"].vars["halb_service_manager"] == "systemd"
-    assert inv.hosts["lb2"].vars["halb_service_manager"] == "systemd"
-    assert inv.hosts["master1"].vars["halb_service_manager"] == "supervisor"
+    for host in ("lb1", "lb2", "master1", "node1"):
+        assert inv.hosts[host].vars["halb_service_manager"] == "systemd"
+    plain = tmp_path / "plain.ini"
+    plain.write_text(hosts_ini(plan("sd", 2, 1, 1), tmp_path, "pw-123", "sudo-456"))
+    assert load_inventory(plain).hosts["lb1"].vars["halb_service_manager"] == "supervisor"
+
+
+def test_masters_run_the_apiserver_and_console_stand_ins_as_units() -> None:
+    master = standin_units("master1", "10.250.7.21", apiserver=6443, console=30880)
+    assert sorted(master) == [APISERVER_UNIT, CONSOLE_UNIT]
+    api = master[APISERVER_UNIT]
+    assert (
+        f"ExecStart={PYTHON} {STANDIN} --name master1 --apiserver 10.250.7.21:6443 "
+        f"--cert {CONTROL}/tls/apiserver.crt --key {CONTROL}/tls/apiserver.key\n"
+    ) in api
+    assert "WantedBy=multi-user.target" in api
+    assert "--console 10.250.7.21:30880\n" in master[CONSOLE_UNIT]
+    node = standin_units("node1", "10.250.7.31", apiserver=None, console=30880)
+    assert list(node) == [CONSOLE_UNIT]
+    assert "--apiserver" not in node[CONSOLE_UNIT]
+    assert standin_units("lb1", "10.250.7.11", apiserver=None, console=None) == {}
+
+
+def test_the_boot_script_copies_then_binds_the_control_dir(tmp_path: Path) -> None:
+    """The boot script's argument loop, run for real with `cp`/`mount` as recorders."""
+    s = boot_script()
+    loop = s[s.index("while [ $# -gt 1 ] &&") : s.index('hostname "$h"')]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("cp", "mount", "mkdir"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho {tool} "$@" >> "$LOG"\n')
+        (bin_dir / tool).chmod(0o755)
+    d = tmp_path / "host"
+    (d / "etc-ssh").mkdir(parents=True)
+    (d / "shadow").write_text("x")
+    log = tmp_path / "log"
+    args = ["etc-ssh", "/etc/ssh", "shadow", "/etc/shadow", "--", "run/halb-lab", CONTROL]
+    subprocess.run(
+        ["sh", "-euc", f"d=$1; R=/R; shift\n{loop}", "sh", str(d), *args],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log)},
+        check=True,
+    )
+    assert log.read_text().splitlines() == [
+        "mkdir -p /R/etc/ssh",
+        "mount -t tmpfs tmpfs /R/etc/ssh",
+        f"cp -a {d}/etc-ssh/. /R/etc/ssh/",
+        f"cp -a {d}/shadow /R/etc/shadow",
+        f"mkdir -p /R{CONTROL}",
+        f"mount --bind {d}/run/halb-lab /R{CONTROL}",
+    ]
 
 
 @pytest.mark.parametrize("init", list(Init))
@@ -142,3 +203,18 @@ def test_lab_json_keeps_the_init_of_each_host(tmp_path: Path, init: Init) -> Non
     hosts = {h["name"]: h for h in lab.to_json()["hosts"]}
     # a systemd host's namespaces belong to its PID 1, not to files in the state dir
     assert (hosts["lb1"]["mount_ns"] is None) is (init is Init.SYSTEMD)
+
+
+def test_the_stand_in_runs_alone_with_the_standard_library(tmp_path: Path) -> None:
+    """Systemd masters and nodes run a copy of fakeapi.py without halb installed."""
+    copy = tmp_path / Path(STANDIN).name
+    copy.write_text(Path(fakeapi.__file__).read_text())
+    cp = subprocess.run(
+        [sys.executable, "-I", "-S", str(copy), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cp.returncode == 0, cp.stderr
+    assert "--apiserver" in cp.stdout
