@@ -24,6 +24,7 @@ class RoundFigures:
     old_last_advert_s: float | None  # fault -> the old holder's last advert (priority > 0)
     outage_s: dict[str, float]  # frontend -> longest gap between successes, fault..restore
     second_outage_s: dict[str, float]  # frontend -> the same after the restore
+    silent_at_end_s: dict[str, float]  # frontend -> end of the round - its last success
     baseline_gap_s: dict[str, float]  # frontend -> longest gap before the fault (the floor)
     failed: dict[str, int]  # frontend -> failed probes in the round
     errors: dict[str, dict[str, int]]  # frontend -> error kind -> count
@@ -86,6 +87,7 @@ def figures(r: RoundRecord) -> RoundFigures:
 
     outage: dict[str, float] = {}
     second: dict[str, float] = {}
+    silent: dict[str, float] = {}
     base: dict[str, float] = {}
     failed: dict[str, int] = {}
     errors: dict[str, dict[str, int]] = {}
@@ -96,8 +98,10 @@ def figures(r: RoundRecord) -> RoundFigures:
         pre = [t for t in ok_times if t < r.t_fault]
         base[fe] = round(longest_gap(pre, pre[0], r.t_fault), 4) if pre else 0.0
         after = [t for t in ok_times if t >= r.t_restore]
-        # the second outage: gaps that start after the restore (the old holder returning)
-        second[fe] = round(longest_gap(after, after[0], r.t_end), 4) if after else 0.0
+        # the second outage: from the restore on (the old holder returning); a frontend
+        # that never answers again shows the whole rest of the round
+        second[fe] = round(longest_gap(after, r.t_restore, r.t_end), 4)
+        silent[fe] = round(r.t_end - max(ok_times, default=r.t_start), 4)
         mine = [p for p in r.probes if p.frontend == fe]
         counts[fe] = len(mine)
         bad = [p for p in mine if not p.ok]
@@ -134,6 +138,7 @@ def figures(r: RoundRecord) -> RoundFigures:
         old_last_advert_s=round(old_last, 4) if old_last is not None else None,
         outage_s=outage,
         second_outage_s=second,
+        silent_at_end_s=silent,
         baseline_gap_s=base,
         failed=failed,
         errors=errors,
@@ -197,8 +202,12 @@ def table(figs: Sequence[RoundFigures]) -> list[Row]:
 # -------------------------------------------------------------------------------- gate
 
 
+SILENT_AT_END = 1.0  # seconds without an answer when the round ends: not recovered
+
+
 def violations(figs: Sequence[RoundFigures], max_outage: float | None) -> list[str]:
-    """What makes the drill exit 1: an outage over budget, or not one holder at the end.
+    """What makes the drill exit 1: an outage over budget, not one holder at the end, or a
+    frontend that does not answer again by the end of the round.
 
     Under the apiserver fault the apiserver frontend fails by design (every backend is
     failing); there the budget applies to the other frontends, and the VIP must not move.
@@ -213,6 +222,12 @@ def violations(figs: Sequence[RoundFigures], max_outage: float | None) -> list[s
                 out.append(f"{tag}: VIP {vip} held by no LB host after the round")
         if f.fault == "apiserver" and f.vip_moved:
             out.append(f"{tag}: the VIP moved although only the apiservers failed")
+        for fe, quiet in f.silent_at_end_s.items():
+            if quiet > SILENT_AT_END:
+                out.append(
+                    f"{tag}: {fe} has not answered for the last {quiet:.1f} s of the round "
+                    "(the clients' ARP entry may still name a host without the VIP)"
+                )
         if max_outage is None:
             continue
         for fe in f.outage_s:

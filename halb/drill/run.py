@@ -287,12 +287,28 @@ class Drill:
                 time.sleep(max(0.0, start + hold + 0.3 - time.time()))
         finally:
             if armed:
-                with ThreadPoolExecutor(max_workers=len(armed)) as ex:
-                    times = list(ex.map(lambda t: self._disarm(t, fault, fid, args), armed))
+                times = self._restore_hosts(armed, fault, fid, args, target)
         injected = [x for x, _ in times if x is not None]
         restored = [y for _, y in times if y is not None]
         rec.t_fault = min(injected) if injected else start
         rec.t_restore = max(restored) if restored else time.time()
+
+    def _restore_hosts(
+        self, armed: list[Transport], fault: str, fid: str, args: Sequence[str], target: str
+    ) -> list[tuple[float | None, float | None]]:
+        """Restore every armed host, at once. A partition heals on the old holder first:
+        when a link is repaired both sides hear each other at the same moment, and the old
+        holder hearing the other's adverts is what makes it send fresh gratuitous ARPs.
+        Healed the other side first, for a few ms only the host that gives the VIP up
+        hears the other one, and its single advert in reply is dropped (measured: with
+        0.03 s adverts 7 rounds of 10 left the clients on the host without the VIP)."""
+        first = [t for t in armed if fault == "partition" and t.name == target]
+        rest = [t for t in armed if t not in first]
+        times = [self._disarm(t, fault, fid, args) for t in first]
+        if rest:
+            with ThreadPoolExecutor(max_workers=len(rest)) as ex:
+                times += list(ex.map(lambda t: self._disarm(t, fault, fid, args), rest))
+        return times
 
     def _disarm(
         self, t: Transport, fault: str, fid: str, args: Sequence[str]
