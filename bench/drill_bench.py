@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -218,6 +219,7 @@ def main() -> None:
         print(write(results, args, float(os.environ.get("DRILL_BENCH_SECONDS", "0"))))
         return
     labmod.require_root()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the lab comes down on TERM too
     name = labmod.pick_name("db")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="halb-drill-bench-") as tmp:
