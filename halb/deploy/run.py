@@ -34,31 +34,51 @@ def _quiet(host: str, message: str) -> None:
 # ------------------------------------------------------------------------ remote facts
 
 
+class FactsQuery:
+    """Files, sysctl values, commands, OS, service pids and addresses: one command, which
+    the deploy runs under its remote lock (no round trip of its own)."""
+
+    def __init__(
+        self, t: Transport, svc: ServiceManager, files: Mapping[str, RenderedFile]
+    ) -> None:
+        self.t, self.svc = t, svc
+        self.paths = list(files)
+        keys = list(sysctl_keys(files[SYSCTL_CONF].content)) if SYSCTL_CONF in files else []
+        self.pids_cmd = svc.pids_argv(SERVICES)
+        cmds = [facts_argv(self.paths, keys), IP_ADDR, *([self.pids_cmd] if self.pids_cmd else [])]
+        self.argv, self.marker = batch(cmds)
+        self.count = len(cmds)
+
+    def complete(self, out: str) -> bool:
+        return split_batch(out, self.marker, self.count) is not None
+
+    def parse(self, out: str, err: str = "") -> TargetFacts:
+        parts = split_batch(out, self.marker, self.count)
+        if parts is None:
+            raise self.t.error("the facts script's answer was cut short")
+        (rc, facts_out), (ip_rc, ip_out) = parts[:2]
+        if rc != 0:
+            why = err.strip() or facts_out.strip() or "no output"
+            raise self.t.error(f"the facts script exited {rc}: {why}")
+        remote, missing, os_ids, live = parse_facts_output(self.paths, facts_out)
+        if self.pids_cmd:
+            pids_rc, pids_out = parts[2]
+            pids = self.svc.parse_pids(pids_out if pids_rc == 0 else "", SERVICES)
+        else:
+            pids = self.svc.main_pids()
+        running: dict[str, bool] = {n: n not in missing and pids[n] is not None for n in SERVICES}
+        addrs = parse_ip_addr(ip_out) if ip_rc == 0 else None
+        known: dict[str, int | None] = {n: pids[n] for n in SERVICES}
+        return TargetFacts(remote, running, missing, os_ids, live, known, addrs)
+
+
 def gather_facts(
     t: Transport, svc: ServiceManager, files: Mapping[str, RenderedFile]
 ) -> TargetFacts:
-    """Files, sysctl values, commands, OS, service pids and addresses: one round trip."""
-    paths = list(files)
-    keys = list(sysctl_keys(files[SYSCTL_CONF].content)) if SYSCTL_CONF in files else []
-    pids_cmd = svc.pids_argv(SERVICES)
-    argv, marker = batch([facts_argv(paths, keys), IP_ADDR, *([pids_cmd] if pids_cmd else [])])
-    res = t.run(argv, timeout=60, check=True)
-    parts = split_batch(res.out, marker, 3 if pids_cmd else 2)
-    if parts is None:
-        raise t.error("the facts script's answer was cut short")
-    (rc, facts_out), (ip_rc, ip_out) = parts[:2]
-    if rc != 0:
-        raise t.error(f"the facts script exited {rc}: {res.err.strip() or 'no output'}")
-    remote, missing, os_ids, live = parse_facts_output(paths, facts_out)
-    if pids_cmd:
-        pids_rc, pids_out = parts[2]
-        pids = svc.parse_pids(pids_out if pids_rc == 0 else "", SERVICES)
-    else:
-        pids = svc.main_pids()
-    running: dict[str, bool] = {n: n not in missing and pids[n] is not None for n in SERVICES}
-    addrs = parse_ip_addr(ip_out) if ip_rc == 0 else None
-    known: dict[str, int | None] = {n: pids[n] for n in SERVICES}
-    return TargetFacts(remote, running, missing, os_ids, live, known, addrs)
+    """The facts in one round trip of their own (a deploy without its lock)."""
+    q = FactsQuery(t, svc, files)
+    res = t.run(q.argv, timeout=60, check=True)
+    return q.parse(res.out, res.err)
 
 
 def _roll_back_changed(
@@ -118,10 +138,13 @@ def deploy(
         def connect(name: str) -> TargetFacts:
             t = transports[name]
             if local_lock:
+                q = FactsQuery(t, managers[name], rendered[name])
                 rl = RemoteLock(t, f"{socket.gethostname()} pid {os.getpid()} since {utc_now()}")
-                rl.acquire()
+                out = rl.acquire(timeout=60, then=q.argv, done=q.complete)
                 locks.append(rl)
-            facts = gather_facts(t, managers[name], rendered[name])
+                facts = q.parse(out)
+            else:
+                facts = gather_facts(t, managers[name], rendered[name])
             progress(name, "connected")
             return facts
 
