@@ -208,11 +208,19 @@ def deploy(
                 for v in cluster.vips
                 if v.priorities and not cluster.spec.vrrp.nopreempt
             }
-            # Nothing changed anywhere: the addresses read with the facts (this deploy, under
-            # its lock) are the first look, so a settled pair needs no further round trip.
+            # keepalived untouched everywhere (nothing changed, or HAProxy reloaded only):
+            # the addresses each host read last under this deploy's lock (with its facts,
+            # or after its reload) are the first look, so a settled pair needs no further
+            # round trip.
             first = None
-            if not any(h.changed for h in plan.hosts):
-                seen = {h: facts[h].addrs if h in facts else None for h in transports}
+            if not moved:
+                changed = {h.host for h in plan.hosts if h.changed}
+                seen = {
+                    h: deployers[h].addrs
+                    if h in changed
+                    else (facts[h].addrs if h in facts else None)
+                    for h in transports
+                }
                 first = {h: a for h, a in seen.items() if a is not None}
                 first = first if len(first) == len(seen) else None
             holders, vip_error = wait_for_vips(

@@ -10,7 +10,7 @@ from halb.transport import sh
 # comm (a stale pid file may name a recycled pid), else "-". A killed process that its
 # parent has not reaped yet (a zombie) still has its /proc entry but is dead. Shell
 # builtins only: this runs on every host at once in a deploy, and forks cost CPU.
-_PIDS = r"""
+PIDS_SCRIPT = r"""
 while [ $# -ge 2 ]; do
   pid= comm= st=
   if [ -r "$1" ]; then read -r pid < "$1" || :; fi
@@ -32,7 +32,7 @@ done
 
 
 def pids_argv(pairs: Sequence[tuple[str, str]]) -> list[str]:
-    return sh(_PIDS, *(x for pair in pairs for x in pair))
+    return sh(PIDS_SCRIPT, *(x for pair in pairs for x in pair))
 
 
 def parse_pids(text: str, count: int) -> list[int | None] | None:
