@@ -10,6 +10,9 @@ under load. Needs root; builds its own lab and always takes it down.
    `Connection: close`, so HAProxy closes the client side after each answer as the
    backend does; TLS: the lab apiserver closes after each answer, and HAProxy passes TLS
    through in TCP mode, so each request is a full handshake with the backend).
+   A third row keeps connections open on both paths: a second lab console on node1
+   (`--keep-alive`, port 30890) behind a frontend of its own; wrk keeps its 16
+   connections, HAProxy keeps its server connections.
    CPU of HAProxy (the VIP holder's workers), wrk and the backend is measured per run
    (100 % = one core of two).
    The taskbox reuses its own TIME_WAIT ports (`net.ipv4.tcp_tw_reuse=1`, set in the
@@ -44,10 +47,12 @@ import psutil
 import yaml
 from labbench import WrkResult, header, lab, parse_wrk, spread, verdict, write_section, wrk_command
 
-from halb.lab import Lab
+import halb
+from halb.lab import Lab, netns
 
 BEGIN, END = "<!-- DATAPLANE:BEGIN -->", "<!-- DATAPLANE:END -->"
 TARGET_RATIO = 0.8
+KEEPALIVE_PORT = 30890  # a second console on the HTTP backend, serving keep-alive
 
 
 # ------------------------------------------------------------------------------- lab set-up
@@ -65,6 +70,13 @@ def bench_spec(L: Lab, backend_api: str, backend_console: str) -> Path:
     data["inventory"] = str(inv)
     data["frontends"]["apiserver"]["backends"] = "bench-api"
     data["frontends"]["console"]["backends"] = "bench-console"
+    data["frontends"]["keepalive"] = {
+        "vip": "external",
+        "port": KEEPALIVE_PORT,
+        "backends": "bench-console",
+        "backend_port": KEEPALIVE_PORT,
+        "mode": "http",
+    }
     spec = L.dir / "bench.yaml"
     spec.write_text(yaml.safe_dump(data, sort_keys=False))
     return spec
@@ -114,13 +126,28 @@ def workers(L: Lab, lb: str) -> list[psutil.Process]:
     return psutil.Process(master_pid(L, lb)).children()
 
 
-def backend_process(L: Lab, host: str) -> psutil.Process:
-    addr = f"{L.address(host)}:"
+def backend_process(L: Lab, host: str, port: int) -> psutil.Process:
+    addr = f"{L.address(host)}:{port}"
     for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "fakeapi" in cmd and addr in cmd:
+        cmd = p.info["cmdline"] or []
+        if any("fakeapi" in a for a in cmd) and addr in cmd:
             return p
-    sys.exit(f"no lab backend process for {host}")
+    sys.exit(f"no lab backend process for {addr}")
+
+
+def start_keepalive_console(L: Lab, host: str) -> None:
+    """A console of the lab's kind that keeps connections open (`--keep-alive`), on
+    KEEPALIVE_PORT of `host`; it goes with the lab's other processes at teardown."""
+    src = str(Path(halb.__file__).resolve().parent.parent)
+    argv = [sys.executable, "-m", "halb.lab.fakeapi", "--name", host,
+            "--console", f"{L.address(host)}:{KEEPALIVE_PORT}", "--keep-alive"]  # fmt: skip
+    log = L.dir / "keepalive-console.log"
+    netns.spawn_daemon(L.enter_argv(host), argv, log, env={"PYTHONPATH": src})
+    for _ in range(100):
+        if L.run(host, ["ss", "-Htln", f"sport = :{KEEPALIVE_PORT}"]).stdout.strip():
+            return
+        time.sleep(0.1)
+    sys.exit(f"the keep-alive console on {host} did not start (see {log})")
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:
@@ -186,7 +213,7 @@ def side_by_side(
     extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     backend_host = "master1" if ":6443" in direct else "node1"
-    backend = backend_process(L, backend_host)
+    backend = backend_process(L, backend_host, int(direct.split(":")[2].split("/")[0]))
     runs: dict[str, list[Run]] = {"direct": [], "vip": []}
     for i in range(rounds):
         order = ("direct", "vip") if i % 2 == 0 else ("vip", "direct")
@@ -339,6 +366,7 @@ def main() -> None:
     with lab("dp", lbs=2, masters=2, nodes=2) as L:
         spec = bench_spec(L, "master1", "node1")
         tuned = reuse_time_wait(L)
+        start_keepalive_console(L, "node1")
         doc = deploy(L, spec)
         if doc["rc"] != 0:
             sys.exit(f"halb deploy failed: {doc}")
@@ -355,6 +383,17 @@ def main() -> None:
                 a.connections,
                 h_ext[0],
                 ("-H", "Connection: close"),
+            ),
+            side_by_side(
+                L,
+                f"HTTP :{KEEPALIVE_PORT} (keep-alive on both paths: a lab console that keeps "
+                "connections open)",
+                f"http://{L.address('node1')}:{KEEPALIVE_PORT}/",
+                f"http://{L.vip_external}:{KEEPALIVE_PORT}/",
+                a.rounds,
+                a.seconds,
+                a.connections,
+                h_ext[0],
             ),
             side_by_side(
                 L,
