@@ -9,8 +9,10 @@ from halb.transport import sh
 # For each (pidfile, comm) pair: the pid when that process is alive and /proc/PID/comm is
 # comm (a stale pid file may name a recycled pid), else "-". A killed process that its
 # parent has not reaped yet (a zombie) still has its /proc entry but is dead. Shell
-# builtins only: this runs on every host at once in a deploy, and forks cost CPU.
+# builtins only: this runs on every host at once in a deploy, and forks cost CPU. Quiet on
+# stderr (a process that ends between two reads), which a deploy's chain reads as output.
 PIDS_SCRIPT = r"""
+exec 2>/dev/null
 while [ $# -ge 2 ]; do
   pid= comm= st=
   if [ -r "$1" ]; then read -r pid < "$1" || :; fi
