@@ -84,14 +84,16 @@ def gather_facts(
 def _roll_back_changed(
     results: Sequence[HostResult], deployers: Mapping[str, HostDeployer], why: str
 ) -> None:
-    for r in results:
-        if r.status is not HostState.CHANGED:
-            continue
+    def undo(r: HostResult) -> None:
         r.error, r.status = why, HostState.ROLLED_BACK
         try:
             deployers[r.host].rollback()
         except HalbError as e:
             r.status, r.rollback_error = HostState.FAILED, str(e)
+
+    changed = [r for r in results if r.status is HostState.CHANGED]
+    with ThreadPoolExecutor(max_workers=max(1, len(changed))) as pool:
+        list(pool.map(undo, changed))  # all hosts at once, as they were applied
 
 
 def deploy(
@@ -164,13 +166,18 @@ def deploy(
                 + " (--no-install was given)"
             )
         if diff is not None:
-            old: dict[tuple[str, str], str] = {}
-            for h in plan.hosts:
-                for f in h.changed_files:
-                    if f.action == Action.UPDATE:
-                        old[(h.host, f.path)] = (
-                            transports[h.host].get(f.path).decode("utf-8", "replace")
-                        )
+            wanted = [
+                (h.host, f.path)
+                for h in plan.hosts
+                for f in h.changed_files
+                if f.action == Action.UPDATE
+            ]
+
+            def fetch(key: tuple[str, str]) -> str:
+                return transports[key[0]].get(key[1]).decode("utf-8", "replace")
+
+            with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
+                old = dict(zip(wanted, pool.map(fetch, wanted), strict=True))
             diff(diff_lines(plan, old, [cluster.auth_password]))
         stage("plan")
         if dry_run:
