@@ -66,8 +66,10 @@ demo: deps
 demo-down: deps
 	halb lab down --dir $(LAB_DIR)
 
-# Every benchmark on fresh labs; each rewrites its own section of bench/README.md.
-# Long (about an hour on 2 cores); each stops by itself and takes its labs down.
+# Every benchmark on fresh labs. probe, inventory, data plane, deploy and drill rewrite
+# their own section of bench/README.md (the drill also its summary in README.md),
+# write_config its bench/write_config.md; failback and soak print their tables.
+# Long (about two hours on 2 cores); each stops by itself and takes its labs down.
 bench: deps
 	@dpkg -s wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 	python bench/probe_bench.py
@@ -75,6 +77,7 @@ bench: deps
 	python bench/write_config_bench.py
 	python bench/dataplane_bench.py
 	python bench/deploy_bench.py --ansible-sizes 2
+	python bench/drill_bench.py
 	python bench/failback.py
 	python bench/soak.py
 

@@ -5,10 +5,20 @@ under load. Needs root; builds its own lab and always takes it down.
 1. wrk in the taskbox, side by side and alternating in each round: the same backend
    (master1 for TLS on 6443, node1 for HTTP on 30880) once straight and once through the
    VIP (HAProxy as halb renders it, with that one backend). Ratio = through-VIP / direct
-   requests per second, per round; median and spread over the rounds. Every request is a
-   new connection (the lab backends close after each answer), so on 6443 each request is
-   a full TLS handshake: requests/s = TLS connections/s. CPU of HAProxy (the VIP holder's
-   workers), wrk and the backend is measured per run (100 % = one core of two).
+   requests per second, per round; median and spread over the rounds. Both paths do the
+   same work: every request is a new connection end to end (HTTP: wrk sends
+   `Connection: close`, so HAProxy closes the client side after each answer as the
+   backend does; TLS: the lab apiserver closes after each answer, and HAProxy passes TLS
+   through in TCP mode, so each request is a full handshake with the backend).
+   A third row keeps connections open on both paths: a second lab console on node1
+   (`--keep-alive`, port 30890) behind a frontend of its own; wrk keeps its 16
+   connections, HAProxy keeps its server connections.
+   CPU of HAProxy (the VIP holder's workers), wrk and the backend is measured per run
+   (100 % = one core of two).
+   The taskbox reuses its own TIME_WAIT ports (`net.ipv4.tcp_tw_reuse=1`, set in the
+   taskbox's network namespace only): without it wrk, which closes first, left ~14 000
+   sockets in TIME_WAIT (the half of the 28 232 ephemeral ports that connect() takes
+   first) and fell from ~4 300 to ~100 req/s within 30 s of runs.
 2. Reload under load: wrk through the console VIP while `halb deploy` applies N config
    changes one after the other (a health-check interval, so haproxy.cfg changes and HAProxy
    reloads). Counted: failed requests, VIP holder changes (polled), HAProxy masters
@@ -37,10 +47,12 @@ import psutil
 import yaml
 from labbench import WrkResult, header, lab, parse_wrk, spread, verdict, write_section, wrk_command
 
-from halb.lab import Lab
+import halb
+from halb.lab import Lab, netns
 
 BEGIN, END = "<!-- DATAPLANE:BEGIN -->", "<!-- DATAPLANE:END -->"
 TARGET_RATIO = 0.8
+KEEPALIVE_PORT = 30890  # a second console on the HTTP backend, serving keep-alive
 
 
 # ------------------------------------------------------------------------------- lab set-up
@@ -58,9 +70,24 @@ def bench_spec(L: Lab, backend_api: str, backend_console: str) -> Path:
     data["inventory"] = str(inv)
     data["frontends"]["apiserver"]["backends"] = "bench-api"
     data["frontends"]["console"]["backends"] = "bench-console"
+    data["frontends"]["keepalive"] = {
+        "vip": "external",
+        "port": KEEPALIVE_PORT,
+        "backends": "bench-console",
+        "backend_port": KEEPALIVE_PORT,
+        "mode": "http",
+    }
     spec = L.dir / "bench.yaml"
     spec.write_text(yaml.safe_dump(data, sort_keys=False))
     return spec
+
+
+def reuse_time_wait(L: Lab) -> str:
+    """Let the taskbox's connect() reuse its own TIME_WAIT ports (per network namespace:
+    the machine's own setting is not touched). Returns the taskbox's values."""
+    L.run("taskbox", ["sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1"], check=True)
+    keys = ("net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range")
+    return L.run("taskbox", ["sysctl", *keys], check=True).stdout.strip().replace("\n", "; ")
 
 
 def set_inter(spec: Path, inter: str) -> None:
@@ -99,13 +126,28 @@ def workers(L: Lab, lb: str) -> list[psutil.Process]:
     return psutil.Process(master_pid(L, lb)).children()
 
 
-def backend_process(L: Lab, host: str) -> psutil.Process:
-    addr = f"{L.address(host)}:"
+def backend_process(L: Lab, host: str, port: int) -> psutil.Process:
+    addr = f"{L.address(host)}:{port}"
     for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "fakeapi" in cmd and addr in cmd:
+        cmd = p.info["cmdline"] or []
+        if any("fakeapi" in a for a in cmd) and addr in cmd:
             return p
-    sys.exit(f"no lab backend process for {host}")
+    sys.exit(f"no lab backend process for {addr}")
+
+
+def start_keepalive_console(L: Lab, host: str) -> None:
+    """A console of the lab's kind that keeps connections open (`--keep-alive`), on
+    KEEPALIVE_PORT of `host`; it goes with the lab's other processes at teardown."""
+    src = str(Path(halb.__file__).resolve().parent.parent)
+    argv = [sys.executable, "-m", "halb.lab.fakeapi", "--name", host,
+            "--console", f"{L.address(host)}:{KEEPALIVE_PORT}", "--keep-alive"]  # fmt: skip
+    log = L.dir / "keepalive-console.log"
+    netns.spawn_daemon(L.enter_argv(host), argv, log, env={"PYTHONPATH": src})
+    for _ in range(100):
+        if L.run(host, ["ss", "-Htln", f"sport = :{KEEPALIVE_PORT}"]).stdout.strip():
+            return
+        time.sleep(0.1)
+    sys.exit(f"the keep-alive console on {host} did not start (see {log})")
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:
@@ -131,15 +173,21 @@ class Run:
 
 
 def run_wrk(
-    L: Lab, url: str, seconds: int, conns: int, holder: str | None, backend: psutil.Process
+    L: Lab,
+    url: str,
+    seconds: int,
+    conns: int,
+    holder: str | None,
+    backend: psutil.Process,
+    extra: tuple[str, ...] = (),
 ) -> Run:
     wrk, env = wrk_command()
     hap = workers(L, holder) if holder else []
     before = (cpu_seconds(hap), cpu_seconds([backend]))
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    argv = [*wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "2s", "--latency", url]
-    r = L.run("taskbox", argv, env=env, timeout=seconds + 60)
+    argv = [*wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "2s", "--latency", *extra]
+    r = L.run("taskbox", [*argv, url], env=env, timeout=seconds + 60)
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -154,16 +202,24 @@ def run_wrk(
 
 
 def side_by_side(
-    L: Lab, name: str, direct: str, via: str, rounds: int, seconds: int, conns: int, holder: str
+    L: Lab,
+    name: str,
+    direct: str,
+    via: str,
+    rounds: int,
+    seconds: int,
+    conns: int,
+    holder: str,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     backend_host = "master1" if ":6443" in direct else "node1"
-    backend = backend_process(L, backend_host)
+    backend = backend_process(L, backend_host, int(direct.split(":")[2].split("/")[0]))
     runs: dict[str, list[Run]] = {"direct": [], "vip": []}
     for i in range(rounds):
         order = ("direct", "vip") if i % 2 == 0 else ("vip", "direct")
         for kind in order:
             url = direct if kind == "direct" else via
-            run = run_wrk(L, url, seconds, conns, holder if kind == "vip" else None, backend)
+            run = run_wrk(L, url, seconds, conns, holder if kind == "vip" else None, backend, extra)
             runs[kind].append(run)
             print(
                 f"  {name} round {i + 1} {kind:6}: {run.wrk.rps:8.0f} req/s  "
@@ -249,8 +305,9 @@ def reload_under_load(L: Lab, spec: Path, changes: int, conns: int) -> dict[str,
 def table(results: list[dict[str, Any]], rl: dict[str, Any] | None) -> str:
     lines = [
         "| path | direct req/s | through VIP req/s | VIP / direct (target ≥ 0.8) | "
-        "p50 direct / VIP | p99 direct / VIP | failed | CPU HAProxy / wrk / backend (VIP runs) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "p50 direct / VIP | p99 direct / VIP | failed | CPU wrk / backend (direct runs) | "
+        "CPU HAProxy / wrk / backend (VIP runs) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         d, v = r["runs"]["direct"], r["runs"]["vip"]
@@ -266,6 +323,7 @@ def table(results: list[dict[str, Any]], rl: dict[str, Any] | None) -> str:
             f"| {med(d, lambda x: x.wrk.p50_ms):.1f} / {med(v, lambda x: x.wrk.p50_ms):.1f} ms "
             f"| {med(d, lambda x: x.wrk.p99_ms):.1f} / {med(v, lambda x: x.wrk.p99_ms):.1f} ms "
             f"| {sum(x.wrk.failed for x in d + v)} "
+            f"| {med(d, lambda x: x.cpu_wrk):.0f} % / {med(d, lambda x: x.cpu_backend):.0f} % "
             f"| {med(v, lambda x: x.cpu_haproxy):.0f} % / {med(v, lambda x: x.cpu_wrk):.0f} % / "
             f"{med(v, lambda x: x.cpu_backend):.0f} % |"
         )
@@ -307,6 +365,8 @@ def main() -> None:
     t_start = time.monotonic()
     with lab("dp", lbs=2, masters=2, nodes=2) as L:
         spec = bench_spec(L, "master1", "node1")
+        tuned = reuse_time_wait(L)
+        start_keepalive_console(L, "node1")
         doc = deploy(L, spec)
         if doc["rc"] != 0:
             sys.exit(f"halb deploy failed: {doc}")
@@ -315,9 +375,21 @@ def main() -> None:
         results = [
             side_by_side(
                 L,
-                "HTTP :30880 (new connection per request)",
+                "HTTP :30880 (new connection per request on both paths: `Connection: close`)",
                 f"http://{L.address('node1')}:30880/",
                 f"http://{L.vip_external}:30880/",
+                a.rounds,
+                a.seconds,
+                a.connections,
+                h_ext[0],
+                ("-H", "Connection: close"),
+            ),
+            side_by_side(
+                L,
+                f"HTTP :{KEEPALIVE_PORT} (keep-alive on both paths: a lab console that keeps "
+                "connections open)",
+                f"http://{L.address('node1')}:{KEEPALIVE_PORT}/",
+                f"http://{L.vip_external}:{KEEPALIVE_PORT}/",
                 a.rounds,
                 a.seconds,
                 a.connections,
@@ -335,7 +407,11 @@ def main() -> None:
             ),
         ]
         rl = reload_under_load(L, spec, a.changes, a.connections) if a.changes else None
-    text = header(sys.argv, time.monotonic() - t_start) + "\n\n" + table(results, rl)
+    text = (
+        header(sys.argv, time.monotonic() - t_start)
+        + f" Taskbox: {tuned}.\n\n"
+        + table(results, rl)
+    )
     if rl and rl["bad"]:
         text += "\n\nNot as expected:\n" + "\n".join(f"- {b}" for b in rl["bad"][:10])
     print(text)

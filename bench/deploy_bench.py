@@ -12,8 +12,12 @@ own (other VIPs, the console frontend on 30881). Per size, from the taskbox:
   one-file   the health-check interval changed: haproxy.cfg only, HAProxy reloaded
 
 halb and Ansible alternate within each repeat, each applying its own change from the state
-the other left, and the ratio halb / Ansible is taken per repeat. Then a profile of what a
-no-change `halb deploy` spends its time on: interpreter and imports, SSH set-up, round trips.
+the other left, and the ratio halb / Ansible is taken per repeat. Then halb alone again
+with `-o KexAlgorithms=curve25519-sha256` added to the inventory's ansible_ssh_common_args
+(OpenSSH 9.2's default key exchange, sntrup761x25519, costs far more CPU per connection,
+and 20 handshakes share the 2 cores with everything else). Then a profile of what a
+no-change and a one-file `halb deploy` spend their time on, for 2 and 20 hosts:
+interpreter and imports, SSH set-up, the report's stages, commands per host.
 
     sudo python3 bench/deploy_bench.py              # run, update bench/README.md
     sudo python3 bench/deploy_bench.py --no-write   # run, print only
@@ -116,6 +120,27 @@ def specs(L: Lab) -> dict[int, Path]:
     return {2: two, 20: p20}
 
 
+KEX = "KexAlgorithms=curve25519-sha256"
+
+
+def kex_specs(L: Lab, paths: dict[int, Path]) -> dict[int, Path]:
+    """Copies of the specs whose inventory adds `-o KEX` to ansible_ssh_common_args."""
+    inv = L.dir / "hosts-kex.ini"
+    text = L.inventory.read_text()
+    marker = "ansible_ssh_common_args='"
+    if marker not in text:
+        sys.exit(f"{L.inventory}: no ansible_ssh_common_args to add {KEX} to")
+    inv.write_text(text.replace(marker, f"{marker}-o {KEX} ", 1))
+    inv.chmod(0o600)
+    out = {}
+    for n, spec in paths.items():
+        data = yaml.safe_load(spec.read_text())
+        data["inventory"] = str(inv)
+        out[n] = spec.with_name(f"{spec.stem}-kex.yaml")
+        write_spec(out[n], data)
+    return out
+
+
 def lb_hosts(spec: Path) -> list[str]:
     data = yaml.safe_load(spec.read_text())
     return list(data.get("lb_hosts") or ["lb1", "lb2"])
@@ -213,6 +238,29 @@ def size_run(L: Lab, n: int, spec: Path, repeats: int, with_ansible: bool) -> di
     return out
 
 
+def kex_run(L: Lab, n: int, spec: Path, repeats: int) -> dict[str, list[float]]:
+    """halb alone, no-change and one-file, over connections with the curve25519 KEX."""
+    rows: dict[str, list[float]] = {"no-change": [], "one-file": []}
+    timed(L, ["halb", "deploy", "-c", str(spec)])  # whatever the last run left
+    for _ in range(repeats):
+        rows["no-change"].append(halb_deploy(L, spec, False))
+    for i in range(repeats):
+        set_inter(spec, f"{2200 + i}ms")
+        rows["one-file"].append(halb_deploy(L, spec, True))
+    print(f"  {n} hosts, {KEX}: {rows}", file=sys.stderr)
+    return rows
+
+
+def api_profile(L: Lab, spec: Path, change: str | None) -> dict[str, Any]:
+    """`deploy()` with every transport command timed; `change`: a health-check interval
+    to set first (a one-file change)."""
+    if change:
+        set_inter(spec, change)
+    _, r = timed(L, [sys.executable, "-c", PROFILE, str(spec)])
+    doc: dict[str, Any] = json.loads(r.stdout)
+    return doc
+
+
 def profile(L: Lab, spec: Path, repeats: int) -> dict[str, Any]:
     """Where a no-change deploy spends its time."""
     py = sys.executable
@@ -234,8 +282,7 @@ def profile(L: Lab, spec: Path, repeats: int) -> dict[str, Any]:
         walls.append((wall, json.loads(r.stdout)))
     # ssh set-up alone: a fresh connection to a key-login host, no multiplexing
     ssh = [timed(L, [*L.ssh_argv("node2"), "true"])[0] for _ in range(repeats)]
-    _, r = timed(L, [py, "-c", PROFILE, str(spec)])
-    doc = json.loads(r.stdout)
+    doc = api_profile(L, spec, None)
     return {"start": spread(starts), "version": spread(version), "imports": top,
             "cli": spread(cli), "ssh": spread(ssh), "api": doc, "walls": walls}  # fmt: skip
 
@@ -257,7 +304,12 @@ def median(values: list[float]) -> float:
     return spread(ok).median if ok else NAN
 
 
-def report(sizes: dict[int, dict[str, Any]], prof: dict[str, Any] | None) -> str:
+def report(
+    sizes: dict[int, dict[str, Any]],
+    prof: dict[str, Any] | None,
+    kex: dict[int, dict[str, list[float]]],
+    apis: list[tuple[str, dict[str, Any]]],
+) -> str:
     lines = [
         "| LB hosts, run | `halb deploy` wall | `ansible-playbook` wall "
         "| halb / Ansible (target ≤ 0.5) |",
@@ -273,11 +325,17 @@ def report(sizes: dict[int, dict[str, Any]], prof: dict[str, Any] | None) -> str
             lines.append(f"| {n}, {kind} | {cell([a for a, _ in pairs])} | "
                          f"{cell([b for _, b in pairs])} | {judged} |")  # fmt: skip
             med[(n, kind)] = median([a for a, _ in pairs])
+    for n, rows in kex.items():
+        for kind, values in rows.items():
+            lines.append(f"| {n}, {kind}, `{KEX}` | {cell(values)} | – | |")
+            med[(n, f"{kind}, {KEX}")] = median(values)
     lines += ["", "| target | measured | |", "|---|---:|---|"]
     if med.get((2, "no-change"), NAN) == med.get((2, "no-change"), NAN):
         v = med[(2, "no-change")]
         lines.append(f"| no-change deploy of 2 LB hosts < 1.5 s | {v:.2f} s | {verdict(v < 1.5)} |")
-    for kind in ("first (fresh hosts)", "no-change", "one-file"):
+    kinds = ["first (fresh hosts)", "no-change", "one-file"]
+    kinds += [f"{k}, {KEX}" for k in ("no-change", "one-file")]
+    for kind in kinds:
         x = med.get((20, kind), NAN) / med.get((2, kind), NAN)
         if x == x:
             lines.append(f"| 20 hosts < 2 × 2 hosts ({kind}) | {x:.2f} × | {verdict(x < 2)} |")
@@ -306,13 +364,34 @@ def report(sizes: dict[int, dict[str, Any]], prof: dict[str, Any] | None) -> str
         for host, calls in api["calls"].items():
             first = calls[0][1]
             runs = [s for what, s in calls[1:] if what == "run"]
-            lines.append(f"- {host}: connect + take the remote lock {first:.2f} s (the uid "
-                         f"comes back with it; a sudo login adds sudo's check), then "
-                         f"{len(runs)} more round trip(s), {sum(runs):.2f} s in all")  # fmt: skip
+            lines.append(f"- {host}: connect, take the remote lock and read the facts "
+                         f"under it {first:.2f} s (one command; a sudo login adds sudo's "
+                         f"check), then {len(runs)} more round trip(s), "
+                         f"{sum(runs):.2f} s in all")  # fmt: skip
         for wall, doc in prof["walls"]:
             st = ", ".join(f"{k} {v:.2f}" for k, v in doc.get("stages", {}).items())
             lines.append(f"- `halb deploy --json` wall {wall:.2f} s; the report's stages (s): "
                          f"{st}; the rest: interpreter, imports, spec, render")  # fmt: skip
+    if apis:
+        lines += ["", "`deploy()` per size and run, every command timed (one run each; the "
+                  "first command of a host opens its SSH connection, takes the lock and reads "
+                  "the facts):", ""]  # fmt: skip
+        lines += [
+            "| run | `deploy()` | connect | apply | vips | close "
+            "| commands per host | slowest host: each command (s) |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for label, api in apis:
+            st = api["stages"]
+            calls = api["calls"]
+            counts = sorted({len(c) for c in calls.values()})
+            slow = max(calls, key=lambda h: sum(x for _, x in calls[h]))
+            each = ", ".join(f"{x:.2f}" for _, x in calls[slow])
+            lines.append(
+                f"| {label} | {api['deploy']:.2f} s | {st.get('connect', 0):.2f} "
+                f"| {st.get('apply', 0):.2f} | {st.get('vips', 0):.2f} | {st.get('close', 0):.2f} "
+                f"| {'/'.join(map(str, counts))} | {slow}: {each} |"
+            )
     return "\n".join(lines)
 
 
@@ -322,10 +401,13 @@ def main() -> None:
     p.add_argument("--sizes", default="2,20")
     p.add_argument("--repeats20", type=int, help="repeats for 20 hosts (default: --repeats)")
     p.add_argument("--ansible-sizes", default="2,20", help="sizes that Ansible also runs")
+    p.add_argument("--no-kex", action="store_true", help=f"leave out the runs with {KEX}")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args()
     t0 = time.monotonic()
     sizes: dict[int, dict[str, Any]] = {}
+    kex: dict[int, dict[str, list[float]]] = {}
+    apis: list[tuple[str, dict[str, Any]]] = []
     with lab("db", lbs=2, masters=2, nodes=20) as L:
         paths = specs(L)
         for n in (int(x) for x in a.sizes.split(",")):
@@ -333,8 +415,16 @@ def main() -> None:
             reps = a.repeats20 if n == 20 and a.repeats20 else a.repeats
             with_ansible = str(n) in a.ansible_sizes.split(",")
             sizes[n] = size_run(L, n, paths[n], reps, with_ansible)
+        if not a.no_kex:
+            for n, spec in kex_specs(L, {n: paths[n] for n in sizes}).items():
+                reps = a.repeats20 if n == 20 and a.repeats20 else a.repeats
+                kex[n] = kex_run(L, n, spec, reps)
+                timed(L, ["halb", "deploy", "-c", str(paths[n])])  # back to the plain spec
         prof = profile(L, paths[2], max(3, a.repeats)) if 2 in sizes else None
-    text = header(sys.argv, time.monotonic() - t0) + "\n\n" + report(sizes, prof)
+        for n in sizes:
+            apis.append((f"{n}, no-change", api_profile(L, paths[n], None)))
+            apis.append((f"{n}, one-file", api_profile(L, paths[n], "2300ms")))
+    text = header(sys.argv, time.monotonic() - t0) + "\n\n" + report(sizes, prof, kex, apis)
     print(text)
     if not a.no_write:
         write_section(BEGIN, END, text)

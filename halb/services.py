@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from halb.errors import DeployError, InputError
-from halb.facts.pids import parse_pids, pids_argv
+from halb.facts.pids import PIDS_SCRIPT, parse_pids, pids_argv
 from halb.facts.units import UnitState, parse_show, parse_states, show_argv
 from halb.paths import (
     HAPROXY_CFG,
@@ -26,7 +26,7 @@ from halb.paths import (
     KEEPALIVED_VRRP_PIDFILE,
     LOG_DIR,
 )
-from halb.transport import Transport, sh
+from halb.transport import Transport, quote, sh
 
 ServiceName = Literal["haproxy", "keepalived"]
 SERVICES: tuple[ServiceName, ...] = ("haproxy", "keepalived")
@@ -140,9 +140,6 @@ class ServiceManager(ABC):
     @abstractmethod
     def stop(self, name: ServiceName) -> None: ...
 
-    @abstractmethod
-    def _signal_reload(self, name: ServiceName, pid: int) -> None: ...
-
     def restart(self, name: ServiceName) -> None:
         """Only for a daemon that serves nothing of ours yet (just installed)."""
         self.stop(name)
@@ -159,51 +156,103 @@ class ServiceManager(ABC):
         res = self.t.run(["cat", f"/proc/{pid}/task/{pid}/children"], timeout=15)
         return {int(p) for p in res.out.split() if p.isdigit()} if res.ok else set()
 
+    # -- reload in one round trip ------------------------------------------------------
+    # The shell that sets $pid (digits, or empty when not running) from $a and $b, and the
+    # one that sends the reload; both fixed text, the paths and names come as arguments.
+    _PID_SH = ""
+
+    def _ids(self, name: ServiceName) -> tuple[str, str]:
+        """$a and $b of the reload script."""
+        raise NotImplementedError(f"{type(self).__name__}: reload")
+
+    def _signal_sh(self, name: ServiceName) -> str:
+        raise NotImplementedError(f"{type(self).__name__}: reload")
+
+    def reload_argv(self, name: ServiceName, wait: float = 10.0) -> list[str]:
+        """One command that validates the installed config, reads the main pid, reloads,
+        and confirms the reload took (HAProxy: a new worker under the same master, within
+        `wait` seconds). Its exit status and output go to `reload_error`."""
+        tries = max(1, int(wait / _POLL)) if name == "haproxy" else 0
+        script = (
+            _RELOAD.replace("@PID@", self._PID_SH)
+            .replace("@SIGNAL@", self._signal_sh(name))
+            .replace("@POLL@", str(_POLL))
+        )
+        a, b = self._ids(name)
+        return sh(script, a, b, str(tries), *validate_argv(name, CONFIG_OF[name]))
+
+    def reload_error(
+        self, name: ServiceName, rc: int, out: str, wait: float = 10.0
+    ) -> DeployError | None:
+        """What went wrong in `reload_argv`, as the deploy reports it; None: reloaded."""
+        host = self.t.name
+        if rc == 0:
+            return None
+        if rc == _NOT_VALID:
+            return DeployError(
+                f"{host}: {CONFIG_OF[name]} failed validation, not reloading {name}: "
+                f"{tool_message(out)}"
+            )
+        if rc == _NOT_RUNNING:
+            return DeployError(f"{host}: {name} is not running, cannot reload")
+        if rc == _SIGNAL_FAILED:
+            return DeployError(f"{host}: reloading {name} failed: {tool_message(out)}")
+        if rc == _EXITED:
+            what = "exited during reload" if name == "haproxy" else "exited on reload"
+            return DeployError(f"{host}: {name} {what}")
+        if rc == _NO_NEW_WORKER and name == "haproxy":
+            return DeployError(
+                f"{host}: haproxy reload did not start a new worker within "
+                f"{wait:g}s (the old workers keep serving); see the haproxy log"
+            )
+        return DeployError(f"{host}: reloading {name} failed (exit {rc}): {tool_message(out)}")
+
     def reload(self, name: ServiceName, *, wait: float = 10.0) -> None:
         """Validate the installed config, reload, and confirm the reload took.
 
         HAProxy: a new worker must appear under the same master (a failed reload leaves
         the master in wait mode with only the old workers, still serving).
         """
-        cfg = CONFIG_OF[name]
-        check = self.t.run(validate_argv(name, cfg), timeout=60)
-        if not check.ok:
-            raise DeployError(
-                f"{self.t.name}: {cfg} failed validation, not reloading {name}: "
-                f"{tool_message(check.err + check.out)}"
-            )
-        pid = self.main_pid(name)
-        if pid is None:
-            raise DeployError(f"{self.t.name}: {name} is not running, cannot reload")
-        before = self.children(pid) if name == "haproxy" else set()
-        self._signal_reload(name, pid)
-        if name != "haproxy":
-            if self.main_pid(name) is None:
-                raise DeployError(f"{self.t.name}: {name} exited on reload")
-            return
-        tries = str(max(1, int(wait / 0.2)))
-        res = self.t.run(
-            sh(_NEW_CHILD, str(pid), " ".join(map(str, sorted(before))), tries),
-            timeout=wait + 30,
-        )
-        if res.rc == 2:
-            raise DeployError(f"{self.t.name}: haproxy exited during reload")
-        if not res.ok:
-            raise DeployError(
-                f"{self.t.name}: haproxy reload did not start a new worker within "
-                f"{wait:g}s (the old workers keep serving); see the haproxy log"
-            )
+        res = self.t.run(self.reload_argv(name, wait), timeout=wait + 60)
+        err = self.reload_error(name, res.rc, res.out + res.err, wait)
+        if err is not None:
+            raise err
+
+    def daemon_reload_argv(self) -> list[str] | None:
+        """The command that re-reads unit files, where the manager has them."""
+        return None
 
 
-# Wait (on the target) for a child of $1 that is not among $2: the new HAProxy worker.
-_NEW_CHILD = r"""
-pid=$1; old=" $2 "; i=0
-while [ "$i" -lt "$3" ]; do
-  kill -0 "$pid" 2>/dev/null || exit 2
-  for c in $(cat /proc/"$pid"/task/"$pid"/children 2>/dev/null); do
+# How often the reload script looks for the new HAProxy worker: it appears some tens of
+# ms after the signal, and a 0.2 s poll made most of a 2-host change's wait.
+_POLL = 0.05
+
+# Exit statuses of the reload script.
+_NO_NEW_WORKER, _EXITED, _NOT_VALID, _NOT_RUNNING, _SIGNAL_FAILED = 1, 2, 3, 4, 5
+
+# $1 $2: what the manager's pid and signal parts use ($a $b); $3: tries of _POLL s for a new
+# HAProxy worker (0: keepalived, which must only still run); then the validation argv.
+_RELOAD = r"""
+a=$1 b=$2 tries=$3; shift 3
+out=$("$@" 2>&1) || { printf '%s\n' "$out"; exit 3; }
+@PID@
+[ -n "$pid" ] || exit 4
+master=$pid old=
+if [ "$tries" -gt 0 ]; then read -r old < /proc/"$master"/task/"$master"/children || :; fi
+out=$(@SIGNAL@ 2>&1) || { printf '%s\n' "$out"; exit 5; }
+if [ "$tries" -eq 0 ]; then
+  @PID@
+  [ -n "$pid" ] || exit 2
+  exit 0
+fi
+old=" $old "; i=0
+while [ "$i" -lt "$tries" ]; do
+  kill -0 "$master" 2>/dev/null || exit 2
+  kids=; read -r kids < /proc/"$master"/task/"$master"/children || :
+  for c in $kids; do
     case "$old" in *" $c "*) ;; *) echo "$c"; exit 0 ;; esac
   done
-  sleep 0.2; i=$((i + 1))
+  sleep @POLL@; i=$((i + 1))
 done
 exit 1
 """
@@ -235,8 +284,21 @@ class Systemd(ServiceManager):
     def restart(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "restart", name], timeout=90, check=True)
 
-    def _signal_reload(self, name: ServiceName, pid: int) -> None:
-        self.t.run(["systemctl", "reload", name], timeout=90, check=True)
+    _PID_SH = (
+        "pid= act=; for kv in $(systemctl show --property=ActiveState --property=MainPID "
+        '-- "$a"); do case $kv in MainPID=*) pid=${kv#MainPID=} ;; '
+        "ActiveState=active | ActiveState=reloading) act=1 ;; esac; done; "
+        'if [ -z "$act" ] || [ "$pid" = 0 ]; then pid=; fi'
+    )
+
+    def _ids(self, name: ServiceName) -> tuple[str, str]:
+        return name, ""
+
+    def _signal_sh(self, name: ServiceName) -> str:
+        return 'systemctl reload -- "$a"'
+
+    def daemon_reload_argv(self) -> list[str] | None:
+        return ["systemctl", "daemon-reload"]
 
     def enable(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "enable", "--quiet", name], timeout=60, check=True)
@@ -309,11 +371,16 @@ class Supervisor(ServiceManager):
                 raise DeployError(f"{self.t.name}: {name} (pid {pid}) did not stop")
             time.sleep(0.2)
 
-    def _signal_reload(self, name: ServiceName, pid: int) -> None:
-        self.t.run(["kill", f"-{SUPERVISED[name].reload_signal}", str(pid)], timeout=15, check=True)
-
     def pids_argv(self, names: Sequence[ServiceName]) -> list[str]:
         return pids_argv([(SUPERVISED[n].pidfile, SUPERVISED[n].comm) for n in names])
+
+    _PID_SH = f'pid=$(sh -c {quote([PIDS_SCRIPT])} sh "$a" "$b"); [ "$pid" != - ] || pid='
+
+    def _ids(self, name: ServiceName) -> tuple[str, str]:
+        return SUPERVISED[name].pidfile, SUPERVISED[name].comm
+
+    def _signal_sh(self, name: ServiceName) -> str:
+        return f'kill -{SUPERVISED[name].reload_signal} "$master"'
 
 
 MANAGERS: dict[str, type[ServiceManager]] = {"systemd": Systemd, "supervisor": Supervisor}

@@ -4,6 +4,11 @@ Upload each changed file to a temp file in the same directory with its final mod
 validate it on the target (any non-zero exit is a failure), back it up, rename it over
 the old one, then reload (HAProxy: validate + USR2 to the master, never a restart) or
 start. Verification failures roll the host back to its backup.
+
+Round trips: the upload is one; every later step (validations, backup, renames, sysctl,
+reloads, the check that both services run, the host's addresses) is one `chain`, which
+stops at the first step that fails. Starting a service (a new host) keeps its own
+commands: it waits for the daemon in a loop here.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import PurePosixPath
 from halb.deploy.plan import Action, FileStep, HostPlan, ServiceAction
 from halb.deploy.report import HostResult, HostState
 from halb.errors import DeployError, HalbError
+from halb.facts.ipaddr import IP_ADDR, IfAddr, parse_ip_addr
 from halb.paths import BACKUP_DIR, KEEPALIVED_CONF, RUNTIME_DIRS, SYSCTL_CONF
 from halb.services import (
     CONFIG_OF,
@@ -26,7 +32,7 @@ from halb.services import (
     tool_message,
     validate_argv,
 )
-from halb.transport import Result, Transport, sh
+from halb.transport import Result, Transport, chain, sh, split_batch
 
 TMP_PREFIX = ".halb-tmp-"
 
@@ -46,14 +52,33 @@ class _Applied:
     reloaded: list[ServiceName] = field(default_factory=list)
 
 
-# Each file: created private, filled with exactly its byte count (dd reads no further, so
-# the next file's bytes stay on stdin), then given its mode. A drop mid-stream leaves a
-# partial temp file and the live file as it was.
+# First the $1 folders the files go to: made if missing, and leftovers of an interrupted
+# deploy (never live files) dropped. Then each file: created private, filled with exactly
+# its byte count (dd reads no further, so the next file's bytes stay on stdin), then given
+# its mode. A drop mid-stream leaves a partial temp file and the live file as it was.
 UPLOAD_SCRIPT = (
+    'n=$1; shift; while [ "$n" -gt 0 ]; do mkdir -p "$1" && rm -f "$1"/'
+    + TMP_PREFIX
+    + "* || exit 1; shift; n=$((n - 1)); done; "
     'umask 077; while [ $# -ge 3 ]; do : > "$1" && '
     'dd bs=1 count="$3" of="$1" status=none && [ "$(wc -c < "$1")" -eq "$3" ] && '
     'chmod "$2" "$1" || exit 1; shift 3; done'
 )
+_BACKUP_SCRIPT = (
+    'b=$1; shift; umask 077; mkdir -p "$b"; '
+    'for p in "$@"; do mkdir -p "$b$(dirname "$p")" && cp -a "$p" "$b$p" || exit 1; done'
+)
+_MOVE_SCRIPT = 'while [ $# -gt 1 ]; do mv -f "$1" "$2" || exit 1; shift 2; done'
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One command of the chain, and what it changes if it ran (for the rollback)."""
+
+    argv: list[str]
+    kind: str  # validate | backup | move | sysctl | daemon-reload | reload | verify | addrs
+    files: tuple[FileStep, ...] = ()
+    service: ServiceName | None = None
 
 
 def _tmp_path(path: str) -> str:
@@ -63,6 +88,10 @@ def _tmp_path(path: str) -> str:
 
 def _msg(r: Result) -> str:
     return tool_message(f"{r.err}\n{r.out}") if (r.err + r.out).strip() else f"exit {r.rc}"
+
+
+def _text(out: str, rc: int) -> str:
+    return tool_message(out) if out.strip() else f"exit {rc}"
 
 
 class HostDeployer:
@@ -84,6 +113,7 @@ class HostDeployer:
         self.backup = f"{BACKUP_DIR}/{stamp}"
         self.applied = _Applied()
         self.haproxy_pid: int | None = None
+        self.addrs: tuple[IfAddr, ...] | None = None  # read after the last step
         self._known_pids = pids  # read with the facts, under this deploy's lock
 
     def say(self, message: str) -> None:
@@ -140,39 +170,51 @@ class HostDeployer:
         if hp.install:
             self._install()
         changed = hp.changed_files
-        dirs = sorted({str(PurePosixPath(f.path).parent) for f in hp.files})
-        # leftovers of an interrupted deploy are never live files: drop them first
-        self.t.run(
-            sh(
-                'for d in "$@"; do mkdir -p "$d" && rm -f "$d"/' + TMP_PREFIX + "*; done",
-                *dirs,
-                *RUNTIME_DIRS,
-            ),
-            timeout=30,
-            check=True,
-        )
         if changed:
             self.say(f"uploading {len(changed)} file(s)")
         for f in changed:
             self.applied.temps[f.path] = _tmp_path(f.path)
         self._upload(changed)
+        steps: list[_Step] = []
         # Everything but keepalived.conf is checked before any live file is touched.
         for f in changed:
             if f.validator in ("haproxy", "script"):
-                self._validate(f, self.applied.temps[f.path])
-        self._backup([f for f in changed if f.action == Action.UPDATE])
-        scripts = [f for f in changed if f.validator == "script"]
-        self._move(scripts)
+                steps.append(self._validate_step(f, self.applied.temps[f.path]))
+        updates = tuple(f for f in changed if f.action == Action.UPDATE)
+        if updates:
+            argv = sh(_BACKUP_SCRIPT, self.backup, *(f.path for f in updates))
+            steps.append(_Step(argv, "backup", updates))
+        scripts = tuple(f for f in changed if f.validator == "script")
+        steps += self._move_steps(scripts)
         kcfg = next((f for f in hp.files if f.path == KEEPALIVED_CONF), None)
         if kcfg is not None and (kcfg.changed or scripts):
-            self._validate(kcfg, self.applied.temps.get(kcfg.path, kcfg.path))
-        self._move([f for f in changed if f.validator != "script"])
+            steps.append(self._validate_step(kcfg, self.applied.temps.get(kcfg.path, kcfg.path)))
+        steps += self._move_steps(tuple(f for f in changed if f.validator != "script"))
         if hp.sysctl:
-            r = self.t.run(["sysctl", "-q", "-p", SYSCTL_CONF], timeout=30)
-            if not r.ok:
-                raise DeployError(f"{hp.host}: sysctl -p {SYSCTL_CONF} failed: {_msg(r)}")
-        if hp.daemon_reload:
+            steps.append(_Step(["sysctl", "-q", "-p", SYSCTL_CONF], "sysctl"))
+        reload_argv = self.svc.daemon_reload_argv() if hp.daemon_reload else None
+        if reload_argv is not None:
+            steps.append(_Step(reload_argv, "daemon-reload"))
+        starts = any(s.action == ServiceAction.START for s in hp.services)
+        if not starts:
+            # a reload is its own step: validate, pid, signal, the new worker, one command
+            for s in hp.services:
+                if s.action == ServiceAction.RELOAD:
+                    steps.append(_Step(self.svc.reload_argv(s.name), "reload", service=s.name))
+            verify = self.svc.pids_argv(SERVICES)
+            if verify is not None:
+                steps += [_Step(verify, "verify"), _Step(IP_ADDR, "addrs")]
+        self._run_chain(steps)
+        if hp.daemon_reload and reload_argv is None:
             self.svc.daemon_reload()
+        if starts:
+            self._services()
+        if self.haproxy_pid is None:
+            self.haproxy_pid = self._verify()
+
+    def _services(self) -> None:
+        """Start what does not run (a new host), reload the rest, one command at a time."""
+        hp = self.hp
         for s in hp.services:
             if s.action == ServiceAction.START:
                 self.applied.started.append(s.name)
@@ -189,7 +231,6 @@ class HostDeployer:
                 self.say(f"reloading {s.name}")
                 self.applied.reloaded.append(s.name)
                 self.svc.reload(s.name)
-        self.haproxy_pid = self._verify()
 
     def _install(self) -> None:
         hp = self.hp
@@ -219,52 +260,102 @@ class HostDeployer:
             raise DeployError(f"{hp.host}: installing {' '.join(pkgs)} failed: {_msg(r)}")
 
     def _upload(self, files: Sequence[FileStep]) -> None:
-        """All temp files in one round trip: sizes in argv, contents back to back on stdin."""
-        if not files:
-            return
+        """The folders made and cleared, then every temp file: one round trip, sizes in
+        argv, contents back to back on stdin."""
+        dirs = sorted({str(PurePosixPath(f.path).parent) for f in self.hp.files})
+        dirs += [d for d in RUNTIME_DIRS if d not in dirs]
         blobs = [f.content.encode() for f in files]
         args = [
             x
             for f, b in zip(files, blobs, strict=True)
             for x in (self.applied.temps[f.path], f"{f.mode:04o}", str(len(b)))
         ]
-        self.t.run(sh(UPLOAD_SCRIPT, *args), input=b"".join(blobs), timeout=60, check=True)
+        self.t.run(
+            sh(UPLOAD_SCRIPT, str(len(dirs)), *dirs, *args),
+            input=b"".join(blobs),
+            timeout=60,
+            check=True,
+        )
 
-    def _validate(self, f: FileStep, path: str) -> None:
+    def _validate_step(self, f: FileStep, path: str) -> _Step:
         if f.validator == "script":
             argv = ["sh", "-n", path]
-        elif f.validator in ("haproxy", "keepalived"):
-            argv = validate_argv("haproxy" if f.validator == "haproxy" else "keepalived", path)
         else:
-            return
-        r = self.t.run(argv, timeout=60)
-        if not r.ok:
-            raise DeployError(
-                f"{self.hp.host}: {f.path} failed `{' '.join(argv[:2])}` "
-                f"(exit {r.rc}), nothing was replaced: {_msg(r)}"
-            )
-        self.say(f"validated {f.path}")
+            argv = validate_argv("haproxy" if f.validator == "haproxy" else "keepalived", path)
+        return _Step(argv, "validate", (f,))
 
-    def _backup(self, files: Sequence[FileStep]) -> None:
+    def _move_steps(self, files: tuple[FileStep, ...]) -> list[_Step]:
         if not files:
-            return
-        script = (
-            'b=$1; shift; umask 077; mkdir -p "$b"; '
-            'for p in "$@"; do mkdir -p "$b$(dirname "$p")" && cp -a "$p" "$b$p" || exit 1; done'
-        )
-        self.t.run(sh(script, self.backup, *(f.path for f in files)), timeout=60, check=True)
-
-    def _move(self, files: Sequence[FileStep]) -> None:
-        if not files:
-            return
-        # recorded first: if the link drops after a rename, the rollback still undoes it
-        self.applied.moved.extend(files)
+            return []
         pairs = [p for f in files for p in (self.applied.temps[f.path], f.path)]
-        script = 'while [ $# -gt 1 ]; do mv -f "$1" "$2" || exit 1; shift 2; done'
-        self.t.run(sh(script, *pairs), timeout=30, check=True)
-        for f in files:
-            del self.applied.temps[f.path]
-        self.say(f"installed {', '.join(f.path for f in files)}")
+        return [_Step(sh(_MOVE_SCRIPT, *pairs), "move", files)]
+
+    def _ran(self, step: _Step) -> None:
+        """Record what a step changes once it may have run: if the link drops after a
+        rename, the rollback still undoes it."""
+        if step.kind == "move":
+            self.applied.moved.extend(f for f in step.files if f not in self.applied.moved)
+        elif step.kind == "reload" and step.service and step.service not in self.applied.reloaded:
+            self.applied.reloaded.append(step.service)
+
+    def _run_chain(self, steps: Sequence[_Step]) -> None:
+        if not steps:
+            return
+        argv, marker = chain([s.argv for s in steps])
+        timeout = 60.0 * len(steps) + 60
+        try:
+            res = self.t.run(argv, timeout=timeout)
+        except HalbError:
+            for s in steps:
+                self._ran(s)
+            raise
+        parts = split_batch(res.out, marker, None) or []
+        for step, (rc, out) in zip(steps, parts, strict=False):
+            self._ran(step)
+            self._check(step, rc, out)
+        if len(parts) < len(steps):
+            for s in steps[len(parts) :]:
+                self._ran(s)
+            raise self.t.error(
+                f"the deploy's commands stopped after {len(parts)} of {len(steps)} steps: "
+                f"{_msg(res)}"
+            )
+
+    def _check(self, step: _Step, rc: int, out: str) -> None:
+        """Raise the deploy's error for a step that failed; report one that worked."""
+        host = self.hp.host
+        if step.kind == "validate":
+            f = step.files[0]
+            if rc != 0:
+                raise DeployError(
+                    f"{host}: {f.path} failed `{' '.join(step.argv[:2])}` "
+                    f"(exit {rc}), nothing was replaced: {_text(out, rc)}"
+                )
+            self.say(f"validated {f.path}")
+        elif step.kind == "move":
+            if rc != 0:
+                raise self.t.error(f"renaming the new files failed (exit {rc}): {_text(out, rc)}")
+            for f in step.files:
+                self.applied.temps.pop(f.path, None)
+            self.say(f"installed {', '.join(f.path for f in step.files)}")
+        elif step.kind == "sysctl":
+            if rc != 0:
+                raise DeployError(f"{host}: sysctl -p {SYSCTL_CONF} failed: {_text(out, rc)}")
+        elif step.kind == "reload" and step.service is not None:
+            err = self.svc.reload_error(step.service, rc, out)
+            if err is not None:
+                raise err
+            self.say(f"reloaded {step.service}")
+        elif step.kind == "verify":
+            pids = self.svc.parse_pids(out if rc == 0 else "", SERVICES)
+            for name in SERVICES:
+                if pids[name] is None:
+                    raise DeployError(f"{host}: {name} is not running after the deploy")
+            self.haproxy_pid = pids["haproxy"]
+        elif step.kind == "addrs":
+            self.addrs = parse_ip_addr(out) if rc == 0 else None
+        elif rc != 0:
+            raise self.t.error(f"{step.kind} failed (exit {rc}): {_text(out, rc)}")
 
     def _verify(self) -> int | None:
         """Both services up after the deploy; returns HAProxy's master pid."""
@@ -287,10 +378,11 @@ class HostDeployer:
         restore = [f.path for f in self.applied.moved if f.action == Action.UPDATE]
         remove = [f.path for f in self.applied.moved if f.action == Action.CREATE]
         if restore or remove:
+            # no backup of a file: the chain stopped before it, so before its rename too
             script = (
                 'b=$1; n=$2; shift 2; i=0; for p in "$@"; do i=$((i+1)); '
-                'if [ $i -le "$n" ]; then cp -a "$b$p" "$p.halb-rb" && mv -f "$p.halb-rb" "$p" '
-                '|| exit 1; else rm -f "$p"; fi; done'
+                'if [ $i -gt "$n" ]; then rm -f "$p"; elif [ -e "$b$p" ]; then '
+                'cp -a "$b$p" "$p.halb-rb" && mv -f "$p.halb-rb" "$p" || exit 1; fi; done'
             )
             self.t.run(
                 sh(script, self.backup, str(len(restore)), *restore, *remove),

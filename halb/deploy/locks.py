@@ -9,6 +9,8 @@ import os
 import select
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,12 +67,17 @@ class LocalLock:
 
 
 # The lock is held by a flock process on the target for as long as our session lives:
-# a deploy that dies, or whose link drops, releases it by itself.
+# a deploy that dies, or whose link drops, releases it by itself. A command given to
+# `acquire` runs under the lock before the holder waits (the deploy's facts: no round
+# trip of their own).
 _LOCK_OUTER = (
     f"mkdir -p {DEPLOY_STATE_DIR} && chmod 700 {DEPLOY_STATE_DIR} && "
-    f'exec flock -n -E 75 {LOCK_FILE} sh -c "$2" sh "$1"'
+    f'h=$1 s=$2 && shift 2 && exec flock -n -E 75 {LOCK_FILE} sh -c "$s" sh "$h" "$@"'
 )
-_LOCK_INNER = f'printf "%s\\n" "$1" > {HOLDER_FILE}; echo locked; exec cat >/dev/null'
+_LOCK_INNER = (
+    f'printf "%s\\n" "$1" > {HOLDER_FILE}; echo locked; shift; '
+    'if [ $# -gt 0 ]; then "$@" </dev/null; fi; exec cat >/dev/null'
+)
 LOCK_BUSY = 75
 
 
@@ -80,15 +87,33 @@ class RemoteLock:
         self.holder = holder
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def acquire(self, timeout: float = 30.0) -> None:
-        proc = self.t.popen(sh(_LOCK_OUTER, self.holder, _LOCK_INNER))
+    def acquire(
+        self,
+        timeout: float = 30.0,
+        then: Sequence[str] = (),
+        done: Callable[[str], bool] = lambda out: True,
+    ) -> str:
+        """Take the lock; with `then`, run that command under it and return its output
+        once `done(output)` says it is complete."""
+        proc = self.t.popen(sh(_LOCK_OUTER, self.holder, _LOCK_INNER, *then))
         assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        line = proc.stdout.readline().decode(errors="replace").strip() if ready else ""
-        if line == "locked":
-            self._proc = proc
-            return
+        fd, buf = proc.stdout.fileno(), b""
+        deadline = time.monotonic() + timeout
+        locked = False
+        while True:
+            head, nl, rest = buf.partition(b"\n")
+            locked = locked or (nl == b"\n" and head == b"locked")
+            if locked and done(rest.decode("utf-8", "replace")):
+                self._proc = proc
+                return rest.decode("utf-8", "replace")
+            left = deadline - time.monotonic()
+            chunk = os.read(fd, 65536) if left > 0 and select.select([fd], [], [], left)[0] else b""
+            if not chunk:
+                break
+            buf += chunk
         stderr = _end(proc)
+        if locked:
+            raise self.t.error(f"the answer under {LOCK_FILE} was cut short: {stderr.strip()}")
         if proc.returncode == LOCK_BUSY:
             who = self.t.run(["cat", HOLDER_FILE], timeout=15).out.strip() or "unknown"
             raise DeployError(

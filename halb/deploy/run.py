@@ -34,44 +34,66 @@ def _quiet(host: str, message: str) -> None:
 # ------------------------------------------------------------------------ remote facts
 
 
+class FactsQuery:
+    """Files, sysctl values, commands, OS, service pids and addresses: one command, which
+    the deploy runs under its remote lock (no round trip of its own)."""
+
+    def __init__(
+        self, t: Transport, svc: ServiceManager, files: Mapping[str, RenderedFile]
+    ) -> None:
+        self.t, self.svc = t, svc
+        self.paths = list(files)
+        keys = list(sysctl_keys(files[SYSCTL_CONF].content)) if SYSCTL_CONF in files else []
+        self.pids_cmd = svc.pids_argv(SERVICES)
+        cmds = [facts_argv(self.paths, keys), IP_ADDR, *([self.pids_cmd] if self.pids_cmd else [])]
+        self.argv, self.marker = batch(cmds)
+        self.count = len(cmds)
+
+    def complete(self, out: str) -> bool:
+        return split_batch(out, self.marker, self.count) is not None
+
+    def parse(self, out: str, err: str = "") -> TargetFacts:
+        parts = split_batch(out, self.marker, self.count)
+        if parts is None:
+            raise self.t.error("the facts script's answer was cut short")
+        (rc, facts_out), (ip_rc, ip_out) = parts[:2]
+        if rc != 0:
+            why = err.strip() or facts_out.strip() or "no output"
+            raise self.t.error(f"the facts script exited {rc}: {why}")
+        remote, missing, os_ids, live = parse_facts_output(self.paths, facts_out)
+        if self.pids_cmd:
+            pids_rc, pids_out = parts[2]
+            pids = self.svc.parse_pids(pids_out if pids_rc == 0 else "", SERVICES)
+        else:
+            pids = self.svc.main_pids()
+        running: dict[str, bool] = {n: n not in missing and pids[n] is not None for n in SERVICES}
+        addrs = parse_ip_addr(ip_out) if ip_rc == 0 else None
+        known: dict[str, int | None] = {n: pids[n] for n in SERVICES}
+        return TargetFacts(remote, running, missing, os_ids, live, known, addrs)
+
+
 def gather_facts(
     t: Transport, svc: ServiceManager, files: Mapping[str, RenderedFile]
 ) -> TargetFacts:
-    """Files, sysctl values, commands, OS, service pids and addresses: one round trip."""
-    paths = list(files)
-    keys = list(sysctl_keys(files[SYSCTL_CONF].content)) if SYSCTL_CONF in files else []
-    pids_cmd = svc.pids_argv(SERVICES)
-    argv, marker = batch([facts_argv(paths, keys), IP_ADDR, *([pids_cmd] if pids_cmd else [])])
-    res = t.run(argv, timeout=60, check=True)
-    parts = split_batch(res.out, marker, 3 if pids_cmd else 2)
-    if parts is None:
-        raise t.error("the facts script's answer was cut short")
-    (rc, facts_out), (ip_rc, ip_out) = parts[:2]
-    if rc != 0:
-        raise t.error(f"the facts script exited {rc}: {res.err.strip() or 'no output'}")
-    remote, missing, os_ids, live = parse_facts_output(paths, facts_out)
-    if pids_cmd:
-        pids_rc, pids_out = parts[2]
-        pids = svc.parse_pids(pids_out if pids_rc == 0 else "", SERVICES)
-    else:
-        pids = svc.main_pids()
-    running: dict[str, bool] = {n: n not in missing and pids[n] is not None for n in SERVICES}
-    addrs = parse_ip_addr(ip_out) if ip_rc == 0 else None
-    known: dict[str, int | None] = {n: pids[n] for n in SERVICES}
-    return TargetFacts(remote, running, missing, os_ids, live, known, addrs)
+    """The facts in one round trip of their own (a deploy without its lock)."""
+    q = FactsQuery(t, svc, files)
+    res = t.run(q.argv, timeout=60, check=True)
+    return q.parse(res.out, res.err)
 
 
 def _roll_back_changed(
     results: Sequence[HostResult], deployers: Mapping[str, HostDeployer], why: str
 ) -> None:
-    for r in results:
-        if r.status is not HostState.CHANGED:
-            continue
+    def undo(r: HostResult) -> None:
         r.error, r.status = why, HostState.ROLLED_BACK
         try:
             deployers[r.host].rollback()
         except HalbError as e:
             r.status, r.rollback_error = HostState.FAILED, str(e)
+
+    changed = [r for r in results if r.status is HostState.CHANGED]
+    with ThreadPoolExecutor(max_workers=max(1, len(changed))) as pool:
+        list(pool.map(undo, changed))  # all hosts at once, as they were applied
 
 
 def deploy(
@@ -118,10 +140,13 @@ def deploy(
         def connect(name: str) -> TargetFacts:
             t = transports[name]
             if local_lock:
+                q = FactsQuery(t, managers[name], rendered[name])
                 rl = RemoteLock(t, f"{socket.gethostname()} pid {os.getpid()} since {utc_now()}")
-                rl.acquire()
+                out = rl.acquire(timeout=60, then=q.argv, done=q.complete)
                 locks.append(rl)
-            facts = gather_facts(t, managers[name], rendered[name])
+                facts = q.parse(out)
+            else:
+                facts = gather_facts(t, managers[name], rendered[name])
             progress(name, "connected")
             return facts
 
@@ -141,13 +166,18 @@ def deploy(
                 + " (--no-install was given)"
             )
         if diff is not None:
-            old: dict[tuple[str, str], str] = {}
-            for h in plan.hosts:
-                for f in h.changed_files:
-                    if f.action == Action.UPDATE:
-                        old[(h.host, f.path)] = (
-                            transports[h.host].get(f.path).decode("utf-8", "replace")
-                        )
+            wanted = [
+                (h.host, f.path)
+                for h in plan.hosts
+                for f in h.changed_files
+                if f.action == Action.UPDATE
+            ]
+
+            def fetch(key: tuple[str, str]) -> str:
+                return transports[key[0]].get(key[1]).decode("utf-8", "replace")
+
+            with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
+                old = dict(zip(wanted, pool.map(fetch, wanted), strict=True))
             diff(diff_lines(plan, old, [cluster.auth_password]))
         stage("plan")
         if dry_run:
@@ -185,11 +215,19 @@ def deploy(
                 for v in cluster.vips
                 if v.priorities and not cluster.spec.vrrp.nopreempt
             }
-            # Nothing changed anywhere: the addresses read with the facts (this deploy, under
-            # its lock) are the first look, so a settled pair needs no further round trip.
+            # keepalived untouched everywhere (nothing changed, or HAProxy reloaded only):
+            # the addresses each host read last under this deploy's lock (with its facts,
+            # or after its reload) are the first look, so a settled pair needs no further
+            # round trip.
             first = None
-            if not any(h.changed for h in plan.hosts):
-                seen = {h: facts[h].addrs if h in facts else None for h in transports}
+            if not moved:
+                changed = {h.host for h in plan.hosts if h.changed}
+                seen = {
+                    h: deployers[h].addrs
+                    if h in changed
+                    else (facts[h].addrs if h in facts else None)
+                    for h in transports
+                }
                 first = {h: a for h, a in seen.items() if a is not None}
                 first = first if len(first) == len(seen) else None
             holders, vip_error = wait_for_vips(

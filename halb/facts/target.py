@@ -12,22 +12,24 @@ from halb.facts.ipaddr import IfAddr
 from halb.paths import OS_RELEASE
 from halb.transport import sh
 
-# argv: the target paths, "--", then the sysctl keys
+# argv: the number of sysctl keys, then (key, /proc/sys path) per key, then the target
+# paths. Few processes on purpose (a deploy runs this on every host at once, and each fork
+# costs CPU that the hosts share on a small machine): sysctl values, pids of the commands
+# and the OS come from shell builtins; one `stat` and one `sha256sum` cover every file.
+# "E" ends a complete answer.
 _FACTS = rf"""
-while [ $# -gt 0 ] && [ "$1" != -- ]; do
-  p=$1; shift
-  if [ -f "$p" ]; then
-    printf 'F %s %s\n' "$(stat -c %a "$p")" "$(sha256sum < "$p" | cut -d' ' -f1)"
-  else
-    echo 'F - -'
-  fi
+k=$1; shift
+while [ "$k" -gt 0 ]; do
+  v=; if [ -r "$2" ]; then IFS= read -r v < "$2" || :; fi
+  printf 'S %s %s\n' "$1" "$v"; shift 2; k=$((k - 1))
 done
-[ "${{1:-}}" = -- ] && shift
-for k in "$@"; do printf 'S %s %s\n' "$k" "$(sysctl -n "$k" 2>/dev/null)"; done
+for p do shift; if [ -f "$p" ]; then set -- "$@" "$p"; fi; done
+if [ $# -gt 0 ]; then stat -c 'M %a %n' -- "$@" && sha256sum -- "$@" || exit 1; fi
 for c in haproxy keepalived; do
   if command -v "$c" >/dev/null 2>&1; then echo "C $c 1"; else echo "C $c 0"; fi
 done
 if [ -r {OS_RELEASE} ]; then . {OS_RELEASE}; echo "O ${{ID:-}} ${{ID_LIKE:-}}"; fi
+echo E
 """
 
 
@@ -51,29 +53,41 @@ class TargetFacts:
     addrs: tuple[IfAddr, ...] | None = None
 
 
+def proc_sys_path(key: str) -> str:
+    """Where the kernel shows a sysctl key: dots are separators, a slash stands for a dot
+    inside a name (as `sysctl` writes interface names such as eth0.100)."""
+    return "/proc/sys/" + "/".join(part.replace("/", ".") for part in key.split("."))
+
+
 def facts_argv(paths: Sequence[str], sysctl_keys: Sequence[str]) -> list[str]:
-    return sh(_FACTS, *paths, "--", *sysctl_keys)
+    pairs = [x for k in sysctl_keys for x in (k, proc_sys_path(k))]
+    return sh(_FACTS, str(len(sysctl_keys)), *pairs, *paths)
 
 
 def parse_facts_output(
     paths: Sequence[str], text: str
 ) -> tuple[dict[str, RemoteFile | None], tuple[str, ...], tuple[str, ...], dict[str, str]]:
-    files: dict[str, RemoteFile | None] = {}
+    modes: dict[str, int] = {}
+    digests: dict[str, str] = {}
     live: dict[str, str] = {}
     missing: list[str] = []
     os_ids: tuple[str, ...] = ()
-    flines = [ln for ln in text.splitlines() if ln.startswith("F ")]
-    if len(flines) != len(paths):
-        raise DeployError(f"unexpected answer to the file check ({len(flines)} lines)")
-    for path, line in zip(paths, flines, strict=True):
-        _, mode, digest = line.split()
-        files[path] = None if mode == "-" else RemoteFile(digest, int(mode, 8))
-    for line in text.splitlines():
+    lines = text.splitlines()
+    if "E" not in lines:
+        raise DeployError("unexpected answer to the file check (cut short)")
+    for line in lines:
         parts = line.split()
-        if parts[:1] == ["C"] and len(parts) == 3 and parts[2] == "0":
+        if parts[:1] == ["M"] and len(parts) >= 3:
+            modes[line.split(" ", 2)[2]] = int(parts[1], 8)
+        elif len(parts) >= 2 and len(parts[0]) == 64 and line[64:66] == "  ":
+            digests[line[66:]] = parts[0]  # sha256sum: "<digest>  <path>"
+        elif parts[:1] == ["C"] and len(parts) == 3 and parts[2] == "0":
             missing.append(parts[1])
         elif parts[:1] == ["O"]:
             os_ids = tuple(parts[1:])
         elif parts[:1] == ["S"] and len(parts) >= 2:
             live[parts[1]] = " ".join(parts[2:])
+    files: dict[str, RemoteFile | None] = {
+        p: RemoteFile(digests[p], modes[p]) if p in modes and p in digests else None for p in paths
+    }
     return files, tuple(missing), os_ids, live

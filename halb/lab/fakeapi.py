@@ -4,6 +4,10 @@ Run inside a lab host: `python3 -m halb.lab.fakeapi --name master1 --apiserver A
 --cert C --key K` or `--console ADDR:30880`. A control file `CONTROL_DIR/<endpoint>`
 holding a status code (500, 401, ...) changes that endpoint's answer, read on every
 request, so tests can make a backend "not ready" without restarting anything.
+
+Every answer closes its connection, unless `--keep-alive` is given: then a connection
+serves requests until the client asks to close or stays idle for 10 s (the data-plane
+benchmark starts such a console of its own, on another port, to compare keep-alive paths).
 """
 
 from __future__ import annotations
@@ -28,14 +32,17 @@ def status_from(control: Path, default: int = 200) -> int:
         return default
 
 
-def response(code: int, body: str) -> bytes:
+IDLE_TIMEOUT = 10.0
+
+
+def response(code: int, body: str, close: bool = True) -> bytes:
     reason = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Status"
     data = body.encode()
     head = (
         f"HTTP/1.1 {code} {reason}\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n"
         f"Content-Length: {len(data)}\r\n"
-        "Connection: close\r\n\r\n"
+        f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
     )
     return head.encode() + data
 
@@ -57,33 +64,49 @@ def console_answer(name: str, control_dir: Path) -> tuple[int, str]:
     return code, f"console {name}\n" if code == 200 else f"console {name} failing\n"
 
 
-async def read_request_path(reader: asyncio.StreamReader) -> str | None:
-    line = await asyncio.wait_for(reader.readline(), timeout=10)
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, bool] | None:
+    """The request's path, and whether the client wants the connection closed after it
+    (`Connection: close`, or HTTP/1.0 without keep-alive); None at the end of the stream."""
+    line = await asyncio.wait_for(reader.readline(), timeout=IDLE_TIMEOUT)
     parts = line.decode("latin-1").split()
     if len(parts) < 2:
         return None
+    close = parts[2:3] == ["HTTP/1.0"]
     while True:  # headers; bodies are not expected on GET
         h = await asyncio.wait_for(reader.readline(), timeout=10)
         if h in (b"\r\n", b"\n", b""):
             break
-    return parts[1]
+        name, _, value = h.decode("latin-1").partition(":")
+        if name.strip().lower() == "connection":
+            close = value.strip().lower() != "keep-alive" if close else "close" in value.lower()
+    return parts[1], close
+
+
+async def read_request_path(reader: asyncio.StreamReader) -> str | None:
+    req = await read_request(reader)
+    return req[0] if req else None
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def make_handler(kind: str, name: str, control_dir: Path) -> Handler:
+def make_handler(kind: str, name: str, control_dir: Path, keep_alive: bool = False) -> Handler:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            path = await read_request_path(reader)
-            if path is None:
-                return
-            if kind == "apiserver":
-                code, body = apiserver_answer(path, control_dir)
-            else:
-                code, body = console_answer(name, control_dir)
-            writer.write(response(code, body))
-            await writer.drain()
+            while True:
+                req = await read_request(reader)
+                if req is None:
+                    return
+                path, close = req
+                close = close or not keep_alive
+                if kind == "apiserver":
+                    code, body = apiserver_answer(path, control_dir)
+                else:
+                    code, body = console_answer(name, control_dir)
+                writer.write(response(code, body, close))
+                await writer.drain()
+                if close:
+                    return
         except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -118,7 +141,7 @@ async def serve(args: argparse.Namespace) -> None:
         host, port = split_addr(args.console)
         servers.append(
             await asyncio.start_server(
-                make_handler("console", args.name, args.control_dir),
+                make_handler("console", args.name, args.control_dir, args.keep_alive),
                 host,
                 port,
                 reuse_address=True,
@@ -142,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--control-dir", type=Path, default=DEFAULT_CONTROL_DIR)
+    p.add_argument(
+        "--keep-alive", action="store_true", help="console: keep connections open between requests"
+    )
     args = p.parse_args(argv)
     if args.apiserver and not (args.cert and args.key):
         p.error("--apiserver needs --cert and --key")

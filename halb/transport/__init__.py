@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from halb.errors import InputError
 from halb.inventory import Host
-from halb.transport.base import Result, Transport, batch, quote, sh, split_batch
+from halb.transport.base import Result, Transport, batch, chain, quote, sh, split_batch
 from halb.transport.local import LocalTransport
 from halb.transport.netns import NetnsTransport
 from halb.transport.ssh import SshTransport
@@ -18,6 +18,7 @@ __all__ = [
     "Transport",
     "TransportFactory",
     "batch",
+    "chain",
     "for_host",
     "quote",
     "sh",

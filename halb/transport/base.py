@@ -51,16 +51,32 @@ def batch(argvs: Sequence[Sequence[str]]) -> tuple[list[str], str]:
     return sh("\n".join(steps)), marker
 
 
-def split_batch(text: str, marker: str, count: int) -> list[tuple[int, str]] | None:
-    """(exit status, stdout) of each command of a `batch`; None when the answer was cut
-    short (fewer than `count` markers)."""
+def chain(argvs: Sequence[Sequence[str]]) -> tuple[list[str], str]:
+    """argv running the argvs in turn in one round trip until one fails: the steps of one
+    change on a host, each depending on the one before. Each command's stderr goes into
+    its output; none reads stdin. Output as in `batch` (split it with
+    `split_batch(..., count=None)`); a command with no marker did not run. A failed step
+    ends the chain with exit 1 (its own status is in its marker; 255 would read as a lost
+    SSH link)."""
+    marker = f"--halb-{secrets.token_hex(8)}--"
+    steps = [
+        f"{quote(a)} </dev/null 2>&1; rc=$?; "
+        f"printf '\\n%s %s\\n' {marker} $rc; [ $rc -eq 0 ] || exit 1"
+        for a in argvs
+    ]
+    return sh("\n".join(steps)), marker
+
+
+def split_batch(text: str, marker: str, count: int | None) -> list[tuple[int, str]] | None:
+    """(exit status, output) of each command of a `batch` or `chain`; None when the answer
+    was cut short (fewer than `count` markers). count None: every command that ran."""
     parts: list[tuple[int, str]] = []
     rest = text
-    for _ in range(count):
+    while count is None or len(parts) < count:
         head, sep, tail = rest.partition(f"\n{marker} ")
         rc, nl, rest = tail.partition("\n")
         if not sep or not nl or not rc.isdigit():
-            return None
+            return parts if count is None else None
         parts.append((int(rc), head))
     return parts
 

@@ -18,7 +18,7 @@ from halb.deploy import (
     sha256,
 )
 from halb.errors import DeployError
-from halb.facts.target import RemoteFile, TargetFacts, parse_facts_output
+from halb.facts.target import RemoteFile, TargetFacts, parse_facts_output, proc_sys_path
 from halb.render import RenderedFile, render_cluster
 from halb.spec import load_cluster
 
@@ -166,16 +166,25 @@ def test_package_manager(ids: tuple[str, ...], pm: str | None) -> None:
 
 def test_parse_facts_output() -> None:
     out = (
-        f"F 644 {'a' * 64}\nF - -\nS net.ipv4.ip_nonlocal_bind 1\nS x.y \n"
-        "C haproxy 1\nC keepalived 0\nO ubuntu debian\n"
+        "S net.ipv4.ip_nonlocal_bind 1\nS x.y \n"
+        f"M 644 {HCFG}\n{'a' * 64}  {HCFG}\n"
+        "C haproxy 1\nC keepalived 0\nO ubuntu debian\nE\n"
     )
     files, missing, os_ids, live = parse_facts_output([HCFG, KCFG], out)
     assert live == {"net.ipv4.ip_nonlocal_bind": "1", "x.y": ""}
     assert files == {HCFG: RemoteFile("a" * 64, 0o644), KCFG: None}
     assert missing == ("keepalived",)
     assert os_ids == ("ubuntu", "debian")
-    with pytest.raises(DeployError):
-        parse_facts_output([HCFG, KCFG], "F - -\n")
+    with pytest.raises(DeployError, match="cut short"):
+        parse_facts_output([HCFG, KCFG], out.removesuffix("E\n"))
+
+
+def test_sysctl_keys_map_to_their_proc_files() -> None:
+    assert proc_sys_path("net.ipv4.ip_nonlocal_bind") == "/proc/sys/net/ipv4/ip_nonlocal_bind"
+    # sysctl writes a dot inside a name (a VLAN interface) as a slash
+    assert proc_sys_path("net.ipv4.conf.eth0/100.arp_ignore") == (
+        "/proc/sys/net/ipv4/conf/eth0.100/arp_ignore"
+    )
 
 
 def test_diff_masks_vrrp_password_and_other_secrets() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from halb.deploy.apply import TMP_PREFIX, HostDeployer
+from halb.deploy.apply import TMP_PREFIX, UPLOAD_SCRIPT, HostDeployer
 from halb.deploy.plan import HostPlan, ServiceAction, plan_host, sha256
 from halb.deploy.report import HostState
 from halb.deploy.vips import wait_for_vips
@@ -25,13 +26,14 @@ from halb.errors import DeployError
 from halb.facts.target import RemoteFile, TargetFacts
 from halb.paths import HAPROXY_CFG, HAPROXY_PIDFILE, NOTIFY_SCRIPT
 from halb.render import RenderedFile
-from halb.services import ServiceManager, ServiceName, Supervisor
+from halb.services import ServiceManager, ServiceName, Supervisor, Systemd
 from halb.transport.base import Privilege, Result, Transport
 
 needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy")
 
 # Paths on a target that the sandbox moves under its root.
 TARGET_PREFIXES = ("/etc/", "/var/lib/halb", "/run/", "/var/log/halb")
+_TARGET_PATH = re.compile(r"(^|[\s'\"=])(" + "|".join(re.escape(p) for p in TARGET_PREFIXES) + ")")
 
 HAPROXY_OK = """global
     log stdout format raw local0
@@ -68,7 +70,8 @@ class Sandbox(Transport):
         self.fail = fail or (lambda argv: None)
 
     def _wrap(self, argv: Sequence[str]) -> list[str]:
-        return [f"{self.root}{a}" if a.startswith(TARGET_PREFIXES) else a for a in argv]
+        # also inside scripts: a chain carries its steps' paths in its own text
+        return [_TARGET_PATH.sub(rf"\g<1>{self.root}\g<2>", a) for a in argv]
 
     def run(
         self,
@@ -127,11 +130,22 @@ class RecordingServices(ServiceManager):
     def reload(self, name: ServiceName, *, wait: float = 10.0) -> None:
         self._call("reload", name)
 
+    # the deploy's own reload is a step of its chain: a harmless real command, recorded
+    # (and failed, if asked) when the deploy reads its answer
+    def reload_argv(self, name: ServiceName, wait: float = 10.0) -> list[str]:
+        return ["true"]
+
+    def reload_error(
+        self, name: ServiceName, rc: int, out: str, wait: float = 10.0
+    ) -> DeployError | None:
+        try:
+            self._call("reload", name)
+        except DeployError as e:
+            return e
+        return None
+
     def enable(self, name: ServiceName) -> None:
         self._call("enable", name)
-
-    def _signal_reload(self, name: ServiceName, pid: int) -> None:
-        raise AssertionError("reload is recorded, never signalled")
 
 
 def _live(root: Path, path: str) -> Path:
@@ -206,11 +220,13 @@ def test_a_change_is_validated_backed_up_replaced_and_reloaded(tmp_path: Path) -
     assert (Path(f"{backup}{tmp_path}") / HAPROXY_CFG.lstrip("/")).read_text() == HAPROXY_OLD
     assert res.backup == d.backup
     assert _temps(tmp_path) == []
-    # haproxy -c ran on the temp file before anything was renamed over a live file
-    check = next(i for i, e in enumerate(log) if e[:3] == ("run", "haproxy", "-c"))
-    moves = [i for i, e in enumerate(log) if e[0] == "run" and "mv -f" in " ".join(e)]
-    assert moves and check < min(moves)
-    assert TMP_PREFIX in log[check][-1]
+    # two round trips: the upload, then one chain of every later step, in which haproxy -c
+    # ran on the temp file before anything was renamed over a live file
+    runs = [e for e in log if e[0] == "run"]
+    assert len(runs) == 2 and runs[0][1:4] == ("sh", "-c", UPLOAD_SCRIPT)
+    steps = runs[1][3]
+    check = steps.index(f"haproxy -c -f {HAPROXY_CFG.rsplit('/', 1)[0]}/{TMP_PREFIX}")
+    assert check < steps.index("mv -f") and check < steps.index("cp -a")
     assert _services(log) == [("reload", "haproxy")]
 
 
@@ -324,7 +340,9 @@ def test_a_link_that_drops_after_the_rename_still_rolls_back(tmp_path: Path) -> 
     assert res.status is HostState.ROLLED_BACK, res
     assert "connection closed" in (res.error or "")
     assert _live(tmp_path, HAPROXY_CFG).read_text() == HAPROXY_OLD
-    assert _services(log) == []  # never reloaded, so nothing to reload back
+    # the reload shared the lost answer's command, so it may have run: the restored config
+    # is reloaded too
+    assert _services(log) == [("reload", "haproxy")]
 
 
 # ------------------------------------------------------------------- reload checks
@@ -398,6 +416,67 @@ def test_reload_without_a_new_worker_is_a_failure(tmp_path: Path) -> None:
 def test_a_master_that_exits_on_reload_is_reported(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="haproxy exited during reload"):
         _reload(tmp_path, HAPROXY_OK, "kill 0; exit 0")
+
+
+@needs_haproxy
+def test_systemd_reload_is_one_command_through_systemctl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemctl faked (its unit state and `reload` sending USR2 to the dummy master);
+    the validation, the pid, the reload and the wait for the new worker are one command."""
+    _place(tmp_path, HAPROXY_CFG, HAPROXY_OK)
+    proc = _dummy_master(tmp_path, "sleep 300 &")
+    fake = tmp_path / "sbin" / "systemctl"  # not bin/: the dummy haproxy lives there
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo "$*" >> "${0%/*}/calls"\n'
+        'case "$1" in\n'
+        f"  show) printf 'ActiveState=active\\nMainPID={proc.pid}\\n' ;;\n"
+        f"  reload) kill -USR2 {proc.pid} ;;\n"
+        "  *) exit 1 ;;\n"
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    log: list[Event] = []
+    try:
+        before = _children(proc.pid)
+        Systemd(Sandbox(tmp_path, log)).reload("haproxy", wait=2.0)
+        assert _children(proc.pid) - before  # the new worker
+    finally:
+        _stop(proc)
+    assert len(log) == 1
+    calls = (fake.parent / "calls").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["show", "reload"]
+
+
+@needs_haproxy
+def test_a_link_lost_before_the_chain_ran_rolls_back_to_the_untouched_files(
+    tmp_path: Path,
+) -> None:
+    """The chain's answer never came: nothing was backed up or renamed, and the rollback
+    (which must assume it all ran) leaves the live files as they are."""
+
+    def drop_chain(argv: list[str]) -> Result | None:
+        if argv[:2] == ["sh", "-c"] and "mv -f" in argv[2] and ".halb-rb" not in argv[2]:
+            raise t.error("connection closed by remote host")
+        return None
+
+    hp = _plan(
+        tmp_path,
+        {HAPROXY_CFG: HAPROXY_OK, NOTIFY_SCRIPT: NOTIFY},
+        old={HAPROXY_CFG: HAPROXY_OLD},
+        running=("haproxy", "keepalived"),
+    )
+    d, _ = _deploy(tmp_path, hp, fail=drop_chain)
+    t = d.t
+    res = d.run()
+    assert res.status is HostState.ROLLED_BACK, res
+    assert res.rollback_error is None
+    assert _live(tmp_path, HAPROXY_CFG).read_text() == HAPROXY_OLD
+    assert not _live(tmp_path, NOTIFY_SCRIPT).exists()
+    assert _temps(tmp_path) == []
 
 
 # ------------------------------------------------------------------ VIP settle logic

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from halb.deploy.plan import sha256
 from halb.deploy.run import gather_facts
 from halb.facts.pids import parse_pids, pids_argv
+from halb.facts.target import RemoteFile
+from halb.paths import SYSCTL_CONF
 from halb.render import RenderedFile
 from halb.services import Supervisor, Systemd
 from halb.spec import load_cluster
@@ -69,13 +72,19 @@ def test_deploy_facts_pids_and_addresses_come_in_one_round_trip(tmp_path: Path) 
     t = Counting("here")
     there = tmp_path / "present.cfg"
     there.write_text("x\n")
+    there.chmod(0o640)
+    sysctl = tmp_path / "90-halb.conf"
+    sysctl.write_text("net.ipv4.ip_forward = 1\nnet.ipv4.no_such_key = 1\n")
     files = {
         str(there): RenderedFile("x\n", 0o644),
         str(tmp_path / "absent.cfg"): RenderedFile("y\n", 0o644),
+        SYSCTL_CONF: RenderedFile(sysctl.read_text(), 0o644),
     }
     facts = gather_facts(t, Supervisor(t), files)
     assert len(calls) == 1
     assert facts.files[str(tmp_path / "absent.cfg")] is None
-    assert facts.files[str(there)] is not None and facts.files[str(there)].mode == 0o644
+    assert facts.files[str(there)] == RemoteFile(sha256(b"x\n"), 0o640)
+    live = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    assert facts.sysctl == {"net.ipv4.ip_forward": live, "net.ipv4.no_such_key": ""}
     assert set(facts.pids) == {"haproxy", "keepalived"}
     assert facts.addrs is not None and any(a.ifname == "lo" for a in facts.addrs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,35 @@ def test_fakeapi_answers(tmp_path: Path) -> None:
     assert fakeapi.console_answer("node2", tmp_path) == (200, "console node2\n")
     raw = fakeapi.response(200, "ok")
     assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and raw.endswith(b"\r\n\r\nok")
+
+
+def test_console_keeps_the_connection_only_when_asked_and_allowed(tmp_path: Path) -> None:
+    """A real server on loopback: two requests on one connection with --keep-alive, the
+    second asking to close; without --keep-alive the first answer closes."""
+
+    async def exchange(keep_alive: bool) -> list[bytes]:
+        handler = fakeapi.make_handler("console", "node1", tmp_path, keep_alive)
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answers = []
+        for extra in ("", "Connection: close\r\n"):
+            writer.write(f"GET / HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            answers.append(head + await reader.readexactly(len("console node1\n")))
+            if b"Connection: close" in head:
+                break
+        rest = await asyncio.wait_for(reader.read(), timeout=5)  # closed by the server
+        writer.close()
+        server.close()
+        return [*answers, rest]
+
+    kept = asyncio.run(exchange(True))
+    assert len(kept) == 3 and b"Connection: keep-alive" in kept[0]
+    assert b"Connection: close" in kept[1] and kept[2] == b""
+    closed = asyncio.run(exchange(False))
+    assert len(closed) == 2 and b"Connection: close" in closed[0] and closed[1] == b""
 
 
 def test_lab_commands_need_root(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from halb.errors import InputError, TransportError
 from halb.inventory import Host
-from halb.transport import BACKENDS, batch, for_host, quote, sh, split_batch
+from halb.transport import BACKENDS, batch, chain, for_host, quote, sh, split_batch
 from halb.transport.base import _SKIP_TO_MARKER, MASK, Privilege, privilege_for
 from halb.transport.local import LocalTransport
 from halb.transport.netns import NetnsTransport
@@ -247,6 +247,25 @@ def test_batch_runs_each_command_and_splits_status_and_output() -> None:
     assert parts == [(0, "a b\n"), (3, "x"), (0, ""), (0, "$(id)")]
     assert split_batch(res.out, marker, 5) is None  # cut short
     assert split_batch(res.out.replace(marker, "--halb-other--"), marker, 1) is None
+
+
+def test_chain_stops_at_the_first_failure_and_merges_stderr() -> None:
+    argv, marker = chain(
+        [
+            ["sh", "-c", "echo out; echo err >&2"],
+            ["cat"],
+            ["sh", "-c", "echo bad >&2; exit 255"],
+            ["sh", "-c", "echo never"],
+        ]
+    )
+    res = local().run(argv, input=b"not for them")
+    assert res.rc == 1  # not 255: that would read as a lost SSH link
+    parts = split_batch(res.out, marker, None)
+    assert parts == [(0, "out\nerr\n"), (0, ""), (255, "bad\n")]
+    assert "never" not in res.out
+    argv, marker = chain([["true"], ["printf", "x"]])
+    assert split_batch(local().run(argv).out, marker, None) == [(0, ""), (0, "x")]
+    assert split_batch("cut", marker, None) == []
 
 
 class _LocalSsh(SshTransport):
