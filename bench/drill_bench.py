@@ -65,11 +65,11 @@ def run_profile(lab: labmod.Lab, profile: str, args: argparse.Namespace) -> dict
     doc["_elapsed"] = time.monotonic() - started
     doc["_load"] = [load_before, os.getloadavg()[0]]  # the machine is shared: say how busy
     doc["_rc"] = r.returncode
-    if args.keep:
-        for suffix in ("json", "png"):
-            src = lab.dir / f"drill-{profile}.{suffix}"
-            (ROOT / "results").mkdir(exist_ok=True)
-            (ROOT / "results" / src.name).write_bytes(src.read_bytes())
+    if args.keep:  # the JSON with the bench's own fields (time, load), for --from-results
+        (ROOT / "results").mkdir(exist_ok=True)
+        (ROOT / "results" / out.name).write_text(json.dumps(doc))
+        png = lab.dir / f"drill-{profile}.png"
+        (ROOT / "results" / png.name).write_bytes(png.read_bytes())
     return doc
 
 
