@@ -6,10 +6,14 @@ what they built, also when a test fails.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +88,35 @@ class PsWatch:
 def ps_watch() -> type[PsWatch]:
     """`with ps_watch() as ps:` snapshots `ps -eo args` every 50 ms (for secret leaks)."""
     return PsWatch
+
+
+LOAD_CLIENT = (Path(__file__).parent / "load_client.py").read_text()
+
+
+@contextlib.contextmanager
+def _client_load(lab: Lab) -> Iterator[dict[str, Any]]:
+    client, stop = lab.dir / "load.py", lab.dir / "load.stop"
+    client.write_text(LOAD_CLIENT)
+    stop.unlink(missing_ok=True)
+    load = subprocess.Popen(
+        [*lab.enter_argv("taskbox"), "python3", str(client), lab.vip_internal,
+         lab.vip_external, str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    result: dict[str, Any] = {}
+    try:
+        time.sleep(1.0)
+        yield result
+        time.sleep(1.0)
+    finally:
+        stop.touch()
+        out, _ = load.communicate(timeout=30)
+    result.update(json.loads(out))
+
+
+@pytest.fixture(scope="session")
+def client_load() -> Callable[[Lab], AbstractContextManager[dict[str, Any]]]:
+    """`with client_load(lab) as result:` runs the load client in the taskbox through both
+    VIPs around the block; `result` then holds its JSON (`ok`, `failed`)."""
+    return _client_load

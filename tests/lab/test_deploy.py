@@ -365,34 +365,19 @@ def test_ssh_killed_mid_upload_leaves_the_old_file(lab: Lab, first: dict[str, An
 
 
 # the load client, run in the taskbox
-LOAD_CLIENT = (Path(__file__).parent / "load_client.py").read_text()
 
 
-def test_reload_under_load_fails_no_request(lab: Lab, first: dict[str, Any]) -> None:
+def test_reload_under_load_fails_no_request(
+    lab: Lab, first: dict[str, Any], client_load: Any
+) -> None:
     """Promise 4: a config change is a seamless HAProxy reload, never a restart."""
-    client = lab.dir / "load.py"
-    client.write_text(LOAD_CLIENT)
-    stop = lab.dir / "load.stop"
-    stop.unlink(missing_ok=True)
     pids = {lb: master_pid(lab, lb) for lb in lab.lbs}
-    load = subprocess.Popen(
-        [*lab.enter_argv("taskbox"), "python3", str(client), lab.vip_internal,
-         lab.vip_external, str(stop)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        time.sleep(1.0)
+    with client_load(lab) as result:
         rc, doc, err = deploy(lab, variant(lab, "inter7", health={"inter": "7s"}))
-        time.sleep(1.0)
-    finally:
-        stop.touch()
-        out, _ = load.communicate(timeout=30)
     assert rc == 0, err
     for lb in lab.lbs:
         assert doc["hosts"][lb]["services"]["haproxy"] == "reload"
         assert master_pid(lab, lb) == pids[lb]
-    result = json.loads(out)
     assert result["failed"] == [], result["failed"][:5]
     assert result["ok"] > 50, result
     rc, _, err = deploy(lab)

@@ -36,7 +36,6 @@ pytestmark = pytest.mark.lab
 
 HAPROXY_DROPIN = "/etc/systemd/system/haproxy.service.d/90-halb.conf"
 KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/90-halb.conf"
-LOAD_CLIENT = (Path(__file__).parent / "load_client.py").read_text()
 
 
 def tree_digest(root: Path) -> str:
@@ -251,33 +250,18 @@ def test_second_deploy_is_unchanged_with_the_same_main_pid(
 
 
 def test_config_change_reloads_haproxy_under_load_with_no_failed_request(
-    sdlab: Lab, first: dict[str, Any]
+    sdlab: Lab, first: dict[str, Any], client_load: Any
 ) -> None:
     data = yaml.safe_load(sdlab.spec.read_text())
     data["health"] = {**(data.get("health") or {}), "inter": "7s"}
     data["vrrp"] = {**(data.get("vrrp") or {}), "preempt_delay": 7.0}  # keepalived.conf too
     spec = sdlab.dir / "halb-inter7.yaml"
     spec.write_text(yaml.safe_dump(data, sort_keys=False))
-    client = sdlab.dir / "load.py"
-    client.write_text(LOAD_CLIENT)
-    stop = sdlab.dir / "load.stop"
-    stop.unlink(missing_ok=True)
     pids = {lb: main_pid(sdlab, lb) for lb in sdlab.lbs}
     kpids = {lb: main_pid(sdlab, lb, "keepalived") for lb in sdlab.lbs}
     holders = sdlab.vip_holders()
-    load = subprocess.Popen(
-        [*sdlab.enter_argv("taskbox"), "python3", str(client), sdlab.vip_internal,
-         sdlab.vip_external, str(stop)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        time.sleep(1.0)
+    with client_load(sdlab) as result:
         rc, doc, err = deploy(sdlab, spec)
-        time.sleep(1.0)
-    finally:
-        stop.touch()
-        out, _ = load.communicate(timeout=30)
     assert rc == 0, err
     for lb in sdlab.lbs:
         assert doc["hosts"][lb]["services"]["haproxy"] == "reload"
@@ -291,7 +275,6 @@ def test_config_change_reloads_haproxy_under_load_with_no_failed_request(
         journal = run(sdlab, lb, ["journalctl", "-u", "haproxy", "--no-pager", "-o", "cat"])
         assert "Reloaded" in journal.stdout or "Reloading" in journal.stdout
     assert sdlab.vip_holders() == holders
-    result = json.loads(out)
     assert result["failed"] == [], result["failed"][:5]
     assert result["ok"] > 50, result
 
