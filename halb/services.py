@@ -315,13 +315,14 @@ class Systemd(ServiceManager):
 # With an exit file ($4), the daemon runs in the foreground under a watcher shell, its
 # parent, which sees the exit at once and writes 1 there; the script waits until the
 # daemon's pid file names it, or it has exited, and shows its messages then.
-_START = r"""
+# live PIDFILE COMM: the pid when it names a live (not zombie) process COMM, else "-"
+_START = (
+    f'live() {{ sh -c {quote([PIDS_SCRIPT])} sh "$1" "$2"; }}\n'
+    + r"""
 ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
 mkdir -p "$1" && log="$1/start-$2.log" && comm=$3 exitfile=$4 pidfiles=$5 && shift 5 || exit 1
 for f in $pidfiles; do
-  p=$(head -n 1 "$f" 2>/dev/null) || continue
-  if [ -z "$p" ] || ! grep -qx "$comm" "/proc/$p/comm" 2>/dev/null ||
-     grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null; then rm -f "$f"; fi
+  [ "$(live "$f" "$comm")" = - ] && rm -f "$f"
 done
 if [ -z "$exitfile" ]; then
   "$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
@@ -331,11 +332,12 @@ setsid sh -c '"$@" & wait $!; echo 1 >"$0"' "$exitfile" "$@" </dev/null >"$log" 
 pidfile=${pidfiles%% *}; i=0
 while [ "$i" -lt 100 ]; do
   [ "$(cat "$exitfile")" = 1 ] && { cat "$log"; exit 1; }
-  p=$(head -n 1 "$pidfile" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null && exit 0
+  [ "$(live "$pidfile" "$comm")" != - ] && exit 0
   sleep 0.1; i=$((i + 1))
 done
 cat "$log"; exit 1
 """
+)
 
 
 def start_argv(name: ServiceName) -> list[str]:

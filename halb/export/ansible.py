@@ -27,6 +27,7 @@ import yaml
 
 from halb import __version__
 from halb.errors import InputError
+from halb.facts.pids import PIDS_SCRIPT
 from halb.files import atomic_write
 from halb.paths import (
     CHECK_SCRIPT,
@@ -201,9 +202,7 @@ main_pid() {{
     pid=$(systemctl show -p MainPID --value "$name")
     [ "$pid" != 0 ] && echo "$pid"
   else
-    pid=$(cat "$pidfile" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
-      grep -qx "$name" /proc/"$pid"/comm &&
-      ! grep -q '^State:[[:space:]]*Z' /proc/"$pid"/status && echo "$pid"
+    pid=$(sh -c {pids} sh "$pidfile" "$name") && [ "$pid" != - ] && echo "$pid"
   fi
   return 0
 }}
@@ -262,6 +261,7 @@ def service_script() -> str:
         ksig=k.reload_signal,
         hcheck=shlex.join(validate_argv("haproxy", HAPROXY_CFG)),
         kcheck=shlex.join(validate_argv("keepalived", KEEPALIVED_CONF)),
+        pids=shlex.quote(PIDS_SCRIPT),
         hstart=shlex.join(start_argv("haproxy")),
         kstart=shlex.join(start_argv("keepalived")),
     )
