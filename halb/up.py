@@ -22,10 +22,12 @@ from halb import preflight as pf
 from halb import probe as pr
 from halb.choices import STAGES
 from halb.deploy import deploy
-from halb.errors import ExitStatus, HalbError
+from halb.errors import ExitStatus, HalbError, Interrupted
 from halb.files import atomic_write
 from halb.installers import installer_kind, lb_settings, write_config
-from halb.installers.launch import default_log_path, plan_launch, run_installer
+from halb.installers.launch import plan_launch
+from halb.installers.report import check_console, headline, print_report
+from halb.installers.runner import default_log_path, run_installer
 from halb.render import render_cluster
 from halb.spec import Cluster
 from halb.status import status
@@ -201,29 +203,57 @@ class Runner:
     def install(self) -> StageResult:
         state = read_state(self.cluster)
         done = state.get("install", {})
-        if done.get("exit_code") == 0 and not self.reinstall:
+        if _install_succeeded(done) and not self.reinstall:
             return StageResult(
                 "install",
                 StageState.SKIPPED,
                 f"installed at {done.get('finished')}; `halb up --reinstall` runs it again",
             )
+        if done and not _install_succeeded(done):
+            where = f" at stage {done['stage']}" if done.get("stage") else ""
+            self.say(f"  the last install {done.get('outcome', 'failed')}{where}: running it again")
         ins = self.cluster.spec.installer
-        plan = plan_launch(ins.kind, self.cluster.base_dir, ins.config, ins.command, None)
+        plan = plan_launch(ins.kind, self.cluster.base_dir, ins.config, ins.command)
         log = self.install_log or default_log_path(self.cluster.base_dir)
-        code = run_installer(plan, log, self.console, console_url=self.cluster.console_url)
+        self.say(f"  running {plan.describe()}; log: {log}")
+        result = run_installer(plan, log, self.console)
+        v = result.verdict
+        url = self.cluster.console_url
+        answer = check_console(url) if (url and v.ok) else ""
+        print_report(self.console, result, vip_url=url, vip_answer=answer)
         state["install"] = {
-            "exit_code": code,
+            "outcome": str(v.outcome),
+            "exit_code": v.exit_code,
+            "stage": v.stage or None,
+            "why": v.why,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "log": str(log),
         }
         write_state(self.cluster, state)
-        if code != 0:
+        if v.outcome == "interrupted":
+            raise Interrupted("interrupted: the installer and its children were stopped")
+        if not v.ok:
+            advice = f"{v.advice}; then " if v.advice else "fix it, then "
             raise StageFailed(
-                f"the installer exited {code}",
-                f"read {log}; fix, then `halb up --reinstall`",
+                headline(result),
+                f"{advice}`halb up` resumes at install (read {log})",
                 ExitStatus.CHECK_FAILED,
             )
-        return StageResult("install", StageState.OK, f"log {log}")
+        detail = f"{v.why}; log {log}"
+        if url:
+            detail += f"; console {url} {answer}"
+        data = {
+            "console_url": url,
+            "console_answer": answer,
+            "installer_console_url": v.console_url,
+        }
+        return StageResult("install", StageState.OK, detail, data=data)
+
+
+def _install_succeeded(done: dict[str, Any]) -> bool:
+    if "outcome" in done:
+        return bool(done["outcome"] == "succeeded")
+    return done.get("exit_code") == 0  # a record from before outcomes were kept
 
 
 def run_up(runner: Runner, until: str, on_stage: Callable[[int, str], None]) -> list[StageResult]:

@@ -13,6 +13,8 @@ from halb.cli.common import (
     ConfigOption,
     JsonOption,
     app,
+    err,
+    exit_with,
     handle_errors,
     one_line,
     out,
@@ -98,25 +100,32 @@ def install_cmd(
         Path | None,
         typer.Option("--log", help="Log file (default: halb-install-TIME.log by halb.yaml)."),
     ] = None,
-    answer: Annotated[
-        str | None,
-        typer.Option(
-            "--answer",
-            help="Text sent to the installer's prompts on stdin "
-            '(default: "2" multi-node for KubeSphere 2.1, "yes" for kk).',
-        ),
-    ] = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Launch the installer; stream its output, keep a log, exit with its exit code."""
-    from halb.installers.launch import default_log_path, plan_launch, run_installer
+    """Launch the installer as its docs do, answer its prompts, judge how it ended.
+
+    Exit 0 when the installer says it succeeded, 1 when it failed or waited for an answer
+    halb does not have (the stage and the log line that says why), 130 on Ctrl-C.
+    """
+    from halb.errors import ExitStatus, Interrupted
+    from halb.installers.launch import plan_launch
+    from halb.installers.report import check_console, print_report, result_document
+    from halb.installers.runner import default_log_path, run_installer
     from halb.spec import load_cluster
 
     cluster = load_cluster(config)
     ins = cluster.spec.installer
-    plan = plan_launch(ins.kind, cluster.base_dir, ins.config, ins.command, answer)
+    plan = plan_launch(ins.kind, cluster.base_dir, ins.config, ins.command)
     log_path = log if log is not None else default_log_path(cluster.base_dir)
-    console = out()
+    console = err() if json_out else out()
     console.print(one_line(f"running {plan.describe()}; log: {log_path}", 2000))
-    code = run_installer(plan, log_path, console, console_url=cluster.console_url)
-    if code != 0:
-        raise typer.Exit(code)
+    result = run_installer(plan, log_path, console)
+    url = cluster.console_url
+    answer = check_console(url) if (url and result.verdict.ok) else ""
+    if json_out:
+        print_json(result_document(result, url, answer))
+    else:
+        print_report(console, result, vip_url=url, vip_answer=answer)
+    if result.verdict.outcome == "interrupted":
+        raise Interrupted("interrupted: the installer and its children were stopped")
+    exit_with(ExitStatus.OK if result.verdict.ok else ExitStatus.CHECK_FAILED)

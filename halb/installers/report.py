@@ -1,0 +1,89 @@
+"""How an install ended, for a person and for --json: stages with times, why, what next."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from halb.installers.runner import RunResult, clock_text
+from halb.installers.watch import Outcome, StageRecord
+
+_STAGE_WORDS = {True: ("passed", "green"), False: ("FAILED", "bold red"), None: ("ended", "")}
+
+
+def check_console(url: str, timeout: float = 5.0) -> str:
+    """Does the console answer at `url`? A few words, for the report."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            return f"answers (HTTP {resp.status})"
+    except urllib.error.HTTPError as e:
+        return f"answers (HTTP {e.code})"
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        return f"does not answer ({reason})"
+
+
+def headline(result: RunResult) -> str:
+    v = result.verdict
+    took = clock_text(result.seconds)
+    at = f" at stage {v.stage}" if v.stage else ""
+    if v.outcome is Outcome.SUCCEEDED:
+        return f"install succeeded in {took} ({v.why})"
+    if v.outcome is Outcome.STOPPED:
+        return f"halb stopped the installer after {took}{at}: {v.why}"
+    if v.outcome is Outcome.INTERRUPTED:
+        return f"install interrupted after {took}{at}; the installer and its children stopped"
+    return f"install failed after {took}{at}: {v.why}"
+
+
+def print_report(
+    console: Console, result: RunResult, *, vip_url: str = "", vip_answer: str = ""
+) -> None:
+    v = result.verdict
+    if v.stages:
+        t = Table(title="installer stages")
+        for col in ("stage", "result", "took"):
+            t.add_column(col)
+        for rec in v.stages:
+            word, style = _STAGE_WORDS[rec.ok]
+            t.add_row(rec.name, Text(word, style=style), clock_text(_took(rec)))
+        console.print(t)
+    style = "green" if v.ok else "bold red"
+    console.print(Text(headline(result), style=style))
+    if v.advice:
+        console.print(Text(f"what to do: {v.advice}"))
+    console.print(Text(f"log: {result.log}"))
+    if v.ok and vip_url:
+        console.print(
+            Text.assemble("console through the external VIP: ", (vip_url, "bold"), f" {vip_answer}")
+        )
+    if v.console_url:
+        console.print(Text(f"the installer printed the console at {v.console_url} (one node)"))
+
+
+def _took(rec: StageRecord) -> float:
+    return (rec.ended or rec.started) - rec.started
+
+
+def result_document(result: RunResult, vip_url: str = "", vip_answer: str = "") -> dict[str, Any]:
+    v = result.verdict
+    return {
+        "outcome": str(v.outcome),
+        "ok": v.ok,
+        "exit_code": v.exit_code,
+        "stage": v.stage or None,
+        "why": v.why,
+        "advice": v.advice or None,
+        "seconds": round(result.seconds, 1),
+        "log": str(result.log),
+        "stages": [{"name": r.name, "ok": r.ok, "seconds": round(_took(r), 1)} for r in v.stages],
+        "installer_console_url": v.console_url or None,
+        "console_url": vip_url or None,
+        "console_answer": vip_answer or None,
+    }
