@@ -84,6 +84,7 @@ def up(
                         "status": r.status,
                         "detail": r.detail,
                         "seconds": r.seconds,
+                        "data": r.data or None,
                         "next": r.next_step or None,
                     }
                     for r in results

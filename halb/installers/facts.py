@@ -178,7 +178,7 @@ KUBEKEY = InstallerFacts(
         ),
     ),
     markers=(
-        _m(Mark.STAGE, r"\[(?P<module>\w+)Module\] (?P<name>.+?)\s*$"),
+        _m(Mark.STAGE, r"^\d\d:\d\d:\d\d \S+ \[(?P<module>\w+)Module\] (?P<name>.+?)\s*$"),
         _m(Mark.FAILED, r"Pipeline\[\w+\] execute failed.*"),
         _m(Mark.SUCCEEDED, r"Pipeline\[CreateClusterPipeline\] execute successfully"),
         _m(Mark.SUCCEEDED, r"Congratulations! Installation is successful\."),

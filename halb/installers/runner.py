@@ -184,8 +184,8 @@ class _Session:
         verdict = self.watcher.verdict(
             code, self.elapsed(), stop=self.stop, interrupted=interrupted
         )
-        if self.partial:
-            self.log.line(self.partial)
+        if self.partial and self.log.line(self.partial):
+            self._echo(self.partial)
         self.log.note(
             f"exit code {code} after {clock_text(self.elapsed())}: {verdict.outcome}"
             + (f" at stage {verdict.stage}" if verdict.stage else "")
@@ -231,11 +231,7 @@ class _Session:
             raw = raw.rstrip(b"\r")
             text = visible(raw)
             if self.log.line(raw):
-                self.console.print(
-                    Text.from_ansi(raw.decode("utf-8", errors="replace")),
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                self._echo(raw)
             if text.strip():
                 self.shown = text.strip()
             self._act(self.watcher.line(text, now), master)
@@ -248,6 +244,10 @@ class _Session:
             if text.strip():
                 self.shown = text.strip()
             self._act(self.watcher.partial(text, now), master)
+
+    def _echo(self, raw: bytes) -> None:
+        text = Text.from_ansi(raw.decode("utf-8", errors="replace"))
+        self.console.print(text, highlight=False, soft_wrap=True)
 
     def _act(self, events: list[StageStarted | Answer | Stop], master: int) -> None:
         for ev in events:

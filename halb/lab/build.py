@@ -37,6 +37,7 @@ from halb.lab.model import (
 from halb.lab.netns import require_root
 from halb.lab.sdroot import DEBS_DIR
 from halb.lab.sdroot import standin_units as standin_unit_texts
+from halb.lab.standin import lay_lab_installer
 from halb.lab.teardown import down
 from halb.lab.topology import (
     BRIDGE,
@@ -297,6 +298,7 @@ def _build(lab: Lab, progress: Progress) -> None:
     write_file(lab.spec, writer.halb_yaml(p), 0o644)
     (lab.dir / COMMON_YAML).parent.mkdir(exist_ok=True)
     write_file(lab.dir / COMMON_YAML, writer.COMMON_YAML, 0o644)
+    lay_lab_installer(lab.dir)
     write_file(lab.dir / STATE_FILE, json.dumps(lab.to_json(), indent=2) + "\n", 0o600)
 
 

@@ -7,12 +7,17 @@ exit 0 after a failure, the Welcome banner.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
 STANDIN = "kubesphere-2.1"
+SCRIPTS = "scripts"
+INVENTORY_LINK = Path("conf") / "hosts.ini"  # where install.sh reads the inventory
+KNOBS = ("lab-offline", "lab-fail-stage", "lab-extra-prompt", "lab-ks-wait", "lab-no-banner")
 
 
 def _copy(src: Traversable, dest: Path) -> None:
@@ -32,3 +37,30 @@ def lay_kubesphere_installer(root: Path) -> Path:
     src = resources.files("halb.lab").joinpath("standins", STANDIN, "scripts")
     _copy(src, root / "scripts")
     return root / "scripts" / "install.sh"
+
+
+def lay_lab_installer(lab_dir: Path, *, offline: bool = False) -> None:
+    """The stand-in under `lab_dir` (which holds conf/common.yaml and hosts.ini).
+
+    `offline`: its stages contact nothing (a lab whose VIPs this machine cannot reach).
+    """
+    lay_kubesphere_installer(lab_dir)
+    link = lab_dir / INVENTORY_LINK
+    if not link.is_symlink() and not link.exists():
+        link.symlink_to(Path("..") / "hosts.ini")
+    if offline:
+        (lab_dir / "lab-offline").write_text("stages 2 and 3 contact nothing\n")
+
+
+def remove_lab_installer(lab_dir: Path) -> None:
+    """What lay_lab_installer wrote, and the knobs a test left; nothing else."""
+    scripts = lab_dir / SCRIPTS
+    if (scripts / "lab" / "playbook.sh").is_file() and not scripts.is_symlink():
+        shutil.rmtree(scripts, ignore_errors=True)
+    shutil.rmtree(lab_dir / "logs", ignore_errors=True)  # install.sh's own log folder
+    link = lab_dir / INVENTORY_LINK
+    if link.is_symlink():
+        link.unlink()
+    for knob in KNOBS:
+        with contextlib.suppress(FileNotFoundError):
+            (lab_dir / knob).unlink()

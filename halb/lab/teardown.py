@@ -12,6 +12,7 @@ from halb.errors import InputError
 from halb.lab import netns, sdhost
 from halb.lab.model import COMMON_YAML, LAB_FILES, MARKER, STATE_DIR, STATE_FILE, load
 from halb.lab.netns import require_root
+from halb.lab.standin import remove_lab_installer
 from halb.lab.topology import SWITCH, check_name, lab_of_netns
 
 
@@ -99,6 +100,7 @@ def _remove_files(name: str, lab_dir: Path) -> int:
         if path.is_file():
             path.unlink()
             count += 1
+    remove_lab_installer(lab_dir)
     with contextlib.suppress(OSError):
         (lab_dir / COMMON_YAML).parent.rmdir()
     with contextlib.suppress(OSError):

@@ -28,6 +28,7 @@ from halb.files import atomic_write, read_input
 from halb.lab import vagrant, vagrant_parse
 from halb.lab.model import COMMON_YAML
 from halb.lab.model import STATE_FILE as NETNS_STATE_FILE
+from halb.lab.standin import lay_lab_installer, remove_lab_installer
 from halb.lab.vagrant import Layout
 from halb.lab.vagrant_parse import VagrantError, VmState
 from halb.lab.writer import COMMON_YAML as COMMON_YAML_TEXT
@@ -274,6 +275,9 @@ def up(
     atomic_write(d / KNOWN_HOSTS_FILE, "", 0o600)  # new VMs, new keys: pinned on first use
     atomic_write(d / INVENTORY_FILE, ini, 0o600)
     atomic_write(d / SPEC_FILE, vagrant.halb_yaml(layout), 0o644)
+    # This machine never reaches the VMs' VIPs (only forwarded SSH ports): the stand-in
+    # installer's stages contact nothing here.
+    lay_lab_installer(d, offline=True)
     progress(f"wrote {d / INVENTORY_FILE} and {d / SPEC_FILE}")
     return layout
 
@@ -340,6 +344,7 @@ def _remove_files(lab_dir: Path) -> int:
         if path.is_file() or path.is_symlink():
             path.unlink()
             count += 1
+    remove_lab_installer(lab_dir)
     for leftover in (lab_dir / COMMON_YAML).parent, lab_dir:
         with contextlib.suppress(OSError):
             leftover.rmdir()  # only when empty

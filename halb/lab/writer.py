@@ -60,8 +60,7 @@ def halb_yaml(plan: LabPlan) -> str:
         "  apiserver: {vip: internal, port: 6443, backends: kube-master, backend_port: 6443}\n"
         "  console: {vip: external, port: 30880, backends: k8s-cluster, backend_port: 30880}\n"
         "vrrp: {profile: default}\n"
-        'installer: {kind: kubesphere, config: conf/common.yaml, command: "true", '
-        "domain: lb.kubesphere.local}\n"
+        "installer: {kind: kubesphere, config: conf/common.yaml, domain: lb.kubesphere.local}\n"
     )
 
 

@@ -18,7 +18,9 @@ lb_value() {  # loadbalancer_apiserver.address / .port from common.yaml
   awk -v k="$1" '/^loadbalancer_apiserver:/{on=1;next} on && /^[^ #]/{on=0}
     on && $1==k":" {gsub(/["'\'']/,"",$2); print $2; exit}' "$CONF"
 }
-console_node() { address_of "$(section kube-node | head -n1)"; }
+console_node() {  # the console NodePort answers on every node: the first worker, else master
+  address_of "$( (section kube-node; section kube-master) | head -n1)"
+}
 
 check() {
   # lab-offline: only stage 1's own checks (for runs outside a lab: nothing is contacted)
