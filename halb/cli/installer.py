@@ -100,6 +100,12 @@ def install_cmd(
         Path | None,
         typer.Option("--log", help="Log file (default: halb-install-TIME.log by halb.yaml)."),
     ] = None,
+    no_probe: Annotated[
+        bool,
+        typer.Option(
+            "--no-probe", help="Do not probe the console through the external VIP at the end."
+        ),
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Launch the installer as its docs do, answer its prompts, judge how it ended.
@@ -121,7 +127,7 @@ def install_cmd(
     console.print(one_line(f"running {plan.describe()}; log: {log_path}", 2000))
     result = run_installer(plan, log_path, console)
     url = cluster.console_url
-    answer = check_console(url) if (url and result.verdict.ok) else ""
+    answer = check_console(url) if (url and result.verdict.ok and not no_probe) else ""
     if json_out:
         print_json(result_document(result, url, answer))
     else:

@@ -61,7 +61,11 @@ def print_report(
     console.print(Text(f"log: {result.log}"))
     if v.ok and vip_url:
         console.print(
-            Text.assemble("console through the external VIP: ", (vip_url, "bold"), f" {vip_answer}")
+            Text.assemble(
+                "console through the external VIP: ",
+                (vip_url, "bold"),
+                f" {vip_answer or '(not probed)'}",
+            )
         )
     if v.console_url:
         console.print(Text(f"the installer printed the console at {v.console_url} (one node)"))
