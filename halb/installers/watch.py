@@ -77,6 +77,7 @@ class Watcher:
     failed_line: str = ""
     failed_stage: str = ""
     why: str = ""
+    why_stage: str = ""  # the stage the first such line came in
     succeeded: bool = False
     console_url: str = ""
     recap_seen: bool = False
@@ -164,7 +165,7 @@ class Watcher:
             return self.why or self.failed_line, self.failed_stage
         if self.bad_hosts:
             hosts = ", ".join(self.bad_hosts)
-            return (self.why or f"PLAY RECAP: {hosts}"), self.stage_label()
+            return (self.why or f"PLAY RECAP: {hosts}"), self.why_stage or self.stage_label()
         if exit_code is None or exit_code != 0:
             said = f"exit code {exit_code}" if exit_code is not None else "no exit code"
             return (
@@ -247,6 +248,7 @@ class Watcher:
                 self.console_url = groups.get("url") or ""
             elif m.mark is Mark.WHY:
                 self.why = text
+                self.why_stage = self.why_stage or self.stage_label()
             elif m.mark is Mark.RECAP:
                 self.recap_seen = True
                 if int(groups["failed"]) or int(groups["unreachable"]):

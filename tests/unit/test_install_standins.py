@@ -211,7 +211,7 @@ def test_kubespray_recap_decides(kubespray: Path) -> None:
     (kubespray / "kubespray" / "ansible-fail").write_text("")
     v = run(ks_spray_plan(kubespray), kubespray / "f.log").verdict
     assert v.outcome is Outcome.FAILED and v.exit_code == 2
-    assert "etcd did not start" in v.why
+    assert "etcd did not start" in v.why and v.stage == "Install etcd"
 
 
 def test_kubespray_become_password_prompt_stops_at_once(kubespray: Path) -> None:
@@ -313,3 +313,19 @@ def gone(pid: int, within: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_the_stand_in_spins_at_end_of_input_as_the_real_script_does(ks: Path) -> None:
+    # What halb did before: "2\n" on a pipe, then end of input. `read -p` shows no prompt
+    # (stdin is not a terminal) and the yes/no loop re-reads EOF forever.
+    with pytest.raises(subprocess.TimeoutExpired) as spun:
+        subprocess.run(
+            ["bash", "./install.sh"],
+            cwd=ks / "scripts",
+            input=b"2\n",
+            capture_output=True,
+            timeout=3,
+        )
+    out = spun.value.stdout or b""
+    assert b"Please ensure that your environment" not in out  # no prompt on a pipe
+    assert b"1. Initiating Environment" not in out

@@ -219,6 +219,7 @@ def test_kubespray_recap_judges_hosts() -> None:
     feed(w, lines)
     v = w.verdict(2, 1.0)
     assert v.outcome is Outcome.FAILED and "etcd did not start" in v.why
+    assert v.stage == "Install etcd"  # where it failed, not the last play
     w = Watcher(facts.KUBESPRAY)
     feed(w, [lines[0], *lines[2:4]])
     assert w.verdict(0, 1.0).ok
