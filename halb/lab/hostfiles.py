@@ -35,8 +35,8 @@ HOST_DIRS = (
 # replacing its own (passwd, useradd, sed -i inside the host) writes its upper layer,
 # where a bound file refused the rename. A full copy of /etc per host would have copied
 # the machine's /etc/shadow too. The systemd hosts' root is built the same way.
-# Every host has its own user database (the machine's adding a user must not give a
-# host half of one); a sudo host's holds its sudo user.
+# Every host has its own whole user database (a user the machine adds must not reach a
+# host half made); a sudo host's holds its sudo user.
 HOST_FILES = (
     ("shadow", "/etc/shadow"),
     ("passwd", "/etc/passwd"),
@@ -56,12 +56,11 @@ SUDO_DIRS = (
 ROOT_BASHRC = Path("/root/.bashrc")
 SKEL_BASHRC = Path("/etc/skel/.bashrc")
 SUDOERS = Path("/etc/sudoers")
-# The host's upper layers, on a tmpfs mounted in its own mount namespace only.
-LAYERS = "layers"
 # Runs inside the new mount+UTS namespace (already in the host's network namespace).
 # $1 hostname, $2 host dir, then pairs (file in $2, path in the host) copied into the
 # upper layer of an overlay over the path's directory, `--`, and pairs (dir in $2, path
-# in the host) bound.
+# in the host) bound. The upper layers are on a tmpfs ($2/layers) mounted in the host's
+# mount namespace only; isolation.py finds them there.
 HOST_SETUP = r"""
 hostname "$1"
 d="$2"
