@@ -11,8 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from halb.cli.common import JsonOption, app, handle_errors, out, print_json
-from halb.errors import InputError
+from halb.cli.common import JsonOption, app, exit_with, handle_errors, out, print_json
+from halb.errors import ExitStatus, InputError
 
 lab_app = typer.Typer(
     name="lab",
@@ -175,8 +175,8 @@ def lab_status(
     ] = DEFAULT_DIR,
     vagrant_dir: VagrantDirOption = None,
 ) -> None:
-    """Namespaces, addresses, daemons of every host, and who holds the VIPs
-    (vagrant: the VMs and their states)."""
+    """Namespaces, addresses, daemons of every host, who holds the VIPs, and whether each
+    host still sees its own private files (exit 1 if not); vagrant: the VMs and their states."""
     if provider is Provider.vagrant:
         _vagrant_status(dir, vagrant_dir, json)
         return
@@ -188,13 +188,14 @@ def lab_status(
     report = status(name)
     if json:
         print_json(report)
-        return
-    console = out()
-    if not report:
-        console.print("no lab is running" + (f" with the name {name}" if name else ""))
-        return
-    for lab in report:
-        _print_lab(console, lab)
+    else:
+        console = out()
+        if not report:
+            console.print("no lab is running" + (f" with the name {name}" if name else ""))
+        for lab in report:
+            _print_lab(console, lab)
+    if not all(lab["isolated"] for lab in report):
+        exit_with(ExitStatus.CHECK_FAILED)
 
 
 def _vagrant_status(dir: Path, vagrant_dir: Path | None, json: bool) -> None:
@@ -228,6 +229,11 @@ def _print_lab(console: Console, lab: dict[str, Any]) -> None:
         console.print(
             f"  {h['host']:<9} {h['netns']:<22} {h['address'] or '-':<15} {daemons}{extra}"
         )
+        if h["not_own_files"]:
+            console.print(
+                f"  {'':<9} ISOLATION GONE: {', '.join(h['not_own_files'])} "
+                "would be the machine's, not the host's own"
+            )
     for v in lab["vips"]:
         holders = ", ".join(v["holders"]) or "nobody"
         console.print(f"  VIP {v['role']:<8} {v['address']:<15} held by {holders}")
@@ -244,12 +250,19 @@ def lab_exec(
     host: Annotated[str, typer.Option("--host", help="Host to run in.")] = "taskbox",
     dir: DirOption = DEFAULT_DIR,
 ) -> None:
-    """Run a command inside the taskbox (default) or a lab host; exits with its status."""
+    """Run a command inside the taskbox (default) or a lab host; exits with its status.
+    Refuses (exit 1) a host that no longer sees its own private files."""
     from halb.lab.discover import enter_argv, resolve_name
+    from halb.lab.isolation import require_own
     from halb.lab.netns import require_root
+    from halb.lab.topology import TASKBOX, netns_name
 
     require_root()
     if not cmd:
         raise InputError("halb lab exec: give a command after --")
-    argv = [*enter_argv(resolve_name(name, dir), host, dir), *cmd]
+    lab_name = resolve_name(name, dir)
+    argv = [*enter_argv(lab_name, host, dir), *cmd]
+    if host != TASKBOX:
+        # never run a command in a host that would see the machine's files as its own
+        require_own(lab_name, [(host, netns_name(lab_name, host))])
     os.execvp(argv[0], argv)  # stdio, signals and exit status pass straight through

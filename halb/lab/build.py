@@ -14,7 +14,7 @@ from typing import Any
 
 import halb
 from halb.errors import InputError
-from halb.lab import netns, sdhost, writer
+from halb.lab import isolation, netns, sdhost, writer
 from halb.lab.discover import existing_labs, lab_octet_in_use
 from halb.lab.hostfiles import (
     check_sudo_support,
@@ -182,6 +182,11 @@ def wait_ready(lab: Lab, hosts: list[LabHost]) -> None:
         time.sleep(0.05)
 
 
+def check_isolation(lab: Lab, hosts: list[LabHost]) -> None:
+    """Every host sees its own private files (before a daemon of a plain host starts)."""
+    isolation.require_own(lab.name, ((h.name, h.netns) for h in hosts))
+
+
 def hash_password(password: str) -> str:
     # The password goes through stdin, never argv.
     return netns.run(["openssl", "passwd", "-6", "-stdin"], input=password + "\n").stdout.strip()
@@ -280,6 +285,7 @@ def _build(lab: Lab, progress: Progress) -> None:
         if plain:
             progress("mount and UTS namespaces")
             list(ex.map(lambda h: make_host_namespaces(lab, h), plain))
+            check_isolation(lab, plain)
             progress("daemons: sshd everywhere, apiserver on masters, console on masters and nodes")
             list(ex.map(lambda h: start_daemons(lab, h), plain))
         if booted:
@@ -289,6 +295,7 @@ def _build(lab: Lab, progress: Progress) -> None:
             for h in booted:
                 sdhost.boot(lab, h, base, sdhost.prepare(lab, h, masks, standin_units(h)))
             list(ex.map(lambda h: sdhost.wait_booted(lab, h), booted))
+            check_isolation(lab, booted)
     wait_ready(lab, machines)
     lab.pids = {h.name: netns.netns_pids(h.netns) for h in p.hosts}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from halb.errors import InputError
-from halb.lab import netns
+from halb.lab import isolation, netns
 from halb.lab.model import STATE_FILE, load
 from halb.lab.topology import (
     HOST_IFACE,
@@ -74,7 +74,8 @@ def _host_order(h: str) -> tuple[int, int, str]:
 
 
 def status(name: str | None = None) -> list[dict[str, Any]]:
-    """Every lab (or one): hosts, addresses, daemons, and who holds which extra address."""
+    """Every lab (or one): hosts, addresses, daemons, who holds which extra address, and
+    which of its private files each host no longer sees as its own (`not_own_files`)."""
     labs = existing_labs()
     if name is not None:
         check_name(name)
@@ -99,13 +100,17 @@ def status(name: str | None = None) -> list[dict[str, Any]]:
             extra = [a for a in addrs if a != own]
             for a in extra:
                 holders.setdefault(a, []).append(host)
+            # the taskbox is the machine's own view: it has no private files
+            foreign = [] if host == TASKBOX else isolation.foreign_files(ns, host)
             hosts.append({"host": host, "netns": ns, "address": own if own in addrs else None,
-                          "init": init, "daemons": daemons, "extra_addresses": extra})  # fmt: skip
+                          "init": init, "daemons": daemons, "extra_addresses": extra,
+                          "not_own_files": foreign})  # fmt: skip
         report.append(
             {
                 "name": lab_name,
                 "subnet": subnet_of(octet),
                 "hosts": hosts,
+                "isolated": not any(h.get("not_own_files") for h in hosts),
                 "vips": [
                     {"address": a, "role": vips.get(a, "other"), "holders": h}
                     for a, h in holders.items()

@@ -1,5 +1,5 @@
-"""Each lab host's private files (bound over /etc/haproxy, /etc/ssh, /run, ... inside
-its mount namespace) and the namespaces that hold those binds."""
+"""Each lab host's private files (its /etc/haproxy, /etc/ssh, /run, /etc/shadow, ... inside
+its mount namespace) and the namespaces that hold them."""
 
 from __future__ import annotations
 
@@ -13,23 +13,39 @@ from halb.lab import netns, writer
 from halb.lab.model import CONTROL_DIR, Lab
 from halb.lab.topology import LabHost, Role
 
-# Per-host private copies, bound over these paths inside the host's mount namespace.
-HOST_BINDS = (
+# Per-host private directories, bound over these paths inside the host's mount namespace.
+# Only directories: the kernel drops a bind mount in every namespace when the path under
+# it is renamed over or unlinked, and the machine replaces files (apt, passwd, sed -i)
+# but not these directories.
+HOST_DIRS = (
     ("etc-haproxy", "/etc/haproxy"),
     ("etc-keepalived", "/etc/keepalived"),
     ("etc-ssh", "/etc/ssh"),
     ("etc-sysctl.d", "/etc/sysctl.d"),
     ("var-lib-halb", "/var/lib/halb"),
     ("var-log-halb", "/var/log/halb"),
-    ("shadow", "/etc/shadow"),
-    ("hostname", "/etc/hostname"),
-    ("hosts", "/etc/hosts"),
     ("run", "/run"),
 )
-# Sudo hosts also get their own user databases, sudoers drop-ins and /home.
-SUDO_BINDS = (
+# Per-host private files. They are not bound (see above) but copied into the upper layer
+# of an overlay the host gets over their directory (/etc, /root): the lower layer is the
+# machine's directory, so the host keeps seeing the machine's other files there, which
+# its shared /usr goes with (alternatives, ld.so.cache, new packages' config), while its
+# own copies hide the machine's from the moment the overlay is mounted, before any of its
+# processes starts. The machine replacing a file only changes the lower layer; the host
+# replacing its own (passwd, useradd, sed -i inside the host) writes its upper layer,
+# where a bound file refused the rename. A full copy of /etc per host would have copied
+# the machine's /etc/shadow too. The systemd hosts' root is built the same way.
+# Every host has its own whole user database (a user the machine adds must not reach a
+# host half made); a sudo host's holds its sudo user.
+HOST_FILES = (
+    ("shadow", "/etc/shadow"),
     ("passwd", "/etc/passwd"),
     ("group", "/etc/group"),
+    ("hostname", "/etc/hostname"),
+    ("hosts", "/etc/hosts"),
+)
+# Sudo hosts also get their own sudoers drop-ins and /home.
+SUDO_DIRS = (
     ("etc-sudoers.d", "/etc/sudoers.d"),
     ("home", "/home"),
 )
@@ -41,7 +57,11 @@ ROOT_BASHRC = Path("/root/.bashrc")
 SKEL_BASHRC = Path("/etc/skel/.bashrc")
 SUDOERS = Path("/etc/sudoers")
 # Runs inside the new mount+UTS namespace (already in the host's network namespace).
-HOST_SETUP = """
+# $1 hostname, $2 host dir, then pairs (file in $2, path in the host) copied into the
+# upper layer of an overlay over the path's directory, `--`, and pairs (dir in $2, path
+# in the host) bound. The upper layers are on a tmpfs ($2/layers) mounted in the host's
+# mount namespace only; isolation.py finds them there.
+HOST_SETUP = r"""
 hostname "$1"
 d="$2"
 shift 2
@@ -49,6 +69,25 @@ shift 2
 # they would keep those namespaces alive as long as this host exists.
 grep ' - nsfs ' /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
   umount -l "$m" 2>/dev/null || true
+done
+L="$d/layers"
+mkdir -p "$L"
+mount -t tmpfs -o mode=755 tmpfs "$L"
+dirs=""
+while [ "$1" != -- ]; do
+  dir=$(dirname "$2")
+  if [ ! -d "$L/up$dir" ]; then
+    mkdir -p "$L/up$dir" "$L/work$dir"
+    # the upper directory's owner and mode are the merged directory's
+    chown --reference="$dir" "$L/up$dir"; chmod --reference="$dir" "$L/up$dir"
+    dirs="$dirs $dir"
+  fi
+  cp -a "$d/$1" "$L/up$2"
+  shift 2
+done
+shift
+for dir in $dirs; do
+  mount -t overlay overlay -o "lowerdir=$dir,upperdir=$L/up$dir,workdir=$L/work$dir" "$dir"
 done
 while [ $# -gt 1 ]; do mount --bind "$d/$1" "$2"; shift 2; done
 umount -l /sys
@@ -89,12 +128,10 @@ def prepare_sudo_user(d: Path, h: LabHost, uid: int, password_hash: str) -> None
     assert user is not None
     write_file(
         d / "passwd",
-        writer.passwd_with_user(Path("/etc/passwd").read_text(), user, uid, f"/home/{user}"),
+        writer.passwd_with_user((d / "passwd").read_text(), user, uid, f"/home/{user}"),
         0o644,
     )
-    write_file(
-        d / "group", writer.group_with_user(Path("/etc/group").read_text(), user, uid), 0o644
-    )
+    write_file(d / "group", writer.group_with_user((d / "group").read_text(), user, uid), 0o644)
     shadow = (d / "shadow").read_text()
     (d / "shadow").write_text(writer.shadow_with_user(shadow, user, password_hash))
     # sudo ignores drop-ins not owned by root or writable by others: root, 0440.
@@ -145,6 +182,8 @@ def prepare_host_files(
     write_file(d / "shadow", writer.shadow_with_root_hash(shadow, root_hash), 0o640)
     with contextlib.suppress(KeyError):
         os.chown(d / "shadow", 0, grp.getgrnam("shadow").gr_gid)
+    for db in ("passwd", "group"):
+        write_file(d / db, Path("/etc", db).read_text(), 0o644)
     if h.sudo_user:
         prepare_sudo_user(d, h, *sudo)
     write_file(d / "hostname", h.name + "\n", 0o644)
@@ -172,10 +211,13 @@ def prepare_host_files(
 def make_host_namespaces(lab: Lab, h: LabHost) -> None:
     (lab.state_dir / "ns").mkdir(exist_ok=True)
     args = [h.name, str(lab.host_dir(h.name))]
-    for sub, target in HOST_BINDS + (SUDO_BINDS if h.sudo_user else ()):
+    for sub, target in HOST_FILES:
         args += [sub, target]
-    if ROOT_BASHRC.is_file():  # a bind needs its target to exist
+    if ROOT_BASHRC.is_file():
         args += ["root-bashrc", str(ROOT_BASHRC)]
+    args.append("--")
+    for sub, target in HOST_DIRS + (SUDO_DIRS if h.sudo_user else ()):
+        args += [sub, target]
     netns.new_host_namespaces(
         h.netns, lab.mount_file(h.name), lab.uts_file(h.name), HOST_SETUP, args
     )

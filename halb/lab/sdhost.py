@@ -23,7 +23,7 @@ from pathlib import Path
 
 from halb.files import atomic_write
 from halb.lab import fakeapi, netns
-from halb.lab.hostfiles import SUDO_BINDS
+from halb.lab.hostfiles import HOST_FILES, SUDO_DIRS
 from halb.lab.model import CONTROL_DIR, Lab
 from halb.lab.netns import LabError
 from halb.lab.sdroot import (
@@ -59,10 +59,8 @@ NOT_YET = ("", "offline")  # what `systemctl is-system-running` says before PID 
 # The host's own files, copied over these paths of its root before boot (replacing the
 # machine's: its /etc/ssh keys and its enabled units stay out of the host).
 ROOT_FILES = (
+    *HOST_FILES,
     ("etc-ssh", "/etc/ssh"),
-    ("shadow", "/etc/shadow"),
-    ("hostname", "/etc/hostname"),
-    ("hosts", "/etc/hosts"),
     ("machine-id", "/etc/machine-id"),
     ("sd-units", "/etc/systemd/system"),
     ("root-home", "/root"),  # a fresh server's, not the machine's dotfiles
@@ -250,7 +248,7 @@ def prepare(
     for f in (".bashrc", ".profile"):
         if Path("/etc/skel", f).is_file():
             shutil.copy2(Path("/etc/skel", f), home / f)
-    pairs = ROOT_FILES + extra + (SUDO_BINDS if h.sudo_user else ())
+    pairs = ROOT_FILES + extra + (SUDO_DIRS if h.sudo_user else ())
     return [x for pair in pairs for x in pair] + ["--"] + [x for pair in binds for x in pair]
 
 
