@@ -15,6 +15,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from halb.errors import ExitStatus, HalbError, Interrupted
+from halb.kinds import MAX_LINE, one_line
 
 
 class _Group(TyperGroup):
@@ -103,7 +104,6 @@ def _current_context() -> Any:
     return get_current_context(silent=True)
 
 
-MAX_LINE = 600  # characters of one message line; a 1 MB value is never echoed whole
 MAX_LINES = 20  # lines of one error that lists several findings
 
 
@@ -115,22 +115,6 @@ def out() -> Console:
 
 def err() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
-
-
-def one_line(text: str, limit: int = MAX_LINE) -> str:
-    """`text` as one printable line of at most about `limit` characters.
-
-    Control characters (a newline or an escape sequence in a file or host name) show
-    escaped, so one message stays one line and cannot drive the terminal.
-    """
-    shown = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
-    )
-    if len(shown) <= limit:
-        return shown
-    # The head names the file, key or host; the tail often says why: keep both.
-    head, tail = limit * 2 // 3, limit // 3
-    return f"{shown[:head]} ...({len(shown) - head - tail} characters left out)... {shown[-tail:]}"
 
 
 def error_lines(e: BaseException) -> list[str]:

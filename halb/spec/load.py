@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from halb.files import read_input
 from halb.inventory import Inventory, load_inventory
 from halb.spec.checks import Checker
 from halb.spec.cluster import Cluster
-from halb.spec.findings import Finding, SpecInvalid
+from halb.spec.findings import Finding, SpecInvalid, capped
 from halb.spec.model import HealthSpec, Spec
 from halb.spec.profiles import PROFILES, TRACK_MARGIN, TRACK_WEIGHT_MAX
 
@@ -89,7 +91,11 @@ def _pydantic_findings(path: Path, exc: ValidationError) -> list[Finding]:
             out.append(Finding("error", where, msg))
         else:
             value = e.get("input")
-            shown = "" if "password" in key else f" (got {kinds.shown(value)})"
+            # By what the value is, not only "password": vrrp.auth, any key or token.
+            secret = any(kinds.secret_key(str(p)) for p in loc)
+            shown = "" if secret else f" (got {kinds.shown(value)})"
+            if not secret and isinstance(value, (datetime.date, datetime.time)):
+                shown += "; YAML reads it as a date or time: quote it"
             out.append(Finding("error", where, f"{e['msg']}{shown}"))
     return out
 
@@ -111,8 +117,18 @@ def load_cluster(path: Path) -> Cluster:
 
 
 def check(path: Path) -> tuple[Cluster | None, list[Finding]]:
-    """Every offline check; returns the cluster when there is no error, and all findings."""
-    path = path.resolve() if not path.is_absolute() else path
+    """Every offline check; returns the cluster when there is no error, and its findings
+    (at most MAX_FINDINGS of each level, then a count of the rest)."""
+    cluster, findings = _check(path)
+    return cluster, capped(findings)
+
+
+def _check(path: Path) -> tuple[Cluster | None, list[Finding]]:
+    if not path.is_absolute():
+        try:
+            path = path.resolve()
+        except (RuntimeError, OSError):  # a symlink loop: read_input names it
+            path = Path(os.path.abspath(path))
     data = read_yaml_mapping(path)
     try:
         spec = parse_spec(path, data)
