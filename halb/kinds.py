@@ -229,9 +229,19 @@ def interface(value: object) -> str:
     )
 
 
+_ADDRESS_MAX = 100  # an IPv6 address with a zone id; ipaddress quotes the whole input
+
+
+def _address_text(value: object) -> str:
+    s = _text(value, "an address")
+    if len(s) > _ADDRESS_MAX:  # ipaddress would repr() a 3 MB value into its message
+        raise ValueError(f"{shown(s)} is not an IP address (longer than any address)")
+    return s
+
+
 def address(value: object) -> str:
     """An IPv4 or IPv6 address, canonical; never a network, a list or a scoped address."""
-    s = _text(value, "an address")
+    s = _address_text(value)
     try:
         ip = ipaddress.ip_address(s)
     except ValueError:
@@ -242,7 +252,7 @@ def address(value: object) -> str:
 
 
 def ipv4(value: object) -> str:
-    s = _text(value, "an address")
+    s = _address_text(value)
     try:
         return str(ipaddress.IPv4Address(s))
     except ValueError:
@@ -254,7 +264,7 @@ def vip_address(value: object) -> ipaddress.IPv4Address:
     if not isinstance(value, (str, ipaddress.IPv4Address)):
         raise ValueError(f"must be an IPv4 address as a string, not {type(value).__name__}")
     try:
-        ip = ipaddress.IPv4Address(value)
+        ip = ipaddress.IPv4Address(_address_text(value) if isinstance(value, str) else value)
     except ValueError:
         raise ValueError(f"{shown(value)} is not an IPv4 address") from None
     if ip.is_unspecified or ip == ipaddress.IPv4Address("255.255.255.255"):

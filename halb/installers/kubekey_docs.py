@@ -22,6 +22,8 @@ from ruamel.yaml.error import YAMLError
 
 from halb.errors import InputError
 from halb.installers.edit import (
+    UNREADABLE_MESSAGE,
+    UNREADABLE_VALUE,
     Editor,
     EditResult,
     LBSettings,
@@ -74,6 +76,8 @@ def split_documents(text: str, source: str) -> list[Document]:
 def _load(body: str, source: str, index: int) -> Any:
     try:
         return YAML(typ="safe", pure=True).load(io.StringIO(body))
+    except UNREADABLE_VALUE:
+        raise InputError(f"{source}: document {index + 1}: {UNREADABLE_MESSAGE}") from None
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1} of it)" if mark is not None else ""

@@ -37,6 +37,8 @@ def _split_port(pattern: str) -> tuple[str, int | None]:
 
 
 def _is_ip(s: str) -> bool:
+    if len(s) > 100:  # ipaddress would repr() the whole input into its error
+        return False
     try:
         ipaddress.ip_address(s)
     except ValueError:
@@ -45,6 +47,8 @@ def _is_ip(s: str) -> bool:
 
 
 def _is_ipv6(s: str) -> bool:
+    if len(s) > 100:
+        return False
     try:
         ipaddress.IPv6Address(s)
     except ValueError:

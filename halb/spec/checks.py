@@ -164,7 +164,7 @@ class Checker:
                     self.error(f"{key}.address", f"{addr} is the {what} address of {v.subnet}")
                 for h in lbs:
                     try:
-                        hip = ipaddress.IPv4Address(h.ip or "")
+                        hip = ipaddress.IPv4Address(kinds.ipv4(h.ip or ""))
                     except ValueError:
                         continue
                     if hip not in v.subnet:
