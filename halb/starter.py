@@ -62,10 +62,17 @@ _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", re.ASCII)
 def _yaml_scalar(value: object) -> str:
     """A plain scalar when it reads back as the same string, else a double-quoted one."""
     s = str(value)
-    if _PLAIN.fullmatch(s) and yaml.safe_load(s) == s:
+    if _PLAIN.fullmatch(s) and _reads_back(s):
         return s
     text: str = yaml.safe_dump(s, default_style='"', width=2**31, allow_unicode=False)
     return text.rstrip("\n")
+
+
+def _reads_back(s: str) -> bool:
+    try:
+        return bool(yaml.safe_load(s) == s)
+    except (yaml.YAMLError, ValueError):  # `2024-02-30` resolves to a date that fails
+        return False
 
 
 def _comment(value: object) -> str:
