@@ -9,8 +9,11 @@ message that names the rule; callers add the file and key or host.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
 import re
+from collections.abc import Collection, Iterable
+from typing import Any
 
 CLIP = 60  # characters of a user's value quoted in a message
 
@@ -126,25 +129,22 @@ def shown(value: object, limit: int = CLIP) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _shown_container(value: object, limit: int) -> str:
+def _shown_container(value: Collection[Any], limit: int) -> str:
     """A list, set or mapping, built from its first items only (each one shown())."""
     if isinstance(value, dict):
-        items = [f"{shown(k, limit)}: {shown(v, limit)}" for k, v in _first(value.items(), limit)]
         if any(secret_key(k) for k in value):
-            items = ["<holds a secret>"]
-        return "{" + ", ".join(items) + "}"
-    items = [shown(v, limit) for v in _first(iter(value), limit)]  # type: ignore[call-overload]
-    opening, closing = {list: "[]", tuple: "()"}.get(type(value), "{}")
-    return opening + ", ".join(items) + closing
+            return "{<holds a secret>}"
+        pairs: list[tuple[Any, Any]] = _first(value.items(), limit)
+        return "{" + ", ".join(f"{shown(k, limit)}: {shown(v, limit)}" for k, v in pairs) + "}"
+    items = [shown(v, limit) for v in _first(value, limit)]
+    brackets = {list: "[]", tuple: "()"}.get(type(value), "{}")
+    return brackets[0] + ", ".join(items) + brackets[1]
 
 
-def _first(items: object, limit: int) -> list[object]:
-    out = []
-    for i, item in enumerate(items):  # type: ignore[call-overload]
-        if i * 3 > limit:
-            break
-        out.append(item)
-    return out
+def _first(items: Iterable[Any], limit: int) -> list[Any]:
+    """As many items as could show in `limit` characters (a 1 000 000-item list is not
+    walked to quote 60 characters of it)."""
+    return list(itertools.islice(items, limit // 3 + 1))
 
 
 def clip(value: object, limit: int = CLIP) -> str:

@@ -15,7 +15,10 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from halb.errors import ExitStatus, HalbError, Interrupted
-from halb.kinds import MAX_LINE, one_line
+
+# re-exported: the CLI modules print through these
+from halb.kinds import MAX_LINE as MAX_LINE
+from halb.kinds import one_line as one_line
 
 
 class _Group(TyperGroup):

@@ -28,6 +28,7 @@ def _literal(value: str, b: _Build, owner: str, key: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # `"\e"` before 3.12
             parsed = ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return value

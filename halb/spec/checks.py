@@ -25,7 +25,6 @@ from halb.spec.profiles import (
     derive_router_id,
 )
 
-
 _PORT_TEXT = re.compile(r"[0-9]{1,5}", re.ASCII)
 
 
@@ -251,7 +250,8 @@ class Checker:
                 self.error("vrrp.advert_int", f"VRRPv2 allows 1..255 s (got {shown(advert)})")
         elif not 0.01 <= advert <= 40.95 or round(advert * 100) != advert * 100:
             self.error(
-                "vrrp.advert_int", f"VRRPv3 allows 0.01..40.95 s in 0.01 steps (got {shown(advert)})"
+                "vrrp.advert_int",
+                f"VRRPv3 allows 0.01..40.95 s in 0.01 steps (got {shown(advert)})",
             )
         password: str | None = None
         if v.auth is not None:

@@ -57,5 +57,5 @@ def capped(findings: Sequence[Finding], limit: int = MAX_FINDINGS) -> list[Findi
     for level in ("error", "warning"):
         if left[level]:
             what = "errors" if level == "error" else "warnings"
-            out.append(Finding(level, "(more)", f"{left[level]} more {what} not shown"))  # type: ignore[arg-type]
+            out.append(Finding(level, "(more)", f"{left[level]} more {what} not shown"))
     return out

@@ -101,8 +101,8 @@ class VrrpSpec(_Model):
     unicast: Annotated[bool, Strict()] = True
     nopreempt: Annotated[bool, Strict()] = False
     # default: the profile's
-    preempt_delay: Annotated[float, Strict(), _kind(kinds.finite), _kind(_millis)] | None = (
-        Field(default=None, ge=0, le=1000)
+    preempt_delay: Annotated[float, Strict(), _kind(kinds.finite), _kind(_millis)] | None = Field(
+        default=None, ge=0, le=1000
     )
     auth: AuthSpec | None = None
 

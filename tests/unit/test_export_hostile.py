@@ -24,11 +24,15 @@ runner = CliRunner()
 PIECES = ["\n", "\r", " ", "\t", ";", " ;", "#", "%", "%(x)s", "'", '"', "{{", "}}", "{%",
           "[defaults]", "vault_password_file = /x", "- hosts: all", ": ", "\x1b[2J", "\u2028",
           "é", "\\", "$HOME", "*", "&a", "!!python/name:os.system", "---", "..."]  # fmt: skip
-FOLDER = st.lists(
-    st.one_of(st.sampled_from(PIECES), st.text(alphabet="ab-_.", min_size=1, max_size=4)),
-    min_size=1,
-    max_size=4,
-).map("".join).filter(lambda s: s not in (".", "..") and "/" not in s)
+FOLDER = (
+    st.lists(
+        st.one_of(st.sampled_from(PIECES), st.text(alphabet="ab-_.", min_size=1, max_size=4)),
+        min_size=1,
+        max_size=4,
+    )
+    .map("".join)
+    .filter(lambda s: s not in (".", "..") and "/" not in s)
+)
 
 
 def make_case(root: Path, folder: str, password_file: bool) -> Path:
@@ -38,7 +42,9 @@ def make_case(root: Path, folder: str, password_file: bool) -> Path:
         shutil.copy(GOLDEN / "pass-auth" / name, d / name)
     if password_file:
         (d / "vrrp.pass").write_text("Zq9pass\n")
-        spec = (d / "halb.yaml").read_text().replace("password: Vr7pass", "password_file: vrrp.pass")
+        spec = (
+            (d / "halb.yaml").read_text().replace("password: Vr7pass", "password_file: vrrp.pass")
+        )
         (d / "halb.yaml").write_text(spec)
     return d / "halb.yaml"
 
@@ -120,7 +126,9 @@ def test_newline_in_the_spec_folder_adds_no_play(tmp_path: Path) -> None:
     spec = make_case(tmp_path, "x\n- hosts: all\n  tasks: [{shell: id}]\n#", False)
     (tmp_path / "inv").mkdir()
     shutil.move(spec.parent / "hosts.ini", tmp_path / "inv" / "hosts.ini")
-    spec.write_text(spec.read_text().replace("inventory: hosts.ini", f"inventory: {tmp_path}/inv/hosts.ini"))
+    spec.write_text(
+        spec.read_text().replace("inventory: hosts.ini", f"inventory: {tmp_path}/inv/hosts.ini")
+    )
     r = runner.invoke(app, ["export", "ansible", "-c", str(spec), str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     plays = yaml.safe_load((tmp_path / "out" / "site.yml").read_text())

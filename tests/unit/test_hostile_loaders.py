@@ -6,16 +6,14 @@ secret, never a control character on the terminal."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from typer.testing import Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from halb.cli import app
 
@@ -221,15 +219,22 @@ CONFIGS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "kubekey": (
         "config-sample.yaml",
         (FIXTURES / "kubekey-cluster.yaml").read_text() + CLUSTER_CONFIGURATION,
-        [("    port: 6443", "    port: {V}"), ("domain: lb.kubesphere.local", "domain: {V}"),
-         ("storageClass: \"\"", "storageClass: {V}"), ("\n", "\nextra: {V}\n")],
-    ),  # fmt: skip
+        [
+            ("    port: 6443", "    port: {V}"),
+            ("domain: lb.kubesphere.local", "domain: {V}"),
+            ('storageClass: ""', "storageClass: {V}"),
+            ("\n", "\nextra: {V}\n"),
+        ],
+    ),
     "kubekey-v4": (
         "config.yaml",
         V4,
-        [("      port: 6443", "      port: {V}"), ("type: local", "type: {V}"),
-         ("  kubernetes:", "  {V}: 1\n  kubernetes:")],
-    ),  # fmt: skip
+        [
+            ("      port: 6443", "      port: {V}"),
+            ("type: local", "type: {V}"),
+            ("  kubernetes:", "  {V}: 1\n  kubernetes:"),
+        ],
+    ),
 }
 
 
@@ -244,7 +249,9 @@ def test_installer_configs(
     (d / name).write_text(put(text, site, value))
     (d / "hosts.ini").write_text(INI)
     installer = "kubekey" if kind.startswith("kubekey") else kind
-    spec = SPEC.format(inventory="hosts.ini") + f"installer: {{kind: {installer}, config: {name}}}\n"
+    spec = (
+        SPEC.format(inventory="hosts.ini") + f"installer: {{kind: {installer}, config: {name}}}\n"
+    )
     (d / "halb.yaml").write_text(spec)
     before = (d / name).read_bytes()
     # --json: the diff of the user's own file (which may hold its passwords) comes as JSON
@@ -353,12 +360,18 @@ def test_yaml_inventory_escapes_and_newlines_in_values(tmp_path: Path) -> None:
         assert not any(line.startswith("ok:") for line in r.output.splitlines())
 
 
-def test_symlink_loop_as_the_spec_or_inventory(tmp_path: Path) -> None:
+def test_symlink_loop_as_the_spec_or_inventory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     loop = tmp_path / "loop.yaml"
     loop.symlink_to(loop)
-    for argv in (["validate", "-c", str(loop)], ["render", "-c", str(loop), "-o", str(tmp_path / "o")],
-                 ["export", "ansible", "-c", str(loop), str(tmp_path / "e")],
-                 ["validate", "-c", "loop.yaml"]):  # fmt: skip
+    for argv in (
+        ["validate", "-c", str(loop)],
+        ["validate", "-c", "loop.yaml"],  # relative: the path is resolved first
+        ["render", "-c", str(loop), "-o", str(tmp_path / "o")],
+        ["export", "ansible", "-c", str(loop), str(tmp_path / "e")],
+    ):
         r = runner.invoke(app, argv)
         assert r.exit_code == 2, (argv, r.output)
         assert "loop.yaml" in r.output
@@ -367,7 +380,9 @@ def test_symlink_loop_as_the_spec_or_inventory(tmp_path: Path) -> None:
     inv_loop.symlink_to(inv_loop)
     (tmp_path / "halb.yaml").write_text(SPEC.format(inventory="inv.ini"))
     assert_clean(runner.invoke(app, ["validate", "-c", str(tmp_path / "halb.yaml")]))
-    r = runner.invoke(app, ["init", "-i", str(inv_loop), "--vip", "10.0.0.250", "-o", str(tmp_path / "n.yaml")])
+    r = runner.invoke(
+        app, ["init", "-i", str(inv_loop), "--vip", "10.0.0.250", "-o", str(tmp_path / "n.yaml")]
+    )
     assert r.exit_code == 2
     assert_clean(r)
 
@@ -387,7 +402,9 @@ BY_CLASS = {
 CLASS_CASES = [(c, v) for c, vs in BY_CLASS.items() for v in vs]
 
 
-@pytest.mark.parametrize(("cls", "value"), CLASS_CASES, ids=[f"{c}-{i}" for i, (c, _) in enumerate(CLASS_CASES)])
+@pytest.mark.parametrize(
+    ("cls", "value"), CLASS_CASES, ids=[f"{c}-{i}" for i, (c, _) in enumerate(CLASS_CASES)]
+)
 def test_each_class_in_each_reader(cls: str, value: str, tmp_path: Path) -> None:
     spec = SPEC.format(inventory="hosts.ini")
     runs = [(INI, put(spec, site, value), "hosts.ini") for site in SPEC_SITES[:6]]
@@ -402,20 +419,31 @@ def test_each_class_in_each_reader(cls: str, value: str, tmp_path: Path) -> None
     for kind, (name, text, sites) in CONFIGS.items():
         (tmp_path / name).write_text(put(text, sites[0], value))
         installer = "kubekey" if kind.startswith("kubekey") else kind
-        (tmp_path / "halb.yaml").write_text(spec + f"installer: {{kind: {installer}, config: {name}}}\n")
+        (tmp_path / "halb.yaml").write_text(
+            spec + f"installer: {{kind: {installer}, config: {name}}}\n"
+        )
         (tmp_path / "hosts.ini").write_text(INI)
-        r = runner.invoke(app, ["write-config", "-c", str(tmp_path / "halb.yaml"), "--dry-run", "--json"])
+        r = runner.invoke(
+            app, ["write-config", "-c", str(tmp_path / "halb.yaml"), "--dry-run", "--json"]
+        )
         assert_clean(r, secrets=())
 
 
 @pytest.mark.parametrize(
     "site",
-    [("interface: eth0", "interface: all"), ("interface: eth0", "interface: default"),
-     ("interface: eth0", "interface: lo"), ("version: 2,", "version: 2, preempt_delay: 5.0e-324,"),
-     ("version: 2,", "version: 2, preempt_delay: 0.0001,"), ("version: 2,", "version: 2, preempt_delay: 1.0005,"),
-     ("cluster: t", "{cluster: t, cluster: u}\n#"), ("interface: eth0", "interface: eth0, interface: eth1"),
-     ("cluster: t", "cluster: t\nlb_hosts: !!set {lb1, lb2}"), ("cluster: t", "cluster: t\nlb_hosts: !!set {lb1}")],
-)  # fmt: skip
+    [
+        ("interface: eth0", "interface: all"),
+        ("interface: eth0", "interface: default"),
+        ("interface: eth0", "interface: lo"),
+        ("version: 2,", "version: 2, preempt_delay: 5.0e-324,"),
+        ("version: 2,", "version: 2, preempt_delay: 0.0001,"),
+        ("version: 2,", "version: 2, preempt_delay: 1.0005,"),
+        ("cluster: t", "{cluster: t, cluster: u}\n#"),
+        ("interface: eth0", "interface: eth0, interface: eth1"),
+        ("cluster: t", "cluster: t\nlb_hosts: !!set {lb1, lb2}"),
+        ("cluster: t", "cluster: t\nlb_hosts: !!set {lb1}"),
+    ],
+)
 def test_what_render_check_would_fail_is_refused_by_validate(
     site: tuple[str, str], tmp_path: Path
 ) -> None:
