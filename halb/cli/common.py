@@ -19,6 +19,7 @@ from halb.errors import ExitStatus, HalbError, Interrupted
 # re-exported: the CLI modules print through these
 from halb.kinds import MAX_LINE as MAX_LINE
 from halb.kinds import one_line as one_line
+from halb.kinds import redact
 
 
 class _Group(TyperGroup):
@@ -127,7 +128,8 @@ def error_lines(e: BaseException) -> list[str]:
         lines = [str(f) for f in findings if getattr(f, "level", "error") == "error"]
     else:
         lines = [str(e)]
-    lines = [one_line(line) for line in lines] or [one_line(str(e))]
+    # redact: a message built anywhere may quote a `password=...` word of a user's file
+    lines = [one_line(redact(line)) for line in lines] or [one_line(redact(str(e)))]
     if len(lines) > MAX_LINES:
         lines = [*lines[: MAX_LINES - 1], f"... and {len(lines) - MAX_LINES + 1} more errors"]
     return lines
@@ -140,7 +142,7 @@ def print_error(e: BaseException, label: str = "error") -> None:
 
 
 def warn(message: str, console: Console | None = None) -> None:
-    (console or err()).print(Text.assemble(("warning:", "yellow"), " ", one_line(message)))
+    (console or err()).print(Text.assemble(("warning:", "yellow"), " ", one_line(redact(message))))
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
