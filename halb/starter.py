@@ -80,7 +80,10 @@ def _comment(value: object) -> str:
 
 
 def relative_ref(inventory: Path, spec_path: Path) -> str:
+    # The spec's folder, not the spec: a spec path that is a symlink (even a loop) is
+    # replaced by the file `init` writes.
     try:
-        return str(inventory.resolve().relative_to(spec_path.resolve().parent))
-    except ValueError:
-        return str(inventory.resolve())
+        folder = spec_path.absolute().parent.resolve()
+        return str(inventory.resolve().relative_to(folder))
+    except (ValueError, RuntimeError, OSError):
+        return str(inventory.absolute())
