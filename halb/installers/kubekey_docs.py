@@ -38,6 +38,7 @@ from halb.installers.yamlpos import (
     key_pos,
     subtree_end,
 )
+from halb.kinds import clip, shown
 
 V4_API = "kubekey.kubesphere.io/v1"
 CPE4 = "control_plane_endpoint"
@@ -100,7 +101,7 @@ def edit_kubekey_config(text: str, settings: LBSettings, source: str = "config.y
     v4 = [(i, d) for i, d, data in content if _kind(data) == "Config"]
     found = clusters or v4
     if not found:
-        kinds = ", ".join(str(_kind(data)) for _, _, data in content)
+        kinds = ", ".join(clip(_kind(data), 40) for _, _, data in content[:10])
         raise InputError(
             f"{source}: none of its {len(content)} YAML documents (kinds: {kinds}) is a "
             "KubeKey 'Cluster' or v4 'Config'"
@@ -130,11 +131,11 @@ def _port(current: Any, port: int) -> str | int:
 def edit_v4_config(text: str, settings: LBSettings, source: str = "config.yaml") -> EditResult:
     """KubeKey v4: spec.kubernetes.control_plane_endpoint.host = VIP, .port = frontend port."""
     data = load_mapping(text, source)
-    api = str(data.get("apiVersion", ""))
+    api = data.get("apiVersion", "")
     if data.get("kind") != "Config" or api != V4_API:
         raise InputError(
-            f"{source}: apiVersion {api!r} kind {data.get('kind')!r}; expected KubeKey v4's "
-            f"'{V4_API}' 'Config'"
+            f"{source}: apiVersion {shown(api)} kind {shown(data.get('kind'))}; expected "
+            f"KubeKey v4's '{V4_API}' 'Config'"
         )
     spec = data.get("spec")
     if not isinstance(spec, CommentedMap) or not spec or is_flow(spec):

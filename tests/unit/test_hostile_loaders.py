@@ -224,6 +224,8 @@ CONFIGS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
             ("domain: lb.kubesphere.local", "domain: {V}"),
             ('storageClass: ""', "storageClass: {V}"),
             ("\n", "\nextra: {V}\n"),
+            ("kind: Cluster", "kind: {V}"),
+            ("kind: ClusterConfiguration", "kind: {V}"),
         ],
     ),
     "kubekey-v4": (
@@ -233,6 +235,7 @@ CONFIGS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
             ("      port: 6443", "      port: {V}"),
             ("type: local", "type: {V}"),
             ("  kubernetes:", "  {V}: 1\n  kubernetes:"),
+            ("apiVersion: kubekey.kubesphere.io/v1\n", "apiVersion: {V}\n"),
         ],
     ),
 }
@@ -417,7 +420,7 @@ def test_each_class_in_each_reader(cls: str, value: str, tmp_path: Path) -> None
         r = runner.invoke(app, ["validate", "-c", str(tmp_path / "halb.yaml")])
         assert_clean(r)
     for kind, (name, text, sites) in CONFIGS.items():
-        (tmp_path / name).write_text(put(text, sites[0], value))
+        (tmp_path / name).write_text(put(text, sites[-1], value))
         installer = "kubekey" if kind.startswith("kubekey") else kind
         (tmp_path / "halb.yaml").write_text(
             spec + f"installer: {{kind: {installer}, config: {name}}}\n"
