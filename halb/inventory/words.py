@@ -14,7 +14,7 @@ import re
 _PIECE = re.compile(
     r"""(?P<plain>[^ \t\r\n'"\\#]+)"""
     r"""|'(?P<single>[^']*)'"""
-    r'''|"(?P<double>(?:[^"\\]|\\.)*)"'''
+    r'''|"(?P<double>[^"\\]*(?:\\.[^"\\]*)*)"'''  # unrolled: no per-character group
     r"""|\\(?P<escaped>.)"""
     r"""|(?P<comment>\#)"""
     r"""|(?P<blank>[ \t\r\n]+)"""

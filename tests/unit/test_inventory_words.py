@@ -42,7 +42,7 @@ def test_known_lines(line: str) -> None:
 
 
 def test_a_quoted_megabyte_splits_in_linear_time() -> None:
-    # shlex took 20 s for this line; split_words takes about 0.1 s on an idle machine
+    # shlex took 20 s for this line; split_words takes about 0.05 s
     start = time.monotonic()
     words = split_words('lb1 ip="' + "x" * 1_000_000 + '" ansible_user=root')
     assert time.monotonic() - start < 8.0
