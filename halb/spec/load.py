@@ -51,7 +51,7 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
     model: type[BaseModel] | None = Spec
     parts = list(loc[:-1])
     while parts and model is not None:
-        info = model.model_fields.get(str(parts.pop(0)))
+        info = model.model_fields.get(_part(parts.pop(0)))
         if info is None:
             return None
         ann = info.annotation
@@ -71,16 +71,21 @@ def _find_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
+def _part(p: int | str) -> str:
+    """One part of a pydantic location (a list index, or a key that may be any text)."""
+    return p if isinstance(p, str) else kinds.shown(p)
+
+
 def _pydantic_findings(path: Path, exc: ValidationError) -> list[Finding]:
     out: list[Finding] = []
     for e in exc.errors():
         loc = tuple(e["loc"])
-        key = ".".join(kinds.clip(str(p), 40) for p in loc) or "(top level)"
+        key = ".".join(kinds.clip(_part(p), 40) for p in loc) or "(top level)"
         where = f"{path.name}: {key}"
         if e["type"] == "extra_forbidden":
             model = _model_at(loc)
             valid = sorted(model.model_fields) if model else []
-            near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            near = difflib.get_close_matches(_part(loc[-1])[:100], valid, n=1, cutoff=0.5)
             hint = f"; did you mean '{near[0]}'?" if near else ""
             choices = f" (valid keys: {', '.join(valid)})" if valid else ""
             out.append(Finding("error", where, f"unknown key{hint}{choices}"))
@@ -92,7 +97,7 @@ def _pydantic_findings(path: Path, exc: ValidationError) -> list[Finding]:
         else:
             value = e.get("input")
             # By what the value is, not only "password": vrrp.auth, any key or token.
-            secret = any(kinds.secret_key(str(p)) for p in loc)
+            secret = any(p != "[key]" and kinds.secret_key(p) for p in loc)
             shown = "" if secret else f" (got {kinds.shown(value)})"
             if not secret and isinstance(value, (datetime.date, datetime.time)):
                 shown += "; YAML reads it as a date or time: quote it"
