@@ -63,7 +63,7 @@ def keepalived_check(host: str, etc_keepalived: Path) -> CheckResult:
             "needs root: keepalived -t runs in a private network namespace with the interfaces",
         )
     links = " && ".join(
-        f"ip link add {shlex.quote(i)} type veth peer name halbchk{n}"
+        f"ip link add name {shlex.quote(i)} type veth peer name halbchk{n}"  # `h` alone means help
         for n, i in enumerate(interfaces_of(conf.read_text()))
     )
     script = (

@@ -9,8 +9,11 @@ message that names the rule; callers add the file and key or host.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
 import re
+from collections.abc import Collection, Iterable
+from typing import Any
 
 CLIP = 60  # characters of a user's value quoted in a message
 
@@ -26,6 +29,12 @@ _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
 # The kernel takes 1-15 bytes without '/', ':' or whitespace; keepalived's parser also
 # ends a word at '#', '!', quotes and braces, so only the plain characters pass.
 _INTERFACE = re.compile(r"[A-Za-z0-9_.@+-]{1,15}", re.ASCII)
+# Names that pass the rule but name no interface a VIP can live on.
+_RESERVED_INTERFACES = {
+    "all": "it names every interface in /proc/sys/net (no interface can be called that)",
+    "default": "it names the defaults in /proc/sys/net (no interface can be called that)",
+    "lo": "the loopback interface sends no VRRP adverts to peers",
+}
 # HAProxy time: a number and an optional unit; the default unit is ms.
 _DURATION = re.compile(r"([0-9]{1,9})(us|ms|s|m|h|d)?", re.ASCII)
 _UNIT_MS = {"us": 0.001, "ms": 1, "": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -35,15 +44,112 @@ DURATION_MAX_MS = 86_400_000  # a day; HAProxy's timers overflow near 24.8 days
 _PASSWORD = re.compile(r"[A-Za-z0-9@%+=,._:/^*()<>?-]+", re.ASCII)
 
 
+# Keys whose values may be secrets, by what they hold: Ansible's ansible_ssh_pass,
+# ansible_become_password, vault and key vars, halb's vrrp.auth, installers' tokens.
+_SECRET_KEY = re.compile(r"pass|secret|token|auth|vault|cred|private|key", re.I)
+# `key=value` inside quoted text (an INI word that is not where it belongs).
+_SECRET_SETTING = re.compile(
+    r"([\w.-]*(?:pass|secret|token|auth|vault|cred|private|key)[\w.-]*\s*=\s*)"
+    r"(\"[^\"]*\"?|'[^']*'?|\S*)",
+    re.I,
+)
+_INT_DIGITS_SHOWN = 40  # an integer longer than this is described, not printed
+
+
+def secret_key(key: object) -> bool:
+    """True for a key whose value may be a secret (never quoted in a message)."""
+    return isinstance(key, str) and bool(_SECRET_KEY.search(key))
+
+
+def redact(text: str) -> str:
+    """`text` with the value of every secret-looking `key=value` replaced."""
+    if "=" not in text:
+        return text
+    return _SECRET_SETTING.sub(lambda m: m.group(1) + "<redacted>", text)
+
+
+def number_text(value: int) -> str:
+    """An int as text; one too long to print (Python refuses past 4300 digits) described."""
+    if -(10**_INT_DIGITS_SHOWN) < value < 10**_INT_DIGITS_SHOWN:
+        return str(value)
+    digits = int(abs(value).bit_length() * 0.30103) + 1
+    return f"<a number of about {digits} digits>"
+
+
+def printable(text: str) -> str:
+    """Control and format characters as escapes: one line that cannot drive a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
+MAX_LINE = 600  # characters of one message line; a 1 MB value is never echoed whole
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """`text` as one printable line of at most about `limit` characters.
+
+    Control characters (a newline or an escape sequence in a file or host name) show
+    escaped, so one message stays one line and cannot drive the terminal.
+    """
+    cut = 0
+    if len(text) > limit * 4:  # not escaping a 3 MB text to keep 600 characters of it
+        cut = len(text) - limit * 4
+        text = text[: limit * 2] + text[-limit * 2 :]
+    shown = printable(text)
+    if len(shown) <= limit:
+        return shown
+    # The head names the file, key or host; the tail often says why: keep both.
+    head, tail = limit * 2 // 3, limit // 3
+    left_out = len(shown) - head - tail + cut
+    return f"{shown[:head]} ...({left_out} characters left out)... {shown[-tail:]}"
+
+
 def shown(value: object, limit: int = CLIP) -> str:
-    """A value as a message may quote it: repr (so one line), clipped."""
-    text = repr(value)
+    """A value as a message may quote it: repr (so one line, escaped), clipped, with the
+    value of any secret-looking `key=value` in it redacted. Linear in `limit`, not in the
+    value: a 3 MB string is cut before it is quoted."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        text = number_text(value)
+    elif isinstance(value, str):
+        text = repr(redact(value[: limit * 4]) if "=" in value[: limit * 4] else value[: limit * 4])
+        if len(value) > limit * 4:
+            text = text[:-1] + "…" + text[-1]
+    elif isinstance(value, (list, tuple, set, frozenset, dict)):
+        text = _shown_container(value, limit)
+    else:
+        try:
+            text = printable(repr(value))
+        except ValueError:  # a repr that prints a huge int
+            text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shown_container(value: Collection[Any], limit: int) -> str:
+    """A list, set or mapping, built from its first items only (each one shown())."""
+    if isinstance(value, dict):
+        if any(secret_key(k) for k in value):
+            return "{<holds a secret>}"
+        pairs: list[tuple[Any, Any]] = _first(value.items(), limit)
+        return "{" + ", ".join(f"{shown(k, limit)}: {shown(v, limit)}" for k, v in pairs) + "}"
+    items = [shown(v, limit) for v in _first(value, limit)]
+    brackets = {list: "[]", tuple: "()"}.get(type(value), "{}")
+    return brackets[0] + ", ".join(items) + brackets[1]
+
+
+def _first(items: Iterable[Any], limit: int) -> list[Any]:
+    """As many items as could show in `limit` characters (a 1 000 000-item list is not
+    walked to quote 60 characters of it)."""
+    return list(itertools.islice(items, limit // 3 + 1))
 
 
 def clip(value: object, limit: int = CLIP) -> str:
     """Like shown(), without quotes when the value is plain one-line text."""
-    if isinstance(value, str) and value.isprintable() and len(value) <= limit:
+    if isinstance(value, str) and value.isprintable() and len(value) <= limit and "=" not in value:
         return value
     return shown(value, limit)
 
@@ -113,6 +219,8 @@ def dns_name(value: object) -> str:
 
 def interface(value: object) -> str:
     s = _text(value, "an interface name")
+    if s in _RESERVED_INTERFACES:
+        raise ValueError(f"interface {s!r} cannot carry a VIP: {_RESERVED_INTERFACES[s]}")
     if _INTERFACE.fullmatch(s) and s not in (".", ".."):
         return s
     raise ValueError(
@@ -121,9 +229,19 @@ def interface(value: object) -> str:
     )
 
 
+_ADDRESS_MAX = 100  # an IPv6 address with a zone id; ipaddress quotes the whole input
+
+
+def _address_text(value: object) -> str:
+    s = _text(value, "an address")
+    if len(s) > _ADDRESS_MAX:  # ipaddress would repr() a 3 MB value into its message
+        raise ValueError(f"{shown(s)} is not an IP address (longer than any address)")
+    return s
+
+
 def address(value: object) -> str:
     """An IPv4 or IPv6 address, canonical; never a network, a list or a scoped address."""
-    s = _text(value, "an address")
+    s = _address_text(value)
     try:
         ip = ipaddress.ip_address(s)
     except ValueError:
@@ -134,7 +252,7 @@ def address(value: object) -> str:
 
 
 def ipv4(value: object) -> str:
-    s = _text(value, "an address")
+    s = _address_text(value)
     try:
         return str(ipaddress.IPv4Address(s))
     except ValueError:
@@ -146,7 +264,7 @@ def vip_address(value: object) -> ipaddress.IPv4Address:
     if not isinstance(value, (str, ipaddress.IPv4Address)):
         raise ValueError(f"must be an IPv4 address as a string, not {type(value).__name__}")
     try:
-        ip = ipaddress.IPv4Address(value)
+        ip = ipaddress.IPv4Address(_address_text(value) if isinstance(value, str) else value)
     except ValueError:
         raise ValueError(f"{shown(value)} is not an IPv4 address") from None
     if ip.is_unspecified or ip == ipaddress.IPv4Address("255.255.255.255"):

@@ -62,10 +62,17 @@ _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", re.ASCII)
 def _yaml_scalar(value: object) -> str:
     """A plain scalar when it reads back as the same string, else a double-quoted one."""
     s = str(value)
-    if _PLAIN.fullmatch(s) and yaml.safe_load(s) == s:
+    if _PLAIN.fullmatch(s) and _reads_back(s):
         return s
     text: str = yaml.safe_dump(s, default_style='"', width=2**31, allow_unicode=False)
     return text.rstrip("\n")
+
+
+def _reads_back(s: str) -> bool:
+    try:
+        return bool(yaml.safe_load(s) == s)
+    except (yaml.YAMLError, ValueError):  # `2024-02-30` resolves to a date that fails
+        return False
 
 
 def _comment(value: object) -> str:
@@ -73,7 +80,10 @@ def _comment(value: object) -> str:
 
 
 def relative_ref(inventory: Path, spec_path: Path) -> str:
+    # The spec's folder, not the spec: a spec path that is a symlink (even a loop) is
+    # replaced by the file `init` writes.
     try:
-        return str(inventory.resolve().relative_to(spec_path.resolve().parent))
-    except ValueError:
-        return str(inventory.resolve())
+        folder = spec_path.absolute().parent.resolve()
+        return str(inventory.resolve().relative_to(folder))
+    except (ValueError, RuntimeError, OSError):
+        return str(inventory.absolute())

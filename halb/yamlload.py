@@ -93,25 +93,49 @@ class _Limits:
                 )
         return node
 
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        # A tag or a resolved scalar whose value does not construct (`2024-02-30`,
+        # `!!bool maybe`, `!!int abc`, a 5000-digit int) raises a plain Python error in
+        # PyYAML's constructors: made a YAML error at the node. The value is not quoted:
+        # it may be a password.
+        try:
+            return super().construct_object(node, deep=deep)  # type: ignore[misc]
+        except (ValueError, KeyError, AttributeError, OverflowError, TypeError, IndexError):
+            tag = _TAG_NAMES.get(node.tag, node.tag)
+            raise ConstructorError(
+                None,
+                None,
+                f"a {shown(tag)[1:-1]} value that YAML cannot read as one "
+                "(quote it to make it a string)",
+                node.start_mark,
+            ) from None
+
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> Any:
         if self.unique_keys and isinstance(node, MappingNode):
             first: dict[Any, int] = {}
             for key_node, _ in node.value:
                 if key_node.tag == _MERGE_TAG:
                     continue
-                key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
+                key = self.construct_object(key_node, deep=True)
                 try:
-                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                    seen = key in first
                 except TypeError:
                     continue  # unhashable: the constructor reports it
-                if line != key_node.start_mark.line + 1:
+                if seen:  # also on the same line: `{cluster: t, cluster: u}`
                     raise ConstructorError(
                         None,
                         None,
-                        f"duplicate key {shown(key)} (first on line {line})",
+                        f"duplicate key {shown(key)} (first on line {first[key]})",
                         key_node.start_mark,
                     )
+                first[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+_TAG_NAMES = {
+    f"tag:yaml.org,2002:{t}": f"!!{t}"
+    for t in ("bool", "int", "float", "timestamp", "set", "binary", "omap", "pairs", "str")
+}
 
 
 _classes: dict[tuple[type[yaml.SafeLoader], bool], type[yaml.SafeLoader]] = {}

@@ -16,6 +16,11 @@ from typer.core import TyperGroup
 
 from halb.errors import ExitStatus, HalbError, Interrupted
 
+# re-exported: the CLI modules print through these
+from halb.kinds import MAX_LINE as MAX_LINE
+from halb.kinds import one_line as one_line
+from halb.kinds import redact
+
 
 class _Group(TyperGroup):
     """Usage errors (an unknown option, a missing value) print as one line too, and a
@@ -103,7 +108,6 @@ def _current_context() -> Any:
     return get_current_context(silent=True)
 
 
-MAX_LINE = 600  # characters of one message line; a 1 MB value is never echoed whole
 MAX_LINES = 20  # lines of one error that lists several findings
 
 
@@ -117,22 +121,6 @@ def err() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
-def one_line(text: str, limit: int = MAX_LINE) -> str:
-    """`text` as one printable line of at most about `limit` characters.
-
-    Control characters (a newline or an escape sequence in a file or host name) show
-    escaped, so one message stays one line and cannot drive the terminal.
-    """
-    shown = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
-    )
-    if len(shown) <= limit:
-        return shown
-    # The head names the file, key or host; the tail often says why: keep both.
-    head, tail = limit * 2 // 3, limit // 3
-    return f"{shown[:head]} ...({len(shown) - head - tail} characters left out)... {shown[-tail:]}"
-
-
 def error_lines(e: BaseException) -> list[str]:
     """One line per error: an error that lists findings gives one line each."""
     findings = getattr(e, "findings", None)
@@ -140,7 +128,8 @@ def error_lines(e: BaseException) -> list[str]:
         lines = [str(f) for f in findings if getattr(f, "level", "error") == "error"]
     else:
         lines = [str(e)]
-    lines = [one_line(line) for line in lines] or [one_line(str(e))]
+    # redact: a message built anywhere may quote a `password=...` word of a user's file
+    lines = [one_line(redact(line)) for line in lines] or [one_line(redact(str(e)))]
     if len(lines) > MAX_LINES:
         lines = [*lines[: MAX_LINES - 1], f"... and {len(lines) - MAX_LINES + 1} more errors"]
     return lines
@@ -153,7 +142,7 @@ def print_error(e: BaseException, label: str = "error") -> None:
 
 
 def warn(message: str, console: Console | None = None) -> None:
-    (console or err()).print(Text.assemble(("warning:", "yellow"), " ", one_line(message)))
+    (console or err()).print(Text.assemble(("warning:", "yellow"), " ", one_line(redact(message))))
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:

@@ -19,6 +19,7 @@ from halb.cli.common import (
     print_json,
 )
 from halb.errors import ExitStatus, InputError
+from halb.kinds import one_line
 
 # The heavy parts (pydantic models, jinja2 templates) are imported by the commands that
 # use them, so that every other command starts without them.
@@ -63,8 +64,9 @@ def init(
     except OSError as e:
         raise InputError(f"{output}: cannot write: {e.strerror or e}") from None
     for n in notes:
-        err().print(f"note: {n}")
-    out().print(f"wrote {output}; next: halb validate -c {output}")
+        err().print(f"note: {one_line(n)}")
+    name = one_line(str(output))  # a path may hold a newline or an escape sequence
+    out().print(f"wrote {name}; next: halb validate -c {name}")
 
 
 def _print_findings(findings: list[Finding]) -> None:

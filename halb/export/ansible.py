@@ -29,6 +29,7 @@ from halb import __version__
 from halb.errors import InputError
 from halb.facts.pids import PIDS_SCRIPT
 from halb.files import atomic_write
+from halb.kinds import one_line
 from halb.paths import (
     CHECK_SCRIPT,
     HAPROXY_CFG,
@@ -154,14 +155,39 @@ def _playbook(cluster: Cluster) -> str:
     }
     head = (
         f"# Written by halb export ansible {__version__} for cluster {cluster.name}\n"
-        f"# from {cluster.config_path.resolve()}. Re-export after changing the spec.\n"
+        f"# from {_comment(str(cluster.config_path.resolve()))}. Re-export after changing "
+        "the spec.\n"
         "#   ansible-playbook site.yml [--check --diff] [--limit HOST]\n"
     )
     return head + _yaml([play])
 
 
+# Ansible reads ansible.cfg with configparser: a value ends at the line's end, loses its
+# outer blanks, and `;` after a blank starts a comment (values are read raw: `%` is kept).
+_CFG_COMMENT = re.compile(r"(?:^|\s);")
+
+
+def cfg_value(value: str, what: str) -> str:
+    """`value` as one ansible.cfg value that reads back exactly, else InputError."""
+    if not value.isprintable() or value != value.strip() or _CFG_COMMENT.search(value):
+        raise InputError(
+            f"halb export: {what} {one_line(repr(value), 200)} cannot be written into "
+            "ansible.cfg (it holds a line break or control character, outer blanks, or "
+            "' ;', which Ansible's ini reader would cut or read as a new setting); "
+            "rename the folder"
+        )
+    return value
+
+
+def _comment(text: str) -> str:
+    """Text for a `#` comment line: escaped, so a newline in a path cannot end it."""
+    return one_line(text, 400)
+
+
 def _ansible_cfg(cluster: Cluster) -> str:
-    inventory = (cluster.base_dir / cluster.spec.inventory).resolve()
+    inventory = cfg_value(
+        str((cluster.base_dir / cluster.spec.inventory).resolve()), "the inventory path"
+    )
     return (
         f"# Written by halb export ansible {__version__}: the cluster's own inventory,\n"
         "# referenced (its passwords stay where they are).\n"
@@ -293,7 +319,16 @@ def build(cluster: Cluster, rendered: Mapping[str, HostFiles]) -> Export:
 
 
 def write(dest: Path, export: Export) -> None:
-    """Replace `dest` with the export in one rename; refuse a folder that is not an export."""
+    """Replace `dest` with the export in one rename; refuse a folder that is not an export.
+
+    A `dest` that is a symbolic link (`current -> export-1`) is followed: the folder it
+    points to is replaced and the link stays.
+    """
+    if dest.is_symlink():
+        try:
+            dest = dest.resolve(strict=False)
+        except (RuntimeError, OSError):
+            raise InputError(f"{dest}: a symbolic link loop; give a folder") from None
     if dest.exists() and not dest.is_dir():
         raise InputError(f"{dest}: exists and is not a folder")
     if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).is_file():

@@ -65,7 +65,7 @@ def detect_kind(text: str, path: Path) -> Detected | None:
     """
     try:
         data = yaml.load(text, Loader=_Loader)
-    except (yaml.YAMLError, RecursionError, ValueError):
+    except (yaml.YAMLError, RecursionError, ValueError, KeyError, AttributeError, TypeError):
         return None  # the round-trip parser reports the error
     if not isinstance(data, Mapping):
         return None

@@ -70,6 +70,15 @@ def dedupe(items: Sequence[str]) -> list[str]:
     return out
 
 
+# What ruamel (and PyYAML) raise for a value the resolver types but cannot construct:
+# `2024-02-30`, `!!bool maybe`, `!!int abc`, an integer past Python's 4300 digits.
+UNREADABLE_VALUE = (ValueError, KeyError, AttributeError, OverflowError, TypeError, IndexError)
+UNREADABLE_MESSAGE = (
+    "a date, number or boolean (or a value tagged !!int, !!bool, !!timestamp ...) that "
+    "YAML cannot read as one; quote it to make it a string"
+)
+
+
 def _yaml() -> YAML:
     y = YAML(typ="rt")
     y.preserve_quotes = True
@@ -88,6 +97,8 @@ def load_mapping(text: str, source: str, *, limits: bool = True) -> CommentedMap
         docs = list(_yaml().load_all(io.StringIO(text)))
     except RecursionError:  # the limits above should make this unreachable
         raise InputError(f"{source}: YAML nested too deep; halb refuses it") from None
+    except UNREADABLE_VALUE:  # ruamel's constructors raise these as they are
+        raise InputError(f"{source}: not valid YAML: {UNREADABLE_MESSAGE}") from None
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -28,6 +28,7 @@ from halb.installers.yamlpos import (
     refuse_shared,
     subtree_end,
 )
+from halb.kinds import shown
 
 CPE = "controlPlaneEndpoint"
 SANS = "apiserverCertExtraSans"
@@ -38,7 +39,7 @@ def edit_cluster_config(text: str, settings: LBSettings, source: str) -> EditRes
     data = load_mapping(text, source)
     kind = data.get("kind")
     if kind is not None and kind != "Cluster":
-        raise InputError(f"{source}: kind is {kind!r}; expected a KubeKey 'Cluster'")
+        raise InputError(f"{source}: kind is {shown(kind)}; expected a KubeKey 'Cluster'")
     refuse_merged(data, ["spec"])
     spec = data.get("spec")
     if not isinstance(spec, CommentedMap) or is_flow(spec):

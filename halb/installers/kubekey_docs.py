@@ -22,6 +22,8 @@ from ruamel.yaml.error import YAMLError
 
 from halb.errors import InputError
 from halb.installers.edit import (
+    UNREADABLE_MESSAGE,
+    UNREADABLE_VALUE,
     Editor,
     EditResult,
     LBSettings,
@@ -36,6 +38,7 @@ from halb.installers.yamlpos import (
     key_pos,
     subtree_end,
 )
+from halb.kinds import clip, shown
 
 V4_API = "kubekey.kubesphere.io/v1"
 CPE4 = "control_plane_endpoint"
@@ -74,6 +77,8 @@ def split_documents(text: str, source: str) -> list[Document]:
 def _load(body: str, source: str, index: int) -> Any:
     try:
         return YAML(typ="safe", pure=True).load(io.StringIO(body))
+    except UNREADABLE_VALUE:
+        raise InputError(f"{source}: document {index + 1}: {UNREADABLE_MESSAGE}") from None
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1} of it)" if mark is not None else ""
@@ -96,7 +101,7 @@ def edit_kubekey_config(text: str, settings: LBSettings, source: str = "config.y
     v4 = [(i, d) for i, d, data in content if _kind(data) == "Config"]
     found = clusters or v4
     if not found:
-        kinds = ", ".join(str(_kind(data)) for _, _, data in content)
+        kinds = ", ".join(clip(_kind(data), 40) for _, _, data in content[:10])
         raise InputError(
             f"{source}: none of its {len(content)} YAML documents (kinds: {kinds}) is a "
             "KubeKey 'Cluster' or v4 'Config'"
@@ -126,11 +131,11 @@ def _port(current: Any, port: int) -> str | int:
 def edit_v4_config(text: str, settings: LBSettings, source: str = "config.yaml") -> EditResult:
     """KubeKey v4: spec.kubernetes.control_plane_endpoint.host = VIP, .port = frontend port."""
     data = load_mapping(text, source)
-    api = str(data.get("apiVersion", ""))
+    api = data.get("apiVersion", "")
     if data.get("kind") != "Config" or api != V4_API:
         raise InputError(
-            f"{source}: apiVersion {api!r} kind {data.get('kind')!r}; expected KubeKey v4's "
-            f"'{V4_API}' 'Config'"
+            f"{source}: apiVersion {shown(api)} kind {shown(data.get('kind'))}; expected "
+            f"KubeKey v4's '{V4_API}' 'Config'"
         )
     spec = data.get("spec")
     if not isinstance(spec, CommentedMap) or not spec or is_flow(spec):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-import shlex
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from halb.inventory.build import _Build, _expand_hosts
 from halb.inventory.model import Inventory
+from halb.inventory.words import split_words
 from halb.kinds import shown
 
 _COMMENT_MARKERS = (";", "#")
@@ -28,6 +28,7 @@ def _literal(value: str, b: _Build, owner: str, key: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # `"\e"` before 3.12
             parsed = ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return value
@@ -142,8 +143,8 @@ def _add_pending_children(b: _Build, group: str, pending: dict[str, _Pending]) -
                 todo.append(parent)
 
 
-# Lines shlex would split exactly like str.split: no quotes, escapes or comments, only
-# printable ASCII and tabs. shlex is slow, and most host lines are like this.
+# Lines split_words would split exactly like str.split: no quotes, escapes or comments,
+# only printable ASCII and tabs. Most host lines are like this.
 _PLAIN_LINE = re.compile(r"[\t\x20-\x7e]*", re.ASCII)
 
 
@@ -152,7 +153,7 @@ def _ini_host_line(b: _Build, line: str, group: str) -> None:
         if _PLAIN_LINE.fullmatch(line) and not any(c in line for c in "'\"\\#"):
             tokens = line.split()
         else:
-            tokens = shlex.split(line, comments=True)
+            tokens = split_words(line)
     except ValueError as e:
         raise b.error(f"cannot split the host line: {e}") from None
     if not tokens:

@@ -10,6 +10,17 @@ from typing import Any
 from halb.inventory.patterns import _is_ip
 
 
+def _as_text(v: object) -> str:
+    """str(v), except for a value Python cannot print (an int past 4300 digits, or a list
+    holding one): a placeholder that no check accepts."""
+    if isinstance(v, str):
+        return v
+    try:
+        return str(v)
+    except ValueError:
+        return f"<{type(v).__name__} too large to print>"
+
+
 @dataclass(frozen=True)
 class Host:
     name: str
@@ -25,11 +36,11 @@ class Host:
         v = self.vars.get("ip") or self.vars.get("ansible_host")
         if v is None and _is_ip(self.name):
             return self.name
-        return str(v) if v is not None else None
+        return _as_text(v) if v is not None else None
 
     @property
     def ssh_address(self) -> str:
-        return str(self.vars.get("ansible_host") or self.vars.get("ip") or self.name)
+        return _as_text(self.vars.get("ansible_host") or self.vars.get("ip") or self.name)
 
     @property
     def port(self) -> int:
@@ -38,7 +49,7 @@ class Host:
     @property
     def user(self) -> str | None:
         u = self.vars.get("ansible_user", self.vars.get("ansible_ssh_user"))
-        return str(u) if u is not None else None
+        return _as_text(u) if u is not None else None
 
     @property
     def password(self) -> str | None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from halb.inventory.limits import MAX_HOST_ENTRIES
+from halb.kinds import number_text
 
 # A host pattern may carry [a:b] or [a:b:step] ranges; a label is word characters and
 # dashes, not ending in "-" or "_" (Ansible's hostname rule, ranges allowed anywhere).
@@ -36,6 +37,8 @@ def _split_port(pattern: str) -> tuple[str, int | None]:
 
 
 def _is_ip(s: str) -> bool:
+    if len(s) > 100:  # ipaddress would repr() the whole input into its error
+        return False
     try:
         ipaddress.ip_address(s)
     except ValueError:
@@ -44,6 +47,8 @@ def _is_ip(s: str) -> bool:
 
 
 def _is_ipv6(s: str) -> bool:
+    if len(s) > 100:
+        return False
     try:
         ipaddress.IPv6Address(s)
     except ValueError:
@@ -60,6 +65,8 @@ def _range_values(spec: str) -> Sequence[str]:
     if len(bounds) not in (2, 3):
         raise ValueError("a range must be [begin:end] or [begin:end:step]")
     beg, end = bounds[0] or "0", bounds[1]
+    if any(len(b) > 253 for b in bounds):  # a name holding it would be too long anyway
+        raise ValueError("a bound is longer than a host name may be")
     step = int(bounds[2]) if len(bounds) == 3 else 1
     if not end:
         raise ValueError("a range needs an end value")
@@ -74,7 +81,17 @@ def _range_values(spec: str) -> Sequence[str]:
             if len(beg) != len(end):
                 raise ValueError("zero-padded begin and end must have the same length")
             width = len(beg)  # zero padding is kept
-        seq = _Padded(range(int(beg), int(end) + 1, step), width)
+        first, last = int(beg), int(end)
+        if step < 1:
+            raise ValueError("the step must be at least 1")
+        # len() of a range past sys.maxsize raises OverflowError: count first.
+        count = (last - first) // step + 1
+        if count > MAX_HOST_ENTRIES:
+            raise ValueError(
+                f"it makes {number_text(count)} host names, past the {MAX_HOST_ENTRIES} "
+                "host entries an inventory may hold"
+            )
+        seq = _Padded(range(first, last + 1, step), width)
     if not seq:
         raise ValueError("the range is empty")
     return seq

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from halb.spec.profiles import (
     default_priorities,
     derive_router_id,
 )
+
+_PORT_TEXT = re.compile(r"[0-9]{1,5}", re.ASCII)
 
 
 def etcd_tolerance_table() -> str:
@@ -92,7 +95,7 @@ class Checker:
             if ip in seen:
                 self.error(
                     f"host {h.name}",
-                    f"ip {ip} is also the address of host {seen[ip]}",
+                    f"ip {kinds.clip(ip)} is also the address of host {seen[ip]}",
                     inventory=True,
                 )
             seen.setdefault(ip, h.name)
@@ -118,7 +121,8 @@ class Checker:
                     inventory=True,
                 )
             port = h.vars.get("ansible_port", h.vars.get("ansible_ssh_port", 22))
-            if type(port) is str and port.isdigit():
+            # ASCII digits only: "²" passes str.isdigit() and int() refuses it
+            if type(port) is str and _PORT_TEXT.fullmatch(port):
                 port = int(port)
             if type(port) is not int or not 1 <= port <= 65535:
                 self.error(
@@ -159,7 +163,7 @@ class Checker:
                     self.error(f"{key}.address", f"{addr} is the {what} address of {v.subnet}")
                 for h in lbs:
                     try:
-                        hip = ipaddress.IPv4Address(h.ip or "")
+                        hip = ipaddress.IPv4Address(kinds.ipv4(h.ip or ""))
                     except ValueError:
                         continue
                     if hip not in v.subnet:
@@ -170,7 +174,7 @@ class Checker:
                         )
             if v.router_id is not None:
                 if not 1 <= v.router_id <= 255:
-                    self.error(f"{key}.router_id", f"must be 1..255 (got {v.router_id})")
+                    self.error(f"{key}.router_id", f"must be 1..255 (got {shown(v.router_id)})")
                     continue
                 rid = v.router_id
             else:
@@ -212,7 +216,7 @@ class Checker:
                 self.error(f"{key}.priorities", f"no priority for LB host {n}")
         for n, p in given.items():
             if not 1 <= p <= 254:
-                self.error(f"{key}.priorities.{n}", f"must be 1..254 (got {p})")
+                self.error(f"{key}.priorities.{n}", f"must be 1..254 (got {shown(p)})")
         values = list(given.values())
         if len(set(values)) != len(values):
             self.error(
@@ -239,14 +243,15 @@ class Checker:
             if advert < 1 or advert != int(advert):
                 self.error(
                     "vrrp.advert_int",
-                    f"VRRPv2 adverts are whole seconds (got {advert}); keepalived would "
+                    f"VRRPv2 adverts are whole seconds (got {shown(advert)}); keepalived would "
                     "round it. Use vrrp.profile: fast (VRRPv3) for sub-second adverts",
                 )
             elif advert > 255:
-                self.error("vrrp.advert_int", f"VRRPv2 allows 1..255 s (got {advert})")
+                self.error("vrrp.advert_int", f"VRRPv2 allows 1..255 s (got {shown(advert)})")
         elif not 0.01 <= advert <= 40.95 or round(advert * 100) != advert * 100:
             self.error(
-                "vrrp.advert_int", f"VRRPv3 allows 0.01..40.95 s in 0.01 steps (got {advert})"
+                "vrrp.advert_int",
+                f"VRRPv3 allows 0.01..40.95 s in 0.01 steps (got {shown(advert)})",
             )
         password: str | None = None
         if v.auth is not None:

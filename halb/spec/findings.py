@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from halb.errors import SpecError
+from halb.kinds import one_line, redact
+
+# Findings `validate` and `--json` list; past this, one more says how many were left out
+# (a range and one duplicate address made 300 000 lines).
+MAX_FINDINGS = 50
 
 Severity = Literal["error", "warning"]
 
@@ -16,6 +21,12 @@ class Finding:
     level: Severity
     where: str  # "halb.yaml: vips.internal.router_id" or "hosts.ini: host lb1"
     message: str
+
+    def __post_init__(self) -> None:
+        # Every finding is one escaped, clipped line with no secret `key=value` in it,
+        # however it was built: what prints it (text or JSON) needs no care of its own.
+        for name in ("where", "message"):
+            object.__setattr__(self, name, one_line(redact(getattr(self, name)), 500))
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -30,3 +41,21 @@ class SpecInvalid(SpecError):
     def __init__(self, findings: Sequence[Finding]) -> None:
         self.findings = tuple(findings)
         super().__init__("\n".join(str(f) for f in self.findings if f.level == "error"))
+
+
+def capped(findings: Sequence[Finding], limit: int = MAX_FINDINGS) -> list[Finding]:
+    """The first `limit` errors and `limit` warnings, and a count of the rest."""
+    out: list[Finding] = []
+    left: dict[str, int] = {"error": 0, "warning": 0}
+    kept: dict[str, int] = {"error": 0, "warning": 0}
+    for f in findings:
+        if kept[f.level] < limit:
+            kept[f.level] += 1
+            out.append(f)
+        else:
+            left[f.level] += 1
+    for level in ("error", "warning"):
+        if left[level]:
+            what = "errors" if level == "error" else "warnings"
+            out.append(Finding(level, "(more)", f"{left[level]} more {what} not shown"))
+    return out

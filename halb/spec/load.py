@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from halb.files import read_input
 from halb.inventory import Inventory, load_inventory
 from halb.spec.checks import Checker
 from halb.spec.cluster import Cluster
-from halb.spec.findings import Finding, SpecInvalid
+from halb.spec.findings import Finding, SpecInvalid, capped
 from halb.spec.model import HealthSpec, Spec
 from halb.spec.profiles import PROFILES, TRACK_MARGIN, TRACK_WEIGHT_MAX
 
@@ -49,7 +51,7 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
     model: type[BaseModel] | None = Spec
     parts = list(loc[:-1])
     while parts and model is not None:
-        info = model.model_fields.get(str(parts.pop(0)))
+        info = model.model_fields.get(_part(parts.pop(0)))
         if info is None:
             return None
         ann = info.annotation
@@ -69,16 +71,21 @@ def _find_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
+def _part(p: int | str) -> str:
+    """One part of a pydantic location (a list index, or a key that may be any text)."""
+    return p if isinstance(p, str) else kinds.shown(p)
+
+
 def _pydantic_findings(path: Path, exc: ValidationError) -> list[Finding]:
     out: list[Finding] = []
     for e in exc.errors():
         loc = tuple(e["loc"])
-        key = ".".join(kinds.clip(str(p), 40) for p in loc) or "(top level)"
+        key = ".".join(kinds.clip(_part(p), 40) for p in loc) or "(top level)"
         where = f"{path.name}: {key}"
         if e["type"] == "extra_forbidden":
             model = _model_at(loc)
             valid = sorted(model.model_fields) if model else []
-            near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            near = difflib.get_close_matches(_part(loc[-1])[:100], valid, n=1, cutoff=0.5)
             hint = f"; did you mean '{near[0]}'?" if near else ""
             choices = f" (valid keys: {', '.join(valid)})" if valid else ""
             out.append(Finding("error", where, f"unknown key{hint}{choices}"))
@@ -89,7 +96,11 @@ def _pydantic_findings(path: Path, exc: ValidationError) -> list[Finding]:
             out.append(Finding("error", where, msg))
         else:
             value = e.get("input")
-            shown = "" if "password" in key else f" (got {kinds.shown(value)})"
+            # By what the value is, not only "password": vrrp.auth, any key or token.
+            secret = any(p != "[key]" and kinds.secret_key(p) for p in loc)
+            shown = "" if secret else f" (got {kinds.shown(value)})"
+            if not secret and isinstance(value, (datetime.date, datetime.time)):
+                shown += "; YAML reads it as a date or time: quote it"
             out.append(Finding("error", where, f"{e['msg']}{shown}"))
     return out
 
@@ -111,8 +122,18 @@ def load_cluster(path: Path) -> Cluster:
 
 
 def check(path: Path) -> tuple[Cluster | None, list[Finding]]:
-    """Every offline check; returns the cluster when there is no error, and all findings."""
-    path = path.resolve() if not path.is_absolute() else path
+    """Every offline check; returns the cluster when there is no error, and its findings
+    (at most MAX_FINDINGS of each level, then a count of the rest)."""
+    cluster, findings = _check(path)
+    return cluster, capped(findings)
+
+
+def _check(path: Path) -> tuple[Cluster | None, list[Finding]]:
+    if not path.is_absolute():
+        try:
+            path = path.resolve()
+        except (RuntimeError, OSError):  # a symlink loop: read_input names it
+            path = Path(os.path.abspath(path))
     data = read_yaml_mapping(path)
     try:
         spec = parse_spec(path, data)

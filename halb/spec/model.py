@@ -42,6 +42,14 @@ def _no_nul(p: Path) -> Path:
     return p
 
 
+def _millis(v: float) -> float:
+    """Seconds in whole milliseconds: keepalived reads a plain decimal, and a float as
+    small as 5e-324 would be written in exponent form."""
+    if v != 0 and (v < 0.001 or round(v, 3) != v):
+        raise ValueError(f"must be 0 or whole milliseconds from 0.001 (got {kinds.shown(v)})")
+    return v
+
+
 def _strict_int(v: Any) -> Any:
     if type(v) is not int:
         raise ValueError(f"must be a whole number, not {kinds.shown(v)}")
@@ -93,7 +101,7 @@ class VrrpSpec(_Model):
     unicast: Annotated[bool, Strict()] = True
     nopreempt: Annotated[bool, Strict()] = False
     # default: the profile's
-    preempt_delay: Annotated[float, Strict(), _kind(kinds.finite)] | None = Field(
+    preempt_delay: Annotated[float, Strict(), _kind(kinds.finite), _kind(_millis)] | None = Field(
         default=None, ge=0, le=1000
     )
     auth: AuthSpec | None = None
@@ -127,7 +135,8 @@ def _default_frontends() -> dict[str, FrontendSpec]:
 class Spec(_Model):
     cluster: Annotated[str, Strict(), _kind(kinds.cluster_name)]
     inventory: FilePath
-    lb_hosts: list[Name] | None = None
+    # a list, not a !!set: a set's order (and so the priorities) would follow the hash seed
+    lb_hosts: Annotated[list[Name], Strict()] | None = None
     vips: VipsSpec
     frontends: dict[FrontendName, FrontendSpec] = Field(default_factory=_default_frontends)
     vrrp: VrrpSpec = VrrpSpec()

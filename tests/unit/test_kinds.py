@@ -125,3 +125,48 @@ def test_shown_is_one_clipped_line() -> None:
     assert "\n" not in s and len(s) == kinds.CLIP and s.endswith("…")
     assert kinds.clip("plain") == "plain"
     assert kinds.clip("two\nlines") == "'two\\nlines'"
+
+
+def test_shown_describes_an_integer_too_long_to_print() -> None:
+    for n in (10**5000, -(10**4400), int("f" * 3700, 16)):
+        text = kinds.shown(n)
+        assert text.startswith("<a number of about ") and len(text) < 60
+
+
+def test_shown_clips_before_quoting() -> None:
+    import time
+
+    start = time.monotonic()
+    for _ in range(1000):
+        kinds.shown("x" * 3_000_000)
+    assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ansible_ssh_pass=Sekr3t", "ansible_become_password = Sekr3t", "x token='Sekr3t'",
+     'vault_pass="Sekr3t', "MY_API_KEY=Sekr3t"],
+)  # fmt: skip
+def test_shown_redacts_secret_settings(value: str) -> None:
+    assert "Sekr3t" not in kinds.shown(value)
+    assert "Sekr3t" not in kinds.shown([value])
+    assert "Sekr3t" not in kinds.shown({"password": value})
+
+
+@pytest.mark.parametrize("value", ["\x1b[2J", "a\nok: b", "\u202egnp", "\x9b31m", "\u2028"])
+def test_shown_and_one_line_escape_control_characters(value: str) -> None:
+    assert kinds.shown(value).isprintable()
+    assert kinds.one_line("x " + value * 1000).isprintable()
+
+
+@pytest.mark.parametrize("name", ["all", "default", "lo"])
+def test_reserved_interface_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="cannot carry a VIP"):
+        kinds.interface(name)
+
+
+@pytest.mark.parametrize("value", ["x" * 101, "1" * 5000, "::" + "f" * 200])
+def test_long_address_is_refused_before_ipaddress_reads_it(value: str) -> None:
+    for check in (kinds.address, kinds.ipv4, kinds.vip_address):
+        with pytest.raises(ValueError):
+            check(value)

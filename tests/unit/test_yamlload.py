@@ -58,3 +58,23 @@ def test_duplicate_keys_allowed_when_not_asked() -> None:
 
 def test_merge_key_may_be_overridden() -> None:
     assert yamlload.load("b: &b {x: 1}\nc:\n  <<: *b\n  x: 2\n", unique_keys=True)["c"] == {"x": 2}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: 2024-02-30", "a: !!bool maybe", "a: !!int abc", "a: !!float abc", "a: !!timestamp abc",
+     "a: [1, {b: !!int x}]", "a: " + "1" * 5000, "? !!int y\n: 1"],
+)  # fmt: skip
+def test_value_that_does_not_construct_is_a_yaml_error_at_its_line(text: str) -> None:
+    with pytest.raises(yaml.MarkedYAMLError) as e:
+        yamlload.load("x: 1\n" + text)
+    assert e.value.problem_mark is not None and e.value.problem_mark.line >= 1
+    assert "cannot read" in str(e.value.problem)
+
+
+@pytest.mark.parametrize(
+    "text", ["{c: t, c: u}", "{interface: eth0, interface: eth1}", "[{a: 1, a: 1}]"]
+)
+def test_duplicate_keys_on_one_line_are_refused(text: str) -> None:
+    with pytest.raises(yaml.MarkedYAMLError, match="duplicate key"):
+        yamlload.load(text, unique_keys=True)
