@@ -35,6 +35,7 @@ from halb.services import (
 from halb.transport import Result, Transport, chain, sh, split_batch
 
 TMP_PREFIX = ".halb-tmp-"
+APT_LOCK_WAIT = 300  # seconds apt-get waits for dpkg's lock, within the install's 600 s
 
 Progress = Callable[[str, str], None]
 
@@ -237,7 +238,17 @@ class HostDeployer:
         pkgs = list(hp.install)
         self.say(f"installing {' '.join(pkgs)}")
         if hp.package_manager == "apt":
-            argv = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", *pkgs]
+            # a fresh server's daily apt job may hold dpkg's lock: wait for it
+            argv = [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "-o",
+                f"DPkg::Lock::Timeout={APT_LOCK_WAIT}",
+                "install",
+                "-y",
+                *pkgs,
+            ]
             r = self.t.run(argv, timeout=600)
             if not r.ok:
                 self.t.run(["apt-get", "update"], timeout=600)

@@ -63,8 +63,9 @@ def _quiet(_: str) -> None:
 
 
 def default_vagrant_dir() -> Path:
-    """vagrant/ of the source tree halb runs from."""
-    return Path(halb.__file__).resolve().parent.parent / "vagrant"
+    """The Vagrantfile and its provision scripts, shipped inside the package (package data),
+    so a pip or pipx install finds them as a source checkout does (vagrant/ links here)."""
+    return Path(halb.__file__).resolve().parent / "vagrant"
 
 
 def resolve_vagrant_dir(lab_dir: Path, given: Path | None) -> Path:
