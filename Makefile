@@ -62,7 +62,7 @@ unit: venv
 
 test: deps
 	@$(MAKE) --no-print-directory lint
-	python -m pytest -q -p no:cacheprovider
+	HALB_TEST_DEBS=1 python -m pytest -q -p no:cacheprovider
 
 demo: deps
 	@halb lab down --dir $(LAB_DIR) >/dev/null 2>&1 || true
