@@ -11,8 +11,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+from halb.daemons import CONFIG_OF as CONFIG_OF
+from halb.daemons import SERVICES as SERVICES
+from halb.daemons import ServiceName as ServiceName
 from halb.errors import DeployError, InputError
 from halb.facts.pids import PIDS_SCRIPT, parse_pids, pids_argv
 from halb.facts.units import UnitState, parse_show, parse_states, show_argv
@@ -27,11 +29,6 @@ from halb.paths import (
     LOG_DIR,
 )
 from halb.transport import Transport, quote, sh
-
-ServiceName = Literal["haproxy", "keepalived"]
-SERVICES: tuple[ServiceName, ...] = ("haproxy", "keepalived")
-
-CONFIG_OF: dict[ServiceName, str] = {"haproxy": HAPROXY_CFG, "keepalived": KEEPALIVED_CONF}
 
 
 def validate_argv(name: ServiceName, path: str) -> list[str]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from halb.errors import InputError
-from halb.status import HostStatus, StatusReport
+from halb.status_report import HostStatus, StatusReport
 
 Action = Literal["drain", "undrain"]
 

@@ -12,7 +12,8 @@ from typing import Any
 from halb.drain import handover, judge
 from halb.drain.flag import CLEAR_FLAG, DRAIN_FLAG, SET_FLAG
 from halb.errors import CheckFailed, HalbError
-from halb.facts.lbstate import LbFacts, gather_host
+from halb.facts.lbstate import LbFacts
+from halb.gather import gather_host
 from halb.services import manager
 from halb.spec import Cluster
 from halb.status import StatusReport, assess, refs
