@@ -33,8 +33,8 @@ def gather_host(
         f = facts_from_output(t.name, res.out)
         sec = split_sections(res.out)
         answer = sec.get("units", "")
-        pids = svc.main_pids() if argv is None else svc.parse_pids(answer, SERVICES)
-        states = None if argv is None else svc.unit_states(answer, SERVICES)
+        pids = svc.parse_pids(answer, SERVICES)
+        states = svc.unit_states(answer, SERVICES)
         lines: tuple[UnitJournal, ...] = ()
         if journal and states:
             lines = read_journal(t, states, parse_uptime(sec.get("uptime", "")), secrets)

@@ -17,7 +17,9 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import PurePosixPath
+from typing import assert_never
 
 from halb.deploy.plan import Action, FileStep, HostPlan, ServiceAction
 from halb.deploy.report import HostResult, HostState
@@ -72,12 +74,23 @@ _BACKUP_SCRIPT = (
 _MOVE_SCRIPT = 'while [ $# -gt 1 ]; do mv -f "$1" "$2" || exit 1; shift 2; done'
 
 
+class StepKind(StrEnum):
+    VALIDATE = "validate"  # a new file checked on the target, before anything is replaced
+    BACKUP = "backup"
+    MOVE = "move"  # new files renamed over the live ones
+    SYSCTL = "sysctl"
+    DAEMON_RELOAD = "daemon-reload"
+    RELOAD = "reload"
+    VERIFY = "verify"  # both services run: their main pids
+    ADDRS = "addrs"  # the host's addresses after the change, the VIP check's first look
+
+
 @dataclass(frozen=True)
 class _Step:
     """One command of the chain, and what it changes if it ran (for the rollback)."""
 
     argv: list[str]
-    kind: str  # validate | backup | move | sysctl | daemon-reload | reload | verify | addrs
+    kind: StepKind
     files: tuple[FileStep, ...] = ()
     service: ServiceName | None = None
 
@@ -105,7 +118,7 @@ class HostDeployer:
         svc: ServiceManager,
         progress: Progress,
         stamp: str,
-        pids: Mapping[str, int | None] | None = None,
+        pids: Mapping[str, int | None],
     ) -> None:
         self.hp = hp
         self.t = t
@@ -126,10 +139,7 @@ class HostDeployer:
         t0 = time.monotonic()
         if not hp.changed:
             res.status = HostState.UNCHANGED
-            known = self._known_pids
-            res.haproxy_pid = (
-                known["haproxy"] if known and "haproxy" in known else self.svc.main_pid("haproxy")
-            )
+            res.haproxy_pid = self._known_pids.get("haproxy")
             res.services = {s.name: "none" for s in hp.services}
             self.say("unchanged")
             res.seconds = round(time.monotonic() - t0, 3)
@@ -167,6 +177,9 @@ class HostDeployer:
 
     # -- steps -----------------------------------------------------------------------
     def _apply(self) -> None:
+        """Install and upload, then one of two ways: a host whose services run gets its
+        whole change, reloads and checks in one chain; a host where a service must start
+        gets the file steps in one chain, then its starts one command at a time."""
         hp = self.hp
         if hp.install:
             self._install()
@@ -176,15 +189,26 @@ class HostDeployer:
         for f in changed:
             self.applied.temps[f.path] = _tmp_path(f.path)
         self._upload(changed)
+        if any(s.action == ServiceAction.START for s in hp.services):
+            self._run_chain(self._file_steps())
+            self._start_services()
+            self.haproxy_pid = self._verify()
+        else:
+            self._run_chain([*self._file_steps(), *self._reload_steps()])
+
+    def _file_steps(self) -> list[_Step]:
+        """Validate, back up, rename into place, sysctl, daemon-reload: in that order, so
+        everything but keepalived.conf is checked before any live file is touched."""
+        hp = self.hp
+        changed = hp.changed_files
         steps: list[_Step] = []
-        # Everything but keepalived.conf is checked before any live file is touched.
         for f in changed:
             if f.validator in ("haproxy", "script"):
                 steps.append(self._validate_step(f, self.applied.temps[f.path]))
         updates = tuple(f for f in changed if f.action == Action.UPDATE)
         if updates:
             argv = sh(_BACKUP_SCRIPT, self.backup, *(f.path for f in updates))
-            steps.append(_Step(argv, "backup", updates))
+            steps.append(_Step(argv, StepKind.BACKUP, updates))
         scripts = tuple(f for f in changed if f.validator == "script")
         steps += self._move_steps(scripts)
         kcfg = next((f for f in hp.files if f.path == KEEPALIVED_CONF), None)
@@ -192,28 +216,26 @@ class HostDeployer:
             steps.append(self._validate_step(kcfg, self.applied.temps.get(kcfg.path, kcfg.path)))
         steps += self._move_steps(tuple(f for f in changed if f.validator != "script"))
         if hp.sysctl:
-            steps.append(_Step(["sysctl", "-q", "-p", SYSCTL_CONF], "sysctl"))
+            steps.append(_Step(["sysctl", "-q", "-p", SYSCTL_CONF], StepKind.SYSCTL))
+        # only a manager with unit files (systemd) has one to run
         reload_argv = self.svc.daemon_reload_argv() if hp.daemon_reload else None
         if reload_argv is not None:
-            steps.append(_Step(reload_argv, "daemon-reload"))
-        starts = any(s.action == ServiceAction.START for s in hp.services)
-        if not starts:
-            # a reload is its own step: validate, pid, signal, the new worker, one command
-            for s in hp.services:
-                if s.action == ServiceAction.RELOAD:
-                    steps.append(_Step(self.svc.reload_argv(s.name), "reload", service=s.name))
-            verify = self.svc.pids_argv(SERVICES)
-            if verify is not None:
-                steps += [_Step(verify, "verify"), _Step(IP_ADDR, "addrs")]
-        self._run_chain(steps)
-        if hp.daemon_reload and reload_argv is None:
-            self.svc.daemon_reload()
-        if starts:
-            self._services()
-        if self.haproxy_pid is None:
-            self.haproxy_pid = self._verify()
+            steps.append(_Step(reload_argv, StepKind.DAEMON_RELOAD))
+        return steps
 
-    def _services(self) -> None:
+    def _reload_steps(self) -> list[_Step]:
+        """Each reload its own step (validate, pid, signal, the new worker: one command),
+        then the check that both services run, then the host's addresses."""
+        steps = [
+            _Step(self.svc.reload_argv(s.name), StepKind.RELOAD, service=s.name)
+            for s in self.hp.services
+            if s.action == ServiceAction.RELOAD
+        ]
+        steps.append(_Step(self.svc.pids_argv(SERVICES), StepKind.VERIFY))
+        steps.append(_Step(IP_ADDR, StepKind.ADDRS))
+        return steps
+
+    def _start_services(self) -> None:
         """Start what does not run (a new host), reload the rest, one command at a time."""
         hp = self.hp
         for s in hp.services:
@@ -293,20 +315,24 @@ class HostDeployer:
             argv = ["sh", "-n", path]
         else:
             argv = validate_argv("haproxy" if f.validator == "haproxy" else "keepalived", path)
-        return _Step(argv, "validate", (f,))
+        return _Step(argv, StepKind.VALIDATE, (f,))
 
     def _move_steps(self, files: tuple[FileStep, ...]) -> list[_Step]:
         if not files:
             return []
         pairs = [p for f in files for p in (self.applied.temps[f.path], f.path)]
-        return [_Step(sh(_MOVE_SCRIPT, *pairs), "move", files)]
+        return [_Step(sh(_MOVE_SCRIPT, *pairs), StepKind.MOVE, files)]
 
     def _ran(self, step: _Step) -> None:
         """Record what a step changes once it may have run: if the link drops after a
         rename, the rollback still undoes it."""
-        if step.kind == "move":
+        if step.kind is StepKind.MOVE:
             self.applied.moved.extend(f for f in step.files if f not in self.applied.moved)
-        elif step.kind == "reload" and step.service and step.service not in self.applied.reloaded:
+        elif (
+            step.kind is StepKind.RELOAD
+            and step.service
+            and step.service not in self.applied.reloaded
+        ):
             self.applied.reloaded.append(step.service)
 
     def _run_chain(self, steps: Sequence[_Step]) -> None:
@@ -335,42 +361,49 @@ class HostDeployer:
     def _check(self, step: _Step, rc: int, out: str) -> None:
         """Raise the deploy's error for a step that failed; report one that worked."""
         host = self.hp.host
-        if step.kind == "validate":
-            f = step.files[0]
-            if rc != 0:
-                raise DeployError(
-                    f"{host}: {f.path} failed `{' '.join(step.argv[:2])}` "
-                    f"(exit {rc}), nothing was replaced: {_text(out, rc)}"
+        match step.kind:
+            case StepKind.VALIDATE:
+                f = step.files[0]
+                if rc != 0:
+                    raise DeployError(
+                        f"{host}: {f.path} failed `{' '.join(step.argv[:2])}` "
+                        f"(exit {rc}), nothing was replaced: {_text(out, rc)}"
+                    )
+                self.say(f"validated {f.path}")
+            case StepKind.MOVE:
+                if rc != 0:
+                    why = _text(out, rc)
+                    raise self.t.error(f"renaming the new files failed (exit {rc}): {why}")
+                for f in step.files:
+                    self.applied.temps.pop(f.path, None)
+                self.say(f"installed {', '.join(f.path for f in step.files)}")
+            case StepKind.SYSCTL:
+                if rc != 0:
+                    raise DeployError(f"{host}: sysctl -p {SYSCTL_CONF} failed: {_text(out, rc)}")
+            case StepKind.RELOAD:
+                assert step.service is not None  # every reload step names its service
+                err = self.svc.reload_error(step.service, rc, out)
+                if err is not None:
+                    raise err
+                self.say(f"reloaded {step.service}")
+            case StepKind.VERIFY:
+                self.haproxy_pid = self._running(
+                    self.svc.parse_pids(out if rc == 0 else "", SERVICES)
                 )
-            self.say(f"validated {f.path}")
-        elif step.kind == "move":
-            if rc != 0:
-                raise self.t.error(f"renaming the new files failed (exit {rc}): {_text(out, rc)}")
-            for f in step.files:
-                self.applied.temps.pop(f.path, None)
-            self.say(f"installed {', '.join(f.path for f in step.files)}")
-        elif step.kind == "sysctl":
-            if rc != 0:
-                raise DeployError(f"{host}: sysctl -p {SYSCTL_CONF} failed: {_text(out, rc)}")
-        elif step.kind == "reload" and step.service is not None:
-            err = self.svc.reload_error(step.service, rc, out)
-            if err is not None:
-                raise err
-            self.say(f"reloaded {step.service}")
-        elif step.kind == "verify":
-            pids = self.svc.parse_pids(out if rc == 0 else "", SERVICES)
-            for name in SERVICES:
-                if pids[name] is None:
-                    raise DeployError(f"{host}: {name} is not running after the deploy")
-            self.haproxy_pid = pids["haproxy"]
-        elif step.kind == "addrs":
-            self.addrs = parse_ip_addr(out) if rc == 0 else None
-        elif rc != 0:
-            raise self.t.error(f"{step.kind} failed (exit {rc}): {_text(out, rc)}")
+            case StepKind.ADDRS:
+                self.addrs = parse_ip_addr(out) if rc == 0 else None
+            case StepKind.BACKUP | StepKind.DAEMON_RELOAD:
+                if rc != 0:
+                    raise self.t.error(f"{step.kind} failed (exit {rc}): {_text(out, rc)}")
+            case _:
+                assert_never(step.kind)
 
     def _verify(self) -> int | None:
-        """Both services up after the deploy; returns HAProxy's master pid."""
-        pids = self.svc.main_pids()
+        """Both services up after the deploy (a round trip of its own); HAProxy's pid."""
+        return self._running(self.svc.main_pids())
+
+    def _running(self, pids: Mapping[ServiceName, int | None]) -> int | None:
+        """HAProxy's master pid, once both services are seen running."""
         for name in SERVICES:
             if pids[name] is None:
                 raise DeployError(f"{self.hp.host}: {name} is not running after the deploy")

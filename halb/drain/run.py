@@ -16,6 +16,7 @@ from halb.facts.lbstate import LbFacts
 from halb.gather import gather_host
 from halb.services import manager
 from halb.spec import Cluster
+from halb.spec.profiles import master_down
 from halb.status import StatusReport, assess, refs
 from halb.transport import Transport, TransportFactory, for_host, sh
 
@@ -162,7 +163,7 @@ def default_timeout(cluster: Cluster) -> float:
     """Track script fall/rise (about 3 s), the preempt delay, the takeover, and slack for
     busy hosts and slow links (each look at the hosts is a round trip to every one)."""
     delay = max((v.preempt_delay for v in cluster.vips), default=0.0)
-    return 30.0 + delay + 4 * cluster.advert_int
+    return 30.0 + delay + master_down(cluster.advert_int)
 
 
 def run(

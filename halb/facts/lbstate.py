@@ -32,9 +32,8 @@ echo @@uptime; cat /proc/uptime
 """
 
 
-def gather_script(units_argv: Sequence[str] | None) -> str:
-    if units_argv is None:
-        return GATHER
+def gather_script(units_argv: Sequence[str]) -> str:
+    """GATHER with the service manager's pids (or unit state) command in it."""
     head, end, tail = GATHER.rpartition("echo @@end")
     return head + _UNITS.format(command=quote(units_argv)).lstrip("\n") + end + tail
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from halb.errors import InputError
-from halb.facts.ipaddr import parse_ip_addr
+from halb.facts.ipaddr import IP_ADDR, holders, parse_ip_addr
 from halb.files import atomic_write
 from halb.lab import netns
 from halb.lab.topology import TASKBOX, Init, LabHost, LabPlan, Role, plan
@@ -100,13 +100,8 @@ class Lab:
 
     def vip_holders(self) -> dict[str, list[str]]:
         """{VIP: the LB hosts that have it configured now}, read with `ip -o addr`."""
-        out: dict[str, list[str]] = {self.vip_internal: [], self.vip_external: []}
-        for lb in self.lbs:
-            addrs = {a.address for a in parse_ip_addr(self.run(lb, ["ip", "-o", "addr"]).stdout)}
-            for vip in out:
-                if vip in addrs:
-                    out[vip].append(lb)
-        return out
+        seen = {lb: parse_ip_addr(self.run(lb, IP_ADDR).stdout) for lb in self.lbs}
+        return holders(seen, {v: v for v in (self.vip_internal, self.vip_external)})
 
     # --- files -----------------------------------------------------------------------
 

@@ -31,11 +31,13 @@ PURE = (
     "halb.status_report",
     "halb.deploy.plan",
     "halb.deploy.report",
+    "halb.deploy.settle",
     "halb.drain.judge",
     "halb.drain.handover",
     "halb.preflight.judge",
     "halb.preflight.report",
     "halb.drill.model",
+    "halb.drill.fault_kinds",
     "halb.lab.topology",
 )
 # Effects: the standard library's ways to run, talk or wait, and halb's own edge.
