@@ -22,11 +22,11 @@ if TYPE_CHECKING:
         port_results,
         vrrp_results,
     )
-    from halb.preflight.report import Finding, document, exit_status
+    from halb.preflight.report import PreflightResult, document, exit_status
 
 __all__ = [
-    "Finding",
     "Level",
+    "PreflightResult",
     "arp_results",
     "document",
     "exit_status",
@@ -46,7 +46,7 @@ _WHERE = {
     "interface_results": "judge",
     "port_results": "judge",
     "vrrp_results": "judge",
-    "Finding": "report",
+    "PreflightResult": "report",
     "document": "report",
     "exit_status": "report",
 }

@@ -35,6 +35,8 @@ PURE = (
     "halb.drain.judge",
     "halb.drain.handover",
     "halb.preflight.judge",
+    "halb.preflight.observed",
+    "halb.preflight.open_firewall",
     "halb.preflight.report",
     "halb.drill.model",
     "halb.drill.fault_kinds",
@@ -70,7 +72,6 @@ EFFECTS = (
     "halb.drill.capture",
     "halb.drill.load",
     "halb.preflight.collect",
-    "halb.preflight.open_firewall",
     "halb.cli.",
 )
 
