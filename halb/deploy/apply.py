@@ -39,7 +39,7 @@ from halb.transport import Result, Transport, chain, sh, split_batch
 TMP_PREFIX = ".halb-tmp-"
 APT_LOCK_WAIT = 300  # seconds apt-get waits for dpkg's lock, within the install's 600 s
 
-Progress = Callable[[str, str], None]
+HostProgress = Callable[[str, str], None]
 
 
 # -------------------------------------------------------------------------------- apply
@@ -116,7 +116,7 @@ class HostDeployer:
         hp: HostPlan,
         t: Transport,
         svc: ServiceManager,
-        progress: Progress,
+        progress: HostProgress,
         stamp: str,
         pids: Mapping[str, int | None],
     ) -> None:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from halb.deploy.apply import HostDeployer, Progress
+from halb.deploy.apply import HostDeployer, HostProgress
 from halb.deploy.locks import LocalLock, RemoteLock, utc_now
 from halb.deploy.plan import Action, Plan, ServiceAction, compute_plan, diff_lines, sysctl_keys
 from halb.deploy.report import DeployReport, HostResult, HostState
@@ -146,7 +146,7 @@ def _connect(
     rendered: Mapping[str, Mapping[str, RenderedFile]],
     *,
     lock: bool,
-    progress: Progress,
+    progress: HostProgress,
 ) -> dict[str, TargetFacts]:
     """Every target's facts, read under its remote lock (when `lock`), all at once."""
 
@@ -207,7 +207,7 @@ def _show_diff(
 
 
 def _apply(
-    hosts: Hosts, plan: Plan, facts: Mapping[str, TargetFacts], progress: Progress
+    hosts: Hosts, plan: Plan, facts: Mapping[str, TargetFacts], progress: HostProgress
 ) -> tuple[list[HostResult], dict[str, HostDeployer]]:
     """Every host's plan applied, all hosts at once."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -287,7 +287,7 @@ def deploy(
     install: bool = True,
     diff: Callable[[list[str]], None] | None = None,
     transport_for: TransportFactory = for_host,
-    progress: Progress = _quiet,
+    progress: HostProgress = _quiet,
     vip_timeout: float | None = None,
     lock: bool = True,
 ) -> DeployReport:

@@ -207,7 +207,7 @@ def run(
         else:
             progress(f"{host}: already {'drained' if action == 'drain' else 'not drained'}")
 
-        def step(r: StatusReport) -> judge.Progress:
+        def step(r: StatusReport) -> judge.Wait:
             if action == "drain":
                 return judge.drain_progress(r, host)
             return judge.undrain_progress(r, host, priorities, preempt)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from halb.daemons import ServiceName
+from halb.paths import LAB_CONTROL_DIR
 
 NFT_TABLE = "halb_drill"
-LAB_CONTROL_DIR = "/run/halb-lab"  # the lab's fake apiserver reads /readyz's answer here
 
 
 class Fault(StrEnum):

@@ -11,8 +11,9 @@ restores early where it can and disarms the timer (by its pid) when it does.
 from __future__ import annotations
 
 from halb.daemons import ServiceName
-from halb.drill.fault_kinds import LAB_CONTROL_DIR, ServiceFault
+from halb.drill.fault_kinds import ServiceFault
 from halb.errors import HalbError, InputError
+from halb.paths import LAB_CONTROL_DIR
 from halb.services import ServiceManager
 from halb.transport import Transport, sh
 

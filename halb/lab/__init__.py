@@ -18,14 +18,14 @@ if TYPE_CHECKING:
     from halb.lab.model import Lab, load
     from halb.lab.netns import LabError, ip_netns_available, require_root
     from halb.lab.teardown import down
-    from halb.lab.topology import LabHost, LabPlan, Role, octet_of, plan
+    from halb.lab.topology import LabHost, LabPlan, LabRole, octet_of, plan
 
 __all__ = [
     "Lab",
     "LabError",
     "LabHost",
     "LabPlan",
-    "Role",
+    "LabRole",
     "down",
     "existing_labs",
     "ip_netns_available",
@@ -55,7 +55,7 @@ _WHERE = {
     "down": "teardown",
     "LabHost": "topology",
     "LabPlan": "topology",
-    "Role": "topology",
+    "LabRole": "topology",
     "octet_of": "topology",
     "plan": "topology",
 }
