@@ -13,16 +13,23 @@ commands: it waits for the daemon in a loop here.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import assert_never
 
 from halb.deploy.plan import Action, FileStep, HostPlan, ServiceAction
 from halb.deploy.report import HostResult, HostState
+from halb.deploy.steps import (
+    APT_LOCK_WAIT,
+    BACKUP_SCRIPT,
+    MOVE_SCRIPT,
+    UPLOAD_SCRIPT,
+    Step,
+    StepKind,
+    tmp_path,
+)
 from halb.errors import DeployError, HalbError
 from halb.facts.ipaddr import IP_ADDR, IfAddr, parse_ip_addr
 from halb.paths import BACKUP_DIR, KEEPALIVED_CONF, RUNTIME_DIRS, SYSCTL_CONF
@@ -35,9 +42,6 @@ from halb.services import (
     validate_argv,
 )
 from halb.transport import Result, Transport, chain, sh, split_batch
-
-TMP_PREFIX = ".halb-tmp-"
-APT_LOCK_WAIT = 300  # seconds apt-get waits for dpkg's lock, within the install's 600 s
 
 HostProgress = Callable[[str, str], None]
 
@@ -53,51 +57,6 @@ class _Applied:
     temps: dict[str, str] = field(default_factory=dict)
     started: list[ServiceName] = field(default_factory=list)
     reloaded: list[ServiceName] = field(default_factory=list)
-
-
-# First the $1 folders the files go to: made if missing, and leftovers of an interrupted
-# deploy (never live files) dropped. Then each file: created private, filled with exactly
-# its byte count (dd reads no further, so the next file's bytes stay on stdin), then given
-# its mode. A drop mid-stream leaves a partial temp file and the live file as it was.
-UPLOAD_SCRIPT = (
-    'n=$1; shift; while [ "$n" -gt 0 ]; do mkdir -p "$1" && rm -f "$1"/'
-    + TMP_PREFIX
-    + "* || exit 1; shift; n=$((n - 1)); done; "
-    'umask 077; while [ $# -ge 3 ]; do : > "$1" && '
-    'dd bs=1 count="$3" of="$1" status=none && [ "$(wc -c < "$1")" -eq "$3" ] && '
-    'chmod "$2" "$1" || exit 1; shift 3; done'
-)
-_BACKUP_SCRIPT = (
-    'b=$1; shift; umask 077; mkdir -p "$b"; '
-    'for p in "$@"; do mkdir -p "$b$(dirname "$p")" && cp -a "$p" "$b$p" || exit 1; done'
-)
-_MOVE_SCRIPT = 'while [ $# -gt 1 ]; do mv -f "$1" "$2" || exit 1; shift 2; done'
-
-
-class StepKind(StrEnum):
-    VALIDATE = "validate"  # a new file checked on the target, before anything is replaced
-    BACKUP = "backup"
-    MOVE = "move"  # new files renamed over the live ones
-    SYSCTL = "sysctl"
-    DAEMON_RELOAD = "daemon-reload"
-    RELOAD = "reload"
-    VERIFY = "verify"  # both services run: their main pids
-    ADDRS = "addrs"  # the host's addresses after the change, the VIP check's first look
-
-
-@dataclass(frozen=True)
-class _Step:
-    """One command of the chain, and what it changes if it ran (for the rollback)."""
-
-    argv: list[str]
-    kind: StepKind
-    files: tuple[FileStep, ...] = ()
-    service: ServiceName | None = None
-
-
-def _tmp_path(path: str) -> str:
-    p = PurePosixPath(path)
-    return str(p.parent / f"{TMP_PREFIX}{secrets.token_hex(4)}")
 
 
 def _msg(r: Result) -> str:
@@ -187,7 +146,7 @@ class HostDeployer:
         if changed:
             self.say(f"uploading {len(changed)} file(s)")
         for f in changed:
-            self.applied.temps[f.path] = _tmp_path(f.path)
+            self.applied.temps[f.path] = tmp_path(f.path)
         self._upload(changed)
         if any(s.action == ServiceAction.START for s in hp.services):
             self._run_chain(self._file_steps())
@@ -196,19 +155,19 @@ class HostDeployer:
         else:
             self._run_chain([*self._file_steps(), *self._reload_steps()])
 
-    def _file_steps(self) -> list[_Step]:
+    def _file_steps(self) -> list[Step]:
         """Validate, back up, rename into place, sysctl, daemon-reload: in that order, so
         everything but keepalived.conf is checked before any live file is touched."""
         hp = self.hp
         changed = hp.changed_files
-        steps: list[_Step] = []
+        steps: list[Step] = []
         for f in changed:
             if f.validator in ("haproxy", "script"):
                 steps.append(self._validate_step(f, self.applied.temps[f.path]))
         updates = tuple(f for f in changed if f.action == Action.UPDATE)
         if updates:
-            argv = sh(_BACKUP_SCRIPT, self.backup, *(f.path for f in updates))
-            steps.append(_Step(argv, StepKind.BACKUP, updates))
+            argv = sh(BACKUP_SCRIPT, self.backup, *(f.path for f in updates))
+            steps.append(Step(argv, StepKind.BACKUP, updates))
         scripts = tuple(f for f in changed if f.validator == "script")
         steps += self._move_steps(scripts)
         kcfg = next((f for f in hp.files if f.path == KEEPALIVED_CONF), None)
@@ -216,23 +175,23 @@ class HostDeployer:
             steps.append(self._validate_step(kcfg, self.applied.temps.get(kcfg.path, kcfg.path)))
         steps += self._move_steps(tuple(f for f in changed if f.validator != "script"))
         if hp.sysctl:
-            steps.append(_Step(["sysctl", "-q", "-p", SYSCTL_CONF], StepKind.SYSCTL))
+            steps.append(Step(["sysctl", "-q", "-p", SYSCTL_CONF], StepKind.SYSCTL))
         # only a manager with unit files (systemd) has one to run
         reload_argv = self.svc.daemon_reload_argv() if hp.daemon_reload else None
         if reload_argv is not None:
-            steps.append(_Step(reload_argv, StepKind.DAEMON_RELOAD))
+            steps.append(Step(reload_argv, StepKind.DAEMON_RELOAD))
         return steps
 
-    def _reload_steps(self) -> list[_Step]:
+    def _reload_steps(self) -> list[Step]:
         """Each reload its own step (validate, pid, signal, the new worker: one command),
         then the check that both services run, then the host's addresses."""
         steps = [
-            _Step(self.svc.reload_argv(s.name), StepKind.RELOAD, service=s.name)
+            Step(self.svc.reload_argv(s.name), StepKind.RELOAD, service=s.name)
             for s in self.hp.services
             if s.action == ServiceAction.RELOAD
         ]
-        steps.append(_Step(self.svc.pids_argv(SERVICES), StepKind.VERIFY))
-        steps.append(_Step(IP_ADDR, StepKind.ADDRS))
+        steps.append(Step(self.svc.pids_argv(SERVICES), StepKind.VERIFY))
+        steps.append(Step(IP_ADDR, StepKind.ADDRS))
         return steps
 
     def _start_services(self) -> None:
@@ -310,20 +269,20 @@ class HostDeployer:
             check=True,
         )
 
-    def _validate_step(self, f: FileStep, path: str) -> _Step:
+    def _validate_step(self, f: FileStep, path: str) -> Step:
         if f.validator == "script":
             argv = ["sh", "-n", path]
         else:
             argv = validate_argv("haproxy" if f.validator == "haproxy" else "keepalived", path)
-        return _Step(argv, StepKind.VALIDATE, (f,))
+        return Step(argv, StepKind.VALIDATE, (f,))
 
-    def _move_steps(self, files: tuple[FileStep, ...]) -> list[_Step]:
+    def _move_steps(self, files: tuple[FileStep, ...]) -> list[Step]:
         if not files:
             return []
         pairs = [p for f in files for p in (self.applied.temps[f.path], f.path)]
-        return [_Step(sh(_MOVE_SCRIPT, *pairs), StepKind.MOVE, files)]
+        return [Step(sh(MOVE_SCRIPT, *pairs), StepKind.MOVE, files)]
 
-    def _ran(self, step: _Step) -> None:
+    def _ran(self, step: Step) -> None:
         """Record what a step changes once it may have run: if the link drops after a
         rename, the rollback still undoes it."""
         if step.kind is StepKind.MOVE:
@@ -335,7 +294,7 @@ class HostDeployer:
         ):
             self.applied.reloaded.append(step.service)
 
-    def _run_chain(self, steps: Sequence[_Step]) -> None:
+    def _run_chain(self, steps: Sequence[Step]) -> None:
         if not steps:
             return
         argv, marker = chain([s.argv for s in steps])
@@ -358,7 +317,7 @@ class HostDeployer:
                 f"{_msg(res)}"
             )
 
-    def _check(self, step: _Step, rc: int, out: str) -> None:
+    def _check(self, step: Step, rc: int, out: str) -> None:
         """Raise the deploy's error for a step that failed; report one that worked."""
         host = self.hp.host
         match step.kind:

@@ -316,12 +316,10 @@ def deploy(
         if failed:
             # all or nothing: peers must not run different configs
             _roll_back_changed(results, deployers, f"rolled back: {', '.join(failed)} failed")
-            vips = VipCheck(
-                wait_for_vips(
-                    hosts.transports, {v.name: v.address for v in cluster.vips}, timeout=0
-                )[0],
-                None,
-            )
+            # one look at where the VIPs are now: nothing to wait for
+            now = {v.name: v.address for v in cluster.vips}
+            holders, _ = wait_for_vips(hosts.transports, now, timeout=0)
+            vips = VipCheck(holders, None)
         else:
             vips = _check_vips(cluster, hosts, plan, facts, deployers, vip_timeout)
             if vips.error:

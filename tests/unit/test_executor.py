@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from halb.deploy.apply import TMP_PREFIX, UPLOAD_SCRIPT, HostDeployer
+from halb.deploy.apply import HostDeployer
 from halb.deploy.plan import HostPlan, ServiceAction, plan_host, sha256
 from halb.deploy.report import HostState
+from halb.deploy.steps import TMP_PREFIX, UPLOAD_SCRIPT
 from halb.deploy.vips import wait_for_vips
 from halb.errors import DeployError
 from halb.facts.target import RemoteFile, TargetFacts

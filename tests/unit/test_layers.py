@@ -32,6 +32,7 @@ PURE = (
     "halb.deploy.plan",
     "halb.deploy.report",
     "halb.deploy.settle",
+    "halb.deploy.steps",
     "halb.drain.judge",
     "halb.drain.handover",
     "halb.preflight.judge",
