@@ -1,6 +1,9 @@
 # Two entry points do all the set-up on a fresh Debian machine (as root):
 #   make demo   installs what it needs, brings up the lab and runs halb's main job on it
 #   make test   installs what it needs and runs every test (lint, types, unit, golden, lab)
+# Two need only the virtual environment (any user, no Debian packages, no root):
+#   make unit   the tests not marked `lab`
+#   make lint   ruff and mypy
 # halb and the test tools go into a virtual environment ($(VENV)) made with the first
 # $(PYTHON) on PATH: Debian's own python3 refuses `pip install` outside one (PEP 668).
 SHELL := /bin/bash
@@ -12,6 +15,10 @@ VENV ?= .venv
 # its cache (/var/cache/halb-lab/debs) once needs the Debian mirror (`apt-get download`).
 DEBS := python3-venv haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux ruby systemd dpkg-dev
 LAB_DIR ?= lab
+# A fresh cloud server runs its daily apt job right after boot: apt-get waits up to
+# APT_LOCK_WAIT seconds for apt's locks instead of failing at once (Error 100).
+export APT_LOCK_WAIT ?= 600
+APT_GET := $(CURDIR)/scripts/apt-get-wait
 
 # Resolved before PATH changes below, so a stale $(VENV) never makes itself.
 PYTHON_BIN := $(shell command -v $(PYTHON))
@@ -19,36 +26,43 @@ VENV_BIN := $(abspath $(VENV))/bin
 # Every recipe (and the lab hosts it starts, which run `halb` through PATH) uses the venv.
 export PATH := $(VENV_BIN):$(PATH)
 
-.PHONY: deps debs test lint unit demo demo-down bench clean
+.PHONY: deps debs venv test lint unit demo demo-down bench clean
 
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(VENV_BIN)/python: | debs
+# Needs no Debian package beyond a Python with venv (make deps, as root, installs
+# python3-venv first on a fresh Debian machine).
+$(VENV_BIN)/python:
 	@test -n "$(PYTHON_BIN)" || { echo "no $(PYTHON) on PATH (set PYTHON=...)"; exit 2; }
-	$(PYTHON_BIN) -m venv $(VENV)
+	$(PYTHON_BIN) -m venv $(VENV) || { rm -rf $(VENV); echo "$(PYTHON) -m venv failed (on Debian: apt-get install python3-venv, or make deps as root)"; exit 2; }
 
 # Reinstalled when the dependencies change; halb itself is an editable install.
 $(VENV)/.installed: pyproject.toml | $(VENV_BIN)/python
 	$(VENV_BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-deps: debs $(VENV)/.installed
+venv: $(VENV)/.installed
 
-lint: deps
+# debs first: on a fresh Debian machine the venv needs python3-venv
+deps: debs
+	@$(MAKE) --no-print-directory venv
+
+lint: venv
 	ruff check halb tests bench
 	ruff format --check halb tests bench
 	mypy
 
-unit: deps
+unit: venv
 	python -m pytest -q -m 'not lab'
 
-test: deps lint
-	python -m pytest -q -p no:cacheprovider
+test: deps
+	@$(MAKE) --no-print-directory lint
+	HALB_TEST_DEBS=1 python -m pytest -q -p no:cacheprovider
 
 demo: deps
 	@halb lab down --dir $(LAB_DIR) >/dev/null 2>&1 || true
@@ -71,7 +85,7 @@ demo-down: deps
 # write_config its bench/write_config.md; failback and soak print their tables.
 # Long (about two hours on 2 cores); each stops by itself and takes its labs down.
 bench: deps
-	@dpkg -s wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+	@dpkg -s wrk >/dev/null 2>&1 || { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends wrk >/dev/null; }
 	python bench/probe_bench.py
 	python bench/inventory_bench.py
 	python bench/write_config_bench.py

@@ -30,7 +30,7 @@ _KUBEASZ_GROUPS = frozenset({"kube_master", "ex_lb", "ex-lb", "deploy", "chrony"
 
 
 @dataclass(frozen=True)
-class Detected:
+class Installation:
     kind: str  # kubesphere | kubekey | kubespray | kubeasz | unknown
     label: str  # what the user reads: "Kubespray 2.16+", "KubeKey v4", ...
     config: Path | None  # the installer config halb edits, if any
@@ -51,7 +51,7 @@ def read_small(path: Path) -> str | None:
     return raw[:_KUBEKEY_PEEK].decode("utf-8", "replace")
 
 
-def detect(inventory: Inventory, read: Reader = read_small) -> Detected:
+def detect(inventory: Inventory, read: Reader = read_small) -> Installation:
     """The installer for `inventory`, from its folder first, then its group names."""
     inv_path = inventory.source.resolve()
     folder = inv_path.parent
@@ -60,7 +60,7 @@ def detect(inventory: Inventory, read: Reader = read_small) -> Detected:
 
     common = folder / "common.yaml"
     if folder.name == "conf" and common.is_file():
-        return Detected(
+        return Installation(
             "kubesphere", "KubeSphere 2.1 (ks-installer)", common, True, name,
             f"{common.name} beside the inventory in conf/",
         )  # fmt: skip
@@ -69,34 +69,36 @@ def detect(inventory: Inventory, read: Reader = read_small) -> Detected:
     if kk is not None:
         path, kind, with_ks = kk
         label = "KubeKey v4" if kind == "Config" else "KubeKey 1.x-3.x"
-        return Detected("kubekey", label, path, with_ks, name, f"{path.name} beside the inventory")
+        return Installation(
+            "kubekey", label, path, with_ks, name, f"{path.name} beside the inventory"
+        )
 
     gv = folder / "group_vars"
     if gv.is_dir() and not groups & _KUBEASZ_GROUPS:
         config = gv / "all" / "all.yml"
         if not config.is_file() and (gv / "all.yml").is_file():
             config = gv / "all.yml"
-        return Detected(
+        return Installation(
             "kubespray", _kubespray_label(groups), config, False, name,
             "a group_vars/ folder beside the inventory",
         )  # fmt: skip
 
     if groups & _KUBEASZ_GROUPS or ((folder / "config.yml").is_file() and "kube_node" in groups):
         label = "kubeasz 3.x" if "kube_master" in groups else "kubeasz 1.x-2.x"
-        return Detected("kubeasz", label, None, False, name, "kubeasz group names")
+        return Installation("kubeasz", label, None, False, name, "kubeasz group names")
 
     if groups & {"kube_control_plane", "k8s_cluster", "kube_node"}:
-        return Detected(
+        return Installation(
             "kubespray", _kubespray_label(groups), folder / "group_vars" / "all" / "all.yml",
             False, name, "Kubespray 2.16+ group names",
         )  # fmt: skip
 
     if folder.name == "conf":
-        return Detected(
+        return Installation(
             "kubesphere", "KubeSphere 2.1 (ks-installer)", common, True, name,
             "an inventory in conf/ with KubeSphere group names",
         )  # fmt: skip
-    return Detected(
+    return Installation(
         "kubesphere", "KubeSphere 2.1 (ks-installer)", folder / "common.yaml", True, name,
         "no installer files beside the inventory; KubeSphere 2.1 group names assumed",
     )  # fmt: skip

@@ -49,3 +49,7 @@ HAPROXY_PIDFILE = "/run/haproxy.pid"
 KEEPALIVED_PIDFILE = "/run/keepalived.pid"
 KEEPALIVED_VRRP_PIDFILE = "/run/keepalived_vrrp.pid"
 KEEPALIVED_CHECKERS_PIDFILE = "/run/keepalived_checkers.pid"
+
+# the lab's hosts: the stand-in apiserver and console read their answers (and the
+# master its TLS key) here, which Lab.set_control and the drill's apiserver fault change
+LAB_CONTROL_DIR = "/run/halb-lab"

@@ -11,8 +11,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+from halb.daemons import CONFIG_OF as CONFIG_OF
+from halb.daemons import SERVICES as SERVICES
+from halb.daemons import ServiceName as ServiceName
 from halb.errors import DeployError, InputError
 from halb.facts.pids import PIDS_SCRIPT, parse_pids, pids_argv
 from halb.facts.units import UnitState, parse_show, parse_states, show_argv
@@ -27,11 +29,6 @@ from halb.paths import (
     LOG_DIR,
 )
 from halb.transport import Transport, quote, sh
-
-ServiceName = Literal["haproxy", "keepalived"]
-SERVICES: tuple[ServiceName, ...] = ("haproxy", "keepalived")
-
-CONFIG_OF: dict[ServiceName, str] = {"haproxy": HAPROXY_CFG, "keepalived": KEEPALIVED_CONF}
 
 
 def validate_argv(name: ServiceName, path: str) -> list[str]:
@@ -97,10 +94,10 @@ class ServiceManager(ABC):
     def __init__(self, transport: Transport) -> None:
         self.t = transport
 
-    def pids_argv(self, names: Sequence[ServiceName]) -> list[str] | None:
-        """A command printing one word per name: its main pid, or `-` when not running
-        (None: this manager asks per service). Deploy runs it with its other facts."""
-        return None
+    @abstractmethod
+    def pids_argv(self, names: Sequence[ServiceName]) -> list[str]:
+        """A command printing one word per name: its main pid, or `-` when not running.
+        Deploy runs it with its other facts, and as the last step of a change."""
 
     def parse_pids(self, text: str, names: Sequence[ServiceName]) -> dict[ServiceName, int | None]:
         """The answer to `pids_argv`; an unreadable answer counts as not running."""
@@ -116,17 +113,11 @@ class ServiceManager(ABC):
 
     def main_pid(self, name: ServiceName) -> int | None:
         """Pid of the running main process (HAProxy: the master), None when not running."""
-        argv = self.pids_argv((name,))
-        if argv is None:
-            raise NotImplementedError(f"{type(self).__name__}: main_pid")
-        return self._run_pids(argv, (name,))[name]
+        return self._run_pids(self.pids_argv((name,)), (name,))[name]
 
     def main_pids(self) -> dict[ServiceName, int | None]:
-        """Both services' main pids, in one round trip where the manager allows."""
-        argv = self.pids_argv(SERVICES)
-        if argv is None:
-            return {n: self.main_pid(n) for n in SERVICES}
-        return self._run_pids(argv, SERVICES)
+        """Both services' main pids, in one round trip."""
+        return self._run_pids(self.pids_argv(SERVICES), SERVICES)
 
     def _run_pids(
         self, argv: list[str], names: Sequence[ServiceName]
@@ -145,11 +136,13 @@ class ServiceManager(ABC):
         self.stop(name)
         self.start(name)
 
+    @abstractmethod
+    def stop_now_argv(self, name: ServiceName) -> list[str]:
+        """A command that begins a graceful stop and does not wait for its end (the
+        drill's graceful fault: keepalived sends its priority-0 advert as it goes)."""
+
     def enable(self, name: ServiceName) -> None:  # noqa: B027 - systemd only
         """Start at boot where the manager supports it."""
-
-    def daemon_reload(self) -> None:  # noqa: B027 - systemd only
-        """Re-read unit files and drop-ins where the manager has them."""
 
     # -- shared ----------------------------------------------------------------------
     def children(self, pid: int) -> set[int]:
@@ -284,6 +277,10 @@ class Systemd(ServiceManager):
     def restart(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "restart", name], timeout=90, check=True)
 
+    def stop_now_argv(self, name: ServiceName) -> list[str]:
+        # through systemd, so that it knows the unit was stopped (a signal would be a crash)
+        return ["systemctl", "stop", "--no-block", name]
+
     _PID_SH = (
         "pid= act=; for kv in $(systemctl show --property=ActiveState --property=MainPID "
         '-- "$a"); do case $kv in MainPID=*) pid=${kv#MainPID=} ;; '
@@ -302,9 +299,6 @@ class Systemd(ServiceManager):
 
     def enable(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "enable", "--quiet", name], timeout=60, check=True)
-
-    def daemon_reload(self) -> None:
-        self.t.run(["systemctl", "daemon-reload"], timeout=60, check=True)
 
 
 # Start a daemon detached from the session; its own start-up messages are kept and shown.
@@ -372,6 +366,12 @@ class Supervisor(ServiceManager):
             if time.monotonic() > deadline:
                 raise DeployError(f"{self.t.name}: {name} (pid {pid}) did not stop")
             time.sleep(0.2)
+
+    def stop_now_argv(self, name: ServiceName) -> list[str]:
+        pid = self.main_pid(name)
+        if pid is None:
+            raise DeployError(f"{self.t.name}: {name} is not running")
+        return ["kill", "-TERM", str(pid)]
 
     def pids_argv(self, names: Sequence[ServiceName]) -> list[str]:
         return pids_argv([(SUPERVISED[n].pidfile, SUPERVISED[n].comm) for n in names])

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from halb.detect import Detected, detect
+from halb.detect import Installation, detect
 from halb.errors import InputError
 from halb.inventory import Inventory
 from halb.roles import GROUP_NAMES, Role, backend_group, role_group
@@ -53,7 +53,10 @@ def _groups_text(role: Role) -> str:
 
 
 def plan_starter(
-    inventory: Inventory, spec_dir: Path, cluster: str | None = None, found: Detected | None = None
+    inventory: Inventory,
+    spec_dir: Path,
+    cluster: str | None = None,
+    found: Installation | None = None,
 ) -> StarterPlan:
     det = found if found is not None else detect(inventory)
     notes = [f"installer: {det.label} ({det.reason})"]
@@ -125,7 +128,7 @@ def _rel(path: Path, spec_dir: Path) -> str:
 
 
 def _installer_block(
-    det: Detected, inventory: Inventory, spec_dir: Path, notes: list[str]
+    det: Installation, inventory: Inventory, spec_dir: Path, notes: list[str]
 ) -> InstallerBlock:
     config = _rel(det.config, spec_dir) if det.config is not None else None
     if det.kind == "kubesphere":

@@ -43,7 +43,7 @@ VagrantDirOption = Annotated[
     typer.Option(
         "--vagrant-dir",
         help="vagrant: the folder with the Vagrantfile (default: the one `lab up` used, "
-        "else vagrant/ of halb's source tree).",
+        "else the one shipped with halb).",
     ),
 ]
 TimeoutOption = Annotated[

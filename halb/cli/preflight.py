@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -38,11 +39,19 @@ def preflight(
 
     from halb import preflight as pf
     from halb.cli.tables import level_text, print_table
+    from halb.preflight.open_firewall import FirewallCommand
     from halb.spec import load_cluster
     from halb.transport import for_host
 
+    def show(commands: Sequence[FirewallCommand]) -> None:
+        # before anything runs: what --open-firewall runs (now, or when given)
+        head = "opening VRRP:" if open_firewall else "--open-firewall would run:"
+        err().print(Text(head, style="bold"))
+        for c in commands:
+            err().print(Text(f"  {c.host}: {c.what}"))
+
     cluster = load_cluster(config)
-    results = pf.run_preflight(cluster, for_host, open_firewall=open_firewall)
+    results = pf.run_preflight(cluster, for_host, open_firewall=open_firewall, show=show)
     status = pf.exit_status(results)
     if json_out:
         print_json(pf.document(results))

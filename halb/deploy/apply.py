@@ -13,14 +13,23 @@ commands: it waits for the daemon in a loop here.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import assert_never
 
 from halb.deploy.plan import Action, FileStep, HostPlan, ServiceAction
 from halb.deploy.report import HostResult, HostState
+from halb.deploy.steps import (
+    APT_LOCK_WAIT,
+    BACKUP_SCRIPT,
+    MOVE_SCRIPT,
+    UPLOAD_SCRIPT,
+    Step,
+    StepKind,
+    tmp_path,
+)
 from halb.errors import DeployError, HalbError
 from halb.facts.ipaddr import IP_ADDR, IfAddr, parse_ip_addr
 from halb.paths import BACKUP_DIR, KEEPALIVED_CONF, RUNTIME_DIRS, SYSCTL_CONF
@@ -34,9 +43,7 @@ from halb.services import (
 )
 from halb.transport import Result, Transport, chain, sh, split_batch
 
-TMP_PREFIX = ".halb-tmp-"
-
-Progress = Callable[[str, str], None]
+HostProgress = Callable[[str, str], None]
 
 
 # -------------------------------------------------------------------------------- apply
@@ -50,40 +57,6 @@ class _Applied:
     temps: dict[str, str] = field(default_factory=dict)
     started: list[ServiceName] = field(default_factory=list)
     reloaded: list[ServiceName] = field(default_factory=list)
-
-
-# First the $1 folders the files go to: made if missing, and leftovers of an interrupted
-# deploy (never live files) dropped. Then each file: created private, filled with exactly
-# its byte count (dd reads no further, so the next file's bytes stay on stdin), then given
-# its mode. A drop mid-stream leaves a partial temp file and the live file as it was.
-UPLOAD_SCRIPT = (
-    'n=$1; shift; while [ "$n" -gt 0 ]; do mkdir -p "$1" && rm -f "$1"/'
-    + TMP_PREFIX
-    + "* || exit 1; shift; n=$((n - 1)); done; "
-    'umask 077; while [ $# -ge 3 ]; do : > "$1" && '
-    'dd bs=1 count="$3" of="$1" status=none && [ "$(wc -c < "$1")" -eq "$3" ] && '
-    'chmod "$2" "$1" || exit 1; shift 3; done'
-)
-_BACKUP_SCRIPT = (
-    'b=$1; shift; umask 077; mkdir -p "$b"; '
-    'for p in "$@"; do mkdir -p "$b$(dirname "$p")" && cp -a "$p" "$b$p" || exit 1; done'
-)
-_MOVE_SCRIPT = 'while [ $# -gt 1 ]; do mv -f "$1" "$2" || exit 1; shift 2; done'
-
-
-@dataclass(frozen=True)
-class _Step:
-    """One command of the chain, and what it changes if it ran (for the rollback)."""
-
-    argv: list[str]
-    kind: str  # validate | backup | move | sysctl | daemon-reload | reload | verify | addrs
-    files: tuple[FileStep, ...] = ()
-    service: ServiceName | None = None
-
-
-def _tmp_path(path: str) -> str:
-    p = PurePosixPath(path)
-    return str(p.parent / f"{TMP_PREFIX}{secrets.token_hex(4)}")
 
 
 def _msg(r: Result) -> str:
@@ -102,9 +75,9 @@ class HostDeployer:
         hp: HostPlan,
         t: Transport,
         svc: ServiceManager,
-        progress: Progress,
+        progress: HostProgress,
         stamp: str,
-        pids: Mapping[str, int | None] | None = None,
+        pids: Mapping[str, int | None],
     ) -> None:
         self.hp = hp
         self.t = t
@@ -125,10 +98,7 @@ class HostDeployer:
         t0 = time.monotonic()
         if not hp.changed:
             res.status = HostState.UNCHANGED
-            known = self._known_pids
-            res.haproxy_pid = (
-                known["haproxy"] if known and "haproxy" in known else self.svc.main_pid("haproxy")
-            )
+            res.haproxy_pid = self._known_pids.get("haproxy")
             res.services = {s.name: "none" for s in hp.services}
             self.say("unchanged")
             res.seconds = round(time.monotonic() - t0, 3)
@@ -166,6 +136,9 @@ class HostDeployer:
 
     # -- steps -----------------------------------------------------------------------
     def _apply(self) -> None:
+        """Install and upload, then one of two ways: a host whose services run gets its
+        whole change, reloads and checks in one chain; a host where a service must start
+        gets the file steps in one chain, then its starts one command at a time."""
         hp = self.hp
         if hp.install:
             self._install()
@@ -173,17 +146,28 @@ class HostDeployer:
         if changed:
             self.say(f"uploading {len(changed)} file(s)")
         for f in changed:
-            self.applied.temps[f.path] = _tmp_path(f.path)
+            self.applied.temps[f.path] = tmp_path(f.path)
         self._upload(changed)
-        steps: list[_Step] = []
-        # Everything but keepalived.conf is checked before any live file is touched.
+        if any(s.action == ServiceAction.START for s in hp.services):
+            self._run_chain(self._file_steps())
+            self._start_services()
+            self.haproxy_pid = self._verify()
+        else:
+            self._run_chain([*self._file_steps(), *self._reload_steps()])
+
+    def _file_steps(self) -> list[Step]:
+        """Validate, back up, rename into place, sysctl, daemon-reload: in that order, so
+        everything but keepalived.conf is checked before any live file is touched."""
+        hp = self.hp
+        changed = hp.changed_files
+        steps: list[Step] = []
         for f in changed:
             if f.validator in ("haproxy", "script"):
                 steps.append(self._validate_step(f, self.applied.temps[f.path]))
         updates = tuple(f for f in changed if f.action == Action.UPDATE)
         if updates:
-            argv = sh(_BACKUP_SCRIPT, self.backup, *(f.path for f in updates))
-            steps.append(_Step(argv, "backup", updates))
+            argv = sh(BACKUP_SCRIPT, self.backup, *(f.path for f in updates))
+            steps.append(Step(argv, StepKind.BACKUP, updates))
         scripts = tuple(f for f in changed if f.validator == "script")
         steps += self._move_steps(scripts)
         kcfg = next((f for f in hp.files if f.path == KEEPALIVED_CONF), None)
@@ -191,28 +175,26 @@ class HostDeployer:
             steps.append(self._validate_step(kcfg, self.applied.temps.get(kcfg.path, kcfg.path)))
         steps += self._move_steps(tuple(f for f in changed if f.validator != "script"))
         if hp.sysctl:
-            steps.append(_Step(["sysctl", "-q", "-p", SYSCTL_CONF], "sysctl"))
+            steps.append(Step(["sysctl", "-q", "-p", SYSCTL_CONF], StepKind.SYSCTL))
+        # only a manager with unit files (systemd) has one to run
         reload_argv = self.svc.daemon_reload_argv() if hp.daemon_reload else None
         if reload_argv is not None:
-            steps.append(_Step(reload_argv, "daemon-reload"))
-        starts = any(s.action == ServiceAction.START for s in hp.services)
-        if not starts:
-            # a reload is its own step: validate, pid, signal, the new worker, one command
-            for s in hp.services:
-                if s.action == ServiceAction.RELOAD:
-                    steps.append(_Step(self.svc.reload_argv(s.name), "reload", service=s.name))
-            verify = self.svc.pids_argv(SERVICES)
-            if verify is not None:
-                steps += [_Step(verify, "verify"), _Step(IP_ADDR, "addrs")]
-        self._run_chain(steps)
-        if hp.daemon_reload and reload_argv is None:
-            self.svc.daemon_reload()
-        if starts:
-            self._services()
-        if self.haproxy_pid is None:
-            self.haproxy_pid = self._verify()
+            steps.append(Step(reload_argv, StepKind.DAEMON_RELOAD))
+        return steps
 
-    def _services(self) -> None:
+    def _reload_steps(self) -> list[Step]:
+        """Each reload its own step (validate, pid, signal, the new worker: one command),
+        then the check that both services run, then the host's addresses."""
+        steps = [
+            Step(self.svc.reload_argv(s.name), StepKind.RELOAD, service=s.name)
+            for s in self.hp.services
+            if s.action == ServiceAction.RELOAD
+        ]
+        steps.append(Step(self.svc.pids_argv(SERVICES), StepKind.VERIFY))
+        steps.append(Step(IP_ADDR, StepKind.ADDRS))
+        return steps
+
+    def _start_services(self) -> None:
         """Start what does not run (a new host), reload the rest, one command at a time."""
         hp = self.hp
         for s in hp.services:
@@ -237,7 +219,17 @@ class HostDeployer:
         pkgs = list(hp.install)
         self.say(f"installing {' '.join(pkgs)}")
         if hp.package_manager == "apt":
-            argv = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", *pkgs]
+            # a fresh server's daily apt job may hold dpkg's lock: wait for it
+            argv = [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "-o",
+                f"DPkg::Lock::Timeout={APT_LOCK_WAIT}",
+                "install",
+                "-y",
+                *pkgs,
+            ]
             r = self.t.run(argv, timeout=600)
             if not r.ok:
                 self.t.run(["apt-get", "update"], timeout=600)
@@ -277,28 +269,32 @@ class HostDeployer:
             check=True,
         )
 
-    def _validate_step(self, f: FileStep, path: str) -> _Step:
+    def _validate_step(self, f: FileStep, path: str) -> Step:
         if f.validator == "script":
             argv = ["sh", "-n", path]
         else:
             argv = validate_argv("haproxy" if f.validator == "haproxy" else "keepalived", path)
-        return _Step(argv, "validate", (f,))
+        return Step(argv, StepKind.VALIDATE, (f,))
 
-    def _move_steps(self, files: tuple[FileStep, ...]) -> list[_Step]:
+    def _move_steps(self, files: tuple[FileStep, ...]) -> list[Step]:
         if not files:
             return []
         pairs = [p for f in files for p in (self.applied.temps[f.path], f.path)]
-        return [_Step(sh(_MOVE_SCRIPT, *pairs), "move", files)]
+        return [Step(sh(MOVE_SCRIPT, *pairs), StepKind.MOVE, files)]
 
-    def _ran(self, step: _Step) -> None:
+    def _ran(self, step: Step) -> None:
         """Record what a step changes once it may have run: if the link drops after a
         rename, the rollback still undoes it."""
-        if step.kind == "move":
+        if step.kind is StepKind.MOVE:
             self.applied.moved.extend(f for f in step.files if f not in self.applied.moved)
-        elif step.kind == "reload" and step.service and step.service not in self.applied.reloaded:
+        elif (
+            step.kind is StepKind.RELOAD
+            and step.service
+            and step.service not in self.applied.reloaded
+        ):
             self.applied.reloaded.append(step.service)
 
-    def _run_chain(self, steps: Sequence[_Step]) -> None:
+    def _run_chain(self, steps: Sequence[Step]) -> None:
         if not steps:
             return
         argv, marker = chain([s.argv for s in steps])
@@ -321,45 +317,52 @@ class HostDeployer:
                 f"{_msg(res)}"
             )
 
-    def _check(self, step: _Step, rc: int, out: str) -> None:
+    def _check(self, step: Step, rc: int, out: str) -> None:
         """Raise the deploy's error for a step that failed; report one that worked."""
         host = self.hp.host
-        if step.kind == "validate":
-            f = step.files[0]
-            if rc != 0:
-                raise DeployError(
-                    f"{host}: {f.path} failed `{' '.join(step.argv[:2])}` "
-                    f"(exit {rc}), nothing was replaced: {_text(out, rc)}"
+        match step.kind:
+            case StepKind.VALIDATE:
+                f = step.files[0]
+                if rc != 0:
+                    raise DeployError(
+                        f"{host}: {f.path} failed `{' '.join(step.argv[:2])}` "
+                        f"(exit {rc}), nothing was replaced: {_text(out, rc)}"
+                    )
+                self.say(f"validated {f.path}")
+            case StepKind.MOVE:
+                if rc != 0:
+                    why = _text(out, rc)
+                    raise self.t.error(f"renaming the new files failed (exit {rc}): {why}")
+                for f in step.files:
+                    self.applied.temps.pop(f.path, None)
+                self.say(f"installed {', '.join(f.path for f in step.files)}")
+            case StepKind.SYSCTL:
+                if rc != 0:
+                    raise DeployError(f"{host}: sysctl -p {SYSCTL_CONF} failed: {_text(out, rc)}")
+            case StepKind.RELOAD:
+                assert step.service is not None  # every reload step names its service
+                err = self.svc.reload_error(step.service, rc, out)
+                if err is not None:
+                    raise err
+                self.say(f"reloaded {step.service}")
+            case StepKind.VERIFY:
+                self.haproxy_pid = self._running(
+                    self.svc.parse_pids(out if rc == 0 else "", SERVICES)
                 )
-            self.say(f"validated {f.path}")
-        elif step.kind == "move":
-            if rc != 0:
-                raise self.t.error(f"renaming the new files failed (exit {rc}): {_text(out, rc)}")
-            for f in step.files:
-                self.applied.temps.pop(f.path, None)
-            self.say(f"installed {', '.join(f.path for f in step.files)}")
-        elif step.kind == "sysctl":
-            if rc != 0:
-                raise DeployError(f"{host}: sysctl -p {SYSCTL_CONF} failed: {_text(out, rc)}")
-        elif step.kind == "reload" and step.service is not None:
-            err = self.svc.reload_error(step.service, rc, out)
-            if err is not None:
-                raise err
-            self.say(f"reloaded {step.service}")
-        elif step.kind == "verify":
-            pids = self.svc.parse_pids(out if rc == 0 else "", SERVICES)
-            for name in SERVICES:
-                if pids[name] is None:
-                    raise DeployError(f"{host}: {name} is not running after the deploy")
-            self.haproxy_pid = pids["haproxy"]
-        elif step.kind == "addrs":
-            self.addrs = parse_ip_addr(out) if rc == 0 else None
-        elif rc != 0:
-            raise self.t.error(f"{step.kind} failed (exit {rc}): {_text(out, rc)}")
+            case StepKind.ADDRS:
+                self.addrs = parse_ip_addr(out) if rc == 0 else None
+            case StepKind.BACKUP | StepKind.DAEMON_RELOAD:
+                if rc != 0:
+                    raise self.t.error(f"{step.kind} failed (exit {rc}): {_text(out, rc)}")
+            case _:
+                assert_never(step.kind)
 
     def _verify(self) -> int | None:
-        """Both services up after the deploy; returns HAProxy's master pid."""
-        pids = self.svc.main_pids()
+        """Both services up after the deploy (a round trip of its own); HAProxy's pid."""
+        return self._running(self.svc.main_pids())
+
+    def _running(self, pids: Mapping[ServiceName, int | None]) -> int | None:
+        """HAProxy's master pid, once both services are seen running."""
         for name in SERVICES:
             if pids[name] is None:
                 raise DeployError(f"{self.hp.host}: {name} is not running after the deploy")

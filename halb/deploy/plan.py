@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from halb.daemons import SERVICES, ServiceName
 from halb.facts.target import TargetFacts
 from halb.paths import HAPROXY_CFG, KEEPALIVED_CONF, SYSCTL_CONF, SYSTEMD_DIR, dropin_dir
 from halb.render import RenderedFile
-from halb.services import SERVICES, ServiceName
-from halb.transport.base import MASK, scrub
+from halb.shell import MASK, scrub
 
 # ------------------------------------------------------------------------------- records
 

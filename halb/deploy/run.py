@@ -1,6 +1,6 @@
 """`deploy()`: connect and lock, gather facts, plan, apply on every host in parallel,
 check the VIPs, and roll every changed host back when any of that fails (peers must not
-run different configs)."""
+run different configs). Each phase is a function that returns what the next one needs."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from halb.deploy.apply import HostDeployer, Progress
+from halb.deploy.apply import HostDeployer, HostProgress
 from halb.deploy.locks import LocalLock, RemoteLock, utc_now
-from halb.deploy.plan import Action, ServiceAction, compute_plan, diff_lines, sysctl_keys
+from halb.deploy.plan import Action, Plan, ServiceAction, compute_plan, diff_lines, sysctl_keys
 from halb.deploy.report import DeployReport, HostResult, HostState
+from halb.deploy.settle import first_look, vip_wait_for
 from halb.deploy.vips import wait_for_vips
 from halb.errors import DeployError, HalbError, InputError
 from halb.facts.ipaddr import IP_ADDR, parse_ip_addr
 from halb.facts.target import TargetFacts, facts_argv, parse_facts_output
-from halb.inventory import Host
 from halb.paths import SYSCTL_CONF
 from halb.render import RenderedFile
 from halb.services import SERVICES, ServiceManager, manager
@@ -44,8 +45,7 @@ class FactsQuery:
         self.t, self.svc = t, svc
         self.paths = list(files)
         keys = list(sysctl_keys(files[SYSCTL_CONF].content)) if SYSCTL_CONF in files else []
-        self.pids_cmd = svc.pids_argv(SERVICES)
-        cmds = [facts_argv(self.paths, keys), IP_ADDR, *([self.pids_cmd] if self.pids_cmd else [])]
+        cmds = [facts_argv(self.paths, keys), IP_ADDR, svc.pids_argv(SERVICES)]
         self.argv, self.marker = batch(cmds)
         self.count = len(cmds)
 
@@ -56,16 +56,12 @@ class FactsQuery:
         parts = split_batch(out, self.marker, self.count)
         if parts is None:
             raise self.t.error("the facts script's answer was cut short")
-        (rc, facts_out), (ip_rc, ip_out) = parts[:2]
+        (rc, facts_out), (ip_rc, ip_out), (pids_rc, pids_out) = parts
         if rc != 0:
             why = err.strip() or facts_out.strip() or "no output"
             raise self.t.error(f"the facts script exited {rc}: {why}")
         remote, missing, os_ids, live = parse_facts_output(self.paths, facts_out)
-        if self.pids_cmd:
-            pids_rc, pids_out = parts[2]
-            pids = self.svc.parse_pids(pids_out if pids_rc == 0 else "", SERVICES)
-        else:
-            pids = self.svc.main_pids()
+        pids = self.svc.parse_pids(pids_out if pids_rc == 0 else "", SERVICES)
         running: dict[str, bool] = {n: n not in missing and pids[n] is not None for n in SERVICES}
         addrs = parse_ip_addr(ip_out) if ip_rc == 0 else None
         known: dict[str, int | None] = {n: pids[n] for n in SERVICES}
@@ -79,6 +75,156 @@ def gather_facts(
     q = FactsQuery(t, svc, files)
     res = t.run(q.argv, timeout=60, check=True)
     return q.parse(res.out, res.err)
+
+
+class Stages:
+    """Seconds each phase of a deploy took, in order."""
+
+    def __init__(self) -> None:
+        self.start = self._mark = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def done(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self._mark, 3)
+        self._mark = now
+
+    def total(self) -> float:
+        return round(time.monotonic() - self.start, 3)
+
+
+@dataclass
+class Hosts:
+    """Every LB host's transport and service manager, and the remote locks this deploy
+    holds on them."""
+
+    transports: dict[str, Transport] = field(default_factory=dict)
+    managers: dict[str, ServiceManager] = field(default_factory=dict)
+    locks: list[RemoteLock] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release every lock and close every connection, all hosts at once (each waits
+        for its lock holder to end and its connection to close)."""
+        held = {rl.t.name: rl for rl in self.locks}
+
+        def finish(t: Transport) -> None:
+            if t.name in held:
+                held[t.name].release()
+            t.close()
+
+        with ThreadPoolExecutor(max_workers=max(1, len(self.transports))) as pool:
+            list(pool.map(finish, self.transports.values()))
+
+
+@dataclass(frozen=True)
+class VipCheck:
+    holders: dict[str, list[str]]
+    error: str | None
+
+
+def _targets(cluster: Cluster, limit: Sequence[str]) -> list[str]:
+    lbs = [h.name for h in cluster.lb_hosts]
+    unknown = [h for h in limit if h not in lbs]
+    if unknown:
+        raise InputError(
+            f"--limit {', '.join(unknown)}: not an LB host (LB hosts: {', '.join(lbs)})"
+        )
+    return [h for h in lbs if not limit or h in limit]
+
+
+def _open(hosts: Hosts, cluster: Cluster, transport_for: TransportFactory) -> None:
+    """A transport and a service manager for every LB host (filled in as they are made,
+    so the ones made before a failure are closed too)."""
+    for h in cluster.lb_hosts:
+        t = hosts.transports[h.name] = transport_for(h)
+        hosts.managers[h.name] = manager(cluster.service_manager(h), t)
+
+
+def _connect(
+    hosts: Hosts,
+    targets: Sequence[str],
+    rendered: Mapping[str, Mapping[str, RenderedFile]],
+    *,
+    lock: bool,
+    progress: HostProgress,
+) -> dict[str, TargetFacts]:
+    """Every target's facts, read under its remote lock (when `lock`), all at once."""
+
+    def connect(name: str) -> TargetFacts:
+        t, svc = hosts.transports[name], hosts.managers[name]
+        if lock:
+            q = FactsQuery(t, svc, rendered[name])
+            rl = RemoteLock(t, f"{socket.gethostname()} pid {os.getpid()} since {utc_now()}")
+            out = rl.acquire(timeout=60, then=q.argv, done=q.complete)
+            hosts.locks.append(rl)
+            facts = q.parse(out)
+        else:
+            facts = gather_facts(t, svc, rendered[name])
+        progress(name, "connected")
+        return facts
+
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        return dict(zip(targets, pool.map(connect, targets), strict=True))
+
+
+def _plan(
+    hosts: Hosts,
+    rendered: Mapping[str, Mapping[str, RenderedFile]],
+    facts: Mapping[str, TargetFacts],
+    *,
+    install: bool,
+    dry_run: bool,
+) -> Plan:
+    plan = compute_plan(
+        {h: rendered[h] for h in facts},
+        facts,
+        {h: hosts.managers[h].kind for h in facts},
+        install=install,
+    )
+    missing = [(h.host, p) for h in plan.hosts for p in facts[h.host].missing if not install]
+    if missing and not dry_run:
+        raise DeployError(
+            "; ".join(f"{h}: {p} is not installed" for h, p in missing)
+            + " (--no-install was given)"
+        )
+    return plan
+
+
+def _show_diff(
+    hosts: Hosts, plan: Plan, secrets: Sequence[str | None], diff: Callable[[list[str]], None]
+) -> None:
+    """The diff of every updated file against the host's copy (read in parallel)."""
+    wanted = [
+        (h.host, f.path) for h in plan.hosts for f in h.changed_files if f.action == Action.UPDATE
+    ]
+
+    def fetch(key: tuple[str, str]) -> str:
+        return hosts.transports[key[0]].get(key[1]).decode("utf-8", "replace")
+
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts.transports))) as pool:
+        old = dict(zip(wanted, pool.map(fetch, wanted), strict=True))
+    diff(diff_lines(plan, old, list(secrets)))
+
+
+def _apply(
+    hosts: Hosts, plan: Plan, facts: Mapping[str, TargetFacts], progress: HostProgress
+) -> tuple[list[HostResult], dict[str, HostDeployer]]:
+    """Every host's plan applied, all hosts at once."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    deployers = {
+        h.host: HostDeployer(
+            h,
+            hosts.transports[h.host],
+            hosts.managers[h.host],
+            progress,
+            stamp,
+            facts[h.host].pids,
+        )
+        for h in plan.hosts
+    }
+    with ThreadPoolExecutor(max_workers=max(1, len(deployers))) as pool:
+        results = list(pool.map(lambda d: d.run(), deployers.values()))
+    return results, deployers
 
 
 def _roll_back_changed(
@@ -96,6 +242,42 @@ def _roll_back_changed(
         list(pool.map(undo, changed))  # all hosts at once, as they were applied
 
 
+def _check_vips(
+    cluster: Cluster,
+    hosts: Hosts,
+    plan: Plan,
+    facts: Mapping[str, TargetFacts],
+    deployers: Mapping[str, HostDeployer],
+    vip_timeout: float | None,
+) -> VipCheck:
+    """Wait for one holder per VIP, settled (halb.deploy.settle says how long)."""
+    touched = any(h.service("keepalived") != ServiceAction.NONE for h in plan.hosts)
+    limits = vip_wait_for(
+        cluster.advert_int,
+        [v.preempt_delay for v in cluster.vips],
+        {v.name: v.priorities for v in cluster.vips},
+        nopreempt=cluster.spec.vrrp.nopreempt,
+        keepalived_touched=touched,
+        timeout=vip_timeout,
+    )
+    # keepalived untouched everywhere (nothing changed, or HAProxy reloaded only): the
+    # addresses each host read last under this deploy's lock are the first look, so a
+    # settled pair needs no further round trip.
+    first = None
+    if not touched:
+        changed = {h.host: deployers[h.host].addrs for h in plan.hosts if h.changed}
+        first = first_look(list(hosts.transports), changed, {h: f.addrs for h, f in facts.items()})
+    holders, error = wait_for_vips(
+        hosts.transports,
+        {v.name: v.address for v in cluster.vips},
+        timeout=limits.timeout,
+        settle=limits.settle,
+        final=limits.final,
+        first=first,
+    )
+    return VipCheck(holders, error)
+
+
 def deploy(
     cluster: Cluster,
     rendered: Mapping[str, Mapping[str, RenderedFile]],
@@ -105,154 +287,53 @@ def deploy(
     install: bool = True,
     diff: Callable[[list[str]], None] | None = None,
     transport_for: TransportFactory = for_host,
-    progress: Progress = _quiet,
+    progress: HostProgress = _quiet,
     vip_timeout: float | None = None,
     lock: bool = True,
 ) -> DeployReport:
     """Plan, then (unless dry_run) apply to every LB host (or the `limit` ones) and verify."""
-    t_start = time.monotonic()
-    stages: dict[str, float] = {}
-    mark = [t_start]
-
-    def stage(name: str) -> None:
-        now = time.monotonic()
-        stages[name] = round(now - mark[0], 3)
-        mark[0] = now
-
-    lbs: dict[str, Host] = {h.name: h for h in cluster.lb_hosts}
-    unknown = [h for h in limit if h not in lbs]
-    if unknown:
-        raise InputError(
-            f"--limit {', '.join(unknown)}: not an LB host (LB hosts: {', '.join(lbs)})"
-        )
-    targets = [h for h in lbs if not limit or h in limit]
-    transports: dict[str, Transport] = {}
-    managers: dict[str, ServiceManager] = {}
-    local_lock = LocalLock(cluster.config_path) if lock and not dry_run else None
-    locks: list[RemoteLock] = []
+    stages = Stages()
+    targets = _targets(cluster, limit)
+    locked = lock and not dry_run
+    local_lock = LocalLock(cluster.config_path) if locked else None
+    hosts = Hosts()
     try:
         if local_lock:
             local_lock.acquire()
-        for name, host in lbs.items():
-            transports[name] = transport_for(host)
-            managers[name] = manager(cluster.service_manager(host), transports[name])
-
-        def connect(name: str) -> TargetFacts:
-            t = transports[name]
-            if local_lock:
-                q = FactsQuery(t, managers[name], rendered[name])
-                rl = RemoteLock(t, f"{socket.gethostname()} pid {os.getpid()} since {utc_now()}")
-                out = rl.acquire(timeout=60, then=q.argv, done=q.complete)
-                locks.append(rl)
-                facts = q.parse(out)
-            else:
-                facts = gather_facts(t, managers[name], rendered[name])
-            progress(name, "connected")
-            return facts
-
-        with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-            facts = dict(zip(targets, pool.map(connect, targets), strict=True))
-        stage("connect")
-        plan = compute_plan(
-            {h: rendered[h] for h in targets},
-            facts,
-            {h: managers[h].kind for h in targets},
-            install=install,
-        )
-        missing = [(h.host, p) for h in plan.hosts for p in facts[h.host].missing if not install]
-        if missing and not dry_run:
-            raise DeployError(
-                "; ".join(f"{h}: {p} is not installed" for h, p in missing)
-                + " (--no-install was given)"
-            )
+        _open(hosts, cluster, transport_for)
+        facts = _connect(hosts, targets, rendered, lock=locked, progress=progress)
+        stages.done("connect")
+        plan = _plan(hosts, rendered, facts, install=install, dry_run=dry_run)
         if diff is not None:
-            wanted = [
-                (h.host, f.path)
-                for h in plan.hosts
-                for f in h.changed_files
-                if f.action == Action.UPDATE
-            ]
-
-            def fetch(key: tuple[str, str]) -> str:
-                return transports[key[0]].get(key[1]).decode("utf-8", "replace")
-
-            with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
-                old = dict(zip(wanted, pool.map(fetch, wanted), strict=True))
-            diff(diff_lines(plan, old, [cluster.auth_password]))
-        stage("plan")
+            _show_diff(hosts, plan, [cluster.auth_password], diff)
+        stages.done("plan")
         if dry_run:
-            return DeployReport(
-                plan, [], {}, None, True, round(time.monotonic() - t_start, 3), stages
-            )
+            return DeployReport(plan, [], {}, None, True, stages.total(), stages.seconds)
 
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        deployers = {
-            h.host: HostDeployer(
-                h, transports[h.host], managers[h.host], progress, stamp, facts[h.host].pids
-            )
-            for h in plan.hosts
-        }
-        with ThreadPoolExecutor(max_workers=max(1, len(deployers))) as pool:
-            results = list(pool.map(lambda d: d.run(), deployers.values()))
-        stage("apply")
-
-        vips = {v.name: v.address for v in cluster.vips}
-        wait = vip_timeout if vip_timeout is not None else max(10.0, 4 * cluster.advert_int + 5)
-        # a peer whose keepalived just started or reloaded may still take a VIP over, the
-        # one with the highest priority only after its preempt delay
-        moved = any(h.service("keepalived") != ServiceAction.NONE for h in plan.hosts)
-        delay = max((v.preempt_delay for v in cluster.vips), default=0.0)
-        settle = 2 * cluster.advert_int + 1 + delay if moved else 0.0
+        results, deployers = _apply(hosts, plan, facts, progress)
+        stages.done("apply")
         failed = [r.host for r in results if not r.ok]
         if failed:
             # all or nothing: peers must not run different configs
             _roll_back_changed(results, deployers, f"rolled back: {', '.join(failed)} failed")
-            holders, _ = wait_for_vips(transports, vips, timeout=0)
-            vip_error = None
+            # one look at where the VIPs are now: nothing to wait for
+            now = {v.name: v.address for v in cluster.vips}
+            holders, _ = wait_for_vips(hosts.transports, now, timeout=0)
+            vips = VipCheck(holders, None)
         else:
-            top = {
-                v.name: max(v.priorities, key=lambda h: v.priorities[h])
-                for v in cluster.vips
-                if v.priorities and not cluster.spec.vrrp.nopreempt
-            }
-            # keepalived untouched everywhere (nothing changed, or HAProxy reloaded only):
-            # the addresses each host read last under this deploy's lock (with its facts,
-            # or after its reload) are the first look, so a settled pair needs no further
-            # round trip.
-            first = None
-            if not moved:
-                changed = {h.host for h in plan.hosts if h.changed}
-                seen = {
-                    h: deployers[h].addrs
-                    if h in changed
-                    else (facts[h].addrs if h in facts else None)
-                    for h in transports
-                }
-                first = {h: a for h, a in seen.items() if a is not None}
-                first = first if len(first) == len(seen) else None
-            holders, vip_error = wait_for_vips(
-                transports, vips, timeout=wait + settle, settle=settle, final=top, first=first
-            )
-            if vip_error:
-                progress("-", f"VIP check failed: {vip_error}")
-                _roll_back_changed(results, deployers, f"VIP check failed: {vip_error}")
+            vips = _check_vips(cluster, hosts, plan, facts, deployers, vip_timeout)
+            if vips.error:
+                progress("-", f"VIP check failed: {vips.error}")
+                _roll_back_changed(results, deployers, f"VIP check failed: {vips.error}")
             else:
-                progress("-", "VIPs: " + ", ".join(f"{v}@{h[0]}" for v, h in holders.items()))
-        stage("vips")
+                held = ", ".join(f"{v}@{h[0]}" for v, h in vips.holders.items())
+                progress("-", "VIPs: " + held)
+        stages.done("vips")
         return DeployReport(
-            plan, results, holders, vip_error, False, round(time.monotonic() - t_start, 3), stages
+            plan, results, vips.holders, vips.error, False, stages.total(), stages.seconds
         )
     finally:
-        held = {rl.t.name: rl for rl in locks}
-
-        def finish(t: Transport) -> None:
-            if t.name in held:
-                held[t.name].release()
-            t.close()
-
-        # each host waits for its lock holder to end and its connection to close: all at once
-        with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
-            list(pool.map(finish, transports.values()))
+        hosts.close()
         if local_lock:
             local_lock.release()
-        stage("close")
+        stages.done("close")

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from halb.facts.ipaddr import IP_ADDR, IfAddr, holders, parse_ip_addr
+from halb.facts.ipaddr import IfAddr, holders, read_addrs
 from halb.transport import Transport
 
 
@@ -33,8 +33,7 @@ def wait_for_vips(
     last: dict[str, list[str]] | None = None
 
     def addrs(t: Transport) -> tuple[IfAddr, ...]:
-        r = t.run(IP_ADDR, timeout=30)
-        return parse_ip_addr(r.out) if r.ok else ()
+        return read_addrs(t) or ()
 
     names = list(transports)
     with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:

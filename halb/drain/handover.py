@@ -28,7 +28,7 @@ from typing import Literal
 
 from halb import kinds
 from halb.paths import VRRP_STATE_DIR
-from halb.transport import sh
+from halb.shell import sh
 
 TABLE = "halb_handover"
 STATE = f"{VRRP_STATE_DIR}/handover"  # timer pid and saved sysctls, root-only /run

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from halb.errors import InputError
-from halb.status import HostStatus, StatusReport
+from halb.status_report import HostStatus, StatusReport
 
 Action = Literal["drain", "undrain"]
 
@@ -74,22 +74,22 @@ def expected_holders(
 
 
 @dataclass(frozen=True)
-class Progress:
+class Wait:
     done: bool
     waiting_for: str  # what is still missing, for the timeout message ("" when done)
 
 
-def drain_progress(report: StatusReport, host: str) -> Progress:
+def drain_progress(report: StatusReport, host: str) -> Wait:
     """Done when HOST is flagged, holds no VIP and another host holds each one alone."""
     me = next(h for h in report.hosts if h.host == host)
     if not me.drained:
-        return Progress(False, f"{host} to show the drain flag")
+        return Wait(False, f"{host} to show the drain flag")
     for v in report.vips:
         if host in v.holders:
-            return Progress(False, f"a peer to take VIP {v.name} ({v.address}) over from {host}")
+            return Wait(False, f"a peer to take VIP {v.name} ({v.address}) over from {host}")
         if len(v.holders) != 1:
-            return Progress(False, f"exactly one holder of VIP {v.name} (now {_who(v.holders)})")
-    return Progress(True, "")
+            return Wait(False, f"exactly one holder of VIP {v.name} (now {_who(v.holders)})")
+    return Wait(True, "")
 
 
 def undrain_progress(
@@ -97,28 +97,26 @@ def undrain_progress(
     host: str,
     priorities: Mapping[str, Mapping[str, int]],
     preempt: bool,
-) -> Progress:
+) -> Wait:
     """Done when HOST's checks pass again, each VIP has one holder, and (with preemption)
     each VIP sits on the highest-priority healthy host, HOST included."""
     me = next(h for h in report.hosts if h.host == host)
     if me.drained:
-        return Progress(False, f"the drain flag to go from {host}")
+        return Wait(False, f"the drain flag to go from {host}")
     bad = {k: s for k, s in me.vrrp.items() if s not in ("BACKUP", "MASTER")}
     if bad:
         shown = ", ".join(f"{k}={s or '?'}" for k, s in sorted(bad.items()))
-        return Progress(False, f"{host} to be BACKUP or MASTER again (now {shown})")
+        return Wait(False, f"{host} to be BACKUP or MASTER again (now {shown})")
     for v in report.vips:
         if len(v.holders) != 1:
-            return Progress(False, f"exactly one holder of VIP {v.name} (now {_who(v.holders)})")
+            return Wait(False, f"exactly one holder of VIP {v.name} (now {_who(v.holders)})")
     if preempt:
         want = expected_holders(report, priorities)
         for v in report.vips:
             target = want.get(v.name)
             if target is not None and v.holders[0] != target:
-                return Progress(
-                    False, f"{target} to take VIP {v.name} back (held by {v.holders[0]})"
-                )
-    return Progress(True, "")
+                return Wait(False, f"{target} to take VIP {v.name} back (held by {v.holders[0]})")
+    return Wait(True, "")
 
 
 def _who(holders: Sequence[str]) -> str:

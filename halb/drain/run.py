@@ -12,9 +12,11 @@ from typing import Any
 from halb.drain import handover, judge
 from halb.drain.flag import CLEAR_FLAG, DRAIN_FLAG, SET_FLAG
 from halb.errors import CheckFailed, HalbError
-from halb.facts.lbstate import LbFacts, gather_host
+from halb.facts.lbstate import LbFacts
+from halb.gather import gather_host
 from halb.services import manager
 from halb.spec import Cluster
+from halb.spec.profiles import master_down
 from halb.status import StatusReport, assess, refs
 from halb.transport import Transport, TransportFactory, for_host, sh
 
@@ -161,7 +163,7 @@ def default_timeout(cluster: Cluster) -> float:
     """Track script fall/rise (about 3 s), the preempt delay, the takeover, and slack for
     busy hosts and slow links (each look at the hosts is a round trip to every one)."""
     delay = max((v.preempt_delay for v in cluster.vips), default=0.0)
-    return 30.0 + delay + 4 * cluster.advert_int
+    return 30.0 + delay + master_down(cluster.advert_int)
 
 
 def run(
@@ -205,7 +207,7 @@ def run(
         else:
             progress(f"{host}: already {'drained' if action == 'drain' else 'not drained'}")
 
-        def step(r: StatusReport) -> judge.Progress:
+        def step(r: StatusReport) -> judge.Wait:
             if action == "drain":
                 return judge.drain_progress(r, host)
             return judge.undrain_progress(r, host, priorities, preempt)

@@ -10,62 +10,14 @@ restores early where it can and disarms the timer (by its pid) when it does.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
-
+from halb.daemons import ServiceName
+from halb.drill.fault_kinds import ServiceFault
 from halb.errors import HalbError, InputError
-from halb.services import ServiceManager, ServiceName
+from halb.paths import LAB_CONTROL_DIR
+from halb.services import ServiceManager
 from halb.transport import Transport, sh
 
 STATE_DIR = "/run/halb-drill"
-LAB_CONTROL_DIR = "/run/halb-lab"  # the lab's fake apiserver reads /readyz's answer here
-NFT_TABLE = "halb_drill"
-
-
-@dataclass(frozen=True)
-class FaultKind:
-    name: str
-    moves_vip: bool  # the VIP is expected to leave the holder
-    host_side: bool  # run by the host-side script with a restore timer
-    what: str
-
-
-KINDS: dict[str, FaultKind] = {
-    "graceful": FaultKind("graceful", True, False, "keepalived stopped (SIGTERM)"),
-    "kill": FaultKind("kill", True, False, "keepalived SIGKILLed (main and children)"),
-    "haproxy": FaultKind("haproxy", True, False, "HAProxy SIGKILLed, keepalived alive"),
-    "link": FaultKind("link", True, True, "VIP interface down on the holder"),
-    "partition": FaultKind("partition", True, True, "VRRP (protocol 112) dropped on LB hosts"),
-    "apiserver": FaultKind("apiserver", False, True, "every master's /readyz answers 500"),
-}
-
-# Each host-side fault: `sh -c SCRIPT fault inject|restore ARGS...`; fixed text, values
-# only as arguments.
-LINK = 'case "$1" in inject) ip link set dev "$2" down ;; restore) ip link set dev "$2" up ;; esac'
-PARTITION = f"""
-case "$1" in
-inject)
-  if command -v nft >/dev/null 2>&1; then
-    printf '%s\\n' 'add table inet {NFT_TABLE}' \\
-      'add chain inet {NFT_TABLE} input {{ type filter hook input priority -300; }}' \\
-      'add rule inet {NFT_TABLE} input ip protocol vrrp drop' | nft -f -
-  else
-    iptables -I INPUT -p 112 -m comment --comment {NFT_TABLE} -j DROP
-  fi ;;
-restore)
-  if command -v nft >/dev/null 2>&1; then nft delete table inet {NFT_TABLE} 2>/dev/null; fi
-  while iptables -D INPUT -p 112 -m comment --comment {NFT_TABLE} -j DROP 2>/dev/null; do :; done
-  true ;;
-esac
-"""
-APISERVER = f"""
-d={LAB_CONTROL_DIR}
-case "$1" in
-inject) printf '500\\n' > "$d/.readyz.drill" && mv -f "$d/.readyz.drill" "$d/readyz" ;;
-restore) rm -f "$d/readyz" "$d/.readyz.drill" ;;
-esac
-"""
-SCRIPTS = {"link": LINK, "partition": PARTITION, "apiserver": APISERVER}
 
 # $1 id, $2 hold, $3 fault script, $4 state folder, then the script's arguments. Arms
 # the restore timer first, then injects detached (so a fault that cuts this very link
@@ -156,28 +108,16 @@ def signal_service(svc: ServiceManager, name: ServiceName, sig: str, *, all_proc
     return ts
 
 
-def inject_service(fault: str, svc: ServiceManager) -> float:
-    if fault == "graceful":
-        if svc.kind == "systemd":
-            res = svc.t.run(
-                sh("date +%s.%N; systemctl stop --no-block keepalived"), timeout=30, check=True
-            )
-            return parse_time(res.out) or 0.0
-        return signal_service(svc, "keepalived", "TERM", all_procs=False)
-    if fault == "kill":
-        return signal_service(svc, "keepalived", "KILL", all_procs=True)
-    if fault == "haproxy":
-        return signal_service(svc, "haproxy", "KILL", all_procs=True)
-    raise ValueError(fault)
+def inject_service(kind: ServiceFault, svc: ServiceManager) -> float:
+    """Inject a service fault; returns the host's time just before."""
+    if kind.graceful:
+        res = svc.t.run(
+            sh('date +%s.%N; exec "$@"', *svc.stop_now_argv(kind.service)), timeout=30, check=True
+        )
+        return parse_time(res.out) or 0.0
+    return signal_service(svc, kind.service, kind.signal, all_procs=kind.all_procs)
 
 
-def restore_service(fault: str, svc: ServiceManager) -> None:
-    name: ServiceName = "haproxy" if fault == "haproxy" else "keepalived"
-    if svc.main_pid(name) is None:
-        svc.start(name)
-
-
-def best_effort(fn: object, *args: object) -> None:
-    """Run a restore step, ignoring a failure (the host-side timer is the backstop)."""
-    with contextlib.suppress(HalbError, OSError):
-        fn(*args)  # type: ignore[operator]
+def restore_service(kind: ServiceFault, svc: ServiceManager) -> None:
+    if svc.main_pid(kind.service) is None:
+        svc.start(kind.service)

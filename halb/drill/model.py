@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# `all` runs them in this order; partition last, since a heal without fresh gratuitous
-# ARPs can leave a client's ARP entry on the wrong host for a while (see docs/drill.md).
-FAULTS = ("graceful", "kill", "haproxy", "link", "apiserver", "partition")
+from halb.drill.fault_kinds import FAULTS as FAULTS  # `all` runs them in this order
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from halb.drill.fault_kinds import KINDS, Effect, Fault
 from halb.drill.model import Packet, Probe, RoundRecord
 
 SCHEMA = "halb.drill/1"
@@ -220,7 +221,7 @@ def violations(figs: Sequence[RoundFigures], max_outage: float | None) -> list[s
                 out.append(f"{tag}: split brain left after healing: {vip} held by {', '.join(hs)}")
             elif not hs:
                 out.append(f"{tag}: VIP {vip} held by no LB host after the round")
-        if f.fault == "apiserver" and f.vip_moved:
+        if KINDS[Fault(f.fault)].effect is Effect.VIP_STAYS and f.vip_moved:
             out.append(f"{tag}: the VIP moved although only the apiservers failed")
         for fe, quiet in f.silent_at_end_s.items():
             if quiet > SILENT_AT_END:

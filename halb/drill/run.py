@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from halb.drill import capture, faults
+from halb.drill.fault_kinds import KINDS, Fault, FaultKind, Hits
 from halb.drill.load import ProcessLoad, Target
 from halb.drill.model import Packet, RoundRecord
 from halb.errors import CheckFailed, HalbError
-from halb.facts.ipaddr import parse_ip_addr
+from halb.facts.ipaddr import IfAddr, holders, read_addrs
 from halb.inventory import Host
 from halb.services import ServiceManager, manager
+from halb.spec import Cluster
+from halb.spec.profiles import master_down
 from halb.transport import Transport, TransportFactory, for_host
 
 PRE = 0.8  # load before the fault, seconds
@@ -52,7 +55,7 @@ class Settings:
         }
 
 
-def targets_of(cluster: Any) -> list[Target]:
+def targets_of(cluster: Cluster) -> list[Target]:
     out = []
     for fe in cluster.frontends:
         if fe.check == "readyz":
@@ -79,7 +82,7 @@ def local_interface(address: str) -> str | None:
 class Drill:
     def __init__(
         self,
-        cluster: Any,
+        cluster: Cluster,
         settings: Settings,
         *,
         transport_for: TransportFactory = for_host,
@@ -98,7 +101,7 @@ class Drill:
         self.advert = float(cluster.advert_int)
         self.targets = targets_of(cluster)
         self.masters: list[Transport] = []
-        if "apiserver" in settings.faults:
+        if any(KINDS[Fault(f)].hits is Hits.MASTERS for f in settings.faults):
             fe = cluster.frontend("apiserver")
             names = [b.name for b in fe.backends] if fe else []
             hosts = cluster.inventory.hosts
@@ -106,7 +109,7 @@ class Drill:
         self.lb_addresses = {h.name: cluster.host_ip(h) for h in self.lbs}
         self.macs: dict[str, str] = {}
         self._pool = ThreadPoolExecutor(max_workers=4 * len(self.lbs) + 4)
-        self._inflight: dict[str, Future[set[str] | None]] = {}
+        self._inflight: dict[str, Future[tuple[IfAddr, ...] | None]] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -121,7 +124,7 @@ class Drill:
         its pipes until the remote side answers), so a host whose last poll has not
         returned is skipped and nobody waits longer than `timeout` for an answer.
         """
-        futs = {}
+        futs: dict[str, Future[tuple[IfAddr, ...] | None]] = {}
         for name, t in self.t.items():
             prev = self._inflight.get(name)
             if prev is not None and not prev.done():
@@ -129,19 +132,15 @@ class Drill:
             futs[name] = self._pool.submit(self._addrs, t, timeout)
             self._inflight[name] = futs[name]
         done, _ = wait(list(futs.values()), timeout=timeout + 0.5)
-        seen = {n: f.result() for n, f in futs.items() if f in done}
-        return {
-            v: [h for h in self.t if (a := seen.get(h)) and addr in a]
-            for v, addr in self.vips.items()
-        }
+        seen = {n: futs[n].result() for n in self.t if n in futs and futs[n] in done}
+        return holders({n: a for n, a in seen.items() if a is not None}, self.vips)
 
     @staticmethod
-    def _addrs(t: Transport, timeout: float) -> set[str] | None:
+    def _addrs(t: Transport, timeout: float) -> tuple[IfAddr, ...] | None:
         try:
-            res = t.run(["ip", "-o", "addr", "show"], timeout=timeout)
+            return read_addrs(t, timeout)
         except HalbError:
             return None
-        return {a.address for a in parse_ip_addr(res.out)} if res.ok else None
 
     def learn_macs(self) -> None:
         for name, t in self.t.items():
@@ -149,26 +148,18 @@ class Drill:
             self.macs[name] = res.out.strip().lower()
 
     def preflight(self) -> None:
-        if "apiserver" in self.s.faults:
+        if any(KINDS[Fault(f)].lab_only for f in self.s.faults):
             faults.require_lab_apiserver(self.masters)
         self.learn_macs()
 
     # ----------------------------------------------------------------------- timings
     def detect(self) -> float:
         """A backup's master-down time: 3 adverts plus at most one advert of skew."""
-        return 4 * self.advert
+        return master_down(self.advert)
 
     def hold(self, fault: str) -> float:
         """How long a fault may take to show its effect before it is restored."""
-        d = self.detect()
-        return {
-            "graceful": d + 2,
-            "kill": d + 2,
-            "haproxy": d + 5,  # the check script's interval x fall comes first
-            "link": d + 1,  # fixed: the host restores it by its own timer
-            "partition": d + 3,
-            "apiserver": 2.0,
-        }[fault]
+        return KINDS[Fault(fault)].hold(self.detect())
 
     def settle_window(self) -> float:
         """Holders unchanged for this long is a steady state. It covers what a returning
@@ -252,49 +243,46 @@ class Drill:
     # ---------------------------------------------------------------------- faults
     def _fault(self, rec: RoundRecord, fault: str, target: str, hold: float) -> None:
         fid = f"{fault}-{secrets.token_hex(4)}"
-        kind = faults.KINDS[fault]
-        if not kind.host_side:
+        kind = KINDS[Fault(fault)]
+        if kind.service is not None:
             svc = self.svc[target]
             try:
-                rec.t_fault = faults.inject_service(fault, svc)
-                self._watch(rec, fault, target, rec.t_fault + hold)
+                rec.t_fault = faults.inject_service(kind.service, svc)
+                self._watch(rec, kind, target, rec.t_fault + hold)
             finally:
                 rec.t_restore = time.time()
-                faults.restore_service(fault, svc)
+                faults.restore_service(kind.service, svc)
             return
-        where = self._fault_hosts(fault, target)
-        args = self._fault_args(fault)
+        where = self._fault_hosts(kind, target)
+        args = [self.iface] if kind.takes_interface else []
         armed: list[Transport] = []
         times: list[tuple[float | None, float | None]] = []
         start = time.time()
         futs = []
         try:
-            backstop = hold if fault == "link" else hold + 30
+            backstop = kind.backstop(hold)
             # Restore everywhere whatever happens from here (an arm that failed or was
             # interrupted may have armed). Every host at once, so a partition starts and
             # heals on both sides together.
             armed = list(where)
             with ThreadPoolExecutor(max_workers=len(where)) as ex:
-                futs = [
-                    ex.submit(faults.arm, t, faults.SCRIPTS[fault], fid, backstop, *args)
-                    for t in where
-                ]
+                futs = [ex.submit(faults.arm, t, kind.script, fid, backstop, *args) for t in where]
             for fut in futs:
                 fut.result()
-            self._watch(rec, fault, target, start + hold)
-            if fault == "link":
+            self._watch(rec, kind, target, start + hold)
+            if kind.restores_itself:
                 # the host brings its link back by itself; reach it again after that
                 time.sleep(max(0.0, start + hold + 0.3 - time.time()))
         finally:
             if armed:
-                times = self._restore_hosts(armed, fault, fid, args, target)
+                times = self._restore_hosts(armed, kind, fid, args, target)
         injected = [x for x, _ in times if x is not None]
         restored = [y for _, y in times if y is not None]
         rec.t_fault = min(injected) if injected else start
         rec.t_restore = max(restored) if restored else time.time()
 
     def _restore_hosts(
-        self, armed: list[Transport], fault: str, fid: str, args: Sequence[str], target: str
+        self, armed: list[Transport], kind: FaultKind, fid: str, args: Sequence[str], target: str
     ) -> list[tuple[float | None, float | None]]:
         """Restore every armed host, at once. A partition heals on the old holder first:
         when a link is repaired both sides hear each other at the same moment, and the old
@@ -302,38 +290,35 @@ class Drill:
         Healed the other side first, for a few ms only the host that gives the VIP up
         hears the other one, and its single advert in reply is dropped (measured: with
         0.03 s adverts 7 rounds of 10 left the clients on the host without the VIP)."""
-        first = [t for t in armed if fault == "partition" and t.name == target]
+        first = [t for t in armed if kind.heal_holder_first and t.name == target]
         rest = [t for t in armed if t not in first]
-        times = [self._disarm(t, fault, fid, args) for t in first]
+        times = [self._disarm(t, kind, fid, args) for t in first]
         if rest:
             with ThreadPoolExecutor(max_workers=len(rest)) as ex:
-                times += list(ex.map(lambda t: self._disarm(t, fault, fid, args), rest))
+                times += list(ex.map(lambda t: self._disarm(t, kind, fid, args), rest))
         return times
 
     def _disarm(
-        self, t: Transport, fault: str, fid: str, args: Sequence[str]
+        self, t: Transport, kind: FaultKind, fid: str, args: Sequence[str]
     ) -> tuple[float | None, float | None]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                return faults.disarm(t, faults.SCRIPTS[fault], fid, *args)
+                return faults.disarm(t, kind.script, fid, *args)
             except HalbError as e:
                 if time.monotonic() > deadline:
                     self.say(f"{t.name}: could not confirm the restore ({e}); its timer restores")
                     return None, None
                 time.sleep(0.5)
 
-    def _fault_hosts(self, fault: str, target: str) -> list[Transport]:
-        if fault == "link":
-            return [self.t[target]]
-        if fault == "partition":
-            return list(self.t.values())
-        return list(self.masters)
+    def _fault_hosts(self, kind: FaultKind, target: str) -> list[Transport]:
+        return {
+            Hits.HOLDER: [self.t[target]],
+            Hits.LB_HOSTS: list(self.t.values()),
+            Hits.MASTERS: list(self.masters),
+        }[kind.hits]
 
-    def _fault_args(self, fault: str) -> list[str]:
-        return [self.iface] if fault == "link" else []
-
-    def _watch(self, rec: RoundRecord, fault: str, target: str, until: float) -> None:
+    def _watch(self, rec: RoundRecord, kind: FaultKind, target: str, until: float) -> None:
         """Poll the holders until the fault's effect is seen (plus a margin) or `until`."""
         first = next(iter(self.vips))
         done_at: float | None = None
@@ -341,18 +326,11 @@ class Drill:
             h = self.holders(timeout=1.0)
             now = time.time()
             rec.polls.append((now, h))
-            if done_at is None and self._effect_seen(fault, target, h, first):
+            if done_at is None and kind.effect_seen(target, h, first):
                 done_at = now
-            early = fault not in ("link", "apiserver")
-            if early and done_at is not None and now - done_at >= 1.0:
+            if kind.stops_early and done_at is not None and now - done_at >= 1.0:
                 return
             time.sleep(POLL)
-
-    @staticmethod
-    def _effect_seen(fault: str, target: str, h: dict[str, list[str]], first: str) -> bool:
-        if fault == "partition":
-            return all(len(x) >= 2 for x in h.values())
-        return any(x != target for x in h[first])
 
     def _settle(self, rec: RoundRecord) -> None:
         """Wait until each VIP has one holder, unchanged for the settle window."""

@@ -6,6 +6,10 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a parameter's type only: this module runs nothing itself
+    from halb.transport import Transport
 
 IP_ADDR = ["ip", "-o", "addr", "show"]
 IP_ADDR_V4 = ["ip", "-o", "-4", "addr", "show"]
@@ -72,6 +76,13 @@ def subnet_for(vip: str, addrs: Sequence[IfAddr], interface: str) -> IfAddr | No
         if a.ifname == interface and ip in a.network and a.address != vip:
             return a
     return None
+
+
+def read_addrs(t: Transport, timeout: float = 30) -> tuple[IfAddr, ...] | None:
+    """The host's addresses through the transport it is given (`ip -o addr`); None when
+    the command failed. Who holds a VIP is `holders` of these, everywhere halb asks."""
+    res = t.run(IP_ADDR, timeout=timeout)
+    return parse_ip_addr(res.out) if res.ok else None
 
 
 def holders(addrs: Mapping[str, Iterable[IfAddr]], vips: Mapping[str, str]) -> dict[str, list[str]]:

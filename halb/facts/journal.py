@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from halb.facts.units import UnitState
-from halb.transport import sh
-from halb.transport.base import MASK, scrub
+from halb.shell import MASK, scrub, sh
 
 U = TypeVar("U", bound=str)
 LINES = 8  # per unit

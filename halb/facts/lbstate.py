@@ -1,19 +1,17 @@
 """One LB host's running state in one round trip: its addresses, the VRRP state each
-keepalived instance recorded, HAProxy's statistics, and the services' main pids."""
+keepalived instance recorded, HAProxy's statistics, and the services' main pids. The
+script and its parsers; `halb.gather` runs it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from halb.errors import HalbError
 from halb.facts.haproxy import SHOW_STAT, StatRow, parse_show_stat
 from halb.facts.ipaddr import IfAddr, parse_ip_addr
-from halb.facts.journal import UnitJournal, journal_argv, parse_journal, wanted
-from halb.facts.units import UnitState
+from halb.facts.journal import UnitJournal
 from halb.paths import DRAIN_FLAG, VRRP_STATE_DIR
-from halb.services import SERVICES, ServiceManager, ServiceName
-from halb.transport import Transport, quote, sh
+from halb.shell import quote
 
 VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
 
@@ -34,9 +32,8 @@ echo @@uptime; cat /proc/uptime
 """
 
 
-def gather_script(units_argv: Sequence[str] | None) -> str:
-    if units_argv is None:
-        return GATHER
+def gather_script(units_argv: Sequence[str]) -> str:
+    """GATHER with the service manager's pids (or unit state) command in it."""
     head, end, tail = GATHER.rpartition("echo @@end")
     return head + _UNITS.format(command=quote(units_argv)).lstrip("\n") + end + tail
 
@@ -99,48 +96,3 @@ def parse_uptime(text: str) -> float | None:
         return float(text.split()[0])
     except (IndexError, ValueError):
         return None
-
-
-def gather_host(
-    t: Transport, svc: ServiceManager, *, journal: bool = False, secrets: Sequence[str | None] = ()
-) -> LbFacts:
-    """One host's facts in one round trip; with `journal`, a second one only when a unit
-    is not well (systemd hosts), for its last journal lines with `secrets` masked."""
-    try:
-        argv = svc.pids_argv(SERVICES)
-        res = t.run(sh(gather_script(argv)), timeout=30)
-        f = facts_from_output(t.name, res.out)
-        sec = split_sections(res.out)
-        answer = sec.get("units", "")
-        pids = svc.main_pids() if argv is None else svc.parse_pids(answer, SERVICES)
-        states = None if argv is None else svc.unit_states(answer, SERVICES)
-        lines: tuple[UnitJournal, ...] = ()
-        if journal and states:
-            lines = read_journal(t, states, parse_uptime(sec.get("uptime", "")), secrets)
-        return LbFacts(
-            host=f.host,
-            addrs=f.addrs,
-            vrrp=f.vrrp,
-            stats=f.stats,
-            haproxy_pid=pids["haproxy"],
-            keepalived_pid=pids["keepalived"],
-            drained=f.drained,
-            journal=lines,
-        )
-    except HalbError as e:
-        return LbFacts(t.name, error=str(e).removeprefix(f"{t.name}: "))
-
-
-def read_journal(
-    t: Transport,
-    states: Mapping[ServiceName, UnitState],
-    now: float | None,
-    secrets: Sequence[str | None],
-) -> tuple[UnitJournal, ...]:
-    why = wanted(states, now)
-    if not why:
-        return ()
-    units = list(why)
-    res = t.run(journal_argv({u: states[u].running for u in units}), timeout=30)
-    found = parse_journal(res.out, units, secrets)
-    return tuple(UnitJournal(u, why[u], found[u], states[u].running) for u in units)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from halb.transport import sh
+from halb.shell import sh
 
 # For each (pidfile, comm) pair: the pid when that process is alive and /proc/PID/comm is
 # comm (a stale pid file may name a recycled pid), else "-". A killed process that its

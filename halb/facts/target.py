@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from halb.errors import DeployError
 from halb.facts.ipaddr import IfAddr
 from halb.paths import OS_RELEASE
-from halb.transport import sh
+from halb.shell import sh
 
 # argv: the number of sysctl keys, then (key, /proc/sys path) per key, then the target
 # paths. Few processes on purpose (a deploy runs this on every host at once, and each fork

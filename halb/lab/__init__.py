@@ -9,19 +9,23 @@
 
 from __future__ import annotations
 
-from halb.lab.build import running, up
-from halb.lab.discover import existing_labs, pick_name, status
-from halb.lab.model import Lab, load
-from halb.lab.netns import LabError, ip_netns_available, require_root
-from halb.lab.teardown import down
-from halb.lab.topology import LabHost, LabPlan, Role, octet_of, plan
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from halb.lab.build import running, up
+    from halb.lab.discover import existing_labs, pick_name, status
+    from halb.lab.model import Lab, load
+    from halb.lab.netns import LabError, ip_netns_available, require_root
+    from halb.lab.teardown import down
+    from halb.lab.topology import LabHost, LabPlan, LabRole, octet_of, plan
 
 __all__ = [
     "Lab",
     "LabError",
     "LabHost",
     "LabPlan",
-    "Role",
+    "LabRole",
     "down",
     "existing_labs",
     "ip_netns_available",
@@ -34,3 +38,31 @@ __all__ = [
     "status",
     "up",
 ]
+
+# Each name above, imported from its module on first use: importing one pure part of
+# this package (halb.lab.topology) must not run the imports of its effects.
+_WHERE = {
+    "running": "build",
+    "up": "build",
+    "existing_labs": "discover",
+    "pick_name": "discover",
+    "status": "discover",
+    "Lab": "model",
+    "load": "model",
+    "LabError": "netns",
+    "ip_netns_available": "netns",
+    "require_root": "netns",
+    "down": "teardown",
+    "LabHost": "topology",
+    "LabPlan": "topology",
+    "LabRole": "topology",
+    "octet_of": "topology",
+    "plan": "topology",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -7,7 +7,7 @@ import json
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from halb.lab.model import (
     STATE_DIR,
     STATE_FILE,
     Lab,
+    Progress,
 )
 from halb.lab.netns import require_root
 from halb.lab.sdroot import DEBS_DIR
@@ -45,13 +46,12 @@ from halb.lab.topology import (
     Init,
     LabHost,
     LabPlan,
-    Role,
+    LabRole,
     netns_name,
     octet_in,
     plan,
 )
 
-Progress = Callable[[str], None]
 READY_TIMEOUT = 15.0
 APISERVER_PORT = 6443
 CONSOLE_PORT = 30880
@@ -123,13 +123,13 @@ def make_network(p: LabPlan) -> None:
 def start_daemons(lab: Lab, h: LabHost) -> None:
     lab.spawn(h.name, ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"], "sshd.log")
     fake = [sys.executable, "-m", "halb.lab.fakeapi", "--name", h.name]
-    if h.role is Role.MASTER:
+    if h.role is LabRole.MASTER:
         tls = f"/{CONTROL_DIR}/tls"
         fake += [
             "--apiserver", f"{h.address}:{APISERVER_PORT}",
             "--cert", f"{tls}/apiserver.crt", "--key", f"{tls}/apiserver.key",
         ]  # fmt: skip
-    if h.role in (Role.MASTER, Role.NODE):
+    if h.role in (LabRole.MASTER, LabRole.NODE):
         # the console is a NodePort: every k8s-cluster host answers on it
         fake += ["--console", f"{h.address}:{CONSOLE_PORT}"]
     else:
@@ -145,16 +145,16 @@ def standin_units(h: LabHost) -> dict[str, str]:
     return standin_unit_texts(
         h.name,
         h.address,
-        apiserver=APISERVER_PORT if h.role is Role.MASTER else None,
-        console=CONSOLE_PORT if h.role in (Role.MASTER, Role.NODE) else None,
+        apiserver=APISERVER_PORT if h.role is LabRole.MASTER else None,
+        console=CONSOLE_PORT if h.role in (LabRole.MASTER, LabRole.NODE) else None,
     )
 
 
 def expected_ports(h: LabHost) -> set[tuple[str, int]]:
     ports = {(h.address, 22)}
-    if h.role is Role.MASTER:
+    if h.role is LabRole.MASTER:
         ports.add((h.address, APISERVER_PORT))
-    if h.role is Role.NODE:
+    if h.role is LabRole.NODE:
         ports.add((h.address, CONSOLE_PORT))
     return ports
 

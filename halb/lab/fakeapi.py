@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 
+# halb.paths.LAB_CONTROL_DIR: this file also runs as a plain script on systemd lab hosts,
+# where halb is not importable (test_lab_topology checks that the two agree)
 DEFAULT_CONTROL_DIR = Path("/run/halb-lab")
 HEALTH_PATHS = ("/readyz", "/livez", "/healthz")
 

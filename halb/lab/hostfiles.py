@@ -11,7 +11,8 @@ from pathlib import Path
 
 from halb.lab import netns, writer
 from halb.lab.model import CONTROL_DIR, Lab
-from halb.lab.topology import LabHost, Role
+from halb.lab.topology import LabHost
+from halb.lab.topology import LabRole as Role
 
 # Per-host private directories, bound over these paths inside the host's mount namespace.
 # Only directories: the kernel drops a bind mount in every namespace when the path under

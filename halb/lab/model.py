@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from halb.errors import InputError
-from halb.facts.ipaddr import parse_ip_addr
+from halb.facts.ipaddr import IP_ADDR, holders, parse_ip_addr
 from halb.files import atomic_write
 from halb.lab import netns
-from halb.lab.topology import TASKBOX, Init, LabHost, LabPlan, Role, plan
+from halb.lab.topology import TASKBOX, Init, LabHost, LabPlan, LabRole, plan
+from halb.paths import LAB_CONTROL_DIR
 from halb.transport.netns import nsenter_argv
 
 STATE_FILE = "lab.json"
@@ -23,7 +24,8 @@ KNOWN_HOSTS_FILE = "known_hosts"
 INVENTORY_FILE = "hosts.ini"
 SPEC_FILE = "halb.yaml"
 STATE_DIR = "state"
-CONTROL_DIR = "run/halb-lab"  # inside a host's state dir; /run/halb-lab inside the host
+Progress = Callable[[str], None]  # one line of what a lab command is doing
+CONTROL_DIR = LAB_CONTROL_DIR.lstrip("/")  # inside a host's state dir, as inside the host
 COMMON_YAML = Path("conf") / "common.yaml"
 # Files `up` writes into the lab dir (and `down` removes).
 LAB_FILES = (
@@ -59,15 +61,15 @@ class Lab:
 
     @property
     def lbs(self) -> list[str]:
-        return [h.name for h in self.plan.by_role(Role.LB)]
+        return [h.name for h in self.plan.by_role(LabRole.LB)]
 
     @property
     def masters(self) -> list[str]:
-        return [h.name for h in self.plan.by_role(Role.MASTER)]
+        return [h.name for h in self.plan.by_role(LabRole.MASTER)]
 
     @property
     def nodes(self) -> list[str]:
-        return [h.name for h in self.plan.by_role(Role.NODE)]
+        return [h.name for h in self.plan.by_role(LabRole.NODE)]
 
     @property
     def password_hosts(self) -> list[str]:
@@ -100,13 +102,8 @@ class Lab:
 
     def vip_holders(self) -> dict[str, list[str]]:
         """{VIP: the LB hosts that have it configured now}, read with `ip -o addr`."""
-        out: dict[str, list[str]] = {self.vip_internal: [], self.vip_external: []}
-        for lb in self.lbs:
-            addrs = {a.address for a in parse_ip_addr(self.run(lb, ["ip", "-o", "addr"]).stdout)}
-            for vip in out:
-                if vip in addrs:
-                    out[vip].append(lb)
-        return out
+        seen = {lb: parse_ip_addr(self.run(lb, IP_ADDR).stdout) for lb in self.lbs}
+        return holders(seen, {v: v for v in (self.vip_internal, self.vip_external)})
 
     # --- files -----------------------------------------------------------------------
 
@@ -145,7 +142,7 @@ class Lab:
     def enter_argv(self, host: str = TASKBOX) -> list[str]:
         """`nsenter ... --` prefix that runs a command inside `host`."""
         h = self.plan.host(host)
-        if h.role is Role.TASKBOX:
+        if h.role is LabRole.TASKBOX:
             return nsenter_argv(h.netns)
         if h.init is Init.SYSTEMD:
             pid = netns.init_pid(h.netns)
@@ -212,7 +209,7 @@ class Lab:
         atomic_write(f, f"{code}\n", 0o644)
 
     def set_readyz(self, master: str, code: int | None) -> None:
-        if self.plan.host(master).role is not Role.MASTER:
+        if self.plan.host(master).role is not LabRole.MASTER:
             raise InputError(f"lab {self.name}: {master} is not a master")
         self.set_control(master, "readyz", code)
 
@@ -221,7 +218,7 @@ class Lab:
     @staticmethod
     def _own_ns(h: LabHost) -> bool:
         """No namespace files: the taskbox, and systemd hosts (their PID 1 holds them)."""
-        return h.role is Role.TASKBOX or h.init is Init.SYSTEMD
+        return h.role is LabRole.TASKBOX or h.init is Init.SYSTEMD
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from halb.paths import LAB_CONTROL_DIR
+
 # The packages `halb deploy` installs on a fresh LB host.
 FRESH_PACKAGES = ("haproxy", "keepalived")
 # Where the .deb files and their index live, on the machine and inside the hosts.
@@ -186,7 +188,7 @@ STANDIN = f"{STANDIN_DIR}/fakeapi.py"
 PYTHON = "/usr/bin/python3"
 # Bound from the host's state dir, so Lab.set_control and the drills' fault script change
 # the stand-ins' answers as on a supervisor host; it also holds the master's TLS key.
-CONTROL = "/run/halb-lab"
+CONTROL = LAB_CONTROL_DIR
 APISERVER_UNIT = "halb-lab-apiserver.service"
 CONSOLE_UNIT = "halb-lab-console.service"
 

@@ -34,7 +34,7 @@ class Init(StrEnum):
     SYSTEMD = "systemd"
 
 
-class Role(StrEnum):
+class LabRole(StrEnum):
     TASKBOX = "taskbox"
     LB = "lb"
     MASTER = "master"
@@ -44,7 +44,7 @@ class Role(StrEnum):
 @dataclass(frozen=True)
 class LabHost:
     name: str
-    role: Role
+    role: LabRole
     address: str
     netns: str
     password: bool  # logs in with the lab password instead of the key
@@ -90,7 +90,7 @@ class LabPlan:
         valid = ", ".join(h.name for h in self.hosts)
         raise InputError(f"lab {self.name}: no host {name!r} (hosts: {valid})")
 
-    def by_role(self, role: Role) -> tuple[LabHost, ...]:
+    def by_role(self, role: LabRole) -> tuple[LabHost, ...]:
         return tuple(h for h in self.hosts if h.role is role)
 
     @property
@@ -100,7 +100,7 @@ class LabPlan:
     @property
     def inventory_hosts(self) -> tuple[LabHost, ...]:
         """Every host but the taskbox: the machines of the cluster."""
-        return tuple(h for h in self.hosts if h.role is not Role.TASKBOX)
+        return tuple(h for h in self.hosts if h.role is not LabRole.TASKBOX)
 
 
 def subnet_of(octet: int) -> str:
@@ -195,7 +195,7 @@ def plan(
     if both:
         raise InputError(f"hosts both root-password and sudo hosts: {', '.join(sorted(both))}")
 
-    def host(hname: str, role: Role, last: int) -> LabHost:
+    def host(hname: str, role: LabRole, last: int) -> LabHost:
         return LabHost(
             name=hname,
             role=role,
@@ -203,13 +203,13 @@ def plan(
             netns=netns_name(name, hname),
             password=hname in pw,
             sudo_user=SUDO_USER if hname in su else None,
-            init=Init.PLAIN if role is Role.TASKBOX else init,
+            init=Init.PLAIN if role is LabRole.TASKBOX else init,
         )
 
-    hosts = [host(TASKBOX, Role.TASKBOX, 2)]
-    hosts += [host(f"lb{i}", Role.LB, 10 + i) for i in range(1, lbs + 1)]
-    hosts += [host(f"master{i}", Role.MASTER, 20 + i) for i in range(1, masters + 1)]
-    hosts += [host(f"node{i}", Role.NODE, 30 + i) for i in range(1, nodes + 1)]
+    hosts = [host(TASKBOX, LabRole.TASKBOX, 2)]
+    hosts += [host(f"lb{i}", LabRole.LB, 10 + i) for i in range(1, lbs + 1)]
+    hosts += [host(f"master{i}", LabRole.MASTER, 20 + i) for i in range(1, masters + 1)]
+    hosts += [host(f"node{i}", LabRole.NODE, 30 + i) for i in range(1, nodes + 1)]
     for what, names in (("password", pw), ("sudo", su)):
         unknown = names - {h.name for h in hosts}
         if unknown:

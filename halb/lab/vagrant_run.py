@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -26,14 +26,12 @@ import halb
 from halb.errors import InputError
 from halb.files import atomic_write, read_input
 from halb.lab import vagrant, vagrant_parse
-from halb.lab.model import COMMON_YAML
+from halb.lab.model import COMMON_YAML, Progress
 from halb.lab.model import STATE_FILE as NETNS_STATE_FILE
 from halb.lab.standin import lay_lab_installer, remove_lab_installer
 from halb.lab.vagrant import Layout
 from halb.lab.vagrant_parse import VagrantError, VmState
 from halb.lab.writer import COMMON_YAML as COMMON_YAML_TEXT
-
-Progress = Callable[[str], None]
 
 STATE_FILE = "vagrant.json"  # which Vagrant folder this lab dir belongs to
 LAYOUT_FILE = "vagrant-layout.json"
@@ -64,8 +62,9 @@ def _quiet(_: str) -> None:
 
 
 def default_vagrant_dir() -> Path:
-    """vagrant/ of the source tree halb runs from."""
-    return Path(halb.__file__).resolve().parent.parent / "vagrant"
+    """The Vagrantfile and its provision scripts, shipped inside the package (package data),
+    so a pip or pipx install finds them as a source checkout does (vagrant/ links here)."""
+    return Path(halb.__file__).resolve().parent / "vagrant"
 
 
 def resolve_vagrant_dir(lab_dir: Path, given: Path | None) -> Path:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from halb.lab.topology import HOST_IFACE, Init, LabHost, LabPlan, Role
+from halb.lab.topology import HOST_IFACE, Init, LabHost, LabPlan
+from halb.lab.topology import LabRole as Role
 
 
 def hosts_ini(plan: LabPlan, lab_dir: Path, password: str, sudo_password: str) -> str:

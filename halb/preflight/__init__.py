@@ -8,20 +8,25 @@ exit status and a JSON document. Nothing changes on any host, except with
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from halb.level import Level
-from halb.preflight.collect import run_preflight
-from halb.preflight.judge import (
-    arp_results,
-    firewall_results,
-    interface_results,
-    port_results,
-    vrrp_results,
-)
-from halb.preflight.report import Finding, document, exit_status
+
+if TYPE_CHECKING:
+    from halb.preflight.collect import run_preflight
+    from halb.preflight.judge import (
+        arp_results,
+        firewall_results,
+        interface_results,
+        port_results,
+        vrrp_results,
+    )
+    from halb.preflight.report import PreflightResult, document, exit_status
 
 __all__ = [
-    "Finding",
     "Level",
+    "PreflightResult",
     "arp_results",
     "document",
     "exit_status",
@@ -31,3 +36,24 @@ __all__ = [
     "run_preflight",
     "vrrp_results",
 ]
+
+# Each name above, imported from its module on first use: importing one pure part of
+# this package (halb.preflight.judge) must not run the imports of its effects.
+_WHERE = {
+    "run_preflight": "collect",
+    "arp_results": "judge",
+    "firewall_results": "judge",
+    "interface_results": "judge",
+    "port_results": "judge",
+    "vrrp_results": "judge",
+    "PreflightResult": "report",
+    "document": "report",
+    "exit_status": "report",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

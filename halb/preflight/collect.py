@@ -1,7 +1,8 @@
-"""Collect: run the checks' commands on one LB host and keep what it told.
+"""Collect: run the checks' commands on one LB host and keep what it told (`Observed`).
 
-`run_preflight` runs every host in parallel (the VRRP listen overlaps the rest) and hands
-the findings to `judge`. Only `--open-firewall` changes a host (see open_firewall.py).
+`run_preflight` collects every host in parallel (the VRRP listen overlaps the rest),
+hands the observations to `judge`, shows the firewall commands `--open-firewall` runs
+(open_firewall.py), and runs them only with that flag: the only change to a host.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from halb.facts.packets import (
     parse_vrrp,
     vrrp_listen_argv,
 )
-from halb.facts.ss import SS_LISTEN, parse_ss
+from halb.facts.ss import SS_LISTEN, Listener, parse_ss
 from halb.level import Level
 from halb.paths import KEEPALIVED_CONF
-from halb.preflight.judge import firewall_results, interface_results, judge, port_results
-from halb.preflight.open_firewall import open_vrrp
-from halb.preflight.report import Finding, HostFindings
+from halb.preflight.judge import judge
+from halb.preflight.observed import FirewallState, Observed
+from halb.preflight.open_firewall import FirewallCommand, vrrp_commands
+from halb.preflight.report import PreflightResult
 
 if TYPE_CHECKING:
     from halb.inventory import Host
@@ -47,47 +49,48 @@ def last_line(text: str) -> str:
 
 
 class HostCheck:
-    def __init__(
-        self, cluster: Cluster, host: Host, transport: Transport, open_firewall: bool
-    ) -> None:
+    def __init__(self, cluster: Cluster, host: Host, transport: Transport) -> None:
         self.c = cluster
         self.h = host
         self.t = transport
-        self.open_firewall = open_firewall
-        self.out: list[Finding] = []
+        self.notes: list[PreflightResult] = []  # how the host was reached
+        self.out: list[PreflightResult] = []  # what could not be asked
         # Started once the host answered, so it overlaps the other checks.
         self.start_listen: Callable[[], Future[tuple[VrrpAdvert, ...] | None]] | None = None
         self.heard: Future[tuple[VrrpAdvert, ...] | None] | None = None
 
-    def add(self, check: str, level: Level, message: str, bad_input: bool = False) -> None:
-        self.out.append(Finding(check, self.h.name, level, message, bad_input))
+    def add(self, check: str, level: Level, message: str) -> None:
+        self.out.append(PreflightResult(check, self.h.name, level, message))
+
+    def note(self, check: str, level: Level, message: str) -> None:
+        self.notes.append(PreflightResult(check, self.h.name, level, message))
 
     def sh(self, argv: Sequence[str], timeout: float = CMD_TIMEOUT) -> tuple[int, str, str]:
         r = self.t.run(argv, timeout=timeout)
         return r.rc, r.out, r.err
 
-    def run(self) -> HostFindings:
+    def run(self) -> Observed:
         try:
             return self._run()
         except TransportError as e:
-            self.add("ssh", Level.FAIL, f"cannot run commands: {e}")
-            return HostFindings(self.h.name, tuple(self.out))
+            self.note("ssh", Level.FAIL, f"cannot run commands: {e}")
+            return Observed(self.h.name, tuple(self.notes), tuple(self.out))
 
-    def _run(self) -> HostFindings:
+    def _run(self) -> Observed:
         rc, _, err = self.sh(["true"])
-        self.add("ssh", Level.OK, f"connected to {self.h.ssh_address}")
+        self.note("ssh", Level.OK, f"connected to {self.h.ssh_address}")
         mode = getattr(getattr(self.t, "privilege", None), "mode", "none")
         if rc != 0:
-            self.add(
+            self.note(
                 "sudo",
                 Level.FAIL,
                 f"cannot become root on {self.h.name}: {last_line(err) or f'exit {rc}'}",
             )
-            return HostFindings(self.h.name, tuple(self.out), reachable=True)
+            return Observed(self.h.name, tuple(self.notes), tuple(self.out), reachable=True)
         if self.start_listen is not None:
             self.heard = self.start_listen()
         how = {"none": "running as root", "sudo": "sudo -n", "sudo-password": "sudo with password"}
-        self.add("sudo", Level.OK, f"root: {how.get(mode, mode)}")
+        self.note("sudo", Level.OK, f"root: {how.get(mode, mode)}")
 
         ifaces = sorted({v.interface for v in self.c.vips})
         _, link_text, _ = self.sh(IP_LINK)
@@ -95,15 +98,14 @@ class HostCheck:
         links, addrs = parse_ip_link(link_text), ipv4(parse_ip_addr(addr_text))
         mac = None
         arp: dict[str, tuple[ArpReply, ...]] = {}
+        configured: dict[str, dict[str, bool]] = {}
         for iface in ifaces:
             vips = sorted({v.address for v in self.c.vips if v.interface == iface})
-            configured = (
+            configured[iface] = (
                 {vip: self._keepalived_names(vip) for vip in vips}
                 if any(a.address in vips for a in addrs)
                 else {}
             )
-            results = interface_results(self.h.name, iface, links, addrs, vips, configured)
-            self.out.extend(results)
             if iface not in links:
                 continue
             mac = mac or self._mac(iface)
@@ -114,9 +116,20 @@ class HostCheck:
                 replies = self._arp_probe(iface, probe, src.address)
                 if replies is not None:
                     arp.update({vip: tuple(replies) for vip in probe})
-        self._ports()
-        self._firewall(links)
-        return HostFindings(self.h.name, tuple(self.out), arp, (), mac, reachable=True)
+        return Observed(
+            self.h.name,
+            tuple(self.notes),
+            tuple(self.out),
+            reachable=True,
+            root=True,
+            links=tuple(links),
+            addrs=tuple(addrs),
+            configured=configured,
+            arp=arp,
+            mac=mac,
+            listeners=self._listeners(),
+            firewall=self._firewall(),
+        )
 
     def _keepalived_names(self, vip: str) -> bool:
         rc, _, _ = self.sh(["grep", "-qwF", "--", vip, KEEPALIVED_CONF])
@@ -174,18 +187,17 @@ class HostCheck:
             adverts += [a for f in parse_hex_lines(out) if (a := parse_vrrp(f))]
         return tuple(adverts)
 
-    def _ports(self) -> None:
+    def _listeners(self) -> tuple[Listener, ...] | None:
         rc, out, err = self.sh(SS_LISTEN)
         if rc != 0:
             self.add("ports", Level.WARN, f"could not list listeners: {last_line(err)}")
-            return
-        fronts = [(f.name, f.address, f.port) for f in self.c.frontends]
-        self.out.extend(port_results(self.h.name, parse_ss(out), fronts))
+            return None
+        return tuple(parse_ss(out))
 
     def _peers(self) -> list[str]:
         return [h.ip for h in self.c.lb_hosts if h.ip and h.name != self.h.name]
 
-    def _firewall(self, links: Sequence[str]) -> None:
+    def _firewall(self) -> FirewallState:
         iface = self.c.vips[0].interface
         peers = self._peers() or ["224.0.0.18"]
         verdicts: list[fw.Verdict] = []
@@ -204,16 +216,32 @@ class HostCheck:
         if rc == 0:
             protos, rich = fw.parse_firewalld(out)
             firewalld_blocks = not fw.firewalld_allows_vrrp(protos, rich, peers[0])
-        drops = [v for v in verdicts if v.drops]
-        if self.open_firewall and (drops or firewalld_blocks):
-            done, failed = open_vrrp(self.sh, peers, drops, firewalld_blocks)
-            for what, err in failed:
-                self.add("firewall", Level.FAIL, f"could not add {what}: {last_line(err)}")
-            if done:
-                message = "opened VRRP (protocol 112) from peers: " + "; ".join(done)
-                self.add("firewall", Level.OK, message)
-            return
-        self.out.extend(firewall_results(self.h.name, verdicts, firewalld_blocks))
+        return FirewallState(tuple(peers), tuple(verdicts), firewalld_blocks)
+
+
+def open_firewall_on(t: Transport, commands: Sequence[FirewallCommand]) -> list[PreflightResult]:
+    """Run one host's firewall commands (all of them, whatever fails): what was added,
+    and each rule that could not be."""
+    done: list[str] = []
+    out: list[PreflightResult] = []
+    for c in commands:
+        try:
+            r = t.run(list(c.argv), timeout=CMD_TIMEOUT)
+            rc, err = r.rc, r.err
+        except TransportError as e:
+            rc, err = -1, str(e)
+        if rc == 0:
+            done.append(c.what)
+        else:
+            out.append(
+                PreflightResult(
+                    "firewall", c.host, Level.FAIL, f"could not add {c.what}: {last_line(err)}"
+                )
+            )
+    if done:
+        message = "opened VRRP (protocol 112) from peers: " + "; ".join(done)
+        out.insert(0, PreflightResult("firewall", t.name, Level.OK, message))
+    return out
 
 
 def run_preflight(
@@ -222,15 +250,19 @@ def run_preflight(
     *,
     open_firewall: bool = False,
     listen_seconds: float | None = None,
-) -> list[Finding]:
-    """Run every check on every LB host in parallel; the VRRP listen overlaps the rest."""
+    show: Callable[[Sequence[FirewallCommand]], None] | None = None,
+) -> list[PreflightResult]:
+    """Run every check on every LB host in parallel (the VRRP listen overlaps the rest),
+    judge what they told, then the firewall: the commands that would open VRRP go to
+    `show`, and run only with `open_firewall` (their results replace those hosts'
+    firewall findings)."""
     # keepalived's default advert is 1 s: listen long enough for three of those too.
     seconds = listen_seconds if listen_seconds is not None else 3 * max(cluster.advert_int, 1) + 0.5
     hosts = list(cluster.lb_hosts)
     transports = {h.name: transport_for(h) for h in hosts}
-    checks = {h.name: HostCheck(cluster, h, transports[h.name], open_firewall) for h in hosts}
+    checks = {h.name: HostCheck(cluster, h, transports[h.name]) for h in hosts}
     # Separate objects for the listen so its warnings land in a list of their own.
-    listens = {h.name: HostCheck(cluster, h, transports[h.name], False) for h in hosts}
+    listens = {h.name: HostCheck(cluster, h, transports[h.name]) for h in hosts}
     try:
         with ThreadPoolExecutor(max_workers=max(1, 2 * len(hosts))) as pool:
             for n, c in checks.items():
@@ -238,8 +270,27 @@ def run_preflight(
             facts_f = {n: pool.submit(c.run) for n, c in checks.items()}
             facts = {n: f.result() for n, f in facts_f.items()}
             heard = {n: c.heard.result() if c.heard else None for n, c in checks.items()}
+        notes = {n: tuple(c.out) for n, c in listens.items()}
+        results = judge(cluster, hosts, facts, heard, notes, seconds)
+        commands = {
+            n: vrrp_commands(n, f.firewall) for n, f in facts.items() if f.firewall is not None
+        }
+        commands = {n: c for n, c in commands.items() if c}
+        if commands and show is not None:
+            show([c for cs in commands.values() for c in cs])
+        if not (open_firewall and commands):
+            return results
+        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+            opened = dict(
+                zip(
+                    commands,
+                    pool.map(lambda n: open_firewall_on(transports[n], commands[n]), commands),
+                    strict=True,
+                )
+            )
     finally:
         for t in transports.values():
             t.close()
-    notes = {n: tuple(c.out) for n, c in listens.items()}
-    return judge(cluster, hosts, facts, heard, notes, seconds)
+    # the hosts opened: what was done replaces what the firewall did before
+    kept = [r for r in results if not (r.check == "firewall" and r.host in opened)]
+    return kept + [f for n in opened for f in opened[n]]

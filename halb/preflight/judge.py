@@ -1,4 +1,4 @@
-"""Pure decisions: from what the hosts told (`collect`) to findings."""
+"""Pure decisions: from what the hosts told (`collect`, as `Observed`) to findings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from halb.facts.ipaddr import IfAddr, subnet_for
 from halb.facts.packets import ArpReply, VrrpAdvert
 from halb.facts.ss import Listener, port_conflicts
 from halb.level import Level
-from halb.preflight.report import Finding, HostFindings, dedupe
+from halb.preflight.observed import Observed
+from halb.preflight.report import PreflightResult, dedupe
 
 if TYPE_CHECKING:
     from halb.inventory import Host
@@ -24,12 +25,12 @@ def interface_results(
     addrs: Sequence[IfAddr],
     vips: Sequence[str],
     vip_configured: Mapping[str, bool],
-) -> list[Finding]:
+) -> list[PreflightResult]:
     """Interface present, each VIP inside its subnet, and who holds the VIP on this host."""
     if iface not in links:
         have = ", ".join(links) or "none"
         return [
-            Finding(
+            PreflightResult(
                 "interface",
                 host,
                 Level.FAIL,
@@ -43,7 +44,7 @@ def interface_results(
         if net is None:
             have = ", ".join(str(a.interface_ip) for a in addrs if a.ifname == iface)
             out.append(
-                Finding(
+                PreflightResult(
                     "interface",
                     host,
                     Level.FAIL,
@@ -54,7 +55,7 @@ def interface_results(
             )
         else:
             out.append(
-                Finding(
+                PreflightResult(
                     "interface",
                     host,
                     Level.OK,
@@ -64,7 +65,7 @@ def interface_results(
         if any(a.address == vip for a in addrs):
             if vip_configured.get(vip):
                 out.append(
-                    Finding(
+                    PreflightResult(
                         "vip-holder",
                         host,
                         Level.OK,
@@ -73,7 +74,7 @@ def interface_results(
                 )
             else:
                 out.append(
-                    Finding(
+                    PreflightResult(
                         "vip-holder",
                         host,
                         Level.FAIL,
@@ -91,7 +92,7 @@ def arp_results(
     heard: Mapping[str, Sequence[ArpReply]],
     names: Mapping[str, str],
     lb_macs: Mapping[str, str],
-) -> list[Finding]:
+) -> list[PreflightResult]:
     """Decide from the ARP replies each LB host heard for `vip`.
 
     heard: prober -> replies; names: address -> host name; lb_macs: MAC -> LB host.
@@ -102,7 +103,9 @@ def arp_results(
     # An LB host answering for the VIP is judged by the interface check (its config).
     foreign = [m for m in owners if m not in lb_macs]
     if not foreign:
-        return [Finding("vip-arp", probers, Level.OK, f"no other host answers ARP for {vip}")]
+        return [
+            PreflightResult("vip-arp", probers, Level.OK, f"no other host answers ARP for {vip}")
+        ]
     mac_to_ip = {r.sender_mac: r.sender_ip for r in replies if r.sender_ip != vip}
     out = []
     for mac in foreign:
@@ -110,7 +113,7 @@ def arp_results(
         host = names.get(ip, ip) if ip else None
         who = f"{host} ({ip}, {mac})" if host and ip else f"host with MAC {mac}"
         out.append(
-            Finding(
+            PreflightResult(
                 "vip-arp",
                 host or mac,
                 Level.FAIL,
@@ -127,7 +130,7 @@ def vrrp_results(
     lb_addresses: Mapping[str, str],
     names: Mapping[str, str],
     seconds: float,
-) -> list[Finding]:
+) -> list[PreflightResult]:
     """heard: LB host -> adverts it received. router_ids: our id -> (VIP name, address)."""
     by_source: dict[tuple[int, str], tuple[VrrpAdvert, list[str]]] = {}
     for listener, adverts in heard.items():
@@ -135,7 +138,7 @@ def vrrp_results(
             entry = by_source.setdefault((a.router_id, a.source), (a, []))
             if listener not in entry[1]:
                 entry[1].append(listener)
-    out: list[Finding] = []
+    out: list[PreflightResult] = []
     others: set[int] = set()
     for (rid, src), (a, listeners) in sorted(by_source.items()):
         if rid not in router_ids:
@@ -145,7 +148,7 @@ def vrrp_results(
         host = lb_addresses.get(src) or names.get(src) or src
         if src in lb_addresses and vip in a.addresses:
             out.append(
-                Finding(
+                PreflightResult(
                     "vrrp",
                     host,
                     Level.OK,
@@ -154,7 +157,7 @@ def vrrp_results(
             )
             continue
         out.append(
-            Finding(
+            PreflightResult(
                 "vrrp",
                 host,
                 Level.FAIL,
@@ -171,7 +174,7 @@ def vrrp_results(
         )
         where = ", ".join(sorted(heard)) or "no host"
         out.append(
-            Finding(
+            PreflightResult(
                 "vrrp",
                 where,
                 Level.OK,
@@ -185,7 +188,7 @@ def port_results(
     host: str,
     listeners: Sequence[Listener],
     frontends: Sequence[tuple[str, str, int]],
-) -> list[Finding]:
+) -> list[PreflightResult]:
     """frontends: (name, vip, port)."""
     out = []
     for name, vip, port in frontends:
@@ -193,7 +196,7 @@ def port_results(
         if not taken:
             ours = any(x.process == "haproxy" for x in port_conflicts(listeners, vip, port))
             what = "bound by our haproxy" if ours else "free"
-            out.append(Finding("ports", host, Level.OK, f"{name} {vip}:{port} {what}"))
+            out.append(PreflightResult("ports", host, Level.OK, f"{name} {vip}:{port} {what}"))
             continue
         x = taken[0]
         who = x.process or "a process"
@@ -208,7 +211,7 @@ def port_results(
         if x.process == "kube-apiserver":
             hint = hint.replace(" (a co-located apiserver?)", " (co-located master)")
         out.append(
-            Finding(
+            PreflightResult(
                 "ports",
                 host,
                 Level.FAIL,
@@ -222,20 +225,22 @@ def port_results(
 
 def firewall_results(
     host: str, verdicts: Sequence[fw.Verdict], firewalld_blocks: bool
-) -> list[Finding]:
+) -> list[PreflightResult]:
     """What the firewalls do to VRRP from the peers (nothing was opened)."""
     drops = [v for v in verdicts if v.drops]
     if not drops and not firewalld_blocks:
         what = "; ".join(v.where for v in verdicts) or "no firewall rules"
         return [
-            Finding("firewall", host, Level.OK, f"VRRP (protocol 112) from peers allowed ({what})")
+            PreflightResult(
+                "firewall", host, Level.OK, f"VRRP (protocol 112) from peers allowed ({what})"
+            )
         ]
     out = []
     for v in drops:
         level = Level.FAIL if v.certain else Level.WARN
         may = "drops" if v.certain else "may drop"
         out.append(
-            Finding(
+            PreflightResult(
                 "firewall",
                 host,
                 level,
@@ -245,7 +250,7 @@ def firewall_results(
         )
     if firewalld_blocks:
         out.append(
-            Finding(
+            PreflightResult(
                 "firewall",
                 host,
                 Level.FAIL,
@@ -256,17 +261,37 @@ def firewall_results(
     return out
 
 
+def host_results(
+    cluster: Cluster, o: Observed, frontends: Sequence[tuple[str, str, int]]
+) -> list[PreflightResult]:
+    """One host's own findings: how it was reached, then (as root) its interfaces and
+    VIPs, what could not be checked, its ports and its firewall."""
+    out = list(o.notes)
+    if o.root:
+        for iface in sorted({v.interface for v in cluster.vips}):
+            vips = sorted({v.address for v in cluster.vips if v.interface == iface})
+            configured = o.configured.get(iface, {})
+            out += interface_results(o.host, iface, o.links, o.addrs, vips, configured)
+    out += o.gaps
+    if o.listeners is not None:
+        out += port_results(o.host, o.listeners, frontends)
+    if o.firewall is not None:
+        out += firewall_results(o.host, o.firewall.verdicts, o.firewall.firewalld_blocks)
+    return out
+
+
 def judge(
     cluster: Cluster,
     hosts: Sequence[Host],
-    facts: Mapping[str, HostFindings],
+    facts: Mapping[str, Observed],
     heard: Mapping[str, tuple[VrrpAdvert, ...] | None],
-    listen_notes: Mapping[str, Sequence[Finding]],
+    listen_notes: Mapping[str, Sequence[PreflightResult]],
     seconds: float,
-) -> list[Finding]:
-    results: list[Finding] = []
+) -> list[PreflightResult]:
+    results: list[PreflightResult] = []
+    fronts = [(f.name, f.address, f.port) for f in cluster.frontends]
     for h in hosts:
-        results.extend(facts[h.name].results)
+        results.extend(host_results(cluster, facts[h.name], fronts))
     names = {h.ip: h.name for h in cluster.inventory.hosts.values() if h.ip}
     lb_addresses = {h.ip: h.name for h in hosts if h.ip}
     lb_macs = {f.mac: n for n, f in facts.items() if f.mac}

@@ -1,45 +1,48 @@
-"""`halb preflight --open-firewall`: the only preflight code that changes a host. It adds
-rules accepting VRRP (protocol 112) from each peer to the firewalls that drop it."""
+"""`halb preflight --open-firewall`: the commands that add rules accepting VRRP (protocol
+112) from each peer to the firewalls that drop it (pure). The preflight prints them, and
+runs them only with the flag."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from halb.facts.firewall import Verdict
+from halb.preflight.observed import FirewallState
+from halb.shell import quote, sh
 
-Run = Callable[[Sequence[str]], tuple[int, str, str]]
+# iptables -C first, so a rule already there is not added twice
+_IPTABLES_ONCE = 'iptables -C INPUT "$@" 2>/dev/null || iptables -I INPUT 1 "$@"'
 
 
-def open_vrrp(
-    sh: Run, peers: Sequence[str], drops: Sequence[Verdict], firewalld: bool
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """Returns what was added, and (what, stderr) for each rule that could not be."""
-    done: list[str] = []
-    failed: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class FirewallCommand:
+    host: str
+    what: str  # as shown before it runs
+    argv: tuple[str, ...]
 
-    def opened(rc: int, err: str, what: str) -> None:
-        if rc == 0:
-            done.append(what)
-        else:
-            failed.append((what, err))
+
+def vrrp_commands(host: str, state: FirewallState) -> list[FirewallCommand]:
+    """The rules to add on `host`, peer by peer; none when nothing drops VRRP."""
+    drops = state.drops
+    if not drops and not state.firewalld_blocks:
+        return []
+    out: list[FirewallCommand] = []
+
+    def add(argv: list[str], what: str | None = None) -> None:
+        out.append(FirewallCommand(host, what or quote(argv), tuple(argv)))
 
     iptables = any(v.where.startswith("iptables") for v in drops)
-    for peer in peers:
+    for peer in state.peers:
         if iptables:
-            rule = ["INPUT", "-p", "112", "-s", peer, "-j", "ACCEPT"]
-            if sh(["iptables", "-C", *rule])[0] != 0:
-                rc, _, err = sh(["iptables", "-I", *rule[:1], "1", *rule[1:]])
-                opened(rc, err, f"iptables -I INPUT -p 112 -s {peer} -j ACCEPT")
+            rule = ["-p", "112", "-s", peer, "-j", "ACCEPT"]
+            add(sh(_IPTABLES_ONCE, *rule), f"iptables -I INPUT 1 {quote(rule)} (unless present)")
         for v in drops:
             for fam, table, chain in v.nft_chains:
                 if fam == "ip" and table == "filter" and iptables:
                     continue  # iptables-nft's own table: handled above
-                argv = ["nft", "insert", "rule", fam, table, chain]
-                rc, _, err = sh([*argv, "ip", "saddr", peer, "ip", "protocol", "vrrp", "accept"])
-                opened(rc, err, f"nft {fam} {table} {chain}: accept vrrp from {peer}")
-        if firewalld:
+                accept = ["ip", "saddr", peer, "ip", "protocol", "vrrp", "accept"]
+                add(["nft", "insert", "rule", fam, table, chain, *accept])
+        if state.firewalld_blocks:
             rich = f"rule family=ipv4 source address={peer} protocol value=vrrp accept"
             for extra in ([], ["--permanent"]):
-                rc, _, err = sh(["firewall-cmd", *extra, f"--add-rich-rule={rich}"])
-                opened(rc, err, f"firewalld {' '.join(extra)} {rich}".strip())
-    return done, failed
+                add(["firewall-cmd", *extra, f"--add-rich-rule={rich}"])
+    return out

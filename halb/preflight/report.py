@@ -1,20 +1,19 @@
-"""Preflight findings, the exit status they add up to, and the JSON document."""
+"""Preflight results, the exit status they add up to, and the JSON document."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from halb.errors import ExitStatus
-from halb.facts.packets import ArpReply, VrrpAdvert
 from halb.level import Level
 
 JSON_VERSION = 1
 
 
 @dataclass(frozen=True)
-class Finding:
+class PreflightResult:
     check: str  # ssh, sudo, interface, vip-arp, vrrp, ports, firewall
     host: str  # the host the finding is about (may be a non-LB host that holds the VIP)
     level: Level
@@ -24,19 +23,7 @@ class Finding:
     bad_input: bool = False
 
 
-@dataclass(frozen=True)
-class HostFindings:
-    """What one LB host told us (collected in parallel, judged afterwards)."""
-
-    host: str
-    results: tuple[Finding, ...]
-    arp: Mapping[str, tuple[ArpReply, ...]] = field(default_factory=dict)
-    vrrp: tuple[VrrpAdvert, ...] = ()
-    mac: str | None = None
-    reachable: bool = False
-
-
-def exit_status(results: Iterable[Finding]) -> ExitStatus:
+def exit_status(results: Iterable[PreflightResult]) -> ExitStatus:
     """2 if a failure is bad input/environment, else 1 if anything failed, else 0."""
     fails = [r for r in results if r.level is Level.FAIL]
     if any(r.bad_input for r in fails):
@@ -44,7 +31,7 @@ def exit_status(results: Iterable[Finding]) -> ExitStatus:
     return ExitStatus.CHECK_FAILED if fails else ExitStatus.OK
 
 
-def document(results: Sequence[Finding]) -> dict[str, Any]:
+def document(results: Sequence[PreflightResult]) -> dict[str, Any]:
     status = exit_status(results)
     return {
         "version": JSON_VERSION,
@@ -63,7 +50,7 @@ def document(results: Sequence[Finding]) -> dict[str, Any]:
     }
 
 
-def dedupe(results: Sequence[Finding]) -> list[Finding]:
+def dedupe(results: Sequence[PreflightResult]) -> list[PreflightResult]:
     seen: set[tuple[str, str, str]] = set()
     out = []
     for r in results:

@@ -36,6 +36,19 @@ TRACK_MARGIN = 10  # the check's weight exceeds the priority span by this much
 TRACK_WEIGHT_MAX = 253  # keepalived's limit for a vrrp_script weight
 
 
+def master_down(advert: float) -> float:
+    """How long a backup may take to declare a silent master dead: 3 adverts plus its skew,
+    (256 - priority) / 256 x advert, which is below one advert. The drill, the drain and
+    the deploy's VIP check all wait from this."""
+    return 4 * advert
+
+
+def vip_wait(advert: float) -> float:
+    """How long the deploy (and the exported playbook) waits for one holder per VIP: a
+    master-down time and slack for a slow host, never below 10 s."""
+    return max(10.0, master_down(advert) + 5)
+
+
 def derive_router_id(cluster: str, address: str) -> int:
     """Stable 1..255 from cluster name and VIP, so two clusters on one segment differ."""
     return zlib.crc32(f"{cluster}/{address}".encode()) % 255 + 1

@@ -313,7 +313,7 @@ def test_ssh_killed_mid_upload_leaves_the_old_file(lab: Lab, first: dict[str, An
         "import os, re, signal, subprocess, time\n"
         "from halb.transport import for_host\n"
         "from halb.transport.ssh import SshTransport\n"
-        "from halb.deploy.apply import UPLOAD_SCRIPT\n"
+        "from halb.deploy.steps import UPLOAD_SCRIPT\n"
         "class Dropping(SshTransport):\n"
         "    def run(self, argv, *, input=None, timeout=None, check=False):\n"
         "        if list(argv[:3]) != ['sh', '-c', UPLOAD_SCRIPT]:\n"

@@ -136,3 +136,42 @@ def test_port_already_bound(lab: Lab, spawn: Any) -> None:
     assert f["host"] == "lb1"
     assert "on lb1 already listens on 0.0.0.0:6443" in f["message"]
     assert "lb1" in err
+
+
+def test_a_firewall_that_drops_vrrp_is_shown_then_opened_only_with_the_flag(lab: Lab) -> None:
+    """An nft table in lb1's own namespace drops VRRP: preflight fails, prints the rules
+    --open-firewall adds and changes nothing; with the flag it prints them, adds them,
+    and says so."""
+    table = "halb_test_fw"
+    rules = (
+        f"add table inet {table}\n"
+        f"add chain inet {table} input {{ type filter hook input priority 0; policy accept; }}\n"
+        f"add rule inet {table} input ip protocol vrrp drop\n"
+    )
+    lab.run("lb1", ["nft", "-f", "-"], input=rules, check=True)
+    lb2 = lab.address("lb2")
+    try:
+        rc, doc, err = _preflight(lab)
+        assert rc == 1
+        (f,) = [c for c in _fails(doc) if c["check"] == "firewall"]
+        assert f["host"] == "lb1" and "drops VRRP" in f["message"]
+        want = f"lb1: nft insert rule inet {table} input ip saddr {lb2} ip protocol vrrp accept"
+        assert "--open-firewall would run:" in err and want in err, err
+        ruleset = lab.run("lb1", ["nft", "list", "table", "inet", table]).stdout
+        assert "accept" not in ruleset.replace("policy accept", "")  # nothing changed
+
+        p = lab.run(
+            "taskbox",
+            ["halb", "preflight", "--json", "--open-firewall", "-c", str(lab.spec)],
+            timeout=120,
+        )
+        assert "opening VRRP:" in p.stderr and want in p.stderr, p.stderr
+        opened = [c for c in json.loads(p.stdout)["checks"] if c["check"] == "firewall"]
+        lb1 = [c for c in opened if c["host"] == "lb1"]
+        assert [c["level"] for c in lb1] == ["ok"], lb1
+        assert lb1[0]["message"].startswith("opened VRRP (protocol 112) from peers: nft insert")
+        ruleset = lab.run("lb1", ["nft", "list", "table", "inet", table]).stdout
+        assert f"ip saddr {lb2} ip protocol vrrp accept" in ruleset, ruleset
+        assert p.returncode == 0, p.stdout
+    finally:
+        lab.run("lb1", ["nft", "delete", "table", "inet", table])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -18,15 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from halb.deploy.apply import TMP_PREFIX, UPLOAD_SCRIPT, HostDeployer
+from halb.deploy.apply import HostDeployer
 from halb.deploy.plan import HostPlan, ServiceAction, plan_host, sha256
 from halb.deploy.report import HostState
+from halb.deploy.steps import TMP_PREFIX, UPLOAD_SCRIPT
 from halb.deploy.vips import wait_for_vips
 from halb.errors import DeployError
 from halb.facts.target import RemoteFile, TargetFacts
 from halb.paths import HAPROXY_CFG, HAPROXY_PIDFILE, NOTIFY_SCRIPT
 from halb.render import RenderedFile
-from halb.services import ServiceManager, ServiceName, Supervisor, Systemd
+from halb.services import SERVICES, ServiceManager, ServiceName, Supervisor, Systemd
 from halb.transport.base import Privilege, Result, Transport
 
 needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy")
@@ -116,8 +118,10 @@ class RecordingServices(ServiceManager):
             self.fail.discard(event)
             raise DeployError(f"{self.t.name}: {' '.join(event)} failed")
 
-    def main_pid(self, name: ServiceName) -> int | None:
-        return self.pids.get(name)
+    # a real harmless command printing the pids, as the deploy's verify step reads them
+    def pids_argv(self, names: Sequence[ServiceName]) -> list[str]:
+        words = [str(p) if (p := self.pids.get(n)) is not None else "-" for n in names]
+        return ["printf", "%s\\n", *words]
 
     def start(self, name: ServiceName) -> None:
         self._call("start", name)
@@ -129,6 +133,9 @@ class RecordingServices(ServiceManager):
 
     def reload(self, name: ServiceName, *, wait: float = 10.0) -> None:
         self._call("reload", name)
+
+    def stop_now_argv(self, name: ServiceName) -> list[str]:
+        return ["true"]  # the drill's, not the deploy's
 
     # the deploy's own reload is a step of its chain: a harmless real command, recorded
     # (and failed, if asked) when the deploy reads its answer
@@ -183,7 +190,9 @@ def _deploy(
     log: list[Event] = []
     t = Sandbox(root, log, fail)
     svc = RecordingServices(t, log, running=running, **(services or {}))  # type: ignore[arg-type]
-    d = HostDeployer(hp, t, svc, lambda host, msg: None, "20260101T000000.000000Z")
+    # the pids as the deploy's facts read them, under its lock
+    pids = dict(svc.pids)
+    d = HostDeployer(hp, t, svc, lambda host, msg: None, "20260101T000000.000000Z", pids)
     return d, log
 
 
@@ -228,6 +237,35 @@ def test_a_change_is_validated_backed_up_replaced_and_reloaded(tmp_path: Path) -
     check = steps.index(f"haproxy -c -f {HAPROXY_CFG.rsplit('/', 1)[0]}/{TMP_PREFIX}")
     assert check < steps.index("mv -f") and check < steps.index("cp -a")
     assert _services(log) == [("reload", "haproxy")]
+    # the same chain ends with the check that both services run: HAProxy's pid from it
+    assert steps.index(shlex.join(d.svc.pids_argv(SERVICES))) > steps.index("mv -f")
+    assert res.haproxy_pid == 100
+
+
+@needs_haproxy
+def test_a_service_gone_after_the_reload_fails_the_verify_step_and_rolls_back(
+    tmp_path: Path,
+) -> None:
+    """Both ran when the facts were read; keepalived is gone when the chain's last check
+    looks (the step every deploy that reloads ends with)."""
+    hp = _plan(
+        tmp_path,
+        {HAPROXY_CFG: HAPROXY_OK},
+        old={HAPROXY_CFG: HAPROXY_OLD},
+        running=("haproxy", "keepalived"),
+    )
+    assert [s.action for s in hp.services] == [ServiceAction.RELOAD, ServiceAction.NONE]
+    d, log = _deploy(tmp_path, hp, running=("haproxy",))
+    res = d.run()
+    assert res.status is HostState.ROLLED_BACK, res
+    assert res.error == "lb1: keepalived is not running after the deploy"
+    assert _live(tmp_path, HAPROXY_CFG).read_text() == HAPROXY_OLD
+    # one chain did it all (no round trip of its own for the check), then the rollback
+    # put the old file back and reloaded it
+    runs = [e for e in log if e[0] == "run"]
+    assert shlex.join(["printf", "%s\\n", "100", "-"]) in runs[1][3]
+    restore = next(i for i, e in enumerate(log) if _is_rollback(e))
+    assert _services(log[restore:]) == [("reload", "haproxy")]
 
 
 @needs_haproxy

@@ -17,8 +17,10 @@ from halb.paths import SYSCTL_CONF
 from halb.render import RenderedFile
 from halb.services import Supervisor, Systemd
 from halb.spec import load_cluster
+from halb.transport.base import Privilege
 from halb.transport.local import LocalTransport
 from halb.up import STAGES, Runner
+from tests.needs import need
 
 CASE = Path(__file__).resolve().parents[1] / "golden/cases/ks-guide"
 
@@ -30,7 +32,7 @@ def test_pid_files_are_read_and_checked_against_the_process_name(tmp_path: Path)
     stale = tmp_path / "stale.pid"  # our pid, but a pid file of another program
     stale.write_text(f"{os.getpid()}\n")
     pairs = [(str(mine), comm), (str(stale), "haproxy"), (str(tmp_path / "none.pid"), comm)]
-    res = LocalTransport("here").run(pids_argv(pairs), timeout=30)
+    res = LocalTransport("here", Privilege("none")).run(pids_argv(pairs), timeout=30)
     assert res.ok
     assert parse_pids(res.out, len(pairs)) == [os.getpid(), None, None]
 
@@ -56,12 +58,13 @@ def test_systemd_pids_in_one_command(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    svc = Systemd(LocalTransport("here"))
+    svc = Systemd(LocalTransport("here", Privilege("none")))
     assert svc.main_pids() == {"haproxy": 42, "keepalived": None}
     assert (tmp_path / "calls").read_text().count("\n") == 1  # one command for both
 
 
 def test_deploy_facts_pids_and_addresses_come_in_one_round_trip(tmp_path: Path) -> None:
+    need("ip")
     calls: list[list[str]] = []
 
     class Counting(LocalTransport):
@@ -69,7 +72,7 @@ def test_deploy_facts_pids_and_addresses_come_in_one_round_trip(tmp_path: Path) 
             calls.append(list(argv))
             return super().run(argv, **kw)
 
-    t = Counting("here")
+    t = Counting("here", Privilege("none"))
     there = tmp_path / "present.cfg"
     there.write_text("x\n")
     there.chmod(0o640)

@@ -13,7 +13,7 @@ from halb.cli.common import app
 from halb.errors import InputError
 from halb.inventory import load_inventory
 from halb.lab import fakeapi, plan, writer
-from halb.lab.topology import Role, lab_of_netns, octet_of
+from halb.lab.topology import LabRole, lab_of_netns, octet_of
 from halb.spec import check
 
 
@@ -83,7 +83,7 @@ def test_small_lab_has_no_password_lb() -> None:
     p = plan("s", lbs=1, masters=1, nodes=0)
     assert [h.name for h in p.hosts] == ["taskbox", "lb1", "master1"]
     assert not [h for h in p.hosts if h.password]
-    assert p.by_role(Role.NODE) == ()
+    assert p.by_role(LabRole.NODE) == ()
 
 
 def test_hosts_ini_reads_as_the_kubesphere_inventory(tmp_path: Path) -> None:
@@ -236,3 +236,11 @@ def test_lab_commands_need_root(monkeypatch: pytest.MonkeyPatch) -> None:
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
         assert "halb lab needs root" in r.output
+
+
+def test_the_stand_ins_control_dir_is_the_one_halb_names() -> None:
+    """fakeapi.py runs as a plain script on systemd hosts, so it keeps its own copy."""
+    from halb.lab.model import CONTROL_DIR
+    from halb.paths import LAB_CONTROL_DIR
+
+    assert str(fakeapi.DEFAULT_CONTROL_DIR) == LAB_CONTROL_DIR == "/" + CONTROL_DIR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,11 @@ from halb import preflight as pf
 from halb.errors import ExitStatus
 from halb.facts import firewall as fw
 from halb.facts import ipaddr, packets, ss
-from halb.preflight import Finding, Level
+from halb.preflight import Level, PreflightResult
+from halb.preflight.judge import host_results
+from halb.preflight.observed import FirewallState, Observed
+from halb.preflight.open_firewall import vrrp_commands
+from halb.spec import load_cluster
 
 # Captured inside a lab LB host (`ip -o link show`, `ip -o -4 addr show`).
 IP_LINK = (
@@ -366,10 +371,10 @@ def test_vrrp_our_own_and_other_ids_are_fine() -> None:
 
 
 def test_exit_status() -> None:
-    ok = Finding("ssh", "lb1", Level.OK, "")
-    warn = Finding("vip-arp", "lb1", Level.WARN, "could not check")
-    ssh = Finding("ssh", "lb2", Level.FAIL, "cannot run commands")
-    port = Finding("ports", "lb1", Level.FAIL, "taken", bad_input=True)
+    ok = PreflightResult("ssh", "lb1", Level.OK, "")
+    warn = PreflightResult("vip-arp", "lb1", Level.WARN, "could not check")
+    ssh = PreflightResult("ssh", "lb2", Level.FAIL, "cannot run commands")
+    port = PreflightResult("ports", "lb1", Level.FAIL, "taken", bad_input=True)
     assert pf.exit_status([ok, warn]) == ExitStatus.OK
     assert pf.exit_status([ok, ssh]) == ExitStatus.CHECK_FAILED
     assert pf.exit_status([ssh, port]) == ExitStatus.BAD_INPUT
@@ -383,3 +388,57 @@ def test_exit_status() -> None:
 @pytest.mark.parametrize("proto", ["vrrp", "112", "VRRP"])
 def test_names_vrrp(proto: str) -> None:
     assert fw._names_vrrp(["-p", proto, "-j", "DROP"])
+
+
+# ------------------------------------------------------------- judged after collecting
+
+
+def test_open_firewall_commands_per_peer_and_none_when_nothing_drops() -> None:
+    nft = fw.Verdict(True, True, "nft inet f input: vrrp drop", (("inet", "f", "input"),))
+    # iptables-nft's own table is left to the iptables rule
+    ipt = fw.Verdict(True, True, "iptables INPUT policy DROP", (("ip", "filter", "INPUT"),))
+    state = FirewallState(("10.0.0.2", "10.0.0.3"), (ipt, nft), firewalld_blocks=True)
+    commands = vrrp_commands("lb1", state)
+    rich = "'--add-rich-rule=rule family=ipv4 source address={} protocol value=vrrp accept'"
+    assert [c.what for c in commands] == [
+        line.format(peer)
+        for peer in ("10.0.0.2", "10.0.0.3")
+        for line in (
+            "iptables -I INPUT 1 -p 112 -s {} -j ACCEPT (unless present)",
+            "nft insert rule inet f input ip saddr {} ip protocol vrrp accept",
+            "firewall-cmd " + rich,
+            "firewall-cmd --permanent " + rich,
+        )
+    ]
+    assert all(c.host == "lb1" for c in commands)
+    # the iptables rule is added once: iptables -C first
+    assert commands[0].argv[:2] == ("sh", "-c") and "iptables -C INPUT" in commands[0].argv[2]
+    assert commands[1].argv[:4] == ("nft", "insert", "rule", "inet")
+    allowed = FirewallState(("10.0.0.2",), (fw.Verdict(False, True, "no rules"),), False)
+    assert vrrp_commands("lb1", allowed) == []
+
+
+def test_the_judge_reads_interfaces_ports_and_firewall_from_the_observations() -> None:
+    cluster = load_cluster(Path(__file__).parents[1] / "golden/cases/ks-guide/halb.yaml")
+    iface = cluster.vips[0].interface
+    o = Observed(
+        "lb1",
+        notes=(pf.PreflightResult("ssh", "lb1", pf.Level.OK, "connected"),),
+        reachable=True,
+        root=True,
+        links=("lo",),
+        listeners=(),
+        firewall=FirewallState(("10.0.0.2",), (), False),
+    )
+    got = host_results(cluster, o, [("apiserver", cluster.vips[0].address, 6443)])
+    assert [(r.check, r.level) for r in got] == [
+        ("ssh", pf.Level.OK),
+        ("interface", pf.Level.FAIL),
+        ("ports", pf.Level.OK),
+        ("firewall", pf.Level.OK),
+    ]
+    assert f"interface {iface} not found on lb1" in got[1].message
+    # no root: nothing but how it was reached
+    assert host_results(cluster, Observed("lb1", notes=o.notes, reachable=True), []) == list(
+        o.notes
+    )

@@ -15,6 +15,7 @@ import pytest
 
 from halb import probe as pr
 from halb.probe import Level, ProbeResult, ProbeTarget, Status, Via
+from tests.needs import need
 
 
 def _t(
@@ -218,6 +219,7 @@ def test_json_document_shape() -> None:
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    need("openssl")
     d = tmp_path_factory.mktemp("cert")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from halb.cli import app
 from halb.inventory import load_inventory
 from halb.spec import load_cluster
+from tests.needs import need
 
 REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 runner = CliRunner()
@@ -106,6 +107,7 @@ def test_init_validate_render(case_dir: Path, case: Case) -> None:
     assert cluster.lb_host_names == case.lb_hosts
     assert all(cluster.host_ip(h) for h in cluster.lb_hosts)
 
+    need("haproxy", "keepalived")  # --check runs haproxy -c and keepalived -t
     code, out = invoke("render", "-c", str(case_dir / "halb.yaml"), "-o", str(case_dir / "out"),
                        "--check")  # fmt: skip
     assert code == 0, out

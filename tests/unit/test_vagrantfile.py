@@ -15,6 +15,7 @@ import pytest
 
 from halb.errors import InputError
 from halb.lab import vagrant
+from tests.needs import need
 
 ROOT = Path(__file__).parent.parent.parent
 VAGRANTFILE = ROOT / "vagrant" / "Vagrantfile"
@@ -24,11 +25,7 @@ RUBY = shutil.which("ruby")
 
 @pytest.fixture(autouse=True)
 def _need_ruby() -> None:
-    if RUBY is not None:
-        return
-    if os.environ.get("MAKELEVEL"):  # `make test` installs ruby (DEBS): missing is a failure
-        pytest.fail("ruby is not installed, though `make debs` installs it")
-    pytest.skip("ruby is not installed (`make test` installs it; apt-get install ruby)")
+    need("ruby")
 
 
 def ruby(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,5 @@
-"""The wheel carries the templates and drop-ins: build it, install it in a fresh venv
-and render with it."""
+"""The wheel carries the templates, drop-ins and the Vagrant lab: build it, install it in a
+fresh venv, render with it and find its Vagrantfile."""
 
 from __future__ import annotations
 
@@ -76,3 +76,21 @@ def test_wheel_renders_in_fresh_venv(tmp_path: Path) -> None:
     assert got == (CASE / "expected/lb1/etc/haproxy/haproxy.cfg").read_text()
     dropin = work / "out/lb1/etc/systemd/system/haproxy.service.d/90-halb.conf"
     assert dropin.read_text().startswith("# Managed by halb")
+    # `halb lab up --provider vagrant` without --vagrant-dir: the Vagrantfile and its
+    # provision scripts come with the package
+    found = subprocess.run(
+        [
+            str(venv / "bin/python"),
+            "-c",
+            "from pathlib import Path; from halb.lab.vagrant_run import resolve_vagrant_dir;"
+            "d = resolve_vagrant_dir(Path('lab'), None); print(d);"
+            "print(sorted(p.name for p in (d / 'provision').iterdir()))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert found.returncode == 0, found.stderr
+    vdir, provision = found.stdout.splitlines()
+    assert vdir.startswith(str(venv)) and vdir.endswith("/halb/vagrant")
+    assert provision == str(["common.sh", "lb.sh", "master.sh", "node.sh"])
