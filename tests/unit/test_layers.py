@@ -42,6 +42,8 @@ PURE = (
     "halb.drill.model",
     "halb.drill.fault_kinds",
     "halb.lab.topology",
+    "halb.installers.facts",
+    "halb.installers.watch",
 )
 # Effects: the standard library's ways to run, talk or wait, and halb's own edge.
 EFFECTS = (
@@ -73,6 +75,9 @@ EFFECTS = (
     "halb.drill.capture",
     "halb.drill.load",
     "halb.preflight.collect",
+    "halb.installers.runner",
+    "halb.installers.inputwait",
+    "halb.installers.report",
     "halb.cli.",
 )
 
