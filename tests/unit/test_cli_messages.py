@@ -139,7 +139,9 @@ def test_ctrl_c_during_install_exits_130(tmp_path: Path) -> None:
         check=False,
     )
     assert r.returncode == 130, r.stderr
-    assert r.stderr.splitlines()[-1] == "error: interrupted"
+    assert r.stderr.splitlines()[-1] == (
+        "error: interrupted: the installer and its children were stopped"
+    )
     assert "Traceback" not in r.stderr
 
 
