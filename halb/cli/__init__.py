@@ -8,6 +8,7 @@ import typer
 
 from halb import __version__
 from halb.cli.common import app, set_traceback
+from halb.errors import ExitStatus
 
 
 def _version(value: bool) -> None:
@@ -16,7 +17,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
     version: Annotated[
@@ -28,6 +29,9 @@ def _root(
     ] = False,
 ) -> None:
     set_traceback(ctx, traceback)
+    if ctx.invoked_subcommand is None:  # `halb` alone: the help, and exit 2 as for no command
+        typer.echo(ctx.get_help())
+        raise typer.Exit(int(ExitStatus.BAD_INPUT))
 
 
 # Importing a module registers its commands.

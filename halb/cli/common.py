@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -23,8 +22,13 @@ from halb.kinds import redact
 
 
 class _Group(TyperGroup):
-    """Usage errors (an unknown option, a missing value) print as one line too, and a
-    HalbError that escaped its command still becomes its message and exit status."""
+    """The one place where errors become messages and exit statuses.
+
+    `invoke` runs every command: a HalbError prints as one line (several for an error
+    that lists findings) and exits with its status, Ctrl-C exits 130, nothing prints a
+    traceback unless --traceback. `main` does the same for usage errors (an unknown
+    option, a missing value), which click raises before any command runs.
+    """
 
     def main(
         self,
@@ -43,14 +47,10 @@ class _Group(TyperGroup):
             print_error(Interrupted("interrupted"))
             sys.exit(int(ExitStatus.INTERRUPTED))
         except Exception as e:
+            # click's usage errors (its own UsageError family) carry both of these
             code, message = getattr(e, "exit_code", None), getattr(e, "format_message", None)
             if not isinstance(code, int) or not callable(message):
                 raise
-            if type(e).__name__ == "NoArgsIsHelpError":  # `halb` alone: the help, printed
-                text = str(message())  # by rich already, or returned here as plain text
-                if text.strip():
-                    typer.echo(text, err=True)
-                sys.exit(code)
             ctx = getattr(e, "ctx", None)
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
             print_error(Exception(f"{message()}{hint}"))
@@ -59,8 +59,11 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:  # typer's Context (its click is vendored since 0.2x)
         try:
-            return super().invoke(ctx)
-        except HalbError as e:  # a command without @handle_errors: the same last guard
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted") from None
+        except HalbError as e:
             if ctx.meta.get(TRACEBACK_KEY, False):
                 raise
             print_error(e)
@@ -71,7 +74,6 @@ app = typer.Typer(
     name="halb",
     cls=_Group,
     help="HA control-plane endpoint (HAProxy + keepalived VIP) for on-prem Kubernetes.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
@@ -90,22 +92,6 @@ TRACEBACK_KEY = "halb.traceback"
 
 def set_traceback(ctx: typer.Context, value: bool) -> None:
     ctx.meta[TRACEBACK_KEY] = value
-
-
-def traceback_wanted() -> bool:
-    """--traceback of the command being run; False outside a command (a direct call)."""
-    ctx = _current_context()
-    return bool(ctx is not None and ctx.meta.get(TRACEBACK_KEY, False))
-
-
-def _current_context() -> Any:
-    # typer does not re-export click's get_current_context; newer typer vendors click as
-    # typer._click (the context stack lives there), older typer uses click itself.
-    try:
-        from typer._click.globals import get_current_context
-    except ImportError:  # pragma: no cover - typer before click was vendored
-        from click import get_current_context  # type: ignore[no-redef,import-not-found,unused-ignore]
-    return get_current_context(silent=True)
 
 
 MAX_LINES = 20  # lines of one error that lists several findings
@@ -145,29 +131,11 @@ def warn(message: str, console: Console | None = None) -> None:
     (console or err()).print(Text.assemble(("warning:", "yellow"), " ", one_line(redact(message))))
 
 
-def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn HalbError into one line on stderr and its exit status; no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            try:
-                return fn(*args, **kwargs)
-            except KeyboardInterrupt:
-                raise Interrupted("interrupted") from None
-        except HalbError as e:
-            if traceback_wanted():
-                raise
-            print_error(e)
-            raise typer.Exit(int(e.exit_status)) from None
-
-    return wrapper
-
-
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def exit_with(status: ExitStatus) -> None:
+    """How every command ends with a status other than success (errors raise HalbError)."""
     if status != ExitStatus.OK:
         raise typer.Exit(int(status))

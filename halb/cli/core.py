@@ -14,7 +14,6 @@ from halb.cli.common import (
     app,
     err,
     exit_with,
-    handle_errors,
     out,
     print_json,
 )
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 
 @app.command()
-@handle_errors
 def init(
     inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Ansible inventory.")],
     vip: Annotated[str, typer.Option("--vip", help="Internal VIP (apiserver endpoint).")],
@@ -79,7 +77,6 @@ def _print_findings(findings: list[Finding]) -> None:
 
 
 @app.command()
-@handle_errors
 def validate(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
     """Offline checks of halb.yaml and its inventory (exit 2 on an error)."""
     from halb.spec import check
@@ -108,7 +105,6 @@ def check_rendered(rendered: dict[str, HostFiles], outdir: Path) -> list[CheckRe
 
 
 @app.command()
-@handle_errors
 def render(
     config: ConfigOption = DEFAULT_CONFIG,
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write.")] = Path(

@@ -14,7 +14,6 @@ from halb.cli.common import (
     app,
     err,
     exit_with,
-    handle_errors,
     out,
     print_json,
 )
@@ -22,7 +21,6 @@ from halb.errors import DeployError, ExitStatus, HalbError
 
 
 @app.command()
-@handle_errors
 def deploy(
     config: ConfigOption = DEFAULT_CONFIG,
     diff: Annotated[bool, typer.Option("--diff", help="Show unified diffs of changes.")] = False,

@@ -12,7 +12,6 @@ from halb.cli.common import (
     JsonOption,
     app,
     err,
-    handle_errors,
     out,
     print_json,
 )
@@ -49,7 +48,6 @@ def _run(
 
 
 @app.command()
-@handle_errors
 def drain(
     host: HostArg,
     config: ConfigOption = DEFAULT_CONFIG,
@@ -64,7 +62,6 @@ def drain(
 
 
 @app.command()
-@handle_errors
 def undrain(
     host: HostArg,
     config: ConfigOption = DEFAULT_CONFIG,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from halb.cli.common import DEFAULT_CONFIG, ConfigOption, app, err, handle_errors, out
+from halb.cli.common import DEFAULT_CONFIG, ConfigOption, app, err, exit_with, out
 from halb.drill import report as rp
 from halb.drill.model import FAULTS, RoundRecord
 from halb.errors import ExitStatus, InputError
@@ -73,7 +73,6 @@ def _round_line(f: rp.RoundFigures) -> str:
 
 
 @app.command("test-failover")
-@handle_errors
 def test_failover(
     config: ConfigOption = DEFAULT_CONFIG,
     fault: Annotated[
@@ -127,7 +126,7 @@ def test_failover(
     for p in problems:
         err().print(f"FAILED: {p}")
     if problems:
-        raise typer.Exit(int(ExitStatus.CHECK_FAILED))
+        exit_with(ExitStatus.CHECK_FAILED)
 
 
 def _write_outputs(

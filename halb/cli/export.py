@@ -7,14 +7,13 @@ from typing import Annotated
 
 import typer
 
-from halb.cli.common import DEFAULT_CONFIG, ConfigOption, app, err, handle_errors, out
+from halb.cli.common import DEFAULT_CONFIG, ConfigOption, app, err, out
 
 export_app = typer.Typer(help="Export the rendered files for another deploy engine.")
 app.add_typer(export_app, name="export")
 
 
 @export_app.command("ansible")
-@handle_errors
 def export_ansible(
     dest: Annotated[Path, typer.Argument(help="Folder to write (new, empty, or an export).")],
     config: ConfigOption = DEFAULT_CONFIG,

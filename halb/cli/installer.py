@@ -15,7 +15,6 @@ from halb.cli.common import (
     app,
     err,
     exit_with,
-    handle_errors,
     one_line,
     out,
     print_json,
@@ -37,7 +36,6 @@ def _config_path(cluster: Cluster, path: Path | None) -> Path:
 
 
 @app.command("write-config")
-@handle_errors
 def write_config_cmd(
     path: Annotated[
         Path | None,
@@ -93,7 +91,6 @@ def write_config_cmd(
 
 
 @app.command("install")
-@handle_errors
 def install_cmd(
     config: ConfigOption = DEFAULT_CONFIG,
     log: Annotated[

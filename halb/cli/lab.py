@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from halb.cli.common import JsonOption, app, exit_with, handle_errors, out, print_json
+from halb.cli.common import JsonOption, app, exit_with, out, print_json
 from halb.errors import ExitStatus, InputError
 
 lab_app = typer.Typer(
@@ -58,7 +58,6 @@ def _no_vagrant_options(vagrant_dir: Path | None, timeout: float | None = None) 
 
 
 @lab_app.command("up")
-@handle_errors
 def lab_up(
     lbs: Annotated[int, typer.Option("--lbs", help="LB hosts.")] = 2,
     masters: Annotated[int, typer.Option("--masters", help="Masters (fake apiserver).")] = 3,
@@ -122,7 +121,6 @@ def _vagrant_up(dir: Path, vagrant_dir: Path | None, timeout: float | None) -> N
 
 
 @lab_app.command("down")
-@handle_errors
 def lab_down(
     name: NameOption = None,
     dir: DirOption = DEFAULT_DIR,
@@ -165,7 +163,6 @@ def lab_down(
 
 
 @lab_app.command("status")
-@handle_errors
 def lab_status(
     name: NameOption = None,
     json: JsonOption = False,
@@ -243,7 +240,6 @@ def _print_lab(console: Console, lab: dict[str, Any]) -> None:
     "exec",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
-@handle_errors
 def lab_exec(
     cmd: Annotated[list[str], typer.Argument(help="Command to run (after --).")],
     name: NameOption = None,

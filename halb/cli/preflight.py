@@ -14,14 +14,12 @@ from halb.cli.common import (
     app,
     err,
     exit_with,
-    handle_errors,
     out,
     print_json,
 )
 
 
 @app.command()
-@handle_errors
 def preflight(
     config: ConfigOption = DEFAULT_CONFIG,
     json_out: JsonOption = False,

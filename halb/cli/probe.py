@@ -13,7 +13,6 @@ from halb.cli.common import (
     JsonOption,
     app,
     exit_with,
-    handle_errors,
     out,
     print_json,
 )
@@ -61,7 +60,6 @@ def _probe_table(s: pr.ProbeSummary) -> Table:
 
 
 @app.command()
-@handle_errors
 def probe(
     config: ConfigOption = DEFAULT_CONFIG,
     json_out: JsonOption = False,

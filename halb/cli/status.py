@@ -8,7 +8,6 @@ from halb.cli.common import (
     JsonOption,
     app,
     exit_with,
-    handle_errors,
     out,
     print_json,
 )
@@ -16,7 +15,6 @@ from halb.errors import ExitStatus
 
 
 @app.command()
-@handle_errors
 def status(config: ConfigOption = DEFAULT_CONFIG, json: JsonOption = False) -> None:
     """VRRP state, VIP holders, HAProxy and backend health per LB host (exit 1 on a problem)."""
     from halb import status as st

@@ -15,7 +15,6 @@ from halb.cli.common import (
     app,
     err,
     exit_with,
-    handle_errors,
     one_line,
     out,
     print_json,
@@ -33,7 +32,6 @@ _STYLE = {
 
 
 @app.command()
-@handle_errors
 def up(
     config: ConfigOption = DEFAULT_CONFIG,
     until: Annotated[

@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from halb.cli import app
-from halb.cli.common import MAX_LINE, error_lines, handle_errors, one_line
+from halb.cli.common import MAX_LINE, error_lines, one_line
 from halb.errors import ExitStatus, InputError, Interrupted, SpecError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "installers"
@@ -61,14 +61,21 @@ def test_error_lines_one_per_finding_and_bounded() -> None:
 
 def test_ctrl_c_is_the_interrupted_error() -> None:
     assert Interrupted.exit_status == ExitStatus.INTERRUPTED == 130
+    from halb.cli.common import _Group
 
-    @handle_errors
+    t = typer.Typer(cls=_Group)
+
+    @t.callback()
+    def root() -> None:
+        pass
+
+    @t.command()
     def command() -> None:
         raise KeyboardInterrupt
 
-    with pytest.raises(typer.Exit) as info:
-        command()
-    assert info.value.exit_code == 130
+    r = runner.invoke(t, ["command"])
+    assert r.exit_code == 130
+    assert r.stderr.strip() == "error: interrupted"
 
 
 def spec_file(tmp_path: Path) -> Path:
