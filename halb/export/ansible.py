@@ -41,6 +41,7 @@ from halb.paths import (
 from halb.render import HostFiles
 from halb.services import SUPERVISED, start_argv, validate_argv
 from halb.spec import Cluster
+from halb.spec.profiles import vip_wait
 
 ROLE = "halb_lb"
 HOST_FILES = "host_files"
@@ -148,7 +149,7 @@ def _playbook(cluster: Cluster) -> str:
         "vars": {
             "halb_export_root": "{{ playbook_dir }}/" + HOST_FILES,
             # as long as halb deploy waits for one holder per VIP
-            "halb_vip_wait": int(max(10.0, 4 * cluster.advert_int + 5)),
+            "halb_vip_wait": int(vip_wait(cluster.advert_int)),
             **_password_vars(cluster),
         },
         "roles": [ROLE],
