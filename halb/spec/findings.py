@@ -8,7 +8,8 @@ from typing import Literal
 
 from halb.errors import SpecError
 
-Severity = Literal["error", "warning"]
+# a note explains a choice halb made (exit 0); a warning is a risk the user should weigh
+Severity = Literal["error", "warning", "note"]
 
 
 @dataclass(frozen=True)
