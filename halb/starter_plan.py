@@ -20,7 +20,6 @@ from halb.inventory import Inventory
 from halb.roles import GROUP_NAMES, Role, backend_group, role_group
 
 
-
 @dataclass(frozen=True)
 class InstallerBlock:
     kind: str  # kubesphere | kubekey | kubespray | command

@@ -19,11 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from halb import redirect
 from halb.deploy.plan import Action, FileStep, HostPlan, ServiceAction
 from halb.deploy.report import HostResult, HostState
 from halb.errors import DeployError, HalbError
 from halb.facts.ipaddr import IP_ADDR, IfAddr, parse_ip_addr
-from halb.paths import BACKUP_DIR, KEEPALIVED_CONF, RUNTIME_DIRS, SYSCTL_CONF
+from halb.paths import BACKUP_DIR, KEEPALIVED_CONF, REDIRECT_NFT, RUNTIME_DIRS, SYSCTL_CONF
 from halb.services import (
     CONFIG_OF,
     SERVICES,
@@ -77,6 +78,7 @@ class _Step:
 
     argv: list[str]
     kind: str  # validate | backup | move | sysctl | daemon-reload | reload | verify | addrs
+    # | redirect
     files: tuple[FileStep, ...] = ()
     service: ServiceName | None = None
 
@@ -178,7 +180,7 @@ class HostDeployer:
         steps: list[_Step] = []
         # Everything but keepalived.conf is checked before any live file is touched.
         for f in changed:
-            if f.validator in ("haproxy", "script"):
+            if f.validator in ("haproxy", "script", "nft"):
                 steps.append(self._validate_step(f, self.applied.temps[f.path]))
         updates = tuple(f for f in changed if f.action == Action.UPDATE)
         if updates:
@@ -204,6 +206,8 @@ class HostDeployer:
             verify = self.svc.pids_argv(SERVICES)
             if verify is not None:
                 steps += [_Step(verify, "verify"), _Step(IP_ADDR, "addrs")]
+            # after HAProxy runs on its new config: the table goes in with the files
+            steps.append(self._redirect_step())
         self._run_chain(steps)
         if hp.daemon_reload and reload_argv is None:
             self.svc.daemon_reload()
@@ -211,6 +215,15 @@ class HostDeployer:
             self._services()
         if self.haproxy_pid is None:
             self.haproxy_pid = self._verify()
+        if starts:
+            self._run_chain([self._redirect_step()])
+
+    def _redirect_step(self) -> _Step:
+        """Load halb's nftables redirect with the VIPs healthy now, or remove a table a
+        former spec left (halb/redirect.py)."""
+        if any(f.path == REDIRECT_NFT for f in self.hp.files):
+            return _Step(redirect.LOAD_ARGV, "redirect")
+        return _Step(redirect.REMOVE_ARGV, "redirect")
 
     def _services(self) -> None:
         """Start what does not run (a new host), reload the rest, one command at a time."""
@@ -280,6 +293,8 @@ class HostDeployer:
     def _validate_step(self, f: FileStep, path: str) -> _Step:
         if f.validator == "script":
             argv = ["sh", "-n", path]
+        elif f.validator == "nft":
+            argv = redirect.validate_argv(path)
         else:
             argv = validate_argv("haproxy" if f.validator == "haproxy" else "keepalived", path)
         return _Step(argv, "validate", (f,))
@@ -354,6 +369,12 @@ class HostDeployer:
             self.haproxy_pid = pids["haproxy"]
         elif step.kind == "addrs":
             self.addrs = parse_ip_addr(out) if rc == 0 else None
+        elif step.kind == "redirect":
+            if rc != 0:
+                raise DeployError(
+                    f"{host}: loading halb's nftables redirect failed: {_text(out, rc)}"
+                )
+            self.say("nftables redirect loaded")
         elif rc != 0:
             raise self.t.error(f"{step.kind} failed (exit {rc}): {_text(out, rc)}")
 
@@ -391,6 +412,10 @@ class HostDeployer:
             )
         if SYSCTL_CONF in restore:
             self.t.run(["sysctl", "-q", "-p", SYSCTL_CONF], timeout=30)
+        if REDIRECT_NFT in restore or REDIRECT_NFT in remove:
+            # the former table back, or none: nothing of this deploy's redirect stays
+            argv = redirect.LOAD_ARGV if REDIRECT_NFT in restore else redirect.REMOVE_ARGV
+            self.t.run(argv, timeout=30, check=True)
         for name in reversed(self.applied.started):
             self.svc.stop(name)
         for name in self.applied.reloaded:

@@ -25,7 +25,6 @@ from halb.spec.profiles import (
     derive_router_id,
 )
 
-
 # HAProxy's first internal port for a redirected frontend (the port OpenShift's on-prem
 # load balancer uses for the same job); outside the NodePort range 30000-32767 and the
 # kernel's ephemeral range 32768-60999, so neither kube-proxy nor a client takes it.
