@@ -31,6 +31,15 @@ REMOVE_ARGV = [
     f"command -v nft >/dev/null 2>&1 || exit 0; nft list table ip {REDIRECT_TABLE} "
     f">/dev/null 2>&1 || exit 0; nft delete table ip {REDIRECT_TABLE}",
 ]
+# Preflight: nft parses and the kernel accepts a NAT table of the redirect's shape (-c:
+# checked, nothing added).
+PROBE_ARGV = [
+    "sh",
+    "-c",
+    "command -v nft >/dev/null 2>&1 || { echo 'nft: not found' >&2; exit 127; }; "
+    "printf '%s\\n' 'table ip halb_probe { chain p { type nat hook prerouting priority -120; }; "
+    "chain o { type nat hook output priority -120; }; }' | nft -c -f -",
+]
 # What `halb status` shows: the set's elements, or that the table is absent.
 STATUS_ARGV = [
     "sh",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from halb import redirect
 from halb.errors import TransportError
 from halb.facts import firewall as fw
 from halb.facts.ipaddr import IP_ADDR_V4, IP_LINK, ipv4, parse_ip_addr, parse_ip_link, subnet_for
@@ -115,6 +116,8 @@ class HostCheck:
                 if replies is not None:
                     arp.update({vip: tuple(replies) for vip in probe})
         self._ports()
+        if self.c.redirected:
+            self._nftables()
         self._firewall(links)
         return HostFindings(self.h.name, tuple(self.out), arp, (), mac, reachable=True)
 
@@ -179,8 +182,26 @@ class HostCheck:
         if rc != 0:
             self.add("ports", Level.WARN, f"could not list listeners: {last_line(err)}")
             return
-        fronts = [(f.name, f.address, f.port) for f in self.c.frontends]
+        # a redirected frontend's HAProxy binds its internal port; the public one stays
+        # with the host's own backend (halb/redirect.py)
+        fronts = [(f.name, f.address, f.bind_port) for f in self.c.frontends]
         self.out.extend(port_results(self.h.name, parse_ss(out), fronts))
+
+    def _nftables(self) -> None:
+        """The redirect needs nft and NAT hooks: check a table of its shape, add nothing."""
+        rc, out, err = self.sh(redirect.PROBE_ARGV)
+        if rc == 0:
+            self.add(
+                "nftables", Level.OK, "nft can load halb's redirect (NAT at prerouting, output)"
+            )
+        else:
+            why = last_line(err) or last_line(out) or f"exit {rc}"
+            self.add(
+                "nftables",
+                Level.FAIL,
+                f"halb's redirect of the public ports needs nftables with NAT ({why}): install "
+                "nftables, or give the frontends ports of their own (frontends.NAME.port)",
+            )
 
     def _peers(self) -> list[str]:
         return [h.ip for h in self.c.lb_hosts if h.ip and h.name != self.h.name]

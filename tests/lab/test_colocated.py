@@ -1,0 +1,111 @@
+"""The KubeSphere guide's six machines (3 masters with etcd, 3 workers, no [lb] group) on
+the lab: the masters carry the VIP beside the apiserver stand-in on 0.0.0.0:6443 and every
+host answers 30880 on every address. halb keeps VIP:6443 and VIP:30880 through its
+nftables redirect, balanced over every backend, and the redirect follows HAProxy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from halb.lab import Lab
+from halb.paths import HAPROXY_PIDFILE, REDIRECT_TABLE
+from halb.redirect import STATUS_ARGV, parse_status
+
+pytestmark = pytest.mark.lab
+
+# n requests through the VIP, each on a new connection; prints one body per line
+MANY = """
+import ssl, sys, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for _ in range(n):
+    try:
+        print(urllib.request.urlopen(url, timeout=2, context=ctx).read().decode().strip())
+    except Exception as e:
+        print("ERR", type(e).__name__)
+"""
+
+
+@pytest.fixture(scope="module")
+def six(lab_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
+    lab = lab_factory(lbs=0, masters=3, nodes=3)
+    cp = lab.run("taskbox", ["halb", "up", "-c", str(lab.dir / "halb.yaml")], timeout=240)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    yield lab
+
+
+def answers(lab: Lab, host: str, url: str, n: int) -> list[str]:
+    cp = lab.run(host, ["python3", "-c", MANY, url, str(n)], timeout=120)
+    return cp.stdout.split("\n")[:-1]
+
+
+def holder(lab: Lab) -> str:
+    holders = lab.vip_holders()[lab.vip_internal]
+    assert len(holders) == 1, holders
+    return holders[0]
+
+
+def redirect_vips(lab: Lab, host: str) -> tuple[str, ...]:
+    return parse_status(lab.run(host, STATUS_ARGV).stdout).vips
+
+
+def test_public_ports_kept_and_balanced_over_every_backend(six: Lab) -> None:
+    common = (six.dir / "conf" / "common.yaml").read_text()
+    assert f"address: {six.vip_internal}\n  port: 6443" in common
+    api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 12)
+    assert set(api) == {f"apiserver {m}" for m in six.masters}, api
+    console = answers(six, "taskbox", f"http://{six.vip_external}:30880/", 24)
+    assert set(console) == {f"console {h}" for h in six.masters + six.nodes}, console
+    # the holder's own requests go through HAProxy too (the output hook), not only to itself
+    h = holder(six)
+    own = answers(six, h, f"http://{six.vip_external}:30880/", 12)
+    assert len(set(own)) > 1 and not any(a.startswith("ERR") for a in own), own
+    for m in six.masters:
+        assert set(redirect_vips(six, m)) == {six.vip_internal, six.vip_external}
+
+
+def test_apiserver_dying_on_the_holder_costs_nothing(six: Lab) -> None:
+    h = holder(six)
+    six.set_readyz(h, 500)
+    try:
+        time.sleep(8)  # HAProxy's checks: inter 2s fall 3
+        api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 12)
+        assert not any(a.startswith("ERR") for a in api), api
+        assert set(api) == {f"apiserver {m}" for m in six.masters if m != h}, api
+    finally:
+        six.set_readyz(h, None)
+
+
+def test_haproxy_killed_on_the_holder_drops_the_redirect_at_once(six: Lab) -> None:
+    h = holder(six)
+    pid = six.run(h, ["head", "-n1", HAPROXY_PIDFILE]).stdout.strip()
+    t0 = time.monotonic()
+    six.run(h, ["kill", "-9", pid])
+    gone = None
+    deadline = t0 + 5
+    while time.monotonic() < deadline:
+        if not redirect_vips(six, h):
+            gone = time.monotonic() - t0
+            break
+        time.sleep(0.005)
+    assert gone is not None, "the redirect stayed after HAProxy exited"
+    print(f"redirect dropped {gone * 1000:.0f} ms after kill -9 (incl. one nft list per poll)")
+    # the VIP never answers nothing: the old holder's own backend, then the new holder
+    api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 10)
+    console = answers(six, "taskbox", f"http://{six.vip_external}:30880/", 10)
+    assert not any(a.startswith("ERR") for a in api + console), api + console
+    # halb deploy starts HAProxy again; the redirect comes back with it
+    cp = six.run("taskbox", ["halb", "deploy", "-c", str(six.dir / "halb.yaml")], timeout=120)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not redirect_vips(six, h):
+        time.sleep(0.1)
+    assert set(redirect_vips(six, h)) == {six.vip_internal, six.vip_external}
+
+
+def test_table_is_halbs_own_and_goes_with_the_lab(six: Lab) -> None:
+    out = six.run(six.masters[0], ["nft", "list", "tables"]).stdout
+    assert f"table ip {REDIRECT_TABLE}" in out
