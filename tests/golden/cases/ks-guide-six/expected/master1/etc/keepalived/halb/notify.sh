@@ -7,11 +7,12 @@ type=$1 name=$2 state=$3 prio=$4
 case "$name" in
     ''|*[!A-Za-z0-9_.-]*|.*) exit 0 ;;  # a file name below /run/halb, nothing else
 esac
-[ "${#name}" -le 64 ] || exit 0
+[ "${#name}" -le 64 ] || exit 0# The public ports follow HAProxy's health first of all: FAULT (HAProxy exited) drops this
+# VIP from halb's redirect before anything else runs; the other states check and restore it.
+"/etc/keepalived/halb/redirect.sh" sync "$name" "$state" 2>/dev/null
+
 mkdir -p /run/halb /var/log/halb
 printf '%s\n' "$state" > "/run/halb/vrrp-$name.state.tmp" && mv -f "/run/halb/vrrp-$name.state.tmp" "/run/halb/vrrp-$name.state"
-# the public ports follow HAProxy's health at once: FAULT drops this VIP from the redirect
-"/etc/keepalived/halb/redirect.sh" sync "$name" 2>/dev/null
 line="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ) $(uname -n) $type $name $state prio=$prio"
 printf '%s\n' "$line" >> /var/log/halb/notify.log
 command -v logger >/dev/null 2>&1 && logger -t halb-vrrp -- "$line" 2>/dev/null

@@ -3,10 +3,12 @@
 # halb's redirect of the public ports on master3 (rules in redirect.nft beside it).
 #   redirect.sh load            (deploy) load the table whole, with the VIPs that are
 #                               healthy now in its set: one nft transaction
-#   redirect.sh sync INSTANCE   (notify.sh, at each VRRP state change) the instance's VIP in
-#                               the set unless keepalived reports it FAULT (HAProxy exited)
+#   redirect.sh sync INSTANCE [STATE]
+#                               (notify.sh, at each VRRP state change) FAULT (HAProxy exited):
+#                               the instance's VIP out of the set at once, with no other
+#                               command first; else in the set if HAProxy is healthy
 #   redirect.sh remove          delete the table
-#   redirect.sh status          print "active VIP..." or "inactive"
+# After a reboot the table is gone until keepalived's first state change: sync loads it.
 # No value from the spec or the inventory reaches this script but checked addresses.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 dir=${0%/*}
@@ -16,8 +18,9 @@ vip_of() {
         *) return 1 ;;
     esac
 }
-healthy() {  # $1 = instance: HAProxy runs and keepalived does not report FAULT
-    [ "$(cat /run/halb/vrrp-"$1".state 2>/dev/null)" != FAULT ] || return 1
+healthy() {  # $1 = instance, $2 = its state (default: the one notify.sh last recorded)
+    state=${2:-$(cat /run/halb/vrrp-"$1".state 2>/dev/null)}
+    [ "$state" != FAULT ] || return 1
     [ "$(cat /run/halb-haproxy.exited 2>/dev/null)" != 1 ] || return 1
     "$dir/check_haproxy.sh"
 }
@@ -31,7 +34,12 @@ load)
     ;;
 sync)
     vip=$(vip_of "${2-}") || exit 0
-    if healthy "$2"; then
+    if [ "${3-}" = FAULT ]; then
+        nft delete element ip halb_redirect healthy "{ $vip }" 2>/dev/null
+        exit 0
+    fi
+    nft list table ip halb_redirect >/dev/null 2>&1 || exec sh "$0" load
+    if healthy "$2" "${3-}"; then
         nft add element ip halb_redirect healthy "{ $vip }"
     else
         nft delete element ip halb_redirect healthy "{ $vip }" 2>/dev/null || :
@@ -41,13 +49,8 @@ remove)
     nft list table ip halb_redirect >/dev/null 2>&1 || exit 0
     nft delete table ip halb_redirect
     ;;
-status)
-    out=$(nft list set ip halb_redirect healthy 2>/dev/null) || { echo absent; exit 0; }
-    vips=$(printf '%s\n' "$out" | sed -n 's/.*elements = { *\(.*\) *}.*/\1/p' | tr -d ',')
-    if [ -n "$vips" ]; then echo "active $vips"; else echo inactive; fi
-    ;;
 *)
-    echo "usage: redirect.sh load|sync INSTANCE|remove|status" >&2
+    echo "usage: redirect.sh load|sync INSTANCE|remove" >&2
     exit 2
     ;;
 esac
