@@ -5,13 +5,16 @@ nftables redirect, balanced over every backend, and the redirect follows HAProxy
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from halb.lab import Lab
-from halb.paths import HAPROXY_PIDFILE, REDIRECT_TABLE
+from halb.paths import HAPROXY_PIDFILE, REDIRECT_NFT, REDIRECT_TABLE
 from halb.redirect import STATUS_ARGV, parse_status
 
 pytestmark = pytest.mark.lab
@@ -109,3 +112,67 @@ def test_haproxy_killed_on_the_holder_drops_the_redirect_at_once(six: Lab) -> No
 def test_table_is_halbs_own_and_goes_with_the_lab(six: Lab) -> None:
     out = six.run(six.masters[0], ["nft", "list", "tables"]).stdout
     assert f"table ip {REDIRECT_TABLE}" in out
+
+
+def test_status_shows_the_redirect_per_host(six: Lab) -> None:
+    cp = six.run("taskbox", ["halb", "status", "--json", "-c", str(six.dir / "halb.yaml")])
+    doc = json.loads(cp.stdout)
+    for h in doc["hosts"]:
+        assert h["redirect"].startswith("active "), h
+        assert six.vip_internal in h["redirect"] and six.vip_external in h["redirect"]
+    text = six.run("taskbox", ["halb", "status", "-c", str(six.dir / "halb.yaml")]).stdout
+    assert f"redirect active {six.vip_internal}, {six.vip_external}" in text, text
+
+
+def squat(lab: Lab, host: str, address: str, port: int) -> subprocess.Popen[str]:
+    """A process on `host` that holds address:port, as a port HAProxy then cannot bind."""
+    p = subprocess.Popen(
+        [*lab.enter_argv(host), "python3", "-c",
+         "import socket, time\ns = socket.socket()\n"
+         "s.setsockopt(socket.SOL_IP, 15, 1)\n"  # IP_FREEBIND: the VIP may be elsewhere
+         f"s.bind(({address!r}, {port}))\ns.listen(8)\nprint('bound', flush=True)\n"
+         "time.sleep(90)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert p.stdout is not None and p.stdout.readline().strip() == "bound"
+    return p
+
+
+def tables(lab: Lab, host: str) -> str:
+    return lab.run(host, ["nft", "list", "ruleset"]).stdout
+
+
+def test_rolled_back_change_puts_the_former_table_back(six: Lab) -> None:
+    spec = six.dir / "halb-9450.yaml"
+    data = yaml.safe_load(six.spec.read_text())
+    data["frontends"]["console"]["listen_port"] = 9450
+    spec.write_text(yaml.safe_dump(data))
+    before = {m: tables(six, m) for m in six.masters}
+    assert all(":9446" in t for t in before.values())
+    squatter = squat(six, six.masters[1], six.vip_external, 9450)
+    try:
+        cp = six.run("taskbox", ["halb", "deploy", "--json", "-c", str(spec)], timeout=180)
+    finally:
+        squatter.kill()
+        squatter.wait()
+    doc = json.loads(cp.stdout)
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    assert {h["status"] for h in doc["hosts"].values()} == {"rolled-back"}, doc["hosts"]
+    for m in six.masters:
+        assert tables(six, m) == before[m]  # the former table, its set as it was
+    console = answers(six, "taskbox", f"http://{six.vip_external}:30880/", 6)
+    assert not any(a.startswith("ERR") for a in console), console
+
+
+def test_rolled_back_first_deploy_leaves_no_table(lab_factory) -> None:  # type: ignore[no-untyped-def]
+    lab = lab_factory(lbs=0, masters=2, nodes=1)
+    squatter = squat(lab, lab.masters[1], lab.vip_internal, 9445)
+    try:
+        cp = lab.run("taskbox", ["halb", "deploy", "--json", "-c", str(lab.spec)], timeout=180)
+    finally:
+        squatter.kill()
+        squatter.wait()
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    for m in lab.masters:
+        assert REDIRECT_TABLE not in tables(lab, m)
+        assert lab.run(m, ["test", "-e", REDIRECT_NFT]).returncode != 0
