@@ -19,17 +19,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from halb.paths import REDIRECT_SCRIPT, REDIRECT_TABLE
+from halb.paths import REDIRECT_NFT, REDIRECT_SCRIPT, REDIRECT_TABLE
 
 # Load the table with the VIPs that are healthy now: one `nft -f` transaction.
 LOAD_ARGV = ["sh", REDIRECT_SCRIPT, "load"]
-# The table gone, whether or not halb's script is still on the host (a spec that no
-# longer needs the redirect, a rolled-back first deploy).
-REMOVE_ARGV = [
+_DROP = (
+    f"command -v nft >/dev/null 2>&1 || exit 0; nft list table ip {REDIRECT_TABLE} "
+    f">/dev/null 2>&1 || exit 0; nft delete table ip {REDIRECT_TABLE}"
+)
+# The table gone (a rolled-back deploy that created it).
+DROP_ARGV = ["sh", "-c", _DROP]
+# A deploy whose spec needs no redirect: drop the table a former spec left, which the
+# former spec's redirect.nft still on the host tells; a host that never had one runs no nft.
+STALE_ARGV = ["sh", "-c", f"[ -e {REDIRECT_NFT} ] || exit 0; {_DROP}"]
+# Its rollback: the former table back, if the former spec had one.
+RELOAD_IF_PRESENT_ARGV = [
     "sh",
     "-c",
-    f"command -v nft >/dev/null 2>&1 || exit 0; nft list table ip {REDIRECT_TABLE} "
-    f">/dev/null 2>&1 || exit 0; nft delete table ip {REDIRECT_TABLE}",
+    f"[ -e {REDIRECT_NFT} ] || exit 0; exec sh {REDIRECT_SCRIPT} load",
 ]
 # Preflight: nft parses and the kernel accepts a NAT table of the redirect's shape (-c:
 # checked, nothing added).

@@ -223,7 +223,7 @@ class HostDeployer:
         former spec left (halb/redirect.py)."""
         if any(f.path == REDIRECT_NFT for f in self.hp.files):
             return _Step(redirect.LOAD_ARGV, "redirect")
-        return _Step(redirect.REMOVE_ARGV, "redirect")
+        return _Step(redirect.STALE_ARGV, "redirect")
 
     def _services(self) -> None:
         """Start what does not run (a new host), reload the rest, one command at a time."""
@@ -412,10 +412,13 @@ class HostDeployer:
             )
         if SYSCTL_CONF in restore:
             self.t.run(["sysctl", "-q", "-p", SYSCTL_CONF], timeout=30)
-        if REDIRECT_NFT in restore or REDIRECT_NFT in remove:
-            # the former table back, or none: nothing of this deploy's redirect stays
-            argv = redirect.LOAD_ARGV if REDIRECT_NFT in restore else redirect.REMOVE_ARGV
-            self.t.run(argv, timeout=30, check=True)
+        # the former table back, or none: nothing of this deploy's redirect stays
+        if REDIRECT_NFT in restore:
+            self.t.run(redirect.LOAD_ARGV, timeout=30, check=True)
+        elif REDIRECT_NFT in remove:
+            self.t.run(redirect.DROP_ARGV, timeout=30, check=True)
+        elif not any(f.path == REDIRECT_NFT for f in self.hp.files):
+            self.t.run(redirect.RELOAD_IF_PRESENT_ARGV, timeout=30, check=True)
         for name in reversed(self.applied.started):
             self.svc.stop(name)
         for name in self.applied.reloaded:
