@@ -9,6 +9,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -176,3 +177,23 @@ def test_rolled_back_first_deploy_leaves_no_table(lab_factory) -> None:  # type:
     for m in lab.masters:
         assert REDIRECT_TABLE not in tables(lab, m)
         assert lab.run(m, ["test", "-e", REDIRECT_NFT]).returncode != 0
+
+
+def test_drain_and_undrain_carry_the_redirected_ports(six: Lab, client_load) -> None:  # type: ignore[no-untyped-def]
+    h = holder(six)
+
+    def halb(*args: str) -> dict[str, Any]:
+        cp = six.run("taskbox", ["halb", *args, "--json", "-c", str(six.spec)], timeout=90)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        return dict(json.loads(cp.stdout))
+
+    with client_load(six) as drained:
+        doc = halb("drain", h)
+    assert doc["drained"] == [h] and holder(six) != h
+    with client_load(six) as undrained:
+        halb("undrain", h)
+    assert holder(six) == h
+    print(f"drain: {drained['ok']} ok, failed {drained['failed']}; "
+          f"undrain: {undrained['ok']} ok, failed {undrained['failed']}")  # fmt: skip
+    assert drained["ok"] > 100 and undrained["ok"] > 100
+    assert drained["failed"] == [] and undrained["failed"] == []
