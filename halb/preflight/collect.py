@@ -6,6 +6,7 @@ the findings to `judge`. Only `--open-firewall` changes a host (see open_firewal
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -185,7 +186,11 @@ class HostCheck:
         # a redirected frontend's HAProxy binds its internal port; the public one stays
         # with the host's own backend (halb/redirect.py)
         fronts = [(f.name, f.address, f.bind_port) for f in self.c.frontends]
-        self.out.extend(port_results(self.h.name, parse_ss(out), fronts))
+        for r in port_results(self.h.name, parse_ss(out), fronts):
+            for f in self.c.redirected:  # there, the key to change is the internal port
+                old, new = f"frontends.{f.name}.port", f"frontends.{f.name}.listen_port"
+                r = dataclasses.replace(r, message=r.message.replace(old, new))
+            self.out.append(r)
 
     def _nftables(self) -> None:
         """The redirect needs nft and NAT hooks: check a table of its shape, add nothing."""

@@ -197,3 +197,35 @@ def test_drain_and_undrain_carry_the_redirected_ports(six: Lab, client_load) -> 
           f"undrain: {undrained['ok']} ok, failed {undrained['failed']}")  # fmt: skip
     assert drained["ok"] > 100 and undrained["ok"] > 100
     assert drained["failed"] == [] and undrained["failed"] == []
+
+
+def test_preflight_checks_nft_and_haproxys_internal_ports(six: Lab) -> None:
+    def preflight() -> tuple[int, list[dict[str, Any]]]:
+        cp = six.run("taskbox", ["halb", "preflight", "--json", "-c", str(six.spec)], timeout=90)
+        return cp.returncode, list(json.loads(cp.stdout)["checks"])
+
+    rc, checks = preflight()
+    assert rc == 0, [c for c in checks if c["level"] != "ok"]
+    nft = [c for c in checks if c["check"] == "nftables"]
+    assert {c["host"] for c in nft} == set(six.masters)
+    assert all(c["level"] == "ok" for c in nft), nft
+    ports = [c["message"] for c in checks if c["check"] == "ports" and c["host"] == "master1"]
+    assert f"apiserver {six.vip_internal}:9445 bound by our haproxy" in ports, ports
+    # the public port stays with the host's own apiserver: not a conflict
+    assert not any(":6443" in p for p in ports), ports
+    # another process on an internal port is one, and named
+    spec = six.dir / "halb-9460.yaml"
+    data = yaml.safe_load(six.spec.read_text())
+    data["frontends"]["apiserver"]["listen_port"] = 9460
+    spec.write_text(yaml.safe_dump(data))
+    squatter = squat(six, "master3", six.vip_internal, 9460)
+    try:
+        cp = six.run("taskbox", ["halb", "preflight", "--json", "-c", str(spec)], timeout=90)
+    finally:
+        squatter.kill()
+        squatter.wait()
+    assert cp.returncode == 2, cp.stdout + cp.stderr  # bad input: choose another port
+    bad = [c for c in json.loads(cp.stdout)["checks"] if c["level"] == "fail"]
+    assert [c["host"] for c in bad] == ["master3"], bad
+    assert f"cannot bind {six.vip_internal}:9460" in bad[0]["message"]
+    assert "frontends.apiserver.listen_port" in bad[0]["message"]
