@@ -83,6 +83,20 @@ def test_apiserver_dying_on_the_holder_costs_nothing(six: Lab) -> None:
         six.set_readyz(h, None)
 
 
+def test_no_healthy_backend_falls_through_to_the_holders_own_apiserver(six: Lab) -> None:
+    h = holder(six)
+    for m in six.masters:
+        six.set_readyz(m, 500)
+    try:
+        time.sleep(8)  # HAProxy's checks: inter 2s fall 3
+        api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 6)
+        assert set(api) == {f"apiserver {h}"}, api
+    finally:
+        for m in six.masters:
+            six.set_readyz(m, None)
+    time.sleep(6)  # rise 2
+
+
 def test_haproxy_killed_on_the_holder_drops_the_redirect_at_once(six: Lab) -> None:
     h = holder(six)
     pid = six.run(h, ["head", "-n1", HAPROXY_PIDFILE]).stdout.strip()

@@ -58,7 +58,7 @@ def test_the_guides_six_machines_keep_the_public_ports() -> None:
     assert 'sync "$name" "$state"' in files[NOTIFY_SCRIPT].content
     cfg = files["/etc/haproxy/haproxy.cfg"].content
     assert "bind 192.168.0.253:9445" in cfg and "bind 192.168.0.253:6443" not in cfg
-    assert "server local_fallback 192.168.0.2:6443 backup" in cfg
+    assert "server local_fallback 192.168.0.2:6443 backup no-check" in cfg
 
 
 def test_dedicated_lb_hosts_render_no_redirect() -> None:
