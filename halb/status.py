@@ -22,6 +22,7 @@ from halb.facts.lbstate import LbFacts, gather_host
 from halb.facts.lbstate import facts_from_output as facts_from_output
 from halb.facts.lbstate import parse_vrrp_state as parse_vrrp_state
 from halb.facts.lbstate import split_sections as split_sections
+from halb.paths import REDIRECT_SCRIPT
 from halb.services import manager
 from halb.spec import Cluster
 from halb.transport import TransportFactory, for_host
@@ -218,8 +219,9 @@ def _redirect_text(
         return None
     if f.redirect is None:
         problems.append(
-            f"{f.host}: halb's nftables redirect is not loaded; the public ports reach this "
-            "host's own backends only (run halb deploy)"
+            f"{f.host}: halb's nftables redirect is not loaded (a flushed ruleset?); the "
+            "public ports reach this host's own backends only until keepalived's next state "
+            f"change; `sh {REDIRECT_SCRIPT} load` on the host loads it now"
         )
         return "absent"
     missing = [v for v in want if v.address not in f.redirect]
