@@ -3,12 +3,13 @@
 that carry the VIP beside the apiserver, 3 nodes, no LB hosts). Needs root; builds its own
 lab and always takes it down.
 
-1. The switch. On the VIP holder, one shell script kills HAProxy's master (SIGKILL) and
-   polls halb's set (`nft list set`, a few ms per poll, on the host itself) until no VIP
-   is left in it: the time from the kill to the redirect gone, so VIP traffic falls
-   through to the host's own apiserver / NodePort. Then `halb deploy` starts HAProxy again
-   and the time from its end until both VIPs are back in the set is taken (keepalived
-   leaves FAULT after chk_haproxy's `rise 2`, 1 s apart). N rounds.
+1. The switch. On the VIP holder, a script starts `nft monitor` (line-buffered, each chunk
+   stamped as it arrives) and kills HAProxy's master (SIGKILL): the time from the kill to
+   each VIP's element leaving halb's set, after which VIP traffic falls through to the
+   host's own apiserver / NodePort. Then `halb deploy` starts HAProxy again; "back" = the
+   later notify.sh log line that leaves FAULT (written just after `redirect.sh sync` put
+   the element back) minus the exit file's mtime, which HAProxy's watcher writes at its
+   start (keepalived leaves FAULT after chk_haproxy's `rise 2`, 1 s apart). N rounds.
 2. The data plane. wrk in the taskbox, a new connection per request (`Connection:
    close`), the three paths alternating in each round: VIP:30880 (the redirect, then
    HAProxy, 6 console backends), VIP:9446 (HAProxy's own port: the same path without the
@@ -25,28 +26,63 @@ import argparse
 import statistics
 import sys
 import time
+from datetime import UTC, datetime
 
 from labbench import header, lab, parse_wrk, spread, write_section, wrk_command
 
 from halb.lab import Lab
-from halb.paths import HAPROXY_PIDFILE, REDIRECT_TABLE
+from halb.paths import HAPROXY_EXIT_FILE, HAPROXY_PIDFILE, LOG_DIR, REDIRECT_TABLE
 from halb.redirect import STATUS_ARGV, parse_status
 
 BEGIN, END = "<!-- REDIRECT:BEGIN -->", "<!-- REDIRECT:END -->"
 
-# On the holder: kill HAProxy's master, then poll the set until it is empty (at most ~5 s);
-# prints "microseconds polls".
+# On the holder: `nft monitor` (line-buffered, read by a thread that stamps each chunk as it
+# arrives), then kill -9 of HAProxy's master; prints the kill's ns and the ns at which each
+# element left halb's set (a flush of the set shows as one delete per element; at most 5 s).
 SWITCH = f"""
-pid=$(head -n 1 {HAPROXY_PIDFILE})
-t0=$(date +%s%N)
-kill -9 "$pid"
-n=0
-while nft list set ip {REDIRECT_TABLE} healthy | grep -q 'elements'; do
-    n=$((n + 1)); [ "$n" -gt 2000 ] && break
-done
-t1=$(date +%s%N)
-echo $(( (t1 - t0) / 1000 )) $n
+import os, subprocess, threading, time
+mon = subprocess.Popen(["stdbuf", "-oL", "nft", "monitor"], stdout=subprocess.PIPE)
+got = []
+def read():
+    while True:
+        data = os.read(mon.stdout.fileno(), 65536)
+        if not data:
+            return
+        got.append((time.time_ns(), data.decode()))
+threading.Thread(target=read, daemon=True).start()
+time.sleep(0.3)
+pid = int(open("{HAPROXY_PIDFILE}").readline())
+t0 = time.time_ns()
+os.kill(pid, 9)
+end = time.monotonic() + 5
+def gone():
+    return [t for t, d in got for line in d.splitlines()
+            if line.startswith("delete element ip {REDIRECT_TABLE} healthy")]
+while len(gone()) < 2 and time.monotonic() < end:
+    time.sleep(0.01)
+mon.terminate()
+print(t0, *gone())
 """
+NOTIFY_LOG = f"{LOG_DIR}/notify.log"
+
+
+def ns_of(stamp: str) -> int:
+    """2026-12-06T10:05:01.123456789Z -> ns since the epoch."""
+    whole, _, frac = stamp.rstrip("Z").partition(".")
+    t = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return int(t.timestamp()) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
+
+
+def notify_lines(L: Lab, h: str, since_ns: int) -> list[tuple[int, str, str]]:
+    """(ns, instance, state) of the notify log lines at or after since_ns."""
+    out = []
+    for line in L.run(h, ["tail", "-n", "40", NOTIFY_LOG]).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 5:
+            ns = ns_of(parts[0])
+            if ns >= since_ns:
+                out.append((ns, parts[3], parts[4]))
+    return out
 
 
 def holder(L: Lab) -> str:
@@ -62,19 +98,37 @@ def deploy(L: Lab) -> None:
         sys.exit(f"deploy failed: {r.stdout[-2000:]}{r.stderr[-2000:]}")
 
 
-def switch_round(L: Lab) -> tuple[float, int, float]:
-    """(ms from kill to the redirect gone, polls, s from the restart to it back)."""
+def switch_round(L: Lab) -> tuple[float, float, float]:
+    """(ms from the kill to the first and to the second VIP out of the redirect, s from
+    HAProxy's restart to both back in)."""
     h = holder(L)
-    us, polls = L.run(h, ["sh", "-c", SWITCH], timeout=30).stdout.split()
+    stamps = [int(x) for x in L.run(h, ["python3", "-c", SWITCH], timeout=30).stdout.split()]
+    t0, deleted = stamps[0], stamps[1:]
+    if len(deleted) != 2:
+        sys.exit(f"{h}: nft monitor saw {len(deleted)} of 2 elements leave the set")
     deploy(L)  # starts HAProxy again on h
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 15:
+    t = time.monotonic()
+    while time.monotonic() - t < 15:
         if len(parse_status(L.run(h, STATUS_ARGV).stdout).vips) == 2:
             break
         time.sleep(0.05)
-    back = time.monotonic() - t0
+    started = int(
+        L.run(h, ["stat", "-c", "%.9Y", HAPROXY_EXIT_FILE]).stdout.strip().replace(".", "")
+    )
+    for _ in range(30):  # notify.sh logs its line just after the set changed
+        lines = notify_lines(L, h, t0)
+        if sum(1 for ns, _, state in lines if state != "FAULT" and ns > started) >= 2:
+            break
+        time.sleep(0.1)
+    back = {inst: ns for ns, inst, state in reversed(lines) if state != "FAULT" and ns > started}
+    if len(back) != 2:
+        sys.exit(f"{h}: the instances did not leave FAULT after the restart: {lines}")
     time.sleep(2)  # the VIP comes back to its first holder (preempt)
-    return int(us) / 1000, int(polls), back
+    return (
+        (min(deleted) - t0) / 1e6,
+        (max(deleted) - t0) / 1e6,
+        (max(back.values()) - started) / 1e9,
+    )
 
 
 def wrk_rps(L: Lab, url: str, seconds: int) -> float:
@@ -102,9 +156,9 @@ def main() -> None:
         time.sleep(3)
         switches = []
         for i in range(args.rounds):
-            ms, polls, back = switch_round(L)
-            print(f"switch {i + 1}: gone {ms:.1f} ms ({polls} polls), back {back:.2f} s")
-            switches.append((ms, polls, back))
+            first, last, back = switch_round(L)
+            print(f"switch {i + 1}: gone {first:.1f} / {last:.1f} ms, back {back:.2f} s")
+            switches.append((first, last, back))
         paths = {
             "redirect": f"http://{L.vip_external}:30880/",
             "haproxy": f"http://{L.vip_external}:9446/",
@@ -122,14 +176,14 @@ def main() -> None:
 
 
 def report(
-    switches: list[tuple[float, int, float]],
+    switches: list[tuple[float, float, float]],
     rps: dict[str, list[float]],
     args: argparse.Namespace,
     wall: float,
 ) -> str:
-    gone = [s[0] for s in switches]
+    first = [s[0] for s in switches]
+    gone = [s[1] for s in switches]
     back = [s[2] for s in switches]
-    polls = [s[1] for s in switches]
     red_hap = [r / h for r, h in zip(rps["redirect"], rps["haproxy"], strict=True)]
     red_dir = [r / d for r, d in zip(rps["redirect"], rps["direct"], strict=True)]
     lines = [
@@ -137,10 +191,12 @@ def report(
         "",
         "| what | rounds | median | min | max |",
         "|---|---:|---:|---:|---:|",
-        f"| kill -9 of HAProxy on the holder → redirect gone (ms, polled on the host, "
-        f"{statistics.median(polls):.0f} polls median) | {len(gone)} | "
+        f"| kill -9 of HAProxy on the holder → first VIP out of the redirect (ms, nft "
+        f"monitor on the host) | {len(first)} | {statistics.median(first):.1f} | "
+        f"{min(first):.1f} | {max(first):.1f} |",
+        f"| kill -9 of HAProxy on the holder → both VIPs out (ms) | {len(gone)} | "
         f"{statistics.median(gone):.1f} | {min(gone):.1f} | {max(gone):.1f} |",
-        f"| `halb deploy` restarted HAProxy → redirect back (s) | {len(back)} | "
+        f"| HAProxy started again → redirect back (s; keepalived's `rise 2`) | {len(back)} | "
         f"{statistics.median(back):.2f} | {min(back):.2f} | {max(back):.2f} |",
     ]
     for k in ("redirect", "haproxy", "direct"):

@@ -35,7 +35,14 @@ load)
 sync)
     vip=$(vip_of "${2-}") || exit 0
     if [ "${3-}" = FAULT ]; then
-        nft delete element ip halb_redirect healthy "{ $vip }" 2>/dev/null
+        # HAProxy exited (one process serves every VIP): all of them out in one command,
+        # so the second instance's FAULT finds nothing left to do
+        exited=0; read -r exited < /run/halb-haproxy.exited 2>/dev/null
+        if [ "$exited" = 1 ]; then
+            nft flush set ip halb_redirect healthy 2>/dev/null
+        else
+            nft delete element ip halb_redirect healthy "{ $vip }" 2>/dev/null
+        fi
         exit 0
     fi
     nft list table ip halb_redirect >/dev/null 2>&1 || exec sh "$0" load
