@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from halb.errors import InputError
+from halb.installers.edit import UNREADABLE_VALUE
 
 KUBEKEY_API = "kubekey.kubesphere.io/"
 # Keys KubeSphere 2.1's installer reads from conf/common.yaml and plain Kubespray does not.
@@ -65,8 +66,8 @@ def detect_kind(text: str, path: Path) -> Detected | None:
     """
     try:
         data = yaml.load(text, Loader=_Loader)
-    except (yaml.YAMLError, RecursionError, ValueError, KeyError, AttributeError, TypeError):
-        return None  # the round-trip parser reports the error
+    except (yaml.YAMLError, RecursionError, *UNREADABLE_VALUE):
+        return None  # the round-trip parser reports the error (`!!int ` raises IndexError)
     if not isinstance(data, Mapping):
         return None
     return detect_from_data(data, path)

@@ -25,7 +25,8 @@ runner = CliRunner()
 HEX = "0x" + "f" * 3700  # constructs to an int of ~4500 digits: too long for str()
 CLASSES = [
     "2024-02-30", "2024-02-03", "2001-12-14t21:59:43.10-05:00", "12:30:00", "1:20",
-    "!!bool maybe", "!!int abc", "!!float abc", "!!timestamp abc", "!!timestamp 2024-13-01",
+    "!!bool maybe", "!!int abc", "!!int ", "!!float ", "!!float abc", "!!timestamp abc",
+    "!!timestamp 2024-13-01",
     "!!set {a, b}", "!!binary @@", "!!omap [a]", "!!python/name:os.system", "!unsafe x",
     "!vault x", "!!str [1]", "1" * 4400, "1" * 4000, HEX, "0b" + "1" * 14500, "-" + "9" * 4301,
     "²", "٣٣", "1e999", "-.inf", ".nan", "5.0e-324", "0o777", "1_000", "yes", "~", "",
@@ -144,6 +145,7 @@ def put(text: str, site: tuple[str, str], value: str) -> str:
 
 SETTINGS = settings(
     max_examples=25,
+    derandomize=True,  # the same examples on every run: CI never meets a new one by chance
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -270,7 +272,12 @@ def test_installer_configs(
 ARGS = st.one_of(st.sampled_from(CLASSES), st.text(max_size=20))
 FOLDER = st.one_of(
     st.sampled_from(["conf", "inventory", "x\x1b[2Jy", "a\nb", "2024-02-30", "é", " ", "..."]),
-    st.text(alphabet=st.characters(blacklist_characters="/\0"), min_size=1, max_size=12),
+    # no lone surrogates: a Linux file name is bytes, and those are no bytes at all
+    st.text(
+        alphabet=st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)),
+        min_size=1,
+        max_size=12,
+    ),
 ).filter(lambda s: s not in (".", ".."))
 
 
