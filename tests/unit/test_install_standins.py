@@ -216,7 +216,6 @@ def test_kubespray_recap_decides(kubespray: Path) -> None:
 
 def test_kubespray_become_password_prompt_stops_at_once(kubespray: Path) -> None:
     (kubespray / "kubespray" / "ansible-become-prompt").write_text("")
-    start = time.monotonic()
     v = run(ks_spray_plan(kubespray), kubespray / "b.log").verdict
     assert v.outcome is Outcome.STOPPED
     assert "become (sudo) password" in v.why and "ansible_become_pass" in v.advice
