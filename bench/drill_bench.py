@@ -7,6 +7,11 @@ bench/README.md (between the DRILL markers).
 
     sudo python3 bench/drill_bench.py [--rounds 10] [--profiles default,fast]
                                       [--faults all] [--rate 100] [--no-write]
+                                      [--colocated]
+
+`--colocated` runs it on the KubeSphere guide's six machines instead (3 masters that
+carry the VIP beside the apiserver, 3 nodes, no LB hosts; VIP:6443 and VIP:30880 through
+halb's nftables redirect) and writes its own table (the DRILL-COLOCATED markers).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ ROOT = Path(__file__).resolve().parent
 README = ROOT / "README.md"
 TOP_README = ROOT.parent / "README.md"
 BEGIN, END = "<!-- DRILL:BEGIN -->", "<!-- DRILL:END -->"
+CO_BEGIN, CO_END = "<!-- DRILL-COLOCATED:BEGIN -->", "<!-- DRILL-COLOCATED:END -->"
 SUMMARY_BEGIN, SUMMARY_END = "<!-- DRILL-SUMMARY:BEGIN -->", "<!-- DRILL-SUMMARY:END -->"
 
 # (profile, fault) -> (what, limit in s, on which statistic); from issue 8.
@@ -172,8 +178,9 @@ def write(results: dict[str, dict[str, Any]], args: argparse.Namespace, took: fl
         for prof, d in results.items()
         if "_load" in d
     ]
+    co = " --colocated" if args.colocated else ""
     head = (
-        f"Run: `sudo python3 bench/drill_bench.py --rounds {args.rounds} --rate {args.rate:g}` "
+        f"Run: `sudo python3 bench/drill_bench.py --rounds {args.rounds} --rate {args.rate:g}{co}` "
         f"on {datetime.now(UTC).date()}, CPython {platform.python_version()}, Linux "
         f"{platform.release()}, {os.cpu_count()} CPU(s), {took / 60:.0f} min; "
         f"1-min load average before → after each profile: {', '.join(loads) or 'not recorded'}; "
@@ -188,7 +195,9 @@ def write(results: dict[str, dict[str, Any]], args: argparse.Namespace, took: fl
             *summary(results),
         ]
     )
-    if not args.no_write:
+    if not args.no_write and args.colocated:
+        README.write_text(replace_between(README.read_text(), CO_BEGIN, CO_END, body))
+    elif not args.no_write:
         README.write_text(replace_between(README.read_text(), BEGIN, END, body))
         TOP_README.write_text(
             replace_between(TOP_README.read_text(), SUMMARY_BEGIN, SUMMARY_END, short)
@@ -204,6 +213,11 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=100)
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument("--keep", action="store_true", help="copy JSON and PNG to bench/results")
+    p.add_argument(
+        "--colocated",
+        action="store_true",
+        help="the guide's six machines: 3 masters carry the VIP, 3 nodes, no LB hosts",
+    )
     p.add_argument(
         "--from-results",
         type=Path,
@@ -223,7 +237,10 @@ def main() -> None:
     name = labmod.pick_name("db")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="halb-drill-bench-") as tmp:
-        lab = labmod.up(name, Path(tmp) / "lab", lbs=2, masters=2, nodes=2)
+        if args.colocated:
+            lab = labmod.up(name, Path(tmp) / "lab", lbs=0, masters=3, nodes=3)
+        else:
+            lab = labmod.up(name, Path(tmp) / "lab", lbs=2, masters=2, nodes=2)
         try:
             results = {
                 prof: run_profile(lab, prof, args) for prof in args.profiles.split(",") if prof

@@ -46,6 +46,7 @@ def gather_host(
             haproxy_pid=pids["haproxy"],
             keepalived_pid=pids["keepalived"],
             drained=f.drained,
+            redirect=f.redirect,
             journal=lines,
         )
     except HalbError as e:

@@ -12,6 +12,11 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 SCRIPT_DIR = "/etc/keepalived/halb"
 CHECK_SCRIPT = f"{SCRIPT_DIR}/check_haproxy.sh"
 NOTIFY_SCRIPT = f"{SCRIPT_DIR}/notify.sh"
+# the nftables table that sends VIP:public port to HAProxy's internal port where the LB
+# hosts are masters or nodes (halb/redirect.py), and the script that loads and updates it
+REDIRECT_NFT = f"{SCRIPT_DIR}/redirect.nft"
+REDIRECT_SCRIPT = f"{SCRIPT_DIR}/redirect.sh"
+REDIRECT_TABLE = "halb_redirect"  # family ip
 # `halb drain`: the check script reports "down" while this file exists next to it.
 DRAIN_FLAG = f"{SCRIPT_DIR}/drained"
 SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"

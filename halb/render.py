@@ -22,6 +22,9 @@ from halb.paths import (
     KEEPALIVED_CONF,
     KEEPALIVED_DROPIN,
     NOTIFY_SCRIPT,
+    REDIRECT_NFT,
+    REDIRECT_SCRIPT,
+    REDIRECT_TABLE,
     SCRIPT_DIR,
     SYSCTL_CONF,
 )
@@ -117,6 +120,20 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         "check_timeout": 2,
         "haproxy_pidfile": HAPROXY_PIDFILE,
         "haproxy_exit_file": HAPROXY_EXIT_FILE,
+        **redirect_context(cluster),
+    }
+
+
+def redirect_context(cluster: Cluster) -> dict[str, Any]:
+    """What redirect.nft, redirect.sh and notify.sh need; empty values without a redirect."""
+    redirected = cluster.redirected
+    vips = {fe.vip_name for fe in redirected}
+    return {
+        "redirected": redirected,
+        "redirect_script": REDIRECT_SCRIPT if redirected else "",
+        "table": REDIRECT_TABLE,
+        "instances": [(v.instance, v.address) for v in cluster.vips if v.name in vips],
+        "exit_file": HAPROXY_EXIT_FILE,
     }
 
 
@@ -134,6 +151,9 @@ def render_host(cluster: Cluster, host: str, env: jinja2.Environment | None = No
         NOTIFY_SCRIPT: RenderedFile(r("notify.sh.j2"), 0o755),
         SYSCTL_CONF: RenderedFile(r("sysctl.conf.j2"), 0o644),
     }
+    if cluster.redirected:
+        files[REDIRECT_NFT] = RenderedFile(r("redirect.nft.j2"), 0o600)
+        files[REDIRECT_SCRIPT] = RenderedFile(r("redirect.sh.j2"), 0o755)
     lb = next(h for h in cluster.lb_hosts if h.name == host)
     if cluster.service_manager(lb) == "systemd":
         files[HAPROXY_DROPIN] = RenderedFile(_unit("haproxy.service.d-90-halb.conf"), 0o644)

@@ -1,8 +1,9 @@
 """What `halb init` puts in a starter halb.yaml for an inventory (pure but for detection).
 
 Roles pick the groups (the names the inventory actually has), detection picks the
-installer block, and LB hosts that also run the apiserver or the console's NodePort move
-the frontends to 8443 / 8880, with a note, so the starter validates as written.
+installer block. LB hosts that also run the apiserver or the console's NodePort keep the
+public ports 6443 / 30880 (HAProxy listens on internal ports behind halb's nftables
+redirect, see halb/redirect.py), with a note that says so.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from halb.detect import Installation, detect
 from halb.errors import InputError
 from halb.inventory import Inventory
 from halb.roles import GROUP_NAMES, Role, backend_group, role_group
-
-COLOCATED_APISERVER_PORT = 8443
-COLOCATED_CONSOLE_PORT = 8880
 
 
 @dataclass(frozen=True)
@@ -42,10 +40,8 @@ class StarterPlan:
     console_port: int
     installer: InstallerBlock
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def colocated(self) -> bool:
-        return self.apiserver_port == COLOCATED_APISERVER_PORT
+    colocated: bool = False  # the LB hosts also run the apiserver
+    console_colocated: bool = False  # the LB hosts are also nodes of the console's group
 
 
 def _groups_text(role: Role) -> str:
@@ -90,12 +86,13 @@ def plan_starter(
     api_port = 6443
     shared = [n for n in lb_hosts if n in cp_names]
     if shared:
-        api_port = COLOCATED_APISERVER_PORT
         notes.append(
             f"LB host(s) {', '.join(shared)} also run the apiserver (0.0.0.0:6443 there): "
-            f"the apiserver frontend listens on {api_port}, and write-config gives the "
-            "installer that port"
+            "clients keep VIP:6443; HAProxy listens on 9445 and an nftables table of "
+            "halb's redirects VIP:6443 to it while HAProxy is healthy (set "
+            "frontends.apiserver.port: 8443 for a separate port instead)"
         )
+    console_shared = False
 
     console_group: str | None = None
     console_port = 30880
@@ -104,10 +101,10 @@ def plan_starter(
         if console_group is not None:
             nodes = {h.name for h in inventory.group_hosts(console_group)}
             if any(n in nodes for n in lb_hosts):
-                console_port = COLOCATED_CONSOLE_PORT
+                console_shared = True
                 notes.append(
-                    f"LB hosts are also [{console_group}] nodes (NodePort 30880 there): the "
-                    f"console frontend listens on {console_port}"
+                    f"LB hosts are also [{console_group}] nodes (NodePort 30880 there): "
+                    "clients keep VIP:30880, redirected the same way to HAProxy on 9446"
                 )
 
     return StarterPlan(
@@ -120,6 +117,8 @@ def plan_starter(
         console_port=console_port,
         installer=_installer_block(det, inventory, spec_dir, notes),
         notes=notes,
+        colocated=bool(shared),
+        console_colocated=console_shared,
     )
 
 

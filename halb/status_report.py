@@ -10,6 +10,7 @@ from typing import Any
 from halb.facts.ipaddr import holders
 from halb.facts.journal import UnitJournal
 from halb.facts.lbstate import LbFacts
+from halb.paths import REDIRECT_SCRIPT
 from halb.spec import Cluster
 
 # -------------------------------------------------------------------------- assessment
@@ -27,6 +28,7 @@ class FrontendRef:
     name: str
     vip_name: str
     backends: tuple[str, ...]  # server names
+    redirected: bool = False  # its public port goes to HAProxy through halb's nftables table
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class HostStatus:
     keepalived_up: bool
     backends: tuple[BackendStatus, ...]
     drained: bool = False
+    # halb's nftables redirect (co-located LB hosts): "active VIP, ...", "inactive" (HAProxy
+    # not healthy here: the VIPs fall through to the host's own backends), "absent"; None
+    # when no frontend is redirected
+    redirect: str | None = None
     # systemd hosts: a unit that is not active or was restarted by systemd lately, with
     # its last journal lines (secrets masked); nothing for a healthy unit
     journal: tuple[UnitJournal, ...] = ()
@@ -129,6 +135,7 @@ def assess(
             problems.append(f"{f.host}: HAProxy is not running")
         if not f.error and f.keepalived_pid is None:
             problems.append(f"{f.host}: keepalived is not running")
+        redirect = _redirect_text(f, vips, frontends, problems, notes)
         backends = tuple(
             BackendStatus(r.pxname, r.svname, r.addr, r.status, r.check_status)
             for r in f.stats or ()
@@ -145,6 +152,7 @@ def assess(
                 haproxy_pid=f.haproxy_pid,
                 keepalived_up=f.keepalived_pid is not None,
                 drained=f.drained,
+                redirect=redirect,
                 backends=backends,
                 journal=f.journal,
             )
@@ -183,11 +191,39 @@ def assess(
     )
 
 
+def _redirect_text(
+    f: LbFacts,
+    vips: Sequence[VipRef],
+    frontends: Sequence[FrontendRef],
+    problems: list[str],
+    notes: list[str],
+) -> str | None:
+    """The host's redirect as `halb status` shows it; a missing table is a problem, a VIP
+    left out while HAProxy runs a note (keepalived's next state change restores it)."""
+    want = [v for v in vips if any(fe.redirected and fe.vip_name == v.name for fe in frontends)]
+    if not want or f.error:
+        return None
+    if f.redirect is None:
+        problems.append(
+            f"{f.host}: halb's nftables redirect is not loaded (a flushed ruleset?); the "
+            "public ports reach this host's own backends only until keepalived's next state "
+            f"change; `sh {REDIRECT_SCRIPT} load` on the host loads it now"
+        )
+        return "absent"
+    missing = [v for v in want if v.address not in f.redirect]
+    if missing and f.haproxy_pid is not None and not f.error:
+        names = ", ".join(v.address for v in missing)
+        notes.append(f"{f.host}: redirect inactive for {names} (keepalived reports FAULT?)")
+    return "active " + ", ".join(f.redirect) if f.redirect else "inactive"
+
+
 def refs(cluster: Cluster) -> tuple[list[VipRef], list[FrontendRef]]:
     """The parts of a Cluster the assessment needs."""
     vips = [VipRef(v.name, v.address, v.instance) for v in cluster.vips]
     fes = [
-        FrontendRef(fe.name, fe.vip_name, tuple(b.name for b in fe.backends))
+        FrontendRef(
+            fe.name, fe.vip_name, tuple(b.name for b in fe.backends), fe.listen_port is not None
+        )
         for fe in cluster.frontends
     ]
     return vips, fes
@@ -213,7 +249,8 @@ def render_text(report: StatusReport) -> list[str]:
         ha = f"up (master {h.haproxy_pid})" if h.haproxy_up else "DOWN"
         ka = "up" if h.keepalived_up else "DOWN"
         name = f"{h.host} (drained)" if h.drained else h.host
-        lines.append(f"{name}: vrrp {vrrp}; holds {held}; haproxy {ha}; keepalived {ka}")
+        red = f"; redirect {h.redirect}" if h.redirect is not None else ""
+        lines.append(f"{name}: vrrp {vrrp}; holds {held}; haproxy {ha}; keepalived {ka}{red}")
         for j in h.journal:
             source = "systemd's last lines on it" if j.running else "last journal lines"
             lines.append(f"  {j.unit} {j.reason}; {source}:")

@@ -72,7 +72,7 @@ def _print_findings(findings: list[Finding]) -> None:
 
     e = err()
     for f in findings:
-        style = "bold red" if f.level == "error" else "yellow"
+        style = {"error": "bold red", "warning": "yellow"}.get(f.level, "cyan")
         e.print(f"[{style}]{f.level}:[/] {escape(str(f))}", markup=True)
 
 

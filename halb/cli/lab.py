@@ -59,7 +59,7 @@ def _no_vagrant_options(vagrant_dir: Path | None, timeout: float | None = None) 
 
 @lab_app.command("up")
 def lab_up(
-    lbs: Annotated[int, typer.Option("--lbs", help="LB hosts.")] = 2,
+    lbs: Annotated[int, typer.Option("--lbs", help="LB hosts (0: the masters carry the VIP).")] = 2,
     masters: Annotated[int, typer.Option("--masters", help="Masters (fake apiserver).")] = 3,
     nodes: Annotated[int, typer.Option("--nodes", help="Nodes (fake console).")] = 3,
     name: Annotated[str, typer.Option("--name", help="Lab name.")] = "halb",
@@ -76,8 +76,19 @@ def lab_up(
             "start without HAProxy/keepalived and get them from `halb deploy` through apt.",
         ),
     ] = "plain",
+    colocated: Annotated[
+        bool,
+        typer.Option(
+            "--colocated",
+            help="The KubeSphere guide's shape: no LB hosts (same as --lbs 0); the masters "
+            "carry the VIP and run HAProxy beside the apiserver stand-in on 0.0.0.0:6443, and "
+            "every master and node answers 30880 on every address, as a NodePort does.",
+        ),
+    ] = False,
 ) -> None:
     """Build the lab: switch, taskbox, LB hosts, masters, nodes; write hosts.ini and halb.yaml."""
+    if colocated:
+        lbs = 0
     if provider is Provider.vagrant:
         if (lbs, masters, nodes, name, init) != (2, 3, 3, "halb", "plain"):
             raise InputError(

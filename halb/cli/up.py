@@ -57,7 +57,10 @@ def up(
     cluster = load_cluster(config)
     con = err() if json else out()
     for w in cluster.warnings:
-        warn(str(w), con)
+        if w.level == "note":
+            con.print(Text(f"note: {w}"))
+        else:
+            warn(str(w), con)
     runner = Runner(
         cluster,
         lambda line: con.print(Text(one_line(line, 2000))),

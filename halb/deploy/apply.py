@@ -6,7 +6,8 @@ the old one, then reload (HAProxy: validate + USR2 to the master, never a restar
 start. Verification failures roll the host back to its backup.
 
 Round trips: the upload is one; every later step (validations, backup, renames, sysctl,
-reloads, the check that both services run, the host's addresses) is one `chain`, which
+reloads, the check that both services run, the host's addresses, halb's nftables
+redirect) is one `chain`, which
 stops at the first step that fails. Starting a service (a new host) keeps its own
 commands: it waits for the daemon in a loop here.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import assert_never
 
+from halb import redirect
 from halb.deploy.plan import Action, FileStep, HostPlan, ServiceAction
 from halb.deploy.report import HostResult, HostState
 from halb.deploy.steps import (
@@ -32,7 +34,7 @@ from halb.deploy.steps import (
 )
 from halb.errors import DeployError, HalbError
 from halb.facts.ipaddr import IP_ADDR, IfAddr, parse_ip_addr
-from halb.paths import BACKUP_DIR, KEEPALIVED_CONF, RUNTIME_DIRS, SYSCTL_CONF
+from halb.paths import BACKUP_DIR, KEEPALIVED_CONF, REDIRECT_NFT, RUNTIME_DIRS, SYSCTL_CONF
 from halb.services import (
     CONFIG_OF,
     SERVICES,
@@ -148,12 +150,14 @@ class HostDeployer:
         for f in changed:
             self.applied.temps[f.path] = tmp_path(f.path)
         self._upload(changed)
+        # halb's nftables redirect goes in once HAProxy runs on its new config
         if any(s.action == ServiceAction.START for s in hp.services):
             self._run_chain(self._file_steps())
             self._start_services()
             self.haproxy_pid = self._verify()
+            self._run_chain([self._redirect_step()])
         else:
-            self._run_chain([*self._file_steps(), *self._reload_steps()])
+            self._run_chain([*self._file_steps(), *self._reload_steps(), self._redirect_step()])
 
     def _file_steps(self) -> list[Step]:
         """Validate, back up, rename into place, sysctl, daemon-reload: in that order, so
@@ -162,7 +166,7 @@ class HostDeployer:
         changed = hp.changed_files
         steps: list[Step] = []
         for f in changed:
-            if f.validator in ("haproxy", "script"):
+            if f.validator in ("haproxy", "script", "nft"):
                 steps.append(self._validate_step(f, self.applied.temps[f.path]))
         updates = tuple(f for f in changed if f.action == Action.UPDATE)
         if updates:
@@ -181,6 +185,13 @@ class HostDeployer:
         if reload_argv is not None:
             steps.append(Step(reload_argv, StepKind.DAEMON_RELOAD))
         return steps
+
+    def _redirect_step(self) -> Step:
+        """Load halb's nftables redirect with the VIPs healthy now, or remove a table a
+        former spec left (halb/redirect.py)."""
+        if any(f.path == REDIRECT_NFT for f in self.hp.files):
+            return Step(redirect.LOAD_ARGV, StepKind.REDIRECT)
+        return Step(redirect.STALE_ARGV, StepKind.REDIRECT)
 
     def _reload_steps(self) -> list[Step]:
         """Each reload its own step (validate, pid, signal, the new worker: one command),
@@ -272,6 +283,8 @@ class HostDeployer:
     def _validate_step(self, f: FileStep, path: str) -> Step:
         if f.validator == "script":
             argv = ["sh", "-n", path]
+        elif f.validator == "nft":
+            argv = redirect.validate_argv(path)
         else:
             argv = validate_argv("haproxy" if f.validator == "haproxy" else "keepalived", path)
         return Step(argv, StepKind.VALIDATE, (f,))
@@ -351,6 +364,12 @@ class HostDeployer:
                 )
             case StepKind.ADDRS:
                 self.addrs = parse_ip_addr(out) if rc == 0 else None
+            case StepKind.REDIRECT:
+                if rc != 0:
+                    raise DeployError(
+                        f"{host}: loading halb's nftables redirect failed: {_text(out, rc)}"
+                    )
+                self.say("nftables redirect loaded")
             case StepKind.BACKUP | StepKind.DAEMON_RELOAD:
                 if rc != 0:
                     raise self.t.error(f"{step.kind} failed (exit {rc}): {_text(out, rc)}")
@@ -394,6 +413,13 @@ class HostDeployer:
             )
         if SYSCTL_CONF in restore:
             self.t.run(["sysctl", "-q", "-p", SYSCTL_CONF], timeout=30)
+        # the former table back, or none: nothing of this deploy's redirect stays
+        if REDIRECT_NFT in restore:
+            self.t.run(redirect.LOAD_ARGV, timeout=30, check=True)
+        elif REDIRECT_NFT in remove:
+            self.t.run(redirect.DROP_ARGV, timeout=30, check=True)
+        elif not any(f.path == REDIRECT_NFT for f in self.hp.files):
+            self.t.run(redirect.RELOAD_IF_PRESENT_ARGV, timeout=30, check=True)
         for name in reversed(self.applied.started):
             self.svc.stop(name)
         for name in self.applied.reloaded:

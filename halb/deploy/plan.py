@@ -56,6 +56,8 @@ class FileStep:
             return "keepalived"
         if self.path.endswith(".sh"):
             return "script"
+        if self.path.endswith(".nft"):
+            return "nft"
         return "none"
 
 
@@ -114,7 +116,7 @@ class Plan:
 # --------------------------------------------------------------------------- pure plan
 
 # scripts first: keepalived.conf names them and its check needs them in place
-_ORDER = {"script": 0, "none": 1, "haproxy": 2, "keepalived": 3}
+_ORDER = {"script": 0, "none": 1, "nft": 1, "haproxy": 2, "keepalived": 3}
 
 
 def sha256(data: bytes) -> str:

@@ -42,6 +42,9 @@ class StepKind(StrEnum):
     RELOAD = "reload"
     VERIFY = "verify"  # both services run: their main pids
     ADDRS = "addrs"  # the host's addresses after the change, the VIP check's first look
+    # halb's nftables redirect loaded once HAProxy runs on its new config, or the table a
+    # former spec left dropped (halb/redirect.py)
+    REDIRECT = "redirect"
 
 
 @dataclass(frozen=True)

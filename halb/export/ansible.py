@@ -69,6 +69,8 @@ def _kind(path: str) -> str:
         return "dropin"
     if path in (HAPROXY_CFG, KEEPALIVED_CONF):
         return "config"
+    if path.endswith(".nft"):
+        return "nft"  # halb's redirect of the public ports (co-located LB hosts)
     raise InputError(f"halb export: no Ansible task for rendered file {path}")
 
 

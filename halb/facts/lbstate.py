@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from halb.facts.haproxy import SHOW_STAT, StatRow, parse_show_stat
 from halb.facts.ipaddr import IfAddr, parse_ip_addr
 from halb.facts.journal import UnitJournal
-from halb.paths import DRAIN_FLAG, VRRP_STATE_DIR
+from halb.paths import DRAIN_FLAG, REDIRECT_TABLE, VRRP_STATE_DIR
+from halb.redirect import parse_status
 from halb.shell import quote
 
 VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
@@ -21,6 +22,7 @@ for f in {VRRP_STATE_DIR}/vrrp-*.state; do [ -f "$f" ] && {{ echo "@@state $f"; 
 echo @@stat
 {SHOW_STAT}
 [ -e {DRAIN_FLAG} ] && echo @@drained
+echo @@redirect; nft list set ip {REDIRECT_TABLE} healthy 2>/dev/null
 echo @@end
 """
 # Put before GATHER's end: the service manager's state command, so one round trip tells
@@ -50,6 +52,8 @@ class LbFacts:
     keepalived_pid: int | None = None
     stats: tuple[StatRow, ...] | None = None  # None: could not read
     drained: bool = False  # `halb drain` flag present
+    # VIPs halb's nftables redirect sends to HAProxy now; None: no such table loaded
+    redirect: tuple[str, ...] | None = None
     journal: tuple[UnitJournal, ...] = ()  # the last lines of the units that are not well
 
 
@@ -87,7 +91,13 @@ def facts_from_output(host: str, text: str) -> LbFacts:
         vrrp=vrrp,
         stats=stats,
         drained="drained" in sec,
+        redirect=_redirect(sec.get("redirect", "")),
     )
+
+
+def _redirect(text: str) -> tuple[str, ...] | None:
+    state = parse_status(text)
+    return state.vips if state.present else None
 
 
 def parse_uptime(text: str) -> float | None:

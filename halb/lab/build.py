@@ -120,18 +120,24 @@ def make_network(p: LabPlan) -> None:
         list(ex.map(host_net, p.hosts))
 
 
+def bind_address(p: LabPlan, h: LabHost) -> str:
+    """Where the stand-ins listen: the host's address, or every address on a co-located lab,
+    as a real apiserver (0.0.0.0:6443) and a NodePort (every local address) bind."""
+    return "0.0.0.0" if p.colocated else h.address
+
+
 def start_daemons(lab: Lab, h: LabHost) -> None:
     lab.spawn(h.name, ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"], "sshd.log")
     fake = [sys.executable, "-m", "halb.lab.fakeapi", "--name", h.name]
     if h.role is LabRole.MASTER:
         tls = f"/{CONTROL_DIR}/tls"
         fake += [
-            "--apiserver", f"{h.address}:{APISERVER_PORT}",
+            "--apiserver", f"{bind_address(lab.plan, h)}:{APISERVER_PORT}",
             "--cert", f"{tls}/apiserver.crt", "--key", f"{tls}/apiserver.key",
         ]  # fmt: skip
     if h.role in (LabRole.MASTER, LabRole.NODE):
         # the console is a NodePort: every k8s-cluster host answers on it
-        fake += ["--console", f"{h.address}:{CONSOLE_PORT}"]
+        fake += ["--console", f"{bind_address(lab.plan, h)}:{CONSOLE_PORT}"]
     else:
         return
     # The package may not be installed for the interpreter: point it at this source tree.
@@ -140,27 +146,28 @@ def start_daemons(lab: Lab, h: LabHost) -> None:
     netns.spawn_daemon(lab.enter_argv(h.name), fake, log, env={"PYTHONPATH": src})
 
 
-def standin_units(h: LabHost) -> dict[str, str]:
+def standin_units(p: LabPlan, h: LabHost) -> dict[str, str]:
     """The units of a systemd master or node: what start_daemons runs on the others."""
     return standin_unit_texts(
         h.name,
-        h.address,
+        bind_address(p, h),
         apiserver=APISERVER_PORT if h.role is LabRole.MASTER else None,
         console=CONSOLE_PORT if h.role in (LabRole.MASTER, LabRole.NODE) else None,
     )
 
 
-def expected_ports(h: LabHost) -> set[tuple[str, int]]:
+def expected_ports(p: LabPlan, h: LabHost) -> set[tuple[str, int]]:
     ports = {(h.address, 22)}
+    bind = bind_address(p, h)
     if h.role is LabRole.MASTER:
-        ports.add((h.address, APISERVER_PORT))
+        ports.add((bind, APISERVER_PORT))
     if h.role is LabRole.NODE:
-        ports.add((h.address, CONSOLE_PORT))
+        ports.add((bind, CONSOLE_PORT))
     return ports
 
 
 def wait_ready(lab: Lab, hosts: list[LabHost]) -> None:
-    pending = {h.name: expected_ports(h) for h in hosts}
+    pending = {h.name: expected_ports(lab.plan, h) for h in hosts}
     deadline = time.monotonic() + READY_TIMEOUT
     while pending:
         for name in list(pending):
@@ -293,7 +300,7 @@ def _build(lab: Lab, progress: Progress) -> None:
             progress(f"booting systemd on {', '.join(h.name for h in booted)}")
             masks = sdhost.masks()
             for h in booted:
-                sdhost.boot(lab, h, base, sdhost.prepare(lab, h, masks, standin_units(h)))
+                sdhost.boot(lab, h, base, sdhost.prepare(lab, h, masks, standin_units(p, h)))
             list(ex.map(lambda h: sdhost.wait_booted(lab, h), booted))
             check_isolation(lab, booted)
     wait_ready(lab, machines)

@@ -49,8 +49,13 @@ def response(code: int, body: str, close: bool = True) -> bytes:
     return head.encode() + data
 
 
-def apiserver_answer(path: str, control_dir: Path) -> tuple[int, str]:
+NAME_PATH = "/halb-lab/name"  # which stand-in answered: tests tell backends apart by it
+
+
+def apiserver_answer(path: str, control_dir: Path, name: str = "") -> tuple[int, str]:
     path = path.split("?", 1)[0]
+    if path == NAME_PATH:
+        return 200, f"apiserver {name}\n"
     if path in HEALTH_PATHS:
         code = status_from(control_dir / path.lstrip("/"))
         if code == 200:
@@ -102,7 +107,7 @@ def make_handler(kind: str, name: str, control_dir: Path, keep_alive: bool = Fal
                 path, close = req
                 close = close or not keep_alive
                 if kind == "apiserver":
-                    code, body = apiserver_answer(path, control_dir)
+                    code, body = apiserver_answer(path, control_dir, name)
                 else:
                     code, body = console_answer(name, control_dir)
                 writer.write(response(code, body, close))

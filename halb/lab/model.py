@@ -61,7 +61,8 @@ class Lab:
 
     @property
     def lbs(self) -> list[str]:
-        return [h.name for h in self.plan.by_role(LabRole.LB)]
+        """The hosts that carry the VIPs: the LB hosts, or the masters of a co-located lab."""
+        return [h.name for h in self.plan.by_role(LabRole.LB)] or self.masters
 
     @property
     def masters(self) -> list[str]:

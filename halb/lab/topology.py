@@ -94,6 +94,12 @@ class LabPlan:
         return tuple(h for h in self.hosts if h.role is role)
 
     @property
+    def colocated(self) -> bool:
+        """No LB hosts: the masters carry the VIPs and run HAProxy beside the apiserver,
+        as in the KubeSphere guide's six machines (no [lb] group)."""
+        return not self.by_role(LabRole.LB)
+
+    @property
     def init(self) -> Init:
         return Init.SYSTEMD if any(h.init is Init.SYSTEMD for h in self.hosts) else Init.PLAIN
 
@@ -180,7 +186,7 @@ def plan(
 ) -> LabPlan:
     check_name(name)
     for what, n, lo, hi in (
-        ("--lbs", lbs, 1, MAX_LBS),
+        ("--lbs", lbs, 0, MAX_LBS),  # 0: the masters are the LB hosts
         ("--masters", masters, 1, MAX_MASTERS),
         ("--nodes", nodes, 0, MAX_NODES),
     ):

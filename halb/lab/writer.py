@@ -10,7 +10,8 @@ from halb.lab.topology import LabRole as Role
 
 
 def hosts_ini(plan: LabPlan, lab_dir: Path, password: str, sudo_password: str) -> str:
-    """The installer's inventory in the KubeSphere 2.1 shape, plus an [lb] group.
+    """The installer's inventory in the KubeSphere 2.1 shape, plus an [lb] group if the lab
+    has LB hosts.
 
     Sudo hosts log in as their user with `sudo_password`, which sudo then asks for.
     """
@@ -32,7 +33,8 @@ def hosts_ini(plan: LabPlan, lab_dir: Path, password: str, sudo_password: str) -
     def group(title: str, role: Role) -> list[str]:
         return ["", f"[{title}]", *(h.name for h in plan.by_role(role))]
 
-    lines += group("lb", Role.LB)
+    if plan.by_role(Role.LB):  # none: the masters carry the VIP (the guide's six machines)
+        lines += group("lb", Role.LB)
     lines += group("kube-master", Role.MASTER)
     lines += group("kube-node", Role.NODE)
     lines += group("etcd", Role.MASTER)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from halb import redirect
 from halb.errors import TransportError
 from halb.facts import firewall as fw
 from halb.facts.ipaddr import IP_ADDR_V4, IP_LINK, ipv4, parse_ip_addr, parse_ip_link, subnet_for
@@ -30,7 +31,7 @@ from halb.facts.ss import SS_LISTEN, Listener, parse_ss
 from halb.level import Level
 from halb.paths import KEEPALIVED_CONF
 from halb.preflight.judge import judge
-from halb.preflight.observed import FirewallState, Observed
+from halb.preflight.observed import FirewallState, NftProbe, Observed
 from halb.preflight.open_firewall import FirewallCommand, vrrp_commands
 from halb.preflight.report import PreflightResult
 
@@ -129,6 +130,7 @@ class HostCheck:
             mac=mac,
             listeners=self._listeners(),
             firewall=self._firewall(),
+            nft=self._nft_probe() if self.c.redirected else None,
         )
 
     def _keepalived_names(self, vip: str) -> bool:
@@ -193,6 +195,11 @@ class HostCheck:
             self.add("ports", Level.WARN, f"could not list listeners: {last_line(err)}")
             return None
         return tuple(parse_ss(out))
+
+    def _nft_probe(self) -> NftProbe:
+        """The redirect needs nft and NAT hooks: check a table of its shape, add nothing."""
+        rc, out, err = self.sh(redirect.PROBE_ARGV)
+        return NftProbe(rc, "" if rc == 0 else last_line(err) or last_line(out))
 
     def _peers(self) -> list[str]:
         return [h.ip for h in self.c.lb_hosts if h.ip and h.name != self.h.name]

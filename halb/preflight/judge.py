@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ from halb.facts.ipaddr import IfAddr, subnet_for
 from halb.facts.packets import ArpReply, VrrpAdvert
 from halb.facts.ss import Listener, port_conflicts
 from halb.level import Level
-from halb.preflight.observed import Observed
+from halb.preflight.observed import NftProbe, Observed
 from halb.preflight.report import PreflightResult, dedupe
 
 if TYPE_CHECKING:
@@ -223,6 +224,41 @@ def port_results(
     return out
 
 
+def listen_port_keys(cluster: Cluster, results: Sequence[PreflightResult]) -> list[PreflightResult]:
+    """A redirected frontend's HAProxy binds its internal port (the public one stays with
+    the host's own backend, halb/redirect.py): there the key to change is listen_port."""
+    out = []
+    for r in results:
+        for f in cluster.redirected:
+            old, new = f"frontends.{f.name}.port", f"frontends.{f.name}.listen_port"
+            r = dataclasses.replace(r, message=r.message.replace(old, new))
+        out.append(r)
+    return out
+
+
+def nftables_results(host: str, probe: NftProbe) -> list[PreflightResult]:
+    """Whether nft can load halb's redirect on the host (its probe added nothing)."""
+    if probe.rc == 0:
+        return [
+            PreflightResult(
+                "nftables",
+                host,
+                Level.OK,
+                "nft can load halb's redirect (NAT at prerouting, output)",
+            )
+        ]
+    why = probe.said or f"exit {probe.rc}"
+    return [
+        PreflightResult(
+            "nftables",
+            host,
+            Level.FAIL,
+            f"halb's redirect of the public ports needs nftables with NAT ({why}): install "
+            "nftables, or give the frontends ports of their own (frontends.NAME.port)",
+        )
+    ]
+
+
 def firewall_results(
     host: str, verdicts: Sequence[fw.Verdict], firewalld_blocks: bool
 ) -> list[PreflightResult]:
@@ -265,7 +301,8 @@ def host_results(
     cluster: Cluster, o: Observed, frontends: Sequence[tuple[str, str, int]]
 ) -> list[PreflightResult]:
     """One host's own findings: how it was reached, then (as root) its interfaces and
-    VIPs, what could not be checked, its ports and its firewall."""
+    VIPs, what could not be checked, its ports, nftables (for the redirect) and its
+    firewall. `frontends`: (name, VIP, the port HAProxy binds)."""
     out = list(o.notes)
     if o.root:
         for iface in sorted({v.interface for v in cluster.vips}):
@@ -274,7 +311,9 @@ def host_results(
             out += interface_results(o.host, iface, o.links, o.addrs, vips, configured)
     out += o.gaps
     if o.listeners is not None:
-        out += port_results(o.host, o.listeners, frontends)
+        out += listen_port_keys(cluster, port_results(o.host, o.listeners, frontends))
+    if o.nft is not None:
+        out += nftables_results(o.host, o.nft)
     if o.firewall is not None:
         out += firewall_results(o.host, o.firewall.verdicts, o.firewall.firewalld_blocks)
     return out
@@ -289,7 +328,8 @@ def judge(
     seconds: float,
 ) -> list[PreflightResult]:
     results: list[PreflightResult] = []
-    fronts = [(f.name, f.address, f.port) for f in cluster.frontends]
+    # a redirected frontend's HAProxy binds its internal port (listen_port)
+    fronts = [(f.name, f.address, f.bind_port) for f in cluster.frontends]
     for h in hosts:
         results.extend(host_results(cluster, facts[h.name], fronts))
     names = {h.ip: h.name for h in cluster.inventory.hosts.values() if h.ip}

@@ -27,6 +27,15 @@ class FirewallState:
 
 
 @dataclass(frozen=True)
+class NftProbe:
+    """What `nft -c` said of a table of the redirect's shape (NAT at prerouting and
+    output): its exit status and its last line (why it refused), nothing added."""
+
+    rc: int
+    said: str = ""
+
+
+@dataclass(frozen=True)
 class Observed:
     """One LB host's raw answers. `notes`: how it was reached (SSH, root), `gaps`: what
     could not be asked (a tool missing), both as findings already."""
@@ -44,3 +53,5 @@ class Observed:
     mac: str | None = None
     listeners: tuple[Listener, ...] | None = None  # None: could not list them
     firewall: FirewallState | None = None
+    # asked only when a frontend is redirected (halb/redirect.py); None: not asked
+    nft: NftProbe | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import re
@@ -27,6 +28,11 @@ from halb.spec.profiles import (
 
 _PORT_TEXT = re.compile(r"[0-9]{1,5}", re.ASCII)
 
+# HAProxy's first internal port for a redirected frontend (the port OpenShift's on-prem
+# load balancer uses for the same job); outside the NodePort range 30000-32767 and the
+# kernel's ephemeral range 32768-60999, so neither kube-proxy nor a client takes it.
+REDIRECT_BASE_PORT = 9445
+
 
 def etcd_tolerance_table() -> str:
     rows = [(n, (n - 1) // 2) for n in range(1, 8)]
@@ -49,6 +55,9 @@ class Checker:
     def warn(self, key: str, message: str, *, inventory: bool = False) -> None:
         where = f"{self.inv_file}: {key}" if inventory else f"{self.file}: {key}"
         self.findings.append(Finding("warning", where, message))
+
+    def note(self, key: str, message: str) -> None:
+        self.findings.append(Finding("note", f"{self.file}: {key}", message))
 
     # -- pieces -------------------------------------------------------------
 
@@ -298,6 +307,7 @@ class Checker:
         by_name = {v.name: v for v in vips}
         lb_names = {h.name for h in lbs}
         binds: dict[tuple[str, int], str] = {}
+        needs: dict[str, bool] = {}
         if not self.spec.frontends:
             self.error("frontends", "no frontends: define at least apiserver")
         for name, fe in self.spec.frontends.items():
@@ -336,7 +346,7 @@ class Checker:
                     f"{vip.address}:{fe.port} is already the bind of frontends.{binds[bind]}",
                 )
             binds[bind] = name
-            self.colocation(key, name, fe, members, lb_names)
+            needs[name] = self.colocation(name, fe, members, lb_names)
             mode = fe.mode or ("http" if name == "console" else "tcp")
             check = fe.check or (
                 "readyz" if name == "apiserver" else "http" if mode == "http" else "tcp"
@@ -344,34 +354,67 @@ class Checker:
             out.append(
                 ResolvedFrontend(name, vip.name, vip.address, fe.port, mode, check, tuple(backends))
             )
+        listen = self.listen_ports(needs)
+        for i, rf in enumerate(out):
+            port = listen.get(rf.name)
+            if port is None:
+                continue
+            if needs.get(rf.name):
+                self.note(
+                    f"frontends.{rf.name}",
+                    f"LB host(s) are also '{rf.name}' backends that hold {rf.port} on every "
+                    f"address: clients keep {rf.address}:{rf.port}; HAProxy listens on "
+                    f"{rf.address}:{port} and an nftables table of halb's on each LB host "
+                    f"redirects {rf.port} to it while HAProxy is healthy there (set "
+                    f"frontends.{rf.name}.port to another port for a separate one instead)",
+                )
+            bind = (rf.address, port)
+            if bind in binds:
+                self.error(
+                    f"frontends.{rf.name}.listen_port",
+                    f"{rf.address}:{port} is already the bind of frontends.{binds[bind]}",
+                )
+            binds[bind] = rf.name
+            out[i] = dataclasses.replace(rf, listen_port=port)
         return out
 
     def colocation(
-        self, key: str, name: str, fe: FrontendSpec, members: Sequence[Host], lb_names: set[str]
-    ) -> None:
-        """A frontend on the backend's own port cannot bind where the backend holds 0.0.0.0."""
+        self, name: str, fe: FrontendSpec, members: Sequence[Host], lb_names: set[str]
+    ) -> bool:
+        """True when the backend holds the frontend's port on an LB host (the apiserver's
+        0.0.0.0:6443 on a master, a NodePort on a node): HAProxy cannot bind that port
+        there, so it listens on an internal port and halb's nftables table redirects the
+        public one to it (halb/redirect.py)."""
         shared = [h.name for h in members if h.name in lb_names]
         if not shared or fe.port != fe.backend_port:
-            return
-        if name == "apiserver" and self.spec.installer.apiserver_bind == "host":
-            return
-        hosts = ", ".join(shared)
-        if name == "apiserver":
-            self.error(
-                f"{key}.port",
-                f"LB host(s) {hosts} also run the apiserver, which holds 0.0.0.0:{fe.port}, so "
-                f"HAProxy cannot bind {fe.port} there. Either set {key}.port: 8443 (halb "
-                "writes that port into the installer config), or set installer.apiserver_bind: "
-                "host (the installer binds the apiserver to each master's own address and "
-                "HAProxy binds the VIP only)",
-            )
-        else:
-            self.error(
-                f"{key}.port",
-                f"LB host(s) {hosts} are also '{fe.backends}' backends listening on "
-                f"0.0.0.0:{fe.backend_port}, so HAProxy cannot bind {fe.port} there; set "
-                f"{key}.port to another port (e.g. 8880)",
-            )
+            return False
+        return not (name == "apiserver" and self.spec.installer.apiserver_bind == "host")
+
+    def listen_ports(self, needs: dict[str, bool]) -> dict[str, int | None]:
+        """HAProxy's internal port per redirected frontend: the spec's `listen_port`, else
+        9445, 9446, ... skipping every port a frontend already names."""
+        taken = {p for fe in self.spec.frontends.values() for p in (fe.port, fe.backend_port)}
+        taken |= {fe.listen_port for fe in self.spec.frontends.values() if fe.listen_port}
+        out: dict[str, int | None] = {}
+        nxt = REDIRECT_BASE_PORT
+        for name, fe in self.spec.frontends.items():
+            key = f"frontends.{name}.listen_port"
+            if fe.listen_port is not None:
+                if fe.listen_port == fe.port or fe.listen_port == fe.backend_port:
+                    self.error(
+                        key,
+                        f"{fe.listen_port} is the frontend's own port or its backends' "
+                        "port; HAProxy's internal port must be another one",
+                    )
+                out[name] = fe.listen_port
+            elif needs.get(name):
+                while nxt in taken:
+                    nxt += 1
+                out[name] = nxt
+                taken.add(nxt)
+            else:
+                out[name] = None
+        return out
 
     def sizes(self) -> None:
         etcd = self.group("etcd")

@@ -43,6 +43,13 @@ class ResolvedFrontend:
     mode: Literal["tcp", "http"]
     check: Literal["readyz", "http", "tcp"]
     backends: tuple[Backend, ...]
+    # HAProxy's bind when the public port is redirected to it (see halb/redirect.py);
+    # None: HAProxy binds `port` on the VIP itself
+    listen_port: int | None = None
+
+    @property
+    def bind_port(self) -> int:
+        return self.listen_port if self.listen_port is not None else self.port
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,11 @@ class Cluster:
         if fe is None:
             return ""
         return f"http://{fe.address}:{fe.port}"
+
+    @property
+    def redirected(self) -> tuple[ResolvedFrontend, ...]:
+        """Frontends whose public port halb's nftables table redirects to HAProxy."""
+        return tuple(f for f in self.frontends if f.listen_port is not None)
 
     @cached_property
     def lb_host_names(self) -> tuple[str, ...]:

@@ -13,7 +13,8 @@ from halb.kinds import one_line, redact
 # (a range and one duplicate address made 300 000 lines).
 MAX_FINDINGS = 50
 
-Severity = Literal["error", "warning"]
+# a note explains a choice halb made (exit 0); a warning is a risk the user should weigh
+Severity = Literal["error", "warning", "note"]
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,18 @@ class SpecInvalid(SpecError):
 
 
 def capped(findings: Sequence[Finding], limit: int = MAX_FINDINGS) -> list[Finding]:
-    """The first `limit` errors and `limit` warnings, and a count of the rest."""
+    """The first `limit` findings of each level, and a count of the rest."""
     out: list[Finding] = []
-    left: dict[str, int] = {"error": 0, "warning": 0}
-    kept: dict[str, int] = {"error": 0, "warning": 0}
+    levels: tuple[Severity, ...] = ("error", "warning", "note")
+    left: dict[str, int] = dict.fromkeys(levels, 0)
+    kept: dict[str, int] = dict.fromkeys(levels, 0)
     for f in findings:
         if kept[f.level] < limit:
             kept[f.level] += 1
             out.append(f)
         else:
             left[f.level] += 1
-    for level in ("error", "warning"):
+    for level in levels:
         if left[level]:
-            what = "errors" if level == "error" else "warnings"
-            out.append(Finding(level, "(more)", f"{left[level]} more {what} not shown"))
+            out.append(Finding(level, "(more)", f"{left[level]} more {level}s not shown"))
     return out

@@ -84,6 +84,10 @@ class FrontendSpec(_Model):
     port: Port
     backends: Annotated[str, Strict(), _kind(kinds.group_name)]
     backend_port: Port
+    # HAProxy's own port when `port` is held on the LB host by the backend itself (the
+    # apiserver's 0.0.0.0:6443, a NodePort): halb's nftables table sends VIP:port there.
+    # Default: 9445, 9446, ... in frontend order, for the frontends that need one.
+    listen_port: Port | None = None
     mode: Literal["tcp", "http"] | None = None
     check: Literal["readyz", "http", "tcp"] | None = None
 

@@ -80,12 +80,14 @@ def clusters(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         spec["vrrp"]["auth"] = {
             "password": draw(st.from_regex(r"[A-Za-z0-9@%]{1,8}", fullmatch=True))
         }
-    api_port = 8443 if colocated else draw(st.sampled_from([6443, 443, 16443]))
+    # co-located: separate ports, or the public ones behind halb's nftables redirect
+    redirect = colocated and draw(st.booleans())
+    api_port = (6443 if redirect else 8443) if colocated else draw(st.sampled_from([6443, 443]))
     spec["frontends"] = {
         "apiserver": {"port": api_port, "backends": "kube-master", "backend_port": 6443},
         "console": {
             "vip": "external",
-            "port": 8880 if colocated else 30880,
+            "port": 8880 if colocated and not redirect else 30880,
             "backends": "k8s-cluster",
             "backend_port": 30880,
         },

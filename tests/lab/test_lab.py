@@ -202,7 +202,7 @@ def test_failed_up_removes_what_it_built(
 ) -> None:
     # A daemon that never listens cannot be caused for real without breaking sshd itself.
     monkeypatch.setattr(build, "READY_TIMEOUT", 0.2)
-    monkeypatch.setattr(build, "expected_ports", lambda h: {(h.address, 9)})
+    monkeypatch.setattr(build, "expected_ports", lambda p, h: {(h.address, 9)})
     name = labmod.pick_name("f")
     with pytest.raises(netns.LabError, match="does not listen"):
         labmod.up(name, tmp_path / "lab", 1, 1, 0)

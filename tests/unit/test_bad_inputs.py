@@ -181,14 +181,22 @@ def test_empty_backend_group(tmp_path: Path) -> None:
     assert "frontends.console.backends: group 'kube-node' in hosts.ini has no hosts" in out
 
 
-def test_colocated_apiserver_refused_with_two_ways_out(tmp_path: Path) -> None:
+def test_colocated_apiserver_keeps_6443_through_the_redirect(tmp_path: Path) -> None:
     inv = INVENTORY.replace("[lb]\nlb1\nlb2\n", "[lb]\n")
     code, out = run_validate(tmp_path, inventory=inv)
+    assert code == 0, out
+    assert "note: halb.yaml: frontends.apiserver: " in out
+    assert "clients keep 10.0.0.250:6443; HAProxy listens on 10.0.0.250:9445" in out
+    assert "set frontends.apiserver.port to another port" in out
+
+
+def test_listen_port_equal_to_the_public_port_refused(tmp_path: Path) -> None:
+    inv = INVENTORY.replace("[lb]\nlb1\nlb2\n", "[lb]\n")
+    fe = {"apiserver": {"port": 6443, "backends": "kube-master", "backend_port": 6443,
+                        "listen_port": 6443}}  # fmt: skip
+    code, out = run_validate(tmp_path, lambda s: s.update(frontends=fe), inventory=inv)
     assert code == 2, out
-    assert "halb.yaml: frontends.apiserver.port" in out
-    assert "0.0.0.0:6443" in out
-    assert "frontends.apiserver.port: 8443" in out
-    assert "installer.apiserver_bind: host" in out
+    assert "halb.yaml: frontends.apiserver.listen_port: 6443 is the frontend's own port" in out
 
 
 def test_colocated_with_8443_and_other_console_port_passes(tmp_path: Path) -> None:

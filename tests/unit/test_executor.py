@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from halb import redirect
 from halb.deploy.apply import HostDeployer
 from halb.deploy.plan import HostPlan, ServiceAction, plan_host, sha256
 from halb.deploy.report import HostState
@@ -26,7 +27,14 @@ from halb.deploy.steps import TMP_PREFIX, UPLOAD_SCRIPT
 from halb.deploy.vips import wait_for_vips
 from halb.errors import DeployError
 from halb.facts.target import RemoteFile, TargetFacts
-from halb.paths import HAPROXY_CFG, HAPROXY_PIDFILE, NOTIFY_SCRIPT
+from halb.paths import (
+    HAPROXY_CFG,
+    HAPROXY_PIDFILE,
+    NOTIFY_SCRIPT,
+    REDIRECT_NFT,
+    REDIRECT_SCRIPT,
+    SCRIPT_DIR,
+)
 from halb.render import RenderedFile
 from halb.services import SERVICES, ServiceManager, ServiceName, Supervisor, Systemd
 from halb.transport.base import Privilege, Result, Transport
@@ -595,3 +603,69 @@ def test_one_holder_that_keeps_moving_is_accepted_at_the_deadline() -> None:
     }
     holders, error = wait_for_vips(flip, VIPS, timeout=1.2, settle=5.0)
     assert error is None and len(holders["internal"]) == 1
+
+
+# halb's nftables redirect (co-located LB hosts). `nft` itself never runs here: its check
+# is answered by the fake, and the script the deploy runs is the test's own.
+REDIRECT_SH = '#!/bin/sh\necho "$1" >> "${0%/*}/calls"\n'
+REDIRECT_SH_FAILS = '#!/bin/sh\necho "$1" >> "${0%/*}/calls"\nexit 1\n'
+
+
+@pytest.fixture
+def fake_nft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An `nft` first on PATH that only records its arguments: the machine's own nftables
+    is never asked anything, not even a check."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "nft-calls"
+    nft = bin_dir / "nft"
+    nft.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    nft.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return calls
+
+
+def test_the_redirect_is_checked_before_any_move_and_loaded_after_the_services(
+    tmp_path: Path, fake_nft: Path
+) -> None:
+    files = {REDIRECT_NFT: "table ip halb_redirect {}\n", REDIRECT_SCRIPT: REDIRECT_SH}
+    hp = _plan(tmp_path, files, old={}, running=("haproxy", "keepalived"))
+    d, log = _deploy(tmp_path, hp)
+    res = d.run()
+    assert res.status is HostState.CHANGED, res
+    checked = fake_nft.read_text().split()
+    assert checked[:2] == ["-c", "-f"] and TMP_PREFIX in checked[2]
+    assert (_live(tmp_path, SCRIPT_DIR) / "calls").read_text() == "load\n"
+    chain = next(" ".join(e) for e in log if "load" in " ".join(e))
+    assert chain.index("nft -c -f") < chain.index("mv -f") < chain.index("redirect.sh load")
+
+
+def test_a_failed_load_rolls_back_and_drops_the_table_it_created(
+    tmp_path: Path, fake_nft: Path
+) -> None:
+    files = {REDIRECT_NFT: "table ip halb_redirect {}\n", REDIRECT_SCRIPT: REDIRECT_SH_FAILS}
+    hp = _plan(tmp_path, files, old={}, running=("haproxy", "keepalived"))
+    d, log = _deploy(tmp_path, hp)
+    res = d.run()
+    assert res.status is HostState.ROLLED_BACK, res
+    assert "loading halb's nftables redirect failed" in (res.error or "")
+    assert ("run", *redirect.DROP_ARGV) in log
+    assert fake_nft.read_text().splitlines()[-2:] == [
+        "list table ip halb_redirect",
+        "delete table ip halb_redirect",
+    ]
+    assert not _live(tmp_path, REDIRECT_NFT).exists()
+    assert not _live(tmp_path, REDIRECT_SCRIPT).exists()
+
+
+def test_a_rolled_back_change_loads_the_former_table(tmp_path: Path, fake_nft: Path) -> None:
+    old = {REDIRECT_NFT: "table ip halb_redirect {}\n", REDIRECT_SCRIPT: REDIRECT_SH}
+    new = {REDIRECT_NFT: "table ip halb_redirect { }\n", REDIRECT_SCRIPT: REDIRECT_SH_FAILS}
+    hp = _plan(tmp_path, new, old=old, running=("haproxy", "keepalived"))
+    d, log = _deploy(tmp_path, hp)
+    res = d.run()
+    assert res.status is HostState.ROLLED_BACK, res
+    assert _live(tmp_path, REDIRECT_SCRIPT).read_text() == REDIRECT_SH
+    # the new script's failed load, then the former script's load
+    assert (_live(tmp_path, SCRIPT_DIR) / "calls").read_text() == "load\nload\n"
+    assert ("run", *redirect.DROP_ARGV) not in log

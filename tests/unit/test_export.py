@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from halb.cli import app
 from halb.export import ansible
+from halb.paths import REDIRECT_NFT, REDIRECT_SCRIPT
 from halb.render import KEEPALIVED_CONF, render_cluster
 from halb.spec import load_cluster
 
@@ -171,3 +172,25 @@ def test_password_that_also_appears_elsewhere_is_refused() -> None:
     assert ansible.PLACEHOLDER in ansible._without_password(
         conf.replace("auth_pass eth0", "auth_pass Qw3rty"), "Qw3rty", "lb1"
     )
+
+
+def test_colocated_export_checks_and_loads_the_redirect(tmp_path: Path) -> None:
+    d = tmp_path / "six"
+    shutil.copytree(GOLDEN / "ks-guide-six", d, ignore=shutil.ignore_patterns("expected"))
+    dest = tmp_path / "out"
+    export(d / "halb.yaml", dest)
+    host = yaml.safe_load((dest / "host_vars" / "master1.yml").read_text())
+    kinds = {f["path"]: f["kind"] for f in host["halb_export_files"]}
+    assert kinds[REDIRECT_NFT] == "nft" and kinds[REDIRECT_SCRIPT] == "script"
+    role = dest / "roles" / ansible.ROLE
+    tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text())
+    task = next(t for t in tasks if t["name"] == "nftables redirect")
+    assert task["ansible.builtin.copy"]["validate"] == "nft -c -f %s"
+    assert task["notify"] == "halb load redirect"
+    handlers = yaml.safe_load((role / "handlers" / "main.yml").read_text())
+    names = [h["name"] for h in handlers]
+    assert names.index("halb reload haproxy") < names.index("halb load redirect")
+    load = handlers[names.index("halb load redirect")]["ansible.builtin.command"]
+    assert load == f"sh {REDIRECT_SCRIPT} load"
+    nft = (dest / ansible.HOST_FILES / "master1" / REDIRECT_NFT.lstrip("/")).read_text()
+    assert nft == render_cluster(load_cluster(d / "halb.yaml"))["master1"][REDIRECT_NFT].content

@@ -66,16 +66,20 @@ def test_init_with_lb_group(tmp_path: Path) -> None:
     assert set(render_cluster(cluster)) == {"lb1", "lb2"}
 
 
-def test_init_colocated_moves_ports_and_says_so(tmp_path: Path) -> None:
+def test_init_colocated_keeps_ports_and_says_so(tmp_path: Path) -> None:
     code, out = init(tmp_path, KS_SHAPE)
     assert code == 0, out
-    assert "no [lb] group" in out and "8443" in out
+    assert "no [lb] group" in out and "clients keep VIP:6443" in out
     data = yaml.safe_load((tmp_path / "halb.yaml").read_text())
-    assert data["frontends"]["apiserver"]["port"] == 8443
-    assert data["frontends"]["console"]["port"] == 8880
+    assert data["frontends"]["apiserver"]["port"] == 6443
+    assert data["frontends"]["console"]["port"] == 30880
     cluster = load_cluster(tmp_path / "halb.yaml")
     assert cluster.lb_host_names == ("master",)
-    assert cluster.apiserver_endpoint == ("10.66.0.253", 8443)
+    assert cluster.apiserver_endpoint == ("10.66.0.253", 6443)
+    assert [(f.name, f.listen_port) for f in cluster.redirected] == [
+        ("apiserver", 9445),
+        ("console", 9446),
+    ]
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:

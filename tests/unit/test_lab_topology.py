@@ -61,7 +61,7 @@ def test_netns_names_parse_back() -> None:
     [
         ({"name": "Bad-Name"}, "lab name 'Bad-Name'"),
         ({"name": "x" * 13}, "lab name"),
-        ({"lbs": 0}, "--lbs 0"),
+        ({"lbs": -1}, "--lbs -1"),
         ({"masters": 10}, "--masters 10"),
         ({"nodes": -1}, "--nodes -1"),
         ({"octet": 255}, "octet 255"),
@@ -244,3 +244,16 @@ def test_the_stand_ins_control_dir_is_the_one_halb_names() -> None:
     from halb.paths import LAB_CONTROL_DIR
 
     assert str(fakeapi.DEFAULT_CONTROL_DIR) == LAB_CONTROL_DIR == "/" + CONTROL_DIR
+
+
+def test_colocated_plan_has_no_lb_hosts_and_no_lb_group(tmp_path: Path) -> None:
+    from halb.lab.writer import hosts_ini
+
+    p = plan("six", lbs=0, masters=3, nodes=3)
+    assert p.colocated and not p.by_role(LabRole.LB)
+    assert [h.name for h in p.inventory_hosts] == [
+        "master1", "master2", "master3", "node1", "node2", "node3",
+    ]  # fmt: skip
+    ini = hosts_ini(p, tmp_path, "pw", "spw")
+    assert "[lb]" not in ini and "[kube-master]\nmaster1\nmaster2\nmaster3\n" in ini
+    assert not plan("x", lbs=2).colocated

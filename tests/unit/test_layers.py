@@ -27,6 +27,7 @@ PURE = (
     "halb.spec.",
     "halb.inventory.",
     "halb.render",
+    "halb.redirect",
     "halb.roles",
     "halb.status_report",
     "halb.deploy.plan",

@@ -1,0 +1,63 @@
+#!/bin/sh
+# Managed by halb 0.1.0; local edits are replaced on the next deploy.
+# halb's redirect of the public ports on master2 (rules in redirect.nft beside it).
+#   redirect.sh load            (deploy) load the table whole, with the VIPs that are
+#                               healthy now in its set: one nft transaction
+#   redirect.sh sync INSTANCE [STATE]
+#                               (notify.sh, at each VRRP state change) FAULT (HAProxy exited):
+#                               the instance's VIP out of the set at once, with no other
+#                               command first; else in the set if HAProxy is healthy
+#   redirect.sh remove          delete the table
+# After a reboot the table is gone until keepalived's first state change: sync loads it.
+# No value from the spec or the inventory reaches this script but checked addresses.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+dir=${0%/*}
+vip_of() {
+    case "$1" in
+        halb_internal) echo 192.168.0.253 ;;
+        *) return 1 ;;
+    esac
+}
+healthy() {  # $1 = instance, $2 = its state (default: the one notify.sh last recorded)
+    state=${2:-$(cat /run/halb/vrrp-"$1".state 2>/dev/null)}
+    [ "$state" != FAULT ] || return 1
+    [ "$(cat /run/halb-haproxy.exited 2>/dev/null)" != 1 ] || return 1
+    "$dir/check_haproxy.sh"
+}
+case "${1-}" in
+load)
+    {
+        cat "$dir/redirect.nft" || exit 1
+        healthy halb_internal && echo "add element ip halb_redirect healthy { 192.168.0.253 }"
+        :
+    } | nft -f -
+    ;;
+sync)
+    vip=$(vip_of "${2-}") || exit 0
+    if [ "${3-}" = FAULT ]; then
+        # HAProxy exited (one process serves every VIP): all of them out in one command,
+        # so the second instance's FAULT finds nothing left to do
+        exited=0; read -r exited < /run/halb-haproxy.exited 2>/dev/null
+        if [ "$exited" = 1 ]; then
+            nft flush set ip halb_redirect healthy 2>/dev/null
+        else
+            nft delete element ip halb_redirect healthy "{ $vip }" 2>/dev/null
+        fi
+        exit 0
+    fi
+    nft list table ip halb_redirect >/dev/null 2>&1 || exec sh "$0" load
+    if healthy "$2" "${3-}"; then
+        nft add element ip halb_redirect healthy "{ $vip }"
+    else
+        nft delete element ip halb_redirect healthy "{ $vip }" 2>/dev/null || :
+    fi
+    ;;
+remove)
+    nft list table ip halb_redirect >/dev/null 2>&1 || exit 0
+    nft delete table ip halb_redirect
+    ;;
+*)
+    echo "usage: redirect.sh load|sync INSTANCE|remove" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,245 @@
+"""The KubeSphere guide's six machines (3 masters with etcd, 3 workers, no [lb] group) on
+the lab: the masters carry the VIP beside the apiserver stand-in on 0.0.0.0:6443 and every
+host answers 30880 on every address. halb keeps VIP:6443 and VIP:30880 through its
+nftables redirect, balanced over every backend, and the redirect follows HAProxy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from halb.lab import Lab
+from halb.paths import HAPROXY_PIDFILE, REDIRECT_NFT, REDIRECT_TABLE
+from halb.redirect import STATUS_ARGV, parse_status
+
+pytestmark = pytest.mark.lab
+
+# n requests through the VIP, each on a new connection; prints one body per line
+MANY = """
+import ssl, sys, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for _ in range(n):
+    try:
+        print(urllib.request.urlopen(url, timeout=2, context=ctx).read().decode().strip())
+    except Exception as e:
+        print("ERR", type(e).__name__)
+"""
+
+
+@pytest.fixture(scope="module")
+def six(lab_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
+    lab = lab_factory(lbs=0, masters=3, nodes=3)
+    cp = lab.run("taskbox", ["halb", "up", "-c", str(lab.dir / "halb.yaml")], timeout=240)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    yield lab
+
+
+def answers(lab: Lab, host: str, url: str, n: int) -> list[str]:
+    cp = lab.run(host, ["python3", "-c", MANY, url, str(n)], timeout=120)
+    return cp.stdout.split("\n")[:-1]
+
+
+def holder(lab: Lab) -> str:
+    holders = lab.vip_holders()[lab.vip_internal]
+    assert len(holders) == 1, holders
+    return holders[0]
+
+
+def redirect_vips(lab: Lab, host: str) -> tuple[str, ...]:
+    return parse_status(lab.run(host, STATUS_ARGV).stdout).vips
+
+
+def test_public_ports_kept_and_balanced_over_every_backend(six: Lab) -> None:
+    common = (six.dir / "conf" / "common.yaml").read_text()
+    assert f"address: {six.vip_internal}\n  port: 6443" in common
+    api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 12)
+    assert set(api) == {f"apiserver {m}" for m in six.masters}, api
+    console = answers(six, "taskbox", f"http://{six.vip_external}:30880/", 24)
+    assert set(console) == {f"console {h}" for h in six.masters + six.nodes}, console
+    # the holder's own requests go through HAProxy too (the output hook), not only to itself
+    h = holder(six)
+    own = answers(six, h, f"http://{six.vip_external}:30880/", 12)
+    assert len(set(own)) > 1 and not any(a.startswith("ERR") for a in own), own
+    for m in six.masters:
+        assert set(redirect_vips(six, m)) == {six.vip_internal, six.vip_external}
+
+
+def test_apiserver_dying_on_the_holder_costs_nothing(six: Lab) -> None:
+    h = holder(six)
+    six.set_readyz(h, 500)
+    try:
+        time.sleep(8)  # HAProxy's checks: inter 2s fall 3
+        api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 12)
+        assert not any(a.startswith("ERR") for a in api), api
+        assert set(api) == {f"apiserver {m}" for m in six.masters if m != h}, api
+    finally:
+        six.set_readyz(h, None)
+
+
+def test_no_healthy_backend_falls_through_to_the_holders_own_apiserver(six: Lab) -> None:
+    h = holder(six)
+    for m in six.masters:
+        six.set_readyz(m, 500)
+    try:
+        time.sleep(8)  # HAProxy's checks: inter 2s fall 3
+        api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 6)
+        assert set(api) == {f"apiserver {h}"}, api
+    finally:
+        for m in six.masters:
+            six.set_readyz(m, None)
+    time.sleep(6)  # rise 2
+
+
+def test_haproxy_killed_on_the_holder_drops_the_redirect_at_once(six: Lab) -> None:
+    h = holder(six)
+    pid = six.run(h, ["head", "-n1", HAPROXY_PIDFILE]).stdout.strip()
+    t0 = time.monotonic()
+    six.run(h, ["kill", "-9", pid])
+    gone = None
+    deadline = t0 + 5
+    while time.monotonic() < deadline:
+        if not redirect_vips(six, h):
+            gone = time.monotonic() - t0
+            break
+        time.sleep(0.005)
+    assert gone is not None, "the redirect stayed after HAProxy exited"
+    print(f"redirect dropped {gone * 1000:.0f} ms after kill -9 (incl. one nft list per poll)")
+    # the VIP never answers nothing: the old holder's own backend, then the new holder
+    api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 10)
+    console = answers(six, "taskbox", f"http://{six.vip_external}:30880/", 10)
+    assert not any(a.startswith("ERR") for a in api + console), api + console
+    # halb deploy starts HAProxy again; the redirect comes back with it
+    cp = six.run("taskbox", ["halb", "deploy", "-c", str(six.dir / "halb.yaml")], timeout=120)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not redirect_vips(six, h):
+        time.sleep(0.1)
+    assert set(redirect_vips(six, h)) == {six.vip_internal, six.vip_external}
+
+
+def test_table_is_halbs_own_and_goes_with_the_lab(six: Lab) -> None:
+    out = six.run(six.masters[0], ["nft", "list", "tables"]).stdout
+    assert f"table ip {REDIRECT_TABLE}" in out
+
+
+def test_status_shows_the_redirect_per_host(six: Lab) -> None:
+    cp = six.run("taskbox", ["halb", "status", "--json", "-c", str(six.dir / "halb.yaml")])
+    doc = json.loads(cp.stdout)
+    for h in doc["hosts"]:
+        assert h["redirect"].startswith("active "), h
+        assert six.vip_internal in h["redirect"] and six.vip_external in h["redirect"]
+    text = six.run("taskbox", ["halb", "status", "-c", str(six.dir / "halb.yaml")]).stdout
+    assert f"redirect active {six.vip_internal}, {six.vip_external}" in text, text
+
+
+def squat(lab: Lab, host: str, address: str, port: int) -> subprocess.Popen[str]:
+    """A process on `host` that holds address:port, as a port HAProxy then cannot bind."""
+    p = subprocess.Popen(
+        [*lab.enter_argv(host), "python3", "-c",
+         "import socket, time\ns = socket.socket()\n"
+         "s.setsockopt(socket.SOL_IP, 15, 1)\n"  # IP_FREEBIND: the VIP may be elsewhere
+         f"s.bind(({address!r}, {port}))\ns.listen(8)\nprint('bound', flush=True)\n"
+         "time.sleep(90)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert p.stdout is not None and p.stdout.readline().strip() == "bound"
+    return p
+
+
+def tables(lab: Lab, host: str) -> str:
+    return lab.run(host, ["nft", "list", "ruleset"]).stdout
+
+
+def test_rolled_back_change_puts_the_former_table_back(six: Lab) -> None:
+    spec = six.dir / "halb-9450.yaml"
+    data = yaml.safe_load(six.spec.read_text())
+    data["frontends"]["console"]["listen_port"] = 9450
+    spec.write_text(yaml.safe_dump(data))
+    before = {m: tables(six, m) for m in six.masters}
+    assert all(":9446" in t for t in before.values())
+    squatter = squat(six, six.masters[1], six.vip_external, 9450)
+    try:
+        cp = six.run("taskbox", ["halb", "deploy", "--json", "-c", str(spec)], timeout=180)
+    finally:
+        squatter.kill()
+        squatter.wait()
+    doc = json.loads(cp.stdout)
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    assert {h["status"] for h in doc["hosts"].values()} == {"rolled-back"}, doc["hosts"]
+    for m in six.masters:
+        assert tables(six, m) == before[m]  # the former table, its set as it was
+    console = answers(six, "taskbox", f"http://{six.vip_external}:30880/", 6)
+    assert not any(a.startswith("ERR") for a in console), console
+
+
+def test_rolled_back_first_deploy_leaves_no_table(lab_factory) -> None:  # type: ignore[no-untyped-def]
+    lab = lab_factory(lbs=0, masters=2, nodes=1)
+    squatter = squat(lab, lab.masters[1], lab.vip_internal, 9445)
+    try:
+        cp = lab.run("taskbox", ["halb", "deploy", "--json", "-c", str(lab.spec)], timeout=180)
+    finally:
+        squatter.kill()
+        squatter.wait()
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    for m in lab.masters:
+        assert REDIRECT_TABLE not in tables(lab, m)
+        assert lab.run(m, ["test", "-e", REDIRECT_NFT]).returncode != 0
+
+
+def test_drain_and_undrain_carry_the_redirected_ports(six: Lab, client_load) -> None:  # type: ignore[no-untyped-def]
+    h = holder(six)
+
+    def halb(*args: str) -> dict[str, Any]:
+        cp = six.run("taskbox", ["halb", *args, "--json", "-c", str(six.spec)], timeout=90)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        return dict(json.loads(cp.stdout))
+
+    with client_load(six) as drained:
+        doc = halb("drain", h)
+    assert doc["drained"] == [h] and holder(six) != h
+    with client_load(six) as undrained:
+        halb("undrain", h)
+    assert holder(six) == h
+    print(f"drain: {drained['ok']} ok, failed {drained['failed']}; "
+          f"undrain: {undrained['ok']} ok, failed {undrained['failed']}")  # fmt: skip
+    assert drained["ok"] > 100 and undrained["ok"] > 100
+    assert drained["failed"] == [] and undrained["failed"] == []
+
+
+def test_preflight_checks_nft_and_haproxys_internal_ports(six: Lab) -> None:
+    def preflight() -> tuple[int, list[dict[str, Any]]]:
+        cp = six.run("taskbox", ["halb", "preflight", "--json", "-c", str(six.spec)], timeout=90)
+        return cp.returncode, list(json.loads(cp.stdout)["checks"])
+
+    rc, checks = preflight()
+    assert rc == 0, [c for c in checks if c["level"] != "ok"]
+    nft = [c for c in checks if c["check"] == "nftables"]
+    assert {c["host"] for c in nft} == set(six.masters)
+    assert all(c["level"] == "ok" for c in nft), nft
+    ports = [c["message"] for c in checks if c["check"] == "ports" and c["host"] == "master1"]
+    assert f"apiserver {six.vip_internal}:9445 bound by our haproxy" in ports, ports
+    # the public port stays with the host's own apiserver: not a conflict
+    assert not any(":6443" in p for p in ports), ports
+    # another process on an internal port is one, and named
+    spec = six.dir / "halb-9460.yaml"
+    data = yaml.safe_load(six.spec.read_text())
+    data["frontends"]["apiserver"]["listen_port"] = 9460
+    spec.write_text(yaml.safe_dump(data))
+    squatter = squat(six, "master3", six.vip_internal, 9460)
+    try:
+        cp = six.run("taskbox", ["halb", "preflight", "--json", "-c", str(spec)], timeout=90)
+    finally:
+        squatter.kill()
+        squatter.wait()
+    assert cp.returncode == 2, cp.stdout + cp.stderr  # bad input: choose another port
+    bad = [c for c in json.loads(cp.stdout)["checks"] if c["level"] == "fail"]
+    assert [c["host"] for c in bad] == ["master3"], bad
+    assert f"cannot bind {six.vip_internal}:9460" in bad[0]["message"]
+    assert "frontends.apiserver.listen_port" in bad[0]["message"]
