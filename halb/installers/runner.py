@@ -65,10 +65,16 @@ def clock_text(seconds: float) -> str:
     return f"{m}m{s:02d}s"
 
 
+# Held back while the installer starts (see _Session.run), delivered once it can be stopped.
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _take_terminal() -> None:
     # In the child, after setsid: the pty becomes its controlling terminal, so a program
-    # that opens /dev/tty for a password asks here, where halb sees it.
+    # that opens /dev/tty for a password asks here, where halb sees it. The child must not
+    # inherit halb's held-back signals: Ctrl-C has to reach the installer.
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
 
 
 def _spawn(plan: LaunchPlan) -> tuple[subprocess.Popen[bytes], int, str]:
@@ -162,12 +168,20 @@ class _Session:
         return self.clock() - self.start
 
     def run(self) -> tuple[Verdict, float]:
-        proc, master, tty = _spawn(self.plan)
         interrupted = False
         code: int | None = None
-        try:
-            with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt():
+            # A Ctrl-C while the installer starts would leave it running unseen: hold the
+            # signals until there is a process group to stop.
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+            try:
+                proc, master, tty = _spawn(self.plan)
+            except BaseException:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+                raise
+            try:
                 try:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # arrives now, if sent
                     self._pump(proc, master, tty)
                     if self.stop is not None:
                         self.log.note(f"halb stops the installer: {self.stop.reason}")
@@ -179,8 +193,8 @@ class _Session:
                     interrupted = True
                     self.log.note("interrupted: stopping the installer and its children")
                     code = stop_group(proc, signal.SIGINT, self.limits.stop_grace)
-        finally:
-            os.close(master)
+            finally:
+                os.close(master)
         verdict = self.watcher.verdict(
             code, self.elapsed(), stop=self.stop, interrupted=interrupted
         )
