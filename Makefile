@@ -11,6 +11,12 @@ VENV ?= .venv
 # (never on this machine's root) and indexes the .deb files it serves to them; filling
 # its cache (/var/cache/halb-lab/debs) once needs the Debian mirror (`apt-get download`).
 DEBS := python3-venv haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux ruby systemd dpkg-dev
+# The VM lab (`halb lab up --provider vagrant`): Vagrant with its libvirt provider, libvirtd
+# and QEMU (run only inside the lab's own namespaces), mmdebstrap and e2fsprogs to build
+# the lab's Debian box from the mirror apt uses. Debian's policy-rc.d keeps the packages
+# from starting libvirtd on this machine; halb starts it in the lab's namespaces.
+VM_DEBS := vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base mmdebstrap e2fsprogs
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120
 LAB_DIR ?= lab
 
 # Resolved before PATH changes below, so a stale $(VENV) never makes itself.
@@ -19,14 +25,22 @@ VENV_BIN := $(abspath $(VENV))/bin
 # Every recipe (and the lab hosts it starts, which run `halb` through PATH) uses the venv.
 export PATH := $(VENV_BIN):$(PATH)
 
-.PHONY: deps debs test lint unit demo demo-down bench clean
+.PHONY: deps debs vm-debs test lint unit demo demo-down bench clean
 
-debs:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+# `make test` installs both lists: its VM lab test needs the second.
+debs: vm-debs
+	@$(call install_debs,$(DEBS))
+
+vm-debs:
+	@$(call install_debs,$(VM_DEBS))
+
+define install_debs
+missing=""; for p in $(1); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+  echo "installing Debian packages:$$missing"; \
+  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing >/dev/null; \
+fi
+endef
 
 $(VENV_BIN)/python: | debs
 	@test -n "$(PYTHON_BIN)" || { echo "no $(PYTHON) on PATH (set PYTHON=...)"; exit 2; }
