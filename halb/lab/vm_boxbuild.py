@@ -201,7 +201,17 @@ def _add_to_vagrant(paths: BoxPaths, key: str, progress: Progress) -> None:
 
 
 def _remove_old(cache: Path, key: str) -> None:
-    """Boxes of older recipes go: each is a few hundred MiB."""
+    """Boxes of older recipes go, from the cache and from Vagrant's store: each is a few
+    hundred MiB."""
     for d in (cache / "box").iterdir():
         if d.is_dir() and d.name != key and not d.name.endswith(".building"):
             shutil.rmtree(d, ignore_errors=True)
+        elif d.name.endswith(BUILD_LOG) and not d.name.startswith(key):
+            d.unlink(missing_ok=True)
+    stored = BoxPaths.of(cache, key).vagrant_home / "boxes"
+    ours = vm_box.box_name(key).replace("/", "-VAGRANTSLASH-")
+    prefix = vm_box.BOX_PREFIX.replace("/", "-VAGRANTSLASH-") + "-"
+    if stored.is_dir():
+        for d in stored.iterdir():
+            if d.name.startswith(prefix) and d.name != ours:
+                shutil.rmtree(d, ignore_errors=True)

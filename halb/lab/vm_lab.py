@@ -23,7 +23,7 @@ from pathlib import Path
 from halb.errors import HalbError, InputError
 from halb.lab import fakeapi, vagrant_run, vm_box, vm_ns
 from halb.lab.vagrant import Layout, check_env
-from halb.lab.vagrant_parse import VmState
+from halb.lab.vagrant_parse import VagrantError, VmState
 from halb.lab.vm_boxbuild import ensure_box
 
 Progress = Callable[[str], None]
@@ -130,6 +130,16 @@ class _Watch:
             self.last[vm] = what
         self.progress(f"[{time.monotonic() - self.t0:5.0f} s] {text}")
 
+    def where(self, consoles: Path) -> str:
+        """Each VM's last step and its console log, for a failure message."""
+        if not self.last:
+            return f"; consoles in {consoles}"
+        each = "; ".join(
+            f"{vm} at {step!r}, console {consoles / (vm + '.log')}"
+            for vm, step in sorted(self.last.items())
+        )
+        return f"; {each}"
+
     def beat(self) -> None:
         while not self.done.wait(HEARTBEAT):
             states = "; ".join(f"{vm}: {w}" for vm, w in sorted(self.last.items()))
@@ -174,11 +184,13 @@ def up(
             f"({run_env['HALB_VAGRANT_LIBVIRT_DRIVER']}); consoles in {consoles}"
         )
         beat.start()
-        return vagrant_run.up(
-            d, vdir, timeout, watch.line, run_env,
-            wrap=[*ns.enter_argv(vdir), "nice", "-n", "19"], state=state,
-            failed_hint=f"; VM consoles in {consoles}",
-        )  # fmt: skip
+        try:
+            return vagrant_run.up(
+                d, vdir, timeout, watch.line, run_env,
+                wrap=[*ns.enter_argv(vdir), "nice", "-n", "19"], state=state,
+            )  # fmt: skip
+        except VagrantError as e:
+            raise VagrantError(f"{e}{watch.where(consoles)}") from None
     except BaseException as e:
         watch.done.set()
         # Nothing half-up stays: the VMs, libvirtd and the netns go; the logs stay.

@@ -290,6 +290,11 @@ def domains(ns: VmNs) -> list[tuple[str, str]]:
 def stop(ns: VmNs, progress: Progress) -> list[str]:
     """Everything `start` made, also after a killed `up`; safe to run twice."""
     done: list[str] = []
+    # A `vagrant up` left running by a killed `halb lab up` goes first: it would go on
+    # creating VMs while they are removed.
+    stopped = _stop_clients(ns)
+    if stopped:
+        done.append(f"stopped {stopped} vagrant/ssh processes in {ns.name}")
     pid = ns.libvirtd_pid()
     if pid is not None:
         virsh = [*ns.enter_argv(), "virsh", "-c", "qemu:///system"]
@@ -323,6 +328,27 @@ def stop(ns: VmNs, progress: Progress) -> list[str]:
     for line in done:
         progress(line)
     return done
+
+
+# What libvirtd and the repository run in the lab's netns; anything else there is a client.
+_SERVERS = frozenset({"libvirtd", "qemu-system-x86", "dnsmasq", "python3", "ip"})
+
+
+def _stop_clients(ns: VmNs) -> int:
+    if not netns_exists(ns.name):
+        return 0
+    count = 0
+    for text in _run(["ip", "netns", "pids", ns.name]).stdout.split():
+        if not text.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{text}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm not in _SERVERS:
+            _kill(int(text))
+            count += 1
+    return count
 
 
 def _kill(pid: int) -> None:

@@ -167,3 +167,24 @@ def test_tb_size_setting() -> None:
     assert vm_lab.tb_size({"HALB_VAGRANT_TB_SIZE": "256"}) == 256
     with pytest.raises(InputError, match="HALB_VAGRANT_TB_SIZE='8'"):
         vm_lab.tb_size({"HALB_VAGRANT_TB_SIZE": "8"})
+
+
+def test_progress_keeps_each_vms_step_and_names_it_on_failure(tmp_path: Path) -> None:
+    shown: list[str] = []
+    watch = vm_lab._Watch(shown.append)
+    for line in (
+        "Bringing machine 'lb1' up with 'libvirt' provider...",
+        "==> lb1: Creating domain with the following settings...",
+        "==> lb1:  -- Memory:            512M",
+        "==> lb2: Waiting for domain to get an IP address...",
+        "==> lb1: Waiting for machine to boot. This may take a few minutes...",
+    ):
+        watch.line(line)
+    assert len(shown) == 4 and all(s.startswith("[") and " s] " in s for s in shown)
+    assert not any("Memory" in s for s in shown)  # domain settings stay in the log
+    where = watch.where(tmp_path)
+    boot = "'Waiting for machine to boot. This may take a few minutes...'"
+    assert f"lb1 at {boot}, console {tmp_path}/lb1.log" in where
+    assert (
+        f"lb2 at 'Waiting for domain to get an IP address...', console {tmp_path}/lb2.log" in where
+    )
