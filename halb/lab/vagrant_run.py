@@ -232,11 +232,13 @@ def up(
     wrap: Sequence[str] = (),
     state: Mapping[str, str] | None = None,
     failed_hint: str = "",
+    reaches_vips: bool = False,
 ) -> Layout:
     """`vagrant up`, then hosts.ini and halb.yaml in `lab_dir` for `halb up`.
 
-    `wrap`, `state` and `failed_hint` are the VM lab's (vm_lab): the nsenter prefix, what
-    it records in the state file, where its console logs are.
+    `wrap`, `state`, `failed_hint` and `reaches_vips` are the VM lab's (vm_lab): the
+    nsenter prefix, what it records in the state file, where its console logs are, and
+    that `halb up` runs where the VIPs answer (its namespace).
     """
     base_env = dict(os.environ if env is None else env)
     settings = vagrant.check_env(base_env)
@@ -286,9 +288,9 @@ def up(
     atomic_write(d / KNOWN_HOSTS_FILE, "", 0o600)  # new VMs, new keys: pinned on first use
     atomic_write(d / INVENTORY_FILE, ini, 0o600)
     atomic_write(d / SPEC_FILE, vagrant.halb_yaml(layout), 0o644)
-    # This machine never reaches the VMs' VIPs (only forwarded SSH ports, or the lab's
-    # namespace): the stand-in installer's stages contact nothing here.
-    lay_lab_installer(d, offline=True)
+    # Vagrant's forwarded SSH ports do not reach the VMs' VIPs: there the stand-in
+    # installer's stages contact nothing. From the VM lab's namespace they answer.
+    lay_lab_installer(d, offline=not reaches_vips)
     progress(f"wrote {d / INVENTORY_FILE} and {d / SPEC_FILE}")
     return layout
 

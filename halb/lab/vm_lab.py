@@ -31,6 +31,7 @@ ISOLATE_ENV = "HALB_VAGRANT_ISOLATE"
 CONSOLES_DIR = "consoles"  # kept after a failed up (its story), removed by down
 BOOT_TIMEOUT = 900  # seconds per VM: a TCG boot under load on 2 cores
 HEARTBEAT = 30.0
+VM_CPUS = 2
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ def lab_env(
         "HALB_VAGRANT_FAKEAPI": str(Path(fakeapi.__file__).resolve()),
     }
     env.setdefault("HALB_VAGRANT_BOOT_TIMEOUT", str(BOOT_TIMEOUT))
+    # Two vCPUs are two niced QEMU threads: keepalived's 1 s check (2 s timeout) kept
+    # timing out on one under TCG on busy cores, and the VIP went to FAULT.
+    env.setdefault("HALB_VAGRANT_CPUS", str(VM_CPUS))
     if driver == "qemu":
         env["HALB_VAGRANT_EMULATOR"] = str(ns.emulator)
     return env
@@ -188,6 +192,7 @@ def up(
             return vagrant_run.up(
                 d, vdir, timeout, watch.line, run_env,
                 wrap=[*ns.enter_argv(vdir), "nice", "-n", "19"], state=state,
+                reaches_vips=True,
             )  # fmt: skip
         except VagrantError as e:
             raise VagrantError(f"{e}{watch.where(consoles)}") from None
