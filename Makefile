@@ -25,9 +25,9 @@ VENV_BIN := $(abspath $(VENV))/bin
 # Every recipe (and the lab hosts it starts, which run `halb` through PATH) uses the venv.
 export PATH := $(VENV_BIN):$(PATH)
 
-.PHONY: deps debs vm-debs test lint unit demo demo-down bench clean
+.PHONY: deps debs vm-debs test test-vm lint unit demo demo-down bench clean
 
-# `make test` installs both lists: its VM lab test needs the second.
+# Both lists, so one `make deps` readies `make test-vm` too.
 debs: vm-debs
 	@$(call install_debs,$(DEBS))
 
@@ -63,6 +63,11 @@ unit: deps
 
 test: deps lint
 	python -m pytest -q -p no:cacheprovider
+
+# The VM lab end to end (tests/lab/test_vagrant_vms.py): real VMs under QEMU's TCG,
+# niced, so its time depends on what else the machine runs; `make test` skips it.
+test-vm: deps
+	HALB_VM_TEST=1 python -m pytest -q -p no:cacheprovider -s tests/lab/test_vagrant_vms.py
 
 demo: deps
 	@halb lab down --dir $(LAB_DIR) >/dev/null 2>&1 || true
