@@ -1,6 +1,8 @@
 # Two entry points do all the set-up on a fresh Debian machine (as root):
 #   make demo   installs what it needs, brings up the lab and runs halb's main job on it
 #   make test   installs what it needs and runs every test (lint, types, unit, golden, lab)
+# One more runs the VM lab end to end (as root; installs its packages, vm-debs):
+#   make test-vm
 # Two need only the virtual environment (any user, no Debian packages, no root):
 #   make unit   the tests not marked `lab`
 #   make lint   ruff and mypy
@@ -14,6 +16,11 @@ VENV ?= .venv
 # (never on this machine's root) and indexes the .deb files it serves to them; filling
 # its cache (/var/cache/halb-lab/debs) once needs the Debian mirror (`apt-get download`).
 DEBS := python3-venv haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux ruby systemd dpkg-dev
+# The VM lab (`halb lab up --provider vagrant`): Vagrant with its libvirt provider, libvirtd
+# and QEMU (run only inside the lab's own namespaces), mmdebstrap and e2fsprogs to build
+# the lab's Debian box from the mirror apt uses. Only `make vm-debs` (and `make test-vm`)
+# installs them.
+VM_DEBS := vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base mmdebstrap e2fsprogs
 LAB_DIR ?= lab
 # A fresh cloud server runs its daily apt job right after boot: apt-get waits up to
 # APT_LOCK_WAIT seconds for apt's locks instead of failing at once (Error 100).
@@ -26,14 +33,26 @@ VENV_BIN := $(abspath $(VENV))/bin
 # Every recipe (and the lab hosts it starts, which run `halb` through PATH) uses the venv.
 export PATH := $(VENV_BIN):$(PATH)
 
-.PHONY: deps debs venv test lint unit demo demo-down bench clean
+.PHONY: deps debs vm-debs venv test test-vm lint unit demo demo-down bench clean
 
+# Only the base list: `make test` and `make demo` never install the VM lab's packages.
 debs:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	@$(call install_debs,$(DEBS))
+
+# `make test-vm` and the VM lab's instructions (vagrant/README.md). Installed with a
+# policy-rc.d that refuses service starts when the machine has none, so libvirtd never
+# starts in this machine's own namespaces; halb starts it in the lab's.
+vm-debs:
+	@$(call install_debs,$(VM_DEBS),$(CURDIR)/scripts/without-service-starts)
+
+# $(1) the packages, $(2) what the install runs under (nothing, or a wrapper).
+define install_debs
+missing=""; for p in $(1); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+  echo "installing Debian packages:$$missing"; \
+  $(APT_GET) update -qq && $(2) $(APT_GET) install -y -qq --no-install-recommends $$missing >/dev/null; \
+fi
+endef
 
 # Needs no Debian package beyond a Python with venv (make deps, as root, installs
 # python3-venv first on a fresh Debian machine).
@@ -63,6 +82,11 @@ unit: venv
 test: deps
 	@$(MAKE) --no-print-directory lint
 	HALB_TEST_DEBS=1 python -m pytest -q -p no:cacheprovider
+
+# The VM lab end to end (tests/lab/test_vagrant_vms.py): real VMs under QEMU's TCG,
+# niced, so its time depends on what else the machine runs; `make test` skips it.
+test-vm: deps vm-debs
+	HALB_VM_TEST=1 python -m pytest -q -p no:cacheprovider -s tests/lab/test_vagrant_vms.py
 
 demo: deps
 	@halb lab down --dir $(LAB_DIR) >/dev/null 2>&1 || true

@@ -59,9 +59,17 @@ def _no_vagrant_options(vagrant_dir: Path | None, timeout: float | None = None) 
 
 @lab_app.command("up")
 def lab_up(
-    lbs: Annotated[int, typer.Option("--lbs", help="LB hosts (0: the masters carry the VIP).")] = 2,
-    masters: Annotated[int, typer.Option("--masters", help="Masters (fake apiserver).")] = 3,
-    nodes: Annotated[int, typer.Option("--nodes", help="Nodes (fake console).")] = 3,
+    lbs: Annotated[
+        int | None,
+        typer.Option("--lbs", help="LB hosts [default: 2; 0: the masters carry the VIP]."),
+    ] = None,
+    masters: Annotated[
+        int | None,
+        typer.Option("--masters", help="Masters (fake apiserver) [default: 3, VMs 1]."),
+    ] = None,
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", help="Nodes (fake console) [default: 3, VMs 1].")
+    ] = None,
     name: Annotated[str, typer.Option("--name", help="Lab name.")] = "halb",
     dir: DirOption = DEFAULT_DIR,
     provider: ProviderOption = Provider.netns,
@@ -90,14 +98,20 @@ def lab_up(
     if colocated:
         lbs = 0
     if provider is Provider.vagrant:
-        if (lbs, masters, nodes, name, init) != (2, 3, 3, "halb", "plain"):
-            raise InputError(
-                "--lbs, --masters, --nodes, --name and --init are for the netns lab; "
-                "the Vagrantfile sets the VMs (vagrant/README.md)"
-            )
-        _vagrant_up(dir, vagrant_dir, timeout)
+        if (name, init) != ("halb", "plain"):
+            raise InputError("--name and --init are for the netns lab")
+        from halb.lab.vm_lab import Sizes
+
+        sizes = Sizes(
+            2 if lbs is None else lbs,
+            1 if masters is None else masters,
+            1 if nodes is None else nodes,
+        )
+        _vagrant_up(dir, vagrant_dir, timeout, sizes)
         return
     _no_vagrant_options(vagrant_dir, timeout)
+    lbs, masters, nodes = (2 if lbs is None else lbs, 3 if masters is None else masters,
+                           3 if nodes is None else nodes)  # fmt: skip
     from halb.lab import up
     from halb.lab.topology import Init
     from halb.lab.writer import next_steps
@@ -115,20 +129,42 @@ def lab_up(
     console.print(next_steps(lab.plan, lab.dir), end="")
 
 
-def _vagrant_up(dir: Path, vagrant_dir: Path | None, timeout: float | None) -> None:
-    from halb.lab import vagrant_run
+def _vagrant_up(dir: Path, vagrant_dir: Path | None, timeout: float | None, sizes: Any) -> None:
+    from halb.lab import vagrant_run, vm_lab
     from halb.lab.vagrant import next_steps
 
     console = out()
     t0 = time.monotonic()
-    layout = vagrant_run.up(
-        dir,
-        vagrant_dir,
-        timeout or vagrant_run.UP_TIMEOUT,
-        progress=lambda m: console.print(f"lab vagrant: {m}"),
-    )
+
+    def progress(m: str) -> None:
+        console.print(f"lab vagrant: {m}", markup=False, highlight=False)
+
+    if vm_lab.isolate_by_default(os.environ):
+        from halb.lab.netns import require_root
+
+        require_root()
+        layout = vm_lab.up(dir, vagrant_dir, sizes, timeout or vagrant_run.UP_TIMEOUT, progress)
+        isolated = True
+    else:
+        env = {**os.environ, **sizes.env()}
+        layout = vagrant_run.up(dir, vagrant_dir, timeout or vagrant_run.UP_TIMEOUT, progress, env)
+        isolated = False
     console.print(f"lab vagrant: up in {time.monotonic() - t0:.1f} s")
-    console.print(next_steps(layout, dir), end="")
+    console.print(next_steps(layout, dir, isolated), end="", markup=False)
+
+
+@lab_app.command("box")
+def lab_box(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build it again.")] = False,
+) -> None:
+    """Build the VM lab's Debian box once (cached in /var/cache/halb-lab/box)."""
+    from halb.lab.netns import require_root
+    from halb.lab.vm_boxbuild import ensure_box
+
+    require_root()
+    console = out()
+    paths = ensure_box(lambda m: console.print(f"lab box: {m}"), rebuild=rebuild)
+    console.print(f"lab box: {paths.box}")
 
 
 @lab_app.command("down")
@@ -145,6 +181,15 @@ def lab_down(
 
     console = out()
     if provider is Provider.vagrant:
+        from halb.lab import vm_lab
+
+        if vm_lab.is_isolated(dir):
+            from halb.lab.netns import require_root
+
+            require_root()
+            vm_lab.down(dir, progress=lambda m: console.print(f"lab vagrant: {m}"))
+            console.print("lab vagrant: down")
+            return
         steps = vagrant_run.down(
             dir,
             vagrant_dir,
@@ -209,13 +254,17 @@ def lab_status(
 def _vagrant_status(dir: Path, vagrant_dir: Path | None, json: bool) -> None:
     from dataclasses import asdict
 
-    from halb.lab import vagrant_run
+    from halb.lab import vagrant_run, vm_lab
 
-    vms = vagrant_run.status(dir, vagrant_dir)
+    isolated = vm_lab.is_isolated(dir)
+    vms = vm_lab.status(dir, vagrant_dir) if isolated else vagrant_run.status(dir, vagrant_dir)
     if json:
         print_json({"provider": "vagrant", "vms": [asdict(v) for v in vms]})
         return
     console = out()
+    if not vms and isolated:
+        console.print(f"lab vagrant: not running in {dir} (no libvirtd in its namespace)")
+        return
     if not vms:
         console.print("lab vagrant: the Vagrantfile defines no VMs")
         return
@@ -256,9 +305,11 @@ def lab_exec(
     name: NameOption = None,
     host: Annotated[str, typer.Option("--host", help="Host to run in.")] = "taskbox",
     dir: DirOption = DEFAULT_DIR,
+    provider: ProviderOption = Provider.netns,
 ) -> None:
     """Run a command inside the taskbox (default) or a lab host; exits with its status.
-    Refuses (exit 1) a host that no longer sees its own private files."""
+    Refuses (exit 1) a host that no longer sees its own private files.
+    (vagrant: in the VM lab's namespaces, which reach the VMs' networks.)"""
     from halb.lab.discover import enter_argv, resolve_name
     from halb.lab.isolation import require_own
     from halb.lab.netns import require_root
@@ -267,6 +318,11 @@ def lab_exec(
     require_root()
     if not cmd:
         raise InputError("halb lab exec: give a command after --")
+    if provider is Provider.vagrant:
+        from halb.lab import vm_lab
+
+        argv = [*vm_lab.exec_argv(dir), *cmd]
+        os.execvp(argv[0], argv)
     lab_name = resolve_name(name, dir)
     argv = [*enter_argv(lab_name, host, dir), *cmd]
     if host != TASKBOX:

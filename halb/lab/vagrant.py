@@ -35,11 +35,25 @@ ENV_VARS = (
     "HALB_VAGRANT_MEMORY",
     "HALB_VAGRANT_CPUS",
     "HALB_VAGRANT_NET",
+    "HALB_VAGRANT_LBS",
+    "HALB_VAGRANT_MASTERS",
+    "HALB_VAGRANT_NODES",
+    "HALB_VAGRANT_LIBVIRT_DRIVER",
+    "HALB_VAGRANT_EMULATOR",
+    "HALB_VAGRANT_CONSOLE_DIR",
+    "HALB_VAGRANT_BOOT_TIMEOUT",
+    "HALB_VAGRANT_APT_REPO",
+    "HALB_VAGRANT_FAKEAPI",
 )
+# Least and most of each role's VMs (the Vagrantfile's limits).
+COUNT_LIMITS = {"HALB_VAGRANT_LBS": 1, "HALB_VAGRANT_MASTERS": 1, "HALB_VAGRANT_NODES": 0}
+MAX_PER_ROLE = 9
 LAYOUT_ENV = "HALB_VAGRANT_LAYOUT"
 _PROVIDER = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
 _BOX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:@+-]{0,254}", re.ASCII)
 _NET = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
+_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?", re.ASCII)
+_PATH_SETTINGS = ("HALB_VAGRANT_EMULATOR", "HALB_VAGRANT_CONSOLE_DIR", "HALB_VAGRANT_FAKEAPI")
 
 
 # --- settings ------------------------------------------------------------------------
@@ -72,6 +86,19 @@ def _env_problem(key: str, value: str) -> str | None:
             return "a Vagrant provider name such as virtualbox or libvirt"
     elif key == "HALB_VAGRANT_BOX" and not _BOX.fullmatch(value):
         return "a box name such as debian/bookworm64"
+    elif key in COUNT_LIMITS:
+        least = COUNT_LIMITS[key]
+        if not value.isascii() or not value.isdigit() or not least <= int(value) <= MAX_PER_ROLE:
+            return f"give a whole number from {least} to {MAX_PER_ROLE}"
+    elif key == "HALB_VAGRANT_LIBVIRT_DRIVER" and value not in ("kvm", "qemu"):
+        return "give kvm or qemu (QEMU's TCG, no KVM)"
+    elif key == "HALB_VAGRANT_BOOT_TIMEOUT":
+        if not value.isascii() or not value.isdigit() or len(value) > 6 or int(value) < 30:
+            return "give a whole number of seconds, at least 30"
+    elif key == "HALB_VAGRANT_APT_REPO" and not _URL.fullmatch(value):
+        return "give an http:// or https:// URL of a flat Debian repository"
+    elif key in _PATH_SETTINGS and (not value.startswith("/") or not value.isprintable()):
+        return "give an absolute path"
     return None
 
 
@@ -273,8 +300,18 @@ def halb_yaml(layout: Layout) -> str:
     )
 
 
-def next_steps(layout: Layout, lab_dir: Path) -> str:
+def next_steps(layout: Layout, lab_dir: Path, isolated: bool = False) -> str:
     d = shlex.quote(str(lab_dir))
+    if isolated:
+        run = f"halb lab exec --provider vagrant --dir {d} -- halb"
+        return (
+            f"lab vagrant is up: {layout.network}, VIPs {layout.vip_internal} (internal) and "
+            f"{layout.vip_external} (external), not yet held by anyone\n"
+            "next (the VMs' networks exist only in the lab's namespace):\n"
+            f"  {run} up -c {d}/halb.yaml\n"
+            f"  halb lab status --provider vagrant --dir {d}\n"
+            f"  halb lab down --provider vagrant --dir {d}\n"
+        )
     return (
         f"lab vagrant is up: {layout.network}, VIPs {layout.vip_internal} (internal) and "
         f"{layout.vip_external} (external), not yet held by anyone\n"

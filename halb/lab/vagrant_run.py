@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -116,13 +116,15 @@ def run_vagrant(
     timeout: float,
     on_line: Progress = _quiet,
     log: Path | None = None,
+    wrap: Sequence[str] = (),
 ) -> Run:
-    """`vagrant ARGS` in `cwd`, stdout lines passed to `on_line` as they come.
+    """`vagrant ARGS` in `cwd`, stdout lines passed to `on_line` as they come; `wrap` is
+    put before it (the VM lab's nsenter into its namespaces).
 
     The child gets its own process group, so a timeout or Ctrl-C stops all of it
     (VBoxManage, ssh, rsync), with SIGINT first (Vagrant cleans up) and SIGKILL after.
     """
-    argv = [find_vagrant(), *args]
+    argv = [*wrap, find_vagrant(), *args]
     logf = _open_log(log) if log else None
     try:
         p = subprocess.Popen(
@@ -226,8 +228,17 @@ def up(
     timeout: float = UP_TIMEOUT,
     progress: Progress = _quiet,
     env: Mapping[str, str] | None = None,
+    wrap: Sequence[str] = (),
+    state: Mapping[str, str] | None = None,
+    failed_hint: str = "",
+    reaches_vips: bool = False,
 ) -> Layout:
-    """`vagrant up`, then hosts.ini and halb.yaml in `lab_dir` for `halb up`."""
+    """`vagrant up`, then hosts.ini and halb.yaml in `lab_dir` for `halb up`.
+
+    `wrap`, `state`, `failed_hint` and `reaches_vips` are the VM lab's (vm_lab): the
+    nsenter prefix, what it records in the state file, where its console logs are, and
+    that `halb up` runs where the VIPs answer (its namespace).
+    """
     base_env = dict(os.environ if env is None else env)
     settings = vagrant.check_env(base_env)
     check_lab_dir(lab_dir)
@@ -238,7 +249,7 @@ def up(
     layout_path = d / LAYOUT_FILE
     with contextlib.suppress(FileNotFoundError):
         layout_path.unlink()  # only this run's Vagrantfile may speak
-    atomic_write(d / STATE_FILE, json.dumps({"vagrant_dir": str(vdir)}) + "\n", 0o644)
+    write_state(d, vdir, state)
     run_env = {**base_env, vagrant.LAYOUT_ENV: str(layout_path)}
 
     args = ["up", "--no-color"]
@@ -252,17 +263,19 @@ def up(
         if line.startswith(("==> ", "Bringing machine")):
             progress(line)
 
-    res = run_vagrant(args, vdir, run_env, timeout, on_line, log=d / LOG_FILE)
+    res = run_vagrant(args, vdir, run_env, timeout, on_line, log=d / LOG_FILE, wrap=wrap)
     if res.rc != 0:
         raise _failed(
             "vagrant up",
             res,
-            f" (full output in {d / LOG_FILE}; `halb lab down --provider vagrant` "
-            "removes what was made)",
+            f" (full output in {d / LOG_FILE}{failed_hint}; `halb lab down --provider "
+            "vagrant` removes what was made)",
         )
     layout = _read_layout(layout_path, vdir)
     progress(f"reading `vagrant ssh-config` for {len(layout.hosts)} VMs")
-    res = run_vagrant(["ssh-config", "--no-color"], vdir, run_env, min(timeout, QUERY_TIMEOUT))
+    res = run_vagrant(
+        ["ssh-config", "--no-color"], vdir, run_env, min(timeout, QUERY_TIMEOUT), wrap=wrap
+    )
     ssh = vagrant_parse.parse_ssh_config(res.out)
     if res.rc != 0 and not all(h.name in ssh for h in layout.hosts):
         missing = ", ".join(h.name for h in layout.hosts if h.name not in ssh)
@@ -274,11 +287,30 @@ def up(
     atomic_write(d / KNOWN_HOSTS_FILE, "", 0o600)  # new VMs, new keys: pinned on first use
     atomic_write(d / INVENTORY_FILE, ini, 0o600)
     atomic_write(d / SPEC_FILE, vagrant.halb_yaml(layout), 0o644)
-    # This machine never reaches the VMs' VIPs (only forwarded SSH ports): the stand-in
-    # installer's stages contact nothing here.
-    lay_lab_installer(d, offline=True)
+    # Vagrant's forwarded SSH ports do not reach the VMs' VIPs: there the stand-in
+    # installer's stages contact nothing. From the VM lab's namespace they answer.
+    lay_lab_installer(d, offline=not reaches_vips)
     progress(f"wrote {d / INVENTORY_FILE} and {d / SPEC_FILE}")
     return layout
+
+
+def write_state(d: Path, vdir: Path, extra: Mapping[str, str] | None = None) -> None:
+    doc = {"vagrant_dir": str(vdir), **(extra or {})}
+    atomic_write(d / STATE_FILE, json.dumps(doc) + "\n", 0o644)
+
+
+def read_state(lab_dir: Path) -> dict[str, str]:
+    """What `lab up` recorded ({} when there is no state file)."""
+    path = lab_dir / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(read_input(path, "lab state"))
+        if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+            raise ValueError
+        return doc
+    except ValueError:
+        raise InputError(f"{path}: not a Vagrant lab state file; remove it") from None
 
 
 def _read_layout(path: Path, vdir: Path) -> Layout:
@@ -291,12 +323,15 @@ def _read_layout(path: Path, vdir: Path) -> Layout:
 
 
 def status(
-    lab_dir: Path, vagrant_dir: Path | None, env: Mapping[str, str] | None = None
+    lab_dir: Path,
+    vagrant_dir: Path | None,
+    env: Mapping[str, str] | None = None,
+    wrap: Sequence[str] = (),
 ) -> list[VmState]:
     vdir = resolve_vagrant_dir(lab_dir, vagrant_dir)
     res = run_vagrant(
         ["status", "--machine-readable"], vdir, dict(os.environ if env is None else env),
-        QUERY_TIMEOUT,
+        QUERY_TIMEOUT, wrap=wrap,
     )  # fmt: skip
     if res.rc != 0:
         raise _failed("vagrant status", res)
@@ -328,13 +363,13 @@ def down(
     if res.rc != 0:
         raise _failed("vagrant destroy", res)
     done = ["VMs destroyed"]
-    removed = _remove_files(lab_dir)
+    removed = remove_files(lab_dir)
     if removed:
         done.append(f"removed {removed} files from {lab_dir}")
     return done
 
 
-def _remove_files(lab_dir: Path) -> int:
+def remove_files(lab_dir: Path) -> int:
     if not (lab_dir / STATE_FILE).is_file():
         return 0  # not ours (or already removed): leave the folder alone
     count = 0

@@ -43,6 +43,9 @@ PURE = (
     "halb.drill.model",
     "halb.drill.fault_kinds",
     "halb.lab.topology",
+    "halb.lab.vagrant",
+    "halb.lab.vagrant_parse",
+    "halb.lab.vm_box",
     "halb.installers.facts",
     "halb.installers.watch",
 )

@@ -40,6 +40,8 @@ class Flow:
             FAKE_VAGRANT_MODE=mode,
             FAKE_VAGRANT_LOG=str(self.calls_log),
             COLUMNS="200",
+            # The user's own Vagrant set-up (the stand-in), not halb's box and namespaces.
+            HALB_VAGRANT_ISOLATE="0",
             **extra,
         )
         return env
@@ -247,7 +249,8 @@ def test_timeout_is_bounded(flow: Flow) -> None:
     [
         ((), {"HALB_VAGRANT_NET": "192.168.56.0"}, "HALB_VAGRANT_NET='192.168.56.0': give"),
         ((), {"HALB_VAGRANT_MEMORY": "lots"}, "HALB_VAGRANT_MEMORY='lots'"),
-        (("--lbs", "3"), {}, "--lbs, --masters, --nodes, --name and --init are for the netns lab"),
+        (("--lbs", "10"), {}, "HALB_VAGRANT_LBS='10': give a whole number from 1 to 9"),
+        (("--init", "systemd"), {}, "--name and --init are for the netns lab"),
         (("--provider", "docker"), {}, "Invalid value for '--provider'"),
     ],
 )

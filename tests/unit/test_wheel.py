@@ -84,13 +84,16 @@ def test_wheel_renders_in_fresh_venv(tmp_path: Path) -> None:
             "-c",
             "from pathlib import Path; from halb.lab.vagrant_run import resolve_vagrant_dir;"
             "d = resolve_vagrant_dir(Path('lab'), None); print(d);"
-            "print(sorted(p.name for p in (d / 'provision').iterdir()))",
+            "print(sorted(p.name for p in (d / 'provision').iterdir()));"
+            # the Vagrantfile's default stand-in, ../lab/fakeapi.py from its folder
+            "print((d / '..' / 'lab' / 'fakeapi.py').is_file())",
         ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
     )
     assert found.returncode == 0, found.stderr
-    vdir, provision = found.stdout.splitlines()
+    vdir, provision, fakeapi = found.stdout.splitlines()
     assert vdir.startswith(str(venv)) and vdir.endswith("/halb/vagrant")
     assert provision == str(["common.sh", "lb.sh", "master.sh", "node.sh"])
+    assert fakeapi == "True"

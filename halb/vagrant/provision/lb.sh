@@ -1,7 +1,5 @@
 #!/bin/sh
-# LB hosts: the Debian haproxy and keepalived packages; halb renders and deploys their configs.
+# LB hosts start as a bare server does: `halb deploy` installs haproxy and keepalived
+# (apt-get, from the VM's package sources) and writes their configs.
 set -eu
-export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q haproxy keepalived
-# keepalived refuses to start without a config; halb deploy writes the real one.
-systemctl disable --now keepalived 2>/dev/null || true
+echo "$1: haproxy and keepalived come from halb deploy"
