@@ -22,12 +22,11 @@ from halb import preflight as pf
 from halb import probe as pr
 from halb.choices import STAGES
 from halb.deploy import deploy
-from halb.errors import ExitStatus, HalbError, Interrupted
+from halb.errors import ExitStatus, HalbError
 from halb.files import atomic_write
 from halb.installers import installer_kind, lb_settings, write_config
-from halb.installers.launch import plan_launch
-from halb.installers.report import check_console, headline, print_report
-from halb.installers.runner import default_log_path, run_installer
+from halb.installers.report import headline, install, print_report
+from halb.installers.runner import default_log_path
 from halb.render import render_cluster
 from halb.spec import Cluster
 from halb.status import status
@@ -212,14 +211,10 @@ class Runner:
         if done and not _install_succeeded(done):
             where = f" at stage {done['stage']}" if done.get("stage") else ""
             self.say(f"  the last install {done.get('outcome', 'failed')}{where}: running it again")
-        ins = self.cluster.spec.installer
-        plan = plan_launch(ins.kind, self.cluster.base_dir, ins.config, ins.command)
         log = self.install_log or default_log_path(self.cluster.base_dir)
-        self.say(f"  running {plan.describe()}; log: {log}")
-        result = run_installer(plan, log, self.console)
+        done = install(self.cluster, log, self.console, lambda m: self.say(f"  {m}"))
+        result, url, answer = done.result, done.console_url, done.console_answer
         v = result.verdict
-        url = self.cluster.console_url
-        answer = check_console(url) if (url and v.ok) else ""
         print_report(self.console, result, vip_url=url, vip_answer=answer)
         state["install"] = {
             "outcome": str(v.outcome),
@@ -230,8 +225,7 @@ class Runner:
             "log": str(log),
         }
         write_state(self.cluster, state)
-        if v.outcome == "interrupted":
-            raise Interrupted("interrupted: the installer and its children were stopped")
+        done.raise_if_interrupted()
         if not v.ok:
             advice = f"{v.advice}; then " if v.advice else "fix it, then "
             raise StageFailed(

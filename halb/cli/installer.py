@@ -110,25 +110,21 @@ def install_cmd(
     Exit 0 when the installer says it succeeded, 1 when it failed or waited for an answer
     halb does not have (the stage and the log line that says why), 130 on Ctrl-C.
     """
-    from halb.errors import ExitStatus, Interrupted
-    from halb.installers.launch import plan_launch
-    from halb.installers.report import check_console, print_report, result_document
-    from halb.installers.runner import default_log_path, run_installer
+    from halb.errors import ExitStatus
+    from halb.installers.report import install, print_report, result_document
+    from halb.installers.runner import default_log_path
     from halb.spec import load_cluster
 
     cluster = load_cluster(config)
-    ins = cluster.spec.installer
-    plan = plan_launch(ins.kind, cluster.base_dir, ins.config, ins.command)
     log_path = log if log is not None else default_log_path(cluster.base_dir)
     console = err() if json_out else out()
-    console.print(one_line(f"running {plan.describe()}; log: {log_path}", 2000))
-    result = run_installer(plan, log_path, console)
-    url = cluster.console_url
-    answer = check_console(url) if (url and result.verdict.ok and not no_probe) else ""
+    done = install(
+        cluster, log_path, console, lambda m: console.print(one_line(m, 2000)), probe=not no_probe
+    )
+    result = done.result
     if json_out:
-        print_json(result_document(result, url, answer))
+        print_json(result_document(result, done.console_url, done.console_answer))
     else:
-        print_report(console, result, vip_url=url, vip_answer=answer)
-    if result.verdict.outcome == "interrupted":
-        raise Interrupted("interrupted: the installer and its children were stopped")
+        print_report(console, result, vip_url=done.console_url, vip_answer=done.console_answer)
+    done.raise_if_interrupted()
     exit_with(ExitStatus.OK if result.verdict.ok else ExitStatus.CHECK_FAILED)

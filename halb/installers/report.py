@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from halb.installers.runner import RunResult, clock_text
+from halb.errors import Interrupted
+from halb.installers.launch import plan_launch
+from halb.installers.runner import RunResult, clock_text, run_installer
 from halb.installers.watch import Outcome, StageRecord
+
+if TYPE_CHECKING:
+    from halb.spec import Cluster
 
 _STAGE_WORDS = {True: ("passed", "green"), False: ("FAILED", "bold red"), None: ("ended", "")}
 
@@ -91,3 +99,30 @@ def result_document(result: RunResult, vip_url: str = "", vip_answer: str = "") 
         "console_url": vip_url or None,
         "console_answer": vip_answer or None,
     }
+
+
+@dataclass(frozen=True)
+class Installed:
+    """An install run with its console check, as `halb install` and `halb up` report it."""
+
+    result: RunResult
+    console_url: str  # through the external VIP ("" without a console frontend)
+    console_answer: str  # what the probe saw ("" when not probed)
+
+    def raise_if_interrupted(self) -> None:
+        if self.result.verdict.outcome is Outcome.INTERRUPTED:
+            raise Interrupted("interrupted: the installer and its children were stopped")
+
+
+def install(
+    cluster: Cluster, log: Path, console: Console, say: Callable[[str], None], *, probe: bool = True
+) -> Installed:
+    """Launch the cluster's installer as its docs do, run it to its end, probe the console
+    through the external VIP after a success."""
+    ins = cluster.spec.installer
+    plan = plan_launch(ins.kind, cluster.base_dir, ins.config, ins.command)
+    say(f"running {plan.describe()}; log: {log}")
+    result = run_installer(plan, log, console)
+    url = cluster.console_url
+    answer = check_console(url) if (url and probe and result.verdict.ok) else ""
+    return Installed(result, url, answer)
