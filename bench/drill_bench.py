@@ -12,6 +12,11 @@ bench/README.md (between the DRILL markers).
 `--colocated` runs it on the KubeSphere guide's six machines instead (3 masters that
 carry the VIP beside the apiserver, 3 nodes, no LB hosts; VIP:6443 and VIP:30880 through
 halb's nftables redirect) and writes its own table (the DRILL-COLOCATED markers).
+
+It also prints the failback per profile, fault and frontend: the requests lost from the
+restore to the end of the round, the second gap, and when the old holder's GARP came.
+`--keep` copies the drill's JSON to bench/results; `--from-results DIR` rewrites the
+tables from such copies, with the figures recomputed from their raw records.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from halb import lab as labmod
+from halb.drill import report as rp
+from halb.drill.model import record_from_dict
 
 ROOT = Path(__file__).resolve().parent
 README = ROOT / "README.md"
@@ -100,7 +107,7 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         "| profile | fault | frontend | rounds | outage p50 / p95 / max (ms) "
         "| 2nd outage p50 / p95 / max (ms) | takeover GARP p50 / p95 / max (ms) "
-        "| failed requests | target |",
+        "| failed requests (all / 1st outage / failback) | target |",
         "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for profile, doc in results.items():
@@ -110,10 +117,46 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"| {profile} | {row['fault']} | {row['frontend']} | {row['rounds']} "
                 f"| {' / '.join(ms(x) for x in row['outage'])} "
                 f"| {' / '.join(ms(x) for x in row['second'])} "
-                f"| {' / '.join(ms(x) for x in tk)} | {row['failed']} "
+                f"| {' / '.join(ms(x) for x in tk)} "
+                f"| {row['failed']} / {row['outage_failed']} / {row['failback_failed']} "
                 f"| {verdict(profile, row['fault'], row)} |"
             )
     return lines
+
+
+def failback_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Per profile, fault and frontend: what the failback (restore -> end of the round, the
+    old holder taking the VIP back) cost the clients, and when the old holder's GARP came."""
+    lines = [
+        "| profile | fault | frontend | rounds | failback failed (sum / max per round) "
+        "| 2nd gap p50 / p95 / max (ms) | old holder's GARP after the restore "
+        "p50 / max (ms) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for profile, doc in results.items():
+        for row in doc["table"]:
+            figs = [r["figures"] for r in doc["rounds"] if r["fault"] == row["fault"]]
+            fe = row["frontend"]
+            most = max(f["failback_failed"][fe] for f in figs)
+            backs = [f["failback_s"] for f in figs if f["failback_s"] is not None]
+            back = f"{ms(rp.percentile(backs, 50))} / {ms(max(backs))}" if backs else "–"
+            if len(backs) < len(figs):
+                back += f" ({len(figs) - len(backs)} rounds without)"
+            lines.append(
+                f"| {profile} | {row['fault']} | {fe} | {row['rounds']} "
+                f"| {row['failback_failed']} / {most} "
+                f"| {' / '.join(ms(x) for x in row['second'])} | {back} |"
+            )
+    return lines
+
+
+def refigure(doc: dict[str, Any]) -> dict[str, Any]:
+    """The figures and the table recomputed from a kept document's raw records (probes,
+    packets, timestamps), so a run of an older halb gets today's figures."""
+    records = [record_from_dict(r) for r in doc["rounds"]]
+    figs = [rp.figures(r) for r in records]
+    new = rp.document(records, figs, doc["settings"], doc["problems"])
+    return {**doc, "rounds": new["rounds"], "table": new["table"]}
 
 
 def extra_facts(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -186,7 +229,19 @@ def write(results: dict[str, dict[str, Any]], args: argparse.Namespace, took: fl
         f"1-min load average before → after each profile: {', '.join(loads) or 'not recorded'}; "
         f"problems reported by the drill: {'; '.join(problems) or 'none'}."
     )
-    body = "\n".join([head, "", *table(results), "", *extra_facts(results)])
+    body = "\n".join(
+        [
+            head,
+            "",
+            *table(results),
+            "",
+            *extra_facts(results),
+            "",
+            "Failback (restore -> end of the round):",
+            "",
+            *failback_table(results),
+        ]
+    )
     short = "\n".join(
         [
             "Client-visible outage in the lab, worst frontend, "
@@ -226,7 +281,7 @@ def main() -> None:
     args = p.parse_args()
     if args.from_results:
         results = {
-            prof: json.loads((args.from_results / f"drill-{prof}.json").read_text())
+            prof: refigure(json.loads((args.from_results / f"drill-{prof}.json").read_text()))
             for prof in args.profiles.split(",")
             if prof
         }

@@ -31,7 +31,13 @@ def parse_faults(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def check_args(rounds: int, rate: float, timeout: float, max_outage: float | None) -> None:
+def check_args(
+    rounds: int,
+    rate: float,
+    timeout: float,
+    max_outage: float | None,
+    max_failback_failed: int | None = None,
+) -> None:
     if rounds < 1 or rounds > 1000:
         raise InputError(f"--rounds {rounds}: must be 1..1000")
     if not 1 <= rate <= 1000:
@@ -40,6 +46,10 @@ def check_args(rounds: int, rate: float, timeout: float, max_outage: float | Non
         raise InputError(f"--timeout {timeout:g}: seconds per probe must be 0.01..10")
     if max_outage is not None and not max_outage > 0:
         raise InputError(f"--max-outage {max_outage:g}: must be a positive number of seconds")
+    if max_failback_failed is not None and max_failback_failed < 0:
+        raise InputError(
+            f"--max-failback-failed {max_failback_failed}: must be a number of requests, 0 or more"
+        )
 
 
 def check_out_path(opt: str, path: Path | None) -> None:
@@ -62,13 +72,18 @@ def _print_table(rows: list[rp.Row]) -> None:
 def _round_line(f: rp.RoundFigures) -> str:
     outage = ", ".join(f"{fe} {v:.3f}" for fe, v in f.outage_s.items())
     second = ", ".join(f"{fe} {v:.3f}" for fe, v in f.second_outage_s.items())
-    failed = ", ".join(f"{fe} {v}" for fe, v in f.failed.items())
+    failed = ", ".join(
+        f"{fe} {v} ({f.outage_failed[fe]} in the outage, {f.failback_failed[fe]} in the failback)"
+        for fe, v in f.failed.items()
+    )
+    back = "-" if f.failback_s is None else f"{f.failback_s:.3f} s"
     take = "-" if f.takeover_s is None else f"{f.takeover_s:.3f} s by {f.new_holder}"
     old = "" if f.old_holder_answers is None else f"; old holder answered {f.old_holder_answers}"
     most = max(f.max_holders.values(), default=0)
     return (
         f"{f.fault} #{f.index} on {f.target}: takeover GARP {take}; outage {outage}; "
-        f"second {second}; failed {failed}{old}; most holders at once {most}"
+        f"second {second}; failed {failed}{old}; most holders at once {most}; "
+        f"old holder's GARP after the restore {back}"
     )
 
 
@@ -87,6 +102,13 @@ def test_failover(
         float | None,
         typer.Option("--max-outage", help="Exit 1 when a client-visible outage exceeds this (s)."),
     ] = None,
+    max_failback_failed: Annotated[
+        int | None,
+        typer.Option(
+            "--max-failback-failed",
+            help="Exit 1 when a round's failback (restore..end) loses more requests than this.",
+        ),
+    ] = None,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write every timestamp and figure here.")
     ] = None,
@@ -99,11 +121,11 @@ def test_failover(
     from halb.spec import load_cluster
 
     faults = parse_faults(fault)
-    check_args(rounds, rate, timeout, max_outage)
+    check_args(rounds, rate, timeout, max_outage, max_failback_failed)
     check_out_path("--json", json_file)
     check_out_path("--plot", plot_file)
     cluster = load_cluster(config)
-    settings = Settings(faults, rounds, rate, timeout, max_outage)
+    settings = Settings(faults, rounds, rate, timeout, max_outage, max_failback_failed)
     say = err().print
     drill = Drill(cluster, settings, say=say)
     records: list[RoundRecord] = []
@@ -119,10 +141,10 @@ def test_failover(
     finally:
         drill.close()
         if records:
-            problems = rp.violations(figs, max_outage)
+            problems = rp.violations(figs, max_outage, max_failback_failed)
             _write_outputs(records, figs, settings.as_dict(), problems, json_file, plot_file)
     _print_table(rp.table(figs))
-    problems = rp.violations(figs, max_outage)
+    problems = rp.violations(figs, max_outage, max_failback_failed)
     for p in problems:
         err().print(f"FAILED: {p}")
     if problems:

@@ -28,6 +28,9 @@ class RoundFigures:
     silent_at_end_s: dict[str, float]  # frontend -> end of the round - its last success
     baseline_gap_s: dict[str, float]  # frontend -> longest gap before the fault (the floor)
     failed: dict[str, int]  # frontend -> failed probes in the round
+    outage_failed: dict[str, int]  # frontend -> of those, failed at fault..restore
+    failback_failed: dict[str, int]  # frontend -> of those, failed at restore..end (failback)
+    failback_s: float | None  # restore -> the old holder's first GARP for the first VIP
     errors: dict[str, dict[str, int]]  # frontend -> error kind -> count
     probes: dict[str, int]  # frontend -> probes in the round
     old_holder_answers: int | None  # SYN-ACKs from the old holder's MAC after takeover
@@ -61,6 +64,11 @@ def _first_success_times(probes: Iterable[Probe], frontend: str) -> list[float]:
     return sorted(p.end for p in probes if p.frontend == frontend and p.ok)
 
 
+def failed_in(probes: Iterable[Probe], frontend: str, lo: float, hi: float) -> int:
+    """Failed probes of a frontend whose failure was seen (their end) in [lo, hi)."""
+    return sum(1 for p in probes if p.frontend == frontend and not p.ok and lo <= p.end < hi)
+
+
 def figures(r: RoundRecord) -> RoundFigures:
     notes: list[str] = []
     first_vip = next(iter(r.vips.values()), "")
@@ -77,6 +85,15 @@ def figures(r: RoundRecord) -> RoundFigures:
     )
     takeover_s = takeover.ts - r.t_fault if takeover else None
     new_holder = by_mac.get(takeover.mac.lower()) if takeover else None
+    # the failback: the old holder announces the first VIP again after the restore
+    back = next(
+        (
+            p
+            for p in garps
+            if p.addr == first_vip and p.mac.lower() == old_mac and p.ts >= r.t_restore
+        ),
+        None,
+    )
 
     horizon = takeover.ts if takeover else r.t_restore
     old_adverts = [
@@ -91,6 +108,8 @@ def figures(r: RoundRecord) -> RoundFigures:
     silent: dict[str, float] = {}
     base: dict[str, float] = {}
     failed: dict[str, int] = {}
+    outage_failed: dict[str, int] = {}
+    failback_failed: dict[str, int] = {}
     errors: dict[str, dict[str, int]] = {}
     counts: dict[str, int] = {}
     for fe in r.frontends:
@@ -107,6 +126,11 @@ def figures(r: RoundRecord) -> RoundFigures:
         counts[fe] = len(mine)
         bad = [p for p in mine if not p.ok]
         failed[fe] = len(bad)
+        # the first outage's failures were seen before the restore, the failback's after
+        # it (a connection in flight at the restore and reset by the failback is the
+        # failback's); what failed before the fault is the baseline
+        outage_failed[fe] = failed_in(bad, fe, r.t_fault, r.t_restore)
+        failback_failed[fe] = failed_in(bad, fe, r.t_restore, math.inf)
         errors[fe] = dict(Counter(p.error for p in bad))
 
     synacks = [p for p in r.packets if p.kind == "synack"]
@@ -142,6 +166,9 @@ def figures(r: RoundRecord) -> RoundFigures:
         silent_at_end_s=silent,
         baseline_gap_s=base,
         failed=failed,
+        outage_failed=outage_failed,
+        failback_failed=failback_failed,
+        failback_s=round(back.ts - r.t_restore, 4) if back else None,
         errors=errors,
         probes=counts,
         old_holder_answers=old_answers,
@@ -172,6 +199,8 @@ class Row:
     second: tuple[float, float, float]
     takeover: tuple[float, float, float] | None
     failed: int
+    outage_failed: int  # of `failed`, in the first outage (fault..restore)
+    failback_failed: int  # of `failed`, in the failback (restore..end)
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float, float]:
@@ -195,6 +224,8 @@ def table(figs: Sequence[RoundFigures]) -> list[Row]:
                     _stats([f.second_outage_s[fe] for f in mine]),
                     _stats(takes) if takes else None,
                     sum(f.failed[fe] for f in mine),
+                    sum(f.outage_failed[fe] for f in mine),
+                    sum(f.failback_failed[fe] for f in mine),
                 )
             )
     return rows
@@ -206,12 +237,34 @@ def table(figs: Sequence[RoundFigures]) -> list[Row]:
 SILENT_AT_END = 1.0  # seconds without an answer when the round ends: not recovered
 
 
-def violations(figs: Sequence[RoundFigures], max_outage: float | None) -> list[str]:
-    """What makes the drill exit 1: an outage over budget, not one holder at the end, or a
-    frontend that does not answer again by the end of the round.
+def judged(f: RoundFigures) -> list[str]:
+    """The frontends a budget applies to: under the apiserver fault the apiserver frontend
+    fails by design (every backend is failing), so only the others."""
+    return [fe for fe in f.outage_s if not (f.fault == "apiserver" and fe == "apiserver")]
+
+
+def failback_over(f: RoundFigures, max_failed: int) -> str | None:
+    """The problem when the round's failback lost more than `max_failed` requests."""
+    lost = {fe: f.failback_failed[fe] for fe in judged(f)}
+    total = sum(lost.values())
+    if total <= max_failed:
+        return None
+    each = ", ".join(f"{fe} {n}" for fe, n in lost.items() if n)
+    return (
+        f"{f.fault} round {f.index}: the failback lost {total} requests ({each}) "
+        f"> --max-failback-failed {max_failed}"
+    )
+
+
+def violations(
+    figs: Sequence[RoundFigures], max_outage: float | None, max_failback_failed: int | None = None
+) -> list[str]:
+    """What makes the drill exit 1: an outage over budget, a failback that lost more
+    requests than allowed, not one holder at the end, or a frontend that does not answer
+    again by the end of the round.
 
     Under the apiserver fault the apiserver frontend fails by design (every backend is
-    failing); there the budget applies to the other frontends, and the VIP must not move.
+    failing); there the budgets apply to the other frontends, and the VIP must not move.
     """
     out: list[str] = []
     for f in figs:
@@ -229,11 +282,12 @@ def violations(figs: Sequence[RoundFigures], max_outage: float | None) -> list[s
                     f"{tag}: {fe} has not answered for the last {quiet:.1f} s of the round "
                     "(the clients' ARP entry may still name a host without the VIP)"
                 )
+        over = None if max_failback_failed is None else failback_over(f, max_failback_failed)
+        if over:
+            out.append(over)
         if max_outage is None:
             continue
-        for fe in f.outage_s:
-            if f.fault == "apiserver" and fe == "apiserver":
-                continue
+        for fe in judged(f):
             for what, val in (("outage", f.outage_s[fe]), ("second outage", f.second_outage_s[fe])):
                 if val > max_outage:
                     out.append(f"{tag}: {fe} {what} {val:.3f} s > --max-outage {max_outage:g} s")
@@ -294,6 +348,8 @@ def table_lines(rows: Sequence[Row]) -> list[list[str]]:
                 *(_fmt(x) for x in r.second),
                 *(_fmt(x) for x in tk),
                 str(r.failed),
+                str(r.outage_failed),
+                str(r.failback_failed),
             ]
         )
     return out
@@ -313,4 +369,6 @@ TABLE_HEADER = [
     "p95",
     "max",
     "failed",
+    "in 1st",
+    "in 2nd",
 ]

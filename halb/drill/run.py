@@ -44,6 +44,7 @@ class Settings:
     rate: float
     timeout: float
     max_outage: float | None
+    max_failback_failed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class Settings:
             "rate": self.rate,
             "timeout": self.timeout,
             "max_outage": self.max_outage,
+            "max_failback_failed": self.max_failback_failed,
         }
 
 

@@ -118,6 +118,8 @@ def test_timeline_png_of_recorded_rounds_has_every_series() -> None:
         (["--rate", "0"], "--rate 0"),
         (["--timeout", "0"], "--timeout 0"),
         (["--max-outage", "-1"], "--max-outage -1"),
+        (["--max-failback-failed", "-1"], "--max-failback-failed -1: must be a number"),
+        (["--max-failback-failed", "two"], "--max-failback-failed"),
         (["--json", "/nonexistent-dir/x.json"], "folder /nonexistent-dir does not exist"),
         (["-c", "/nonexistent-dir/halb.yaml"], "/nonexistent-dir/halb.yaml"),
     ],

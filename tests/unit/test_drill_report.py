@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,6 +150,68 @@ def test_gate_budget_split_brain_and_apiserver_exemption() -> None:
     ]
 
 
+def failed_before(rd: dict[str, Any], fe: str) -> int:
+    """Failed probes of a recorded round that ended before its fault (the baseline)."""
+    return sum(1 for p in rd["probes"] if p[0] == fe and not p[3] and p[2] < rd["t_fault"])
+
+
+def failback_round() -> RoundRecord:
+    """a_round with a failure before the fault, a probe in flight at the restore that the
+    failback resets, and three resets when the old holder's GARP at 16.9 takes the VIP back."""
+    r = a_round()
+    r.probes += [
+        Probe("apiserver", 9.5, 9.505, False, "timeout"),  # the baseline (ends before 10.0)
+        Probe("apiserver", 12.99, 13.02, False, "reset"),  # in flight at the restore
+        *(Probe("apiserver", 16.8 + i / 100, 16.905 + i / 100, False, "reset") for i in range(3)),
+    ]
+    return r
+
+
+def test_failed_requests_split_into_the_outage_and_the_failback() -> None:
+    f = rp.figures(failback_round())
+    assert f.failed["apiserver"] == 1 + 60 + 1 + 3
+    assert f.outage_failed["apiserver"] == 60  # ended in [t_fault, t_restore)
+    assert f.failback_failed["apiserver"] == 1 + 3  # ended at or after t_restore
+    assert f.failback_s == pytest.approx(3.9)  # restore 13.0 -> the old MAC's GARP at 16.9
+    # a failure that ends exactly at the restore is the failback's, one just before is not
+    r = a_round(t_restore=10.3)
+    r.probes = probes("apiserver", 9.0, 20.0, 0.01, bad=(10.0, 10.6))
+    g = rp.figures(r)
+    assert g.outage_failed["apiserver"] + g.failback_failed["apiserver"] == 60
+    assert g.failback_failed["apiserver"] == 30  # the probes that ended at 10.302 .. 10.592
+    # the windows follow the timestamps alone: the same round, the split moved with them
+    assert rp.failed_in(r.probes, "apiserver", 10.0, 10.3) == 30
+    assert rp.failed_in(r.probes, "apiserver", 10.0, 10.002) == 0  # 10.0 ends at 10.002
+    assert rp.failed_in(r.probes, "console", 0.0, 99.0) == 0
+
+
+def test_no_garp_from_the_old_holder_after_the_restore_means_no_failback_time() -> None:
+    r = a_round()
+    r.packets = [p for p in r.packets if not (p.kind == "garp" and p.mac == OLD_MAC)]
+    f = rp.figures(r)
+    assert f.failback_s is None
+    # a GARP of the old holder before the restore is not the failback
+    r.packets.append(Packet(12.0, "client", "garp", "10.9.0.11", OLD_MAC, addr=VIP))
+    assert rp.figures(r).failback_s is None
+
+
+def test_failback_gate_names_the_round_over_the_budget() -> None:
+    figs = [rp.figures(a_round()), rp.figures(failback_round())]
+    figs[1] = replace(figs[1], index=2)
+    assert rp.failback_over(figs[0], 0) is None  # lost nothing
+    assert rp.failback_over(figs[1], 4) is None  # lost exactly 4: not more than N
+    over = rp.failback_over(figs[1], 3)
+    assert over == (
+        "graceful round 2: the failback lost 4 requests (apiserver 4) > --max-failback-failed 3"
+    )
+    assert rp.violations(figs, None, 3) == [over]
+    assert rp.violations(figs, None, 4) == []
+    assert rp.violations(figs, None) == []  # no budget, no judgement
+    # the apiserver frontend fails by design under the apiserver fault: not judged there
+    api = replace(figs[1], fault="apiserver", vip_moved=False)
+    assert rp.failback_over(api, 0) is None
+
+
 def test_table_percentiles() -> None:
     figs = []
     for i, gap in enumerate((0.2, 0.4, 0.1, 0.3), 1):
@@ -162,6 +226,11 @@ def test_table_percentiles() -> None:
     assert rp.percentile([3, 1, 2], 50) == 2 and rp.percentile([5], 95) == 5
     cells = rp.table_lines([row])[0]
     assert len(cells) == len(rp.TABLE_HEADER)
+    assert row.failed == 20 + 40 + 10 + 30  # every failure was in the first outage
+    assert (row.outage_failed, row.failback_failed) == (100, 0)
+    assert cells[-3:] == ["100", "100", "0"] and rp.TABLE_HEADER[-2:] == ["in 1st", "in 2nd"]
+    (split,) = rp.table([rp.figures(failback_round())])
+    assert (split.failed, split.outage_failed, split.failback_failed) == (65, 60, 4)
 
 
 def test_document_has_every_field_and_round_trips() -> None:
@@ -178,6 +247,9 @@ def test_document_has_every_field_and_round_trips() -> None:
         "outage_s",
         "second_outage_s",
         "failed",
+        "outage_failed",
+        "failback_failed",
+        "failback_s",
         "old_holder_answers",
         "holders_end",
         "max_holders",
@@ -195,6 +267,12 @@ def test_recorded_lab_rounds() -> None:
         # recorded before the second outage ran from the restore itself and before the
         # silence at the end was a figure: those two are checked apart
         was = dict(rd["figures"], silent_at_end_s=f.silent_at_end_s)
+        # and before the failed requests were split and the failback timed
+        for key in ("outage_failed", "failback_failed", "failback_s"):
+            was[key] = getattr(f, key)
+        assert {fe: f.outage_failed[fe] + f.failback_failed[fe] for fe in f.failed} == {
+            fe: n - failed_before(rd, fe) for fe, n in f.failed.items()
+        }
         was["second_outage_s"] = f.second_outage_s
         assert f == rp.RoundFigures(**was)
         for fe, second in f.second_outage_s.items():
