@@ -124,30 +124,34 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+FAILBACK_HEADER = (
+    "| profile | fault | frontend | rounds | failback failed (sum / max per round) "
+    "| 2nd gap p50 / p95 / max (ms) | old holder's GARP after the restore p50 / max (ms) |"
+)
+
+
+def failback_line(profile: str, doc: dict[str, Any], row: dict[str, Any]) -> str:
+    """What the failback (restore -> end of the round, the old holder taking the VIP back)
+    cost one frontend's clients under one fault, and when the old holder's GARP came."""
+    figs = [r["figures"] for r in doc["rounds"] if r["fault"] == row["fault"]]
+    fe = row["frontend"]
+    most = max(f["failback_failed"][fe] for f in figs)
+    backs = [f["failback_s"] for f in figs if f["failback_s"] is not None]
+    back = f"{ms(rp.percentile(backs, 50))} / {ms(max(backs))}" if backs else "–"
+    if len(backs) < len(figs):
+        back += f" ({len(figs) - len(backs)} rounds without)"
+    second = " / ".join(ms(x) for x in row["second"])
+    return (
+        f"| {profile} | {row['fault']} | {fe} | {row['rounds']} "
+        f"| {row['failback_failed']} / {most} | {second} | {back} |"
+    )
+
+
 def failback_table(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Per profile, fault and frontend: what the failback (restore -> end of the round, the
-    old holder taking the VIP back) cost the clients, and when the old holder's GARP came."""
-    lines = [
-        "| profile | fault | frontend | rounds | failback failed (sum / max per round) "
-        "| 2nd gap p50 / p95 / max (ms) | old holder's GARP after the restore "
-        "p50 / max (ms) |",
-        "|---|---|---|---:|---:|---:|---:|",
+    rows = [(p, doc, row) for p, doc in results.items() for row in doc["table"]]
+    return [FAILBACK_HEADER, "|---|---|---|---:|---:|---:|---:|"] + [
+        failback_line(*x) for x in rows
     ]
-    for profile, doc in results.items():
-        for row in doc["table"]:
-            figs = [r["figures"] for r in doc["rounds"] if r["fault"] == row["fault"]]
-            fe = row["frontend"]
-            most = max(f["failback_failed"][fe] for f in figs)
-            backs = [f["failback_s"] for f in figs if f["failback_s"] is not None]
-            back = f"{ms(rp.percentile(backs, 50))} / {ms(max(backs))}" if backs else "–"
-            if len(backs) < len(figs):
-                back += f" ({len(figs) - len(backs)} rounds without)"
-            lines.append(
-                f"| {profile} | {row['fault']} | {fe} | {row['rounds']} "
-                f"| {row['failback_failed']} / {most} "
-                f"| {' / '.join(ms(x) for x in row['second'])} | {back} |"
-            )
-    return lines
 
 
 def refigure(doc: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ def link_drill(lab: Lab) -> dict[str, Any]:
     assert "Traceback" not in r.stderr, r.stderr
     doc: dict[str, Any] = json.loads(js.read_text())
     doc["_rc"], doc["_out"], doc["_err"] = r.returncode, r.stdout, r.stderr
+    print(r.stdout + r.stderr)  # the measured rounds, for `pytest -rP`
     return doc
 
 
