@@ -173,7 +173,11 @@ def test_failed_requests_split_into_the_outage_and_the_failback() -> None:
     assert f.outage_failed["apiserver"] == 60  # ended in [t_fault, t_restore)
     assert f.failback_failed["apiserver"] == 1 + 3  # ended at or after t_restore
     assert f.failback_s == pytest.approx(3.9)  # restore 13.0 -> the old MAC's GARP at 16.9
-    # a failure that ends exactly at the restore is the failback's, one just before is not
+    # a failure that ends exactly at the restore is the failback's
+    at = [Probe("apiserver", 12.9, 13.0, False, "reset")]
+    assert rp.failed_in(at, "apiserver", 10.0, 13.0) == 0
+    assert rp.failed_in(at, "apiserver", 13.0, 20.0) == 1
+    # a restore in the middle of the outage splits its failures where their ends fall
     r = a_round(t_restore=10.3)
     r.probes = probes("apiserver", 9.0, 20.0, 0.01, bad=(10.0, 10.6))
     g = rp.figures(r)
