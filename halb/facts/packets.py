@@ -86,6 +86,18 @@ def parse_hex_lines(text: str) -> list[bytes]:
     return out
 
 
+def parse_na(frame: bytes) -> ArpReply | None:
+    """An Ethernet frame carrying an ICMPv6 neighbour advertisement -> (frame's source MAC,
+    the address it advertises), else None. Reuses ArpReply: an NA answers for an address
+    as an ARP reply does."""
+    if len(frame) < 14 + 40 + 24 or frame[12:14] != b"\x86\xdd" or frame[14] >> 4 != 6:
+        return None
+    if frame[14 + 6] != 58 or frame[14 + 40] != 136:  # next header ICMPv6, type NA
+        return None
+    target = str(ipaddress.IPv6Address(frame[14 + 40 + 8 : 14 + 40 + 24]))
+    return ArpReply(_mac(frame[6:12]), target, "")
+
+
 _ARPING_RE = re.compile(r"reply from (\d+\.\d+\.\d+\.\d+) \[([0-9A-Fa-f:]{17})\]")
 
 
@@ -99,6 +111,9 @@ def parse_arping(text: str) -> list[ArpReply]:
 #       (sender 0.0.0.0) and plain requests for OTHER_IPs (to name who holds a VIP by its
 #       MAC); print every ARP reply frame received, as hex.
 #   vrrp IFACE SECONDS  print every received IPv4 frame with protocol 112, as hex.
+#   ndp IFACE SECONDS VIP[,VIP]  send an RFC 4862 duplicate address detection probe for
+#       each IPv6 VIP (a neighbour solicitation from ::, to the VIP's solicited-node
+#       group); print every neighbour advertisement frame received, as hex.
 PACKET_HELPER = r"""
 import socket, struct, sys, time
 def mac_of(ifname):
@@ -143,8 +158,31 @@ def main(mode, ifname, seconds, *rest):
         mreq = struct.pack("iHH8s", socket.if_nametoindex(ifname), 2, 0, b"")
         s.setsockopt(263, 1, mreq)
         capture(s, seconds, lambda d: len(d) >= 34 and d[12:14] == b"\x08\x00" and d[23] == 112)
+    elif mode == "ndp":
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
+        s.bind((ifname, 0))
+        mac = mac_of(ifname)
+        keep = lambda d: len(d) >= 78 and d[12:14] == b"\x86\xdd" and d[20] == 58 and d[54] == 136
+        frames = [dad_probe(mac, socket.inet_pton(socket.AF_INET6, v)) for v in rest[0].split(",")]
+        for f in frames:
+            s.send(f)
+        capture(s, seconds / 2, keep)
+        for f in frames:
+            s.send(f)
+        capture(s, seconds / 2, keep)
     else:
         sys.exit("unknown mode")
+def dad_probe(mac, target):
+    group = b"\xff\x02" + b"\0" * 9 + b"\x01\xff" + target[13:]
+    icmp = struct.pack("!BBHI", 135, 0, 0, 0) + target
+    pseudo = b"\0" * 16 + group + struct.pack("!I3xB", len(icmp), 58)
+    data = pseudo + icmp
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    icmp = icmp[:2] + struct.pack("!H", ~total & 0xFFFF) + icmp[4:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(icmp), 58, 255) + b"\0" * 16 + group
+    return b"\x33\x33" + group[12:] + mac + b"\x86\xdd" + ip6 + icmp
 main(*sys.argv[1:])
 """
 
@@ -162,6 +200,11 @@ def arp_probe_argv(iface: str, vips: Sequence[str], src: str, others: Sequence[s
         ",".join(vips),
         *others,
     ]
+
+
+def ndp_probe_argv(iface: str, vips: Sequence[str]) -> list[str]:
+    """Duplicate address detection for each IPv6 VIP; advertisements come back as hex."""
+    return ["python3", "-c", PACKET_HELPER, "ndp", iface, str(ARP_WAIT), ",".join(vips)]
 
 
 def vrrp_listen_argv(iface: str, seconds: float) -> list[str]:
