@@ -5,6 +5,7 @@ the file and key or host)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,32 +89,8 @@ def test_hostport_brackets_ipv6_only() -> None:
 
 # -- halb validate -------------------------------------------------------------------
 
-INVENTORY6 = """\
-[all]
-lb1 ansible_host=fd00:1::11 ip=fd00:1::11
-lb2 ansible_host=fd00:1::12 ip=fd00:1::12
-m1 ansible_host=fd00:1::21 ip=fd00:1::21
-m2 ansible_host=fd00:1::22 ip=fd00:1::22
-m3 ansible_host=fd00:1::23 ip=fd00:1::23
-n1 ansible_host=fd00:1::31 ip=fd00:1::31
-
-[lb]
-lb1
-lb2
-
-[kube-master]
-m[1:3]
-
-[kube-node]
-n1
-
-[etcd]
-m[1:3]
-
-[k8s-cluster:children]
-kube-master
-kube-node
-"""
+# the IPv4 inventory with every address IPv6 (10.0.0.N -> fd00:1::N)
+INVENTORY6 = re.sub(r"10\.0\.0\.(\d+)", r"fd00:1::\1", INVENTORY)
 # the IPv4 inventory with an IPv6 address beside each LB host's and m1's IPv4 one
 INVENTORY_DUAL = (
     INVENTORY.replace("ip=10.0.0.11", "ip=10.0.0.11 ip6=fd00:1::11")
