@@ -234,7 +234,7 @@ def run(
         if bridge is not None:
             bridge.close()
         w.close()
-    holders = {v.name: list(v.holders) for v in report.vips}
+    holders = {(v.name if v.family == 4 else f"{v.name}6"): list(v.holders) for v in report.vips}
     progress("VIPs: " + ", ".join(f"{k}@{','.join(h) or '-'}" for k, h in holders.items()))
     return DrainReport(
         action=action,
