@@ -15,6 +15,9 @@ from enum import StrEnum
 from halb.errors import InputError
 
 LAB_PREFIX = "10.250"
+# `--ip-family dual`: every host also gets fd25:250:X::N/64 (unique-local, same X and N)
+LAB_PREFIX6 = "fd25:250"
+IP_FAMILIES = ("4", "dual")
 NAME_RE = re.compile(r"^[a-z0-9]{1,12}$")
 MAX_LBS = 9  # .11 .. .19
 MAX_MASTERS = 9  # .21 .. .29
@@ -51,6 +54,7 @@ class LabHost:
     # Logs in as this user (not root) by password and becomes root through sudo with it.
     sudo_user: str | None = None
     init: Init = Init.PLAIN
+    address6: str | None = None  # `--ip-family dual`
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class LabPlan:
     name: str
     octet: int
     hosts: tuple[LabHost, ...]
+    ip_family: str = "4"  # "dual": IPv6 addresses and VIPs beside the IPv4 ones
 
     @property
     def subnet(self) -> str:
@@ -74,6 +79,18 @@ class LabPlan:
     @property
     def vip_external(self) -> str:
         return vips_of(self.octet)["external"]
+
+    @property
+    def subnet6(self) -> str | None:
+        return subnet6_of(self.octet) if self.ip_family == "dual" else None
+
+    @property
+    def vip_internal6(self) -> str | None:
+        return address6_in(self.octet, 253) if self.ip_family == "dual" else None
+
+    @property
+    def vip_external6(self) -> str | None:
+        return address6_in(self.octet, 254) if self.ip_family == "dual" else None
 
     @property
     def switch_netns(self) -> str:
@@ -115,6 +132,16 @@ def subnet_of(octet: int) -> str:
 
 def address_in(octet: int, last: int) -> str:
     return f"{LAB_PREFIX}.{octet}.{last}"
+
+
+def subnet6_of(octet: int) -> str:
+    return f"{LAB_PREFIX6}:{octet}::/64"
+
+
+def address6_in(octet: int, last: int) -> str:
+    """The IPv6 address of a lab host: the IPv4 one's octet and last number, read as hex
+    groups (10.250.93.11 -> fd25:250:93::11)."""
+    return f"{LAB_PREFIX6}:{octet}::{last}"
 
 
 def vips_of(octet: int) -> dict[str, str]:
@@ -183,8 +210,12 @@ def plan(
     password_hosts: frozenset[str] | None = None,
     sudo_hosts: frozenset[str] | None = None,
     init: Init = Init.PLAIN,
+    ip_family: str = "4",
 ) -> LabPlan:
     check_name(name)
+    if ip_family not in IP_FAMILIES:
+        hint = " (an IPv6-only lab is not built yet)" if ip_family == "6" else ""
+        raise InputError(f"--ip-family {ip_family!r}: use one of {', '.join(IP_FAMILIES)}{hint}")
     for what, n, lo, hi in (
         ("--lbs", lbs, 0, MAX_LBS),  # 0: the masters are the LB hosts
         ("--masters", masters, 1, MAX_MASTERS),
@@ -210,6 +241,7 @@ def plan(
             password=hname in pw,
             sudo_user=SUDO_USER if hname in su else None,
             init=Init.PLAIN if role is LabRole.TASKBOX else init,
+            address6=address6_in(x, last) if ip_family == "dual" else None,
         )
 
     hosts = [host(TASKBOX, LabRole.TASKBOX, 2)]
@@ -220,4 +252,4 @@ def plan(
         unknown = names - {h.name for h in hosts}
         if unknown:
             raise InputError(f"{what} hosts not in the lab: {', '.join(sorted(unknown))}")
-    return LabPlan(name=name, octet=x, hosts=tuple(hosts))
+    return LabPlan(name=name, octet=x, hosts=tuple(hosts), ip_family=ip_family)

@@ -1,0 +1,68 @@
+"""Per-family VIPs outside the renderer: the dual-stack lab's plan and files, and status
+holders and split brain per family (pure, no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from halb.errors import InputError
+from halb.facts.ipaddr import IfAddr
+from halb.facts.lbstate import LbFacts
+from halb.lab import writer
+from halb.lab.topology import plan
+from halb.spec import parse_spec
+from halb.status import FrontendRef, VipRef, assess
+
+V4 = VipRef("internal", "10.0.0.253", "halb_internal")
+V6 = VipRef("internal", "fd25:250:9::253", "halb_internal6", 6, "internal6")
+
+
+def test_dual_plan_gives_every_host_a_unique_local_address() -> None:
+    p = plan("d", lbs=2, masters=1, nodes=1, octet=9, ip_family="dual")
+    assert p.subnet6 == "fd25:250:9::/64"
+    assert (p.vip_internal6, p.vip_external6) == ("fd25:250:9::253", "fd25:250:9::254")
+    assert [(h.name, h.address6) for h in p.hosts] == [
+        ("taskbox", "fd25:250:9::2"),
+        ("lb1", "fd25:250:9::11"),
+        ("lb2", "fd25:250:9::12"),
+        ("master1", "fd25:250:9::21"),
+        ("node1", "fd25:250:9::31"),
+    ]
+    assert all(h.address6 is None for h in plan("d", octet=9).hosts)
+    with pytest.raises(InputError, match="IPv6-only lab is not built yet"):
+        plan("d", ip_family="6")
+
+
+def test_dual_lab_files_name_both_families(tmp_path: Path) -> None:
+    p = plan("d", lbs=2, masters=1, nodes=1, octet=9, ip_family="dual")
+    ini = writer.hosts_ini(p, tmp_path, "pw", "spw")
+    assert "master1 ansible_host=10.250.9.21 ip=10.250.9.21 ip6=fd25:250:9::21" in ini
+    spec = parse_spec(tmp_path / "halb.yaml", yaml.safe_load(writer.halb_yaml(p)))
+    assert str(spec.vips.internal.address6) == "fd25:250:9::253"
+    assert spec.vips.external is not None
+    assert str(spec.vips.external.address6) == "fd25:250:9::254"
+    assert "address6" not in writer.halb_yaml(plan("d", octet=9))
+
+
+def facts(host: str, *held: str) -> LbFacts:
+    addrs = tuple(IfAddr("eth0", "inet6" if ":" in a else "inet", a, 32, "eth0") for a in held)
+    states = {"halb_internal": "BACKUP", "halb_internal6": "BACKUP"}
+    return LbFacts(host, addrs=addrs, vrrp=states, haproxy_pid=1, keepalived_pid=2, stats=())
+
+
+def test_status_holders_and_split_brain_are_per_family() -> None:
+    fes = [FrontendRef("apiserver", "internal", ())]
+    r = assess([facts("lb1", V4.address), facts("lb2", V6.address)], [V4, V6], fes)
+    assert [(v.family, v.holders) for v in r.vips] == [(4, ("lb1",)), (6, ("lb2",))]
+    assert [h.vips for h in r.hosts] == [("internal",), ("internal6",)]
+    assert not [p for p in r.problems if "split brain" in p or "held by no" in p]
+
+    r = assess([facts("lb1", V4.address, V6.address), facts("lb2", V6.address)], [V4, V6], fes)
+    assert [p for p in r.problems if "split brain" in p] == [
+        "split brain: VIP internal (fd25:250:9::253) is held by lb1 and lb2"
+    ]
+    r = assess([facts("lb1", V4.address), facts("lb2")], [V4, V6], fes)
+    assert "VIP internal (fd25:250:9::253) is held by no LB host" in r.problems
