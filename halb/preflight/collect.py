@@ -208,7 +208,8 @@ class HostCheck:
         for iface in ifaces:
             try:
                 rc, out, err = self.sh(
-                    vrrp_listen_argv(iface, seconds), timeout=seconds + CMD_TIMEOUT
+                    vrrp_listen_argv(iface, seconds, any(v.family == 6 for v in self.c.vips)),
+                    timeout=seconds + CMD_TIMEOUT,
                 )
             except TransportError as e:
                 err, rc, out = str(e), -1, ""

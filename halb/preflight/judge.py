@@ -155,6 +155,9 @@ def vrrp_results(
             others.add(rid)
             continue
         vip_name, vip = router_ids[rid]
+        if a.family != (6 if ":" in vip else 4):  # VRRP ids are per address family
+            others.add(rid)
+            continue
         host = lb_addresses.get(src) or names.get(src) or src
         if src in lb_addresses and vip in a.addresses:
             out.append(
@@ -338,11 +341,12 @@ def judge(
 ) -> list[PreflightResult]:
     results: list[PreflightResult] = []
     # a redirected frontend's HAProxy binds its internal port (listen_port)
-    fronts = [(f.name, f.address, f.bind_port) for f in cluster.frontends]
+    fronts = [(f.name, a, f.bind_port) for f in cluster.frontends for a in f.addresses]
     for h in hosts:
         results.extend(host_results(cluster, facts[h.name], fronts))
     names = {h.ip: h.name for h in cluster.inventory.hosts.values() if h.ip}
     lb_addresses = {h.ip: h.name for h in hosts if h.ip}
+    lb_addresses |= {a: h.name for h in hosts if (a := cluster.host_address(h, 6))}
     lb_macs = {f.mac: n for n, f in facts.items() if f.mac}
     by_vip: dict[str, dict[str, tuple[ArpReply, ...]]] = {}
     for h in hosts:

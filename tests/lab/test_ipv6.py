@@ -107,6 +107,18 @@ def test_up_serves_every_backend_through_both_families(lab: Lab) -> None:
         assert fe["through_vip6"]["address"] == six(lab)[fe["vip"]]
 
 
+def test_preflight_hears_our_vrrpv3_adverts_over_ipv6(lab: Lab) -> None:
+    """With keepalived running, the adverts of the IPv6 instances (VRRPv3, unicast from
+    the LB hosts' ip6) are heard and known as ours; nothing is foreign."""
+    rc, doc, out = halb(lab, "preflight", timeout=120)
+    assert rc == 0, out
+    vrrp = [c for c in doc["checks"] if c["check"] == "vrrp"]
+    assert vrrp and all(c["level"] == "ok" for c in vrrp), vrrp
+    mine = " ".join(c["message"] for c in vrrp)
+    assert f"carry VIP {six(lab)['internal']} (our keepalived)" in mine, vrrp
+    assert f"carry VIP {lab.vip_internal} (our keepalived)" in mine, vrrp
+
+
 def test_ipv6_vip_moves_when_its_holder_stops_keepalived(lab: Lab) -> None:
     rc, status, _ = halb(lab, "status")
     assert rc == 0

@@ -85,3 +85,36 @@ def test_a_vip_answered_over_ndp_is_refused() -> None:
     # an LB host's own answer is the interface check's business
     (own,) = arp_results(vip, heard, {}, {"02:00:00:00:00:21": "lb2"})
     assert own.level is Level.OK
+
+
+def test_vrrp6_advert_is_parsed_with_its_family() -> None:
+    from halb.facts.packets import parse_vrrp
+
+    # VRRPv3 over IPv6 (RFC 5798): version 3, type 1, VRID 81, priority 254, 1 address,
+    # advert 0.03 s (3 centiseconds), checksum left 0 (not checked here)
+    vrrp = bytes([0x31, 81, 254, 1, 0x00, 0x03, 0, 0])
+    vrrp += bytes.fromhex("fd250250000900000000000000000253")
+    ip6 = bytes.fromhex("60000000") + len(vrrp).to_bytes(2, "big") + bytes([112, 255])
+    ip6 += bytes.fromhex("fd250250000900000000000000000011")
+    ip6 += bytes.fromhex("fd250250000900000000000000000012")
+    frame = bytes(6) + bytes(6) + b"\x86\xdd" + ip6 + vrrp
+    a = parse_vrrp(frame)
+    assert a is not None
+    assert (a.family, a.version, a.router_id, a.priority) == (6, 3, 81, 254)
+    assert (a.source, a.destination) == ("fd25:250:9::11", "fd25:250:9::12")
+    assert a.addresses == ("fd25:250:9::253",) and a.advert_int == 0.03
+    # the listener asks for IPv6 frames only when a VIP is IPv6
+    from halb.facts.packets import vrrp_listen_argv
+
+    assert vrrp_listen_argv("eth0", 3.0)[3:] == ["vrrp", "eth0", "3"]
+    assert vrrp_listen_argv("eth0", 3.0, ipv6=True)[3:] == ["vrrp", "eth0", "3", "6"]
+
+
+def test_ipv4_wildcard_leaves_an_ipv6_vip_port_free() -> None:
+    from halb.facts.ss import Listener, port_conflicts
+
+    ls = [Listener("0.0.0.0", 6443, "kube-apiserver")]
+    assert port_conflicts(ls, "fd25:250:9::253", 6443) == []
+    assert port_conflicts(ls, "10.250.9.253", 6443) == ls
+    both = [Listener("::", 6443, "x")]
+    assert port_conflicts(both, "fd25:250:9::253", 6443) == both
