@@ -15,9 +15,10 @@ from enum import StrEnum
 from halb.errors import InputError
 
 LAB_PREFIX = "10.250"
-# `--ip-family dual`: every host also gets fd25:250:X::N/64 (unique-local, same X and N)
+# `--ip-family 6`: every host has fd25:250:X::N/64 instead (unique-local, same X and N);
+# `dual`: it has both
 LAB_PREFIX6 = "fd25:250"
-IP_FAMILIES = ("4", "dual")
+IP_FAMILIES = ("4", "6", "dual")
 NAME_RE = re.compile(r"^[a-z0-9]{1,12}$")
 MAX_LBS = 9  # .11 .. .19
 MAX_MASTERS = 9  # .21 .. .29
@@ -66,19 +67,33 @@ class LabPlan:
 
     @property
     def subnet(self) -> str:
-        return subnet_of(self.octet)
+        return subnet6_of(self.octet) if self.ip_family == "6" else subnet_of(self.octet)
 
     @property
     def prefix_len(self) -> int:
-        return 24
+        return 64 if self.ip_family == "6" else 24
 
     @property
     def vip_internal(self) -> str:
-        return vips_of(self.octet)["internal"]
+        return self._vips["internal"]
 
     @property
     def vip_external(self) -> str:
-        return vips_of(self.octet)["external"]
+        return self._vips["external"]
+
+    @property
+    def _vips(self) -> dict[str, str]:
+        if self.ip_family == "6":
+            return {
+                "internal": address6_in(self.octet, 253),
+                "external": address6_in(self.octet, 254),
+            }
+        return vips_of(self.octet)
+
+    @property
+    def ipv6_subnet(self) -> str | None:
+        """The lab's IPv6 range (`--ip-family 6` or `dual`), else None."""
+        return subnet6_of(self.octet) if self.ip_family != "4" else None
 
     @property
     def subnet6(self) -> str | None:
@@ -214,8 +229,7 @@ def plan(
 ) -> LabPlan:
     check_name(name)
     if ip_family not in IP_FAMILIES:
-        hint = " (an IPv6-only lab is not built yet)" if ip_family == "6" else ""
-        raise InputError(f"--ip-family {ip_family!r}: use one of {', '.join(IP_FAMILIES)}{hint}")
+        raise InputError(f"--ip-family {ip_family!r}: use one of {', '.join(IP_FAMILIES)}")
     for what, n, lo, hi in (
         ("--lbs", lbs, 0, MAX_LBS),  # 0: the masters are the LB hosts
         ("--masters", masters, 1, MAX_MASTERS),
@@ -236,7 +250,7 @@ def plan(
         return LabHost(
             name=hname,
             role=role,
-            address=f"{LAB_PREFIX}.{x}.{last}",
+            address=address6_in(x, last) if ip_family == "6" else f"{LAB_PREFIX}.{x}.{last}",
             netns=netns_name(name, hname),
             password=hname in pw,
             sudo_user=SUDO_USER if hname in su else None,

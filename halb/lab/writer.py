@@ -67,8 +67,16 @@ def halb_yaml(plan: LabPlan) -> str:
         "  apiserver: {vip: internal, port: 6443, backends: kube-master, backend_port: 6443}\n"
         "  console: {vip: external, port: 30880, backends: k8s-cluster, backend_port: 30880}\n"
         "vrrp: {profile: default}\n"
-        "installer: {kind: kubesphere, config: conf/common.yaml, domain: lb.kubesphere.local}\n"
+        + (NO_INSTALLER if plan.ip_family == "6" else KUBESPHERE_INSTALLER)
     )
+
+
+KUBESPHERE_INSTALLER = (
+    "installer: {kind: kubesphere, config: conf/common.yaml, domain: lb.kubesphere.local}\n"
+)
+# KubeSphere 2.1 installs Kubernetes 1.16, which cannot run IPv6-only (write-config refuses
+# it): the IPv6-only lab runs no installer
+NO_INSTALLER = "installer: {kind: command, command: 'true'}\n"
 
 
 # The part of a KubeSphere 2.1 conf/common.yaml that the LB settings live in, comments and

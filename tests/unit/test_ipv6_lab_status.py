@@ -32,8 +32,22 @@ def test_dual_plan_gives_every_host_a_unique_local_address() -> None:
         ("node1", "fd25:250:9::31"),
     ]
     assert all(h.address6 is None for h in plan("d", octet=9).hosts)
-    with pytest.raises(InputError, match="IPv6-only lab is not built yet"):
-        plan("d", ip_family="6")
+    with pytest.raises(InputError, match="use one of 4, 6, dual"):
+        plan("d", ip_family="ipv6")
+
+
+def test_ipv6_only_plan_has_ipv6_addresses_vips_and_no_installer(tmp_path: Path) -> None:
+    p = plan("s", lbs=2, masters=1, nodes=1, octet=9, ip_family="6")
+    assert (p.subnet, p.prefix_len) == ("fd25:250:9::/64", 64)
+    assert (p.vip_internal, p.vip_external) == ("fd25:250:9::253", "fd25:250:9::254")
+    assert p.host("lb1").address == "fd25:250:9::11" and p.host("lb1").address6 is None
+    spec = parse_spec(tmp_path / "halb.yaml", yaml.safe_load(writer.halb_yaml(p)))
+    assert str(spec.vips.internal.address) == "fd25:250:9::253"
+    assert spec.vips.internal.address6 is None
+    assert (spec.installer.kind, spec.installer.command) == ("command", "true")
+    assert "lb1 ansible_host=fd25:250:9::11 ip=fd25:250:9::11" in writer.hosts_ini(
+        p, tmp_path, "pw", "spw"
+    )
 
 
 def test_dual_lab_files_name_both_families(tmp_path: Path) -> None:
