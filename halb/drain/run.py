@@ -146,8 +146,9 @@ class Bridge:
 def moves_for(
     cluster: Cluster, report: StatusReport, host: str, action: judge.Action, preempt: bool
 ) -> list[handover.Move]:
-    """Which VIPs will change hands, from whom, and who may take them."""
-    holders = {v.address: list(v.holders) for v in report.vips}
+    """Which VIPs will change hands, from whom, and who may take them. IPv4 VIPs only: the
+    handover bridge (nftables `ip`, `arp_ignore`) has no IPv6 form yet."""
+    holders = {v.address: list(v.holders) for v in report.vips if v.family == 4}
     others = [h.host for h in report.hosts if h.host != host and judge.healthy(h)]
     prios = {v.address: dict(v.priorities) for v in cluster.vips}
     will = handover.will_hold(action, host, holders, prios, others, preempt=preempt)
@@ -155,7 +156,7 @@ def moves_for(
         holders,
         will,
         {v.address: v.interface for v in cluster.vips},
-        {h.name: cluster.host_ip(h) for h in cluster.lb_hosts},
+        {h.name: ip for h in cluster.lb_hosts if (ip := cluster.host_address(h, 4))},
     )
 
 
@@ -198,6 +199,16 @@ def run(
                 progress(f"{host}: draining anyway (--force): {why}")
         if changed:
             moves = moves_for(cluster, report, host, action, preempt)
+            six = [
+                v.address
+                for v in report.vips
+                if v.family == 6 and (action == "undrain" or host in v.holders)
+            ]
+            if six:
+                progress(
+                    f"IPv6 VIP(s) {', '.join(six)} move without the handover bridge (IPv4 "
+                    "only): connections in flight to them may be reset"
+                )
             if moves:
                 bridge = Bridge(w, moves, limit + GRACE + 30)
                 bridge.open(progress)

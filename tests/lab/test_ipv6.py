@@ -119,6 +119,31 @@ def test_preflight_hears_our_vrrpv3_adverts_over_ipv6(lab: Lab) -> None:
     assert f"carry VIP {lab.vip_internal} (our keepalived)" in mine, vrrp
 
 
+def test_drain_moves_both_families_bridging_the_ipv4_vips(lab: Lab) -> None:
+    rc, status, _ = halb(lab, "status")
+    assert rc == 0
+    old = {(v["name"], v["family"]): v["holders"] for v in status["vips"]}[("internal", 6)][0]
+    other = next(lb for lb in lab.lbs if lb != old)
+    p = lab.run("taskbox", ["halb", "drain", old, "--json", "-c", str(lab.spec)], timeout=120)
+    try:
+        assert p.returncode == 0, p.stdout + p.stderr
+        doc = json.loads(p.stdout)
+        assert doc["holders"] == {
+            "internal": [other],
+            "internal6": [other],
+            "external": [other],
+            "external6": [other],
+        }, doc["holders"]
+        bridged = {m["address"] for m in doc["bridge"]["moves"]}
+        assert bridged == {lab.vip_internal, lab.vip_external}, doc["bridge"]
+        assert "move without the handover bridge" in p.stderr
+        url = f"https://[{six(lab)['internal']}]:6443/readyz"
+        assert curl(lab, url).stdout == "ok"
+    finally:
+        u = lab.run("taskbox", ["halb", "undrain", old, "-c", str(lab.spec)], timeout=120)
+        assert u.returncode == 0, u.stdout + u.stderr
+
+
 def test_ipv6_vip_moves_when_its_holder_stops_keepalived(lab: Lab) -> None:
     rc, status, _ = halb(lab, "status")
     assert rc == 0

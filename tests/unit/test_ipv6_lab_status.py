@@ -80,3 +80,20 @@ def test_status_holders_and_split_brain_are_per_family() -> None:
     ]
     r = assess([facts("lb1", V4.address), facts("lb2")], [V4, V6], fes)
     assert "VIP internal (fd25:250:9::253) is held by no LB host" in r.problems
+
+
+def test_handover_bridge_moves_ipv4_vips_only() -> None:
+    from halb.drain.run import moves_for
+    from halb.spec import load_cluster
+    from halb.status_report import refs
+
+    cluster = load_cluster(Path(__file__).parent.parent / "golden/cases/dual-stack/halb.yaml")
+    vips, fes = refs(cluster)
+    held = [v.address for v in vips]
+    report = assess([facts("lba", *held), facts("lbb"), facts("lbc")], vips, fes)
+    moves = moves_for(cluster, report, "lba", "drain", preempt=True)
+    assert [(m.address, m.old, m.old_ip) for m in moves] == [
+        ("172.20.1.250", "lba", "172.20.1.5"),
+        ("172.20.1.251", "lba", "172.20.1.5"),
+    ]
+    assert all(m.takers == ("lbb", "lbc") for m in moves)
