@@ -146,18 +146,21 @@ class Bridge:
 def moves_for(
     cluster: Cluster, report: StatusReport, host: str, action: judge.Action, preempt: bool
 ) -> list[handover.Move]:
-    """Which VIPs will change hands, from whom, and who may take them. IPv4 VIPs only: the
-    handover bridge (nftables `ip`, `arp_ignore`) has no IPv6 form yet."""
-    holders = {v.address: list(v.holders) for v in report.vips if v.family == 4}
+    """Which VIPs will change hands, from whom, and who may take them. An IPv6 VIP is
+    handed to its old holder's IPv6 address: a VIP whose old holder has none moves
+    without the bridge."""
     others = [h.host for h in report.hosts if h.host != host and judge.healthy(h)]
     prios = {v.address: dict(v.priorities) for v in cluster.vips}
-    will = handover.will_hold(action, host, holders, prios, others, preempt=preempt)
-    return handover.plan(
-        holders,
-        will,
-        {v.address: v.interface for v in cluster.vips},
-        {h.name: ip for h in cluster.lb_hosts if (ip := cluster.host_address(h, 4))},
-    )
+    moves: list[handover.Move] = []
+    for family in (4, 6):
+        holders = {v.address: list(v.holders) for v in report.vips if v.family == family}
+        ips = {h.name: ip for h in cluster.lb_hosts if (ip := cluster.host_address(h, family))}
+        will = handover.will_hold(action, host, holders, prios, others, preempt=preempt)
+        # a holder without an address of the family cannot be handed packets
+        known = {a: now for a, now in holders.items() if all(n in ips for n in now)}
+        interfaces = {v.address: v.interface for v in cluster.vips}
+        moves += handover.plan(known, will, interfaces, ips)
+    return moves
 
 
 def default_timeout(cluster: Cluster) -> float:
@@ -199,15 +202,16 @@ def run(
                 progress(f"{host}: draining anyway (--force): {why}")
         if changed:
             moves = moves_for(cluster, report, host, action, preempt)
-            six = [
+            bridged = {m.address for m in moves}
+            alone = [
                 v.address
                 for v in report.vips
-                if v.family == 6 and (action == "undrain" or host in v.holders)
+                if v.family == 6 and host in v.holders and v.address not in bridged
             ]
-            if six:
+            if alone and action == "drain":
                 progress(
-                    f"IPv6 VIP(s) {', '.join(six)} move without the handover bridge (IPv4 "
-                    "only): connections in flight to them may be reset"
+                    f"IPv6 VIP(s) {', '.join(alone)} move without the handover bridge (their "
+                    "holder has no IPv6 address in the inventory: set ip6=)"
                 )
             if moves:
                 bridge = Bridge(w, moves, limit + GRACE + 30)

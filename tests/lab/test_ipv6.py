@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,12 +121,27 @@ def test_preflight_hears_our_vrrpv3_adverts_over_ipv6(lab: Lab) -> None:
     assert f"carry VIP {lab.vip_internal} (our keepalived)" in mine, vrrp
 
 
-def test_drain_moves_both_families_bridging_the_ipv4_vips(lab: Lab) -> None:
+def test_drain_under_ipv6_load_bridges_both_families(lab: Lab) -> None:
+    """A drain moves all four VIPs with the handover bridge (nftables ip and ip6) up from
+    the old holder to the taker, while a client keeps opening connections to both IPv6
+    VIPs: none fails."""
     rc, status, _ = halb(lab, "status")
     assert rc == 0
     old = {(v["name"], v["family"]): v["holders"] for v in status["vips"]}[("internal", 6)][0]
     other = next(lb for lb in lab.lbs if lb != old)
-    p = lab.run("taskbox", ["halb", "drain", old, "--json", "-c", str(lab.spec)], timeout=120)
+    client, stop = lab.dir / "load6.py", lab.dir / "load6.stop"
+    client.write_text((Path(__file__).parent / "load_client.py").read_text())
+    stop.unlink(missing_ok=True)
+    argv = ["python3", str(client), six(lab)["internal"], six(lab)["external"], str(stop)]
+    load = subprocess.Popen([*lab.enter_argv("taskbox"), *argv], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        p = lab.run("taskbox", ["halb", "drain", old, "--json", "-c", str(lab.spec)], timeout=120)
+        time.sleep(1.0)
+    finally:
+        stop.touch()
+        out, _ = load.communicate(timeout=90)
+    res = json.loads(out)
     try:
         assert p.returncode == 0, p.stdout + p.stderr
         doc = json.loads(p.stdout)
@@ -134,11 +151,24 @@ def test_drain_moves_both_families_bridging_the_ipv4_vips(lab: Lab) -> None:
             "external": [other],
             "external6": [other],
         }, doc["holders"]
-        bridged = {m["address"] for m in doc["bridge"]["moves"]}
-        assert bridged == {lab.vip_internal, lab.vip_external}, doc["bridge"]
-        assert "move without the handover bridge" in p.stderr
-        url = f"https://[{six(lab)['internal']}]:6443/readyz"
-        assert curl(lab, url).stdout == "ok"
+        b = doc["bridge"]
+        assert b["up"] is True and b["skipped"] == [] and b["sessions_left"] == 0, b
+        assert {m["address"] for m in b["moves"]} == {
+            lab.vip_internal,
+            lab.vip_external,
+            *six(lab).values(),
+        }, b
+        assert "without the handover bridge" not in p.stderr
+        assert res["failed"] == [] and res["ok"] > 20, res
+        gone = (
+            "nft list table ip halb_handover >/dev/null 2>&1 && echo table; "
+            "nft list table ip6 halb_handover6 >/dev/null 2>&1 && echo table6; "
+            "ip route show table local dev lo | grep -q 'metric 1' && echo route; "
+            "ip -6 route show table local dev lo | grep -q 'metric 1' && echo route6; "
+            "ls /run/halb/handover/*.timer 2>/dev/null; true"
+        )
+        for h in lab.lbs:  # nothing of the bridge is left on either host
+            assert lab.run(h, ["sh", "-c", gone]).stdout.split() == [], h
     finally:
         u = lab.run("taskbox", ["halb", "undrain", old, "-c", str(lab.spec)], timeout=120)
         assert u.returncode == 0, u.stdout + u.stderr

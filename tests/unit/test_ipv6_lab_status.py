@@ -3,6 +3,9 @@ holders and split brain per family (pure, no network)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -82,7 +85,8 @@ def test_status_holders_and_split_brain_are_per_family() -> None:
     assert "VIP internal (fd25:250:9::253) is held by no LB host" in r.problems
 
 
-def test_handover_bridge_moves_ipv4_vips_only() -> None:
+def test_handover_bridge_moves_both_families() -> None:
+    from halb.drain import handover
     from halb.drain.run import moves_for
     from halb.spec import load_cluster
     from halb.status_report import refs
@@ -95,5 +99,51 @@ def test_handover_bridge_moves_ipv4_vips_only() -> None:
     assert [(m.address, m.old, m.old_ip) for m in moves] == [
         ("172.20.1.250", "lba", "172.20.1.5"),
         ("172.20.1.251", "lba", "172.20.1.5"),
+        ("fd00:20:1::250", "lba", "fd00:20:1::5"),
+        ("fd00:20:1::251", "lba", "fd00:20:1::5"),
     ]
     assert all(m.takers == ("lbb", "lbc") for m in moves)
+    rules = handover.forward_rules(moves, "lbb")
+    assert rules.startswith("table ip halb_handover\ndelete table ip halb_handover\n")
+    assert "table ip6 halb_handover6 {" in rules
+    assert (
+        "ip6 daddr fd00:20:1::250 tcp flags & syn != syn ct state new,invalid "
+        'counter dup to fd00:20:1::5 device "bond0" drop'
+    ) in rules
+    assert "ip daddr fd00" not in rules and "ip6 daddr 172" not in rules
+    assert handover.accept_args(moves, "lba")[4:] == [
+        "fd00:20:1::250",
+        "bond0",
+        "fd00:20:1::251",
+        "bond0",
+    ]
+    # an IPv4-only move list gives the ruleset it always gave (no ip6 table)
+    assert "ip6" not in handover.forward_rules(moves[:2], "lbb")
+    # IPv6 values are checked again before they reach a ruleset or a script
+    bad = handover.Move("fd00:20:1::250", "bond0", "lba", "fe80::5%bond0", ("lbb",))
+    with pytest.raises(ValueError):
+        handover.forward_rules([bad], "lbb")
+    with pytest.raises(ValueError):
+        handover.accept_args([handover.Move("::ffff:1.2.3.4", "bond0", "lba", "x", ())], "lba")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
+    reason="nft -c needs root (in a network namespace of its own)",
+)
+def test_nft_accepts_the_ipv6_ruleset() -> None:
+    from halb.drain import handover
+
+    moves = [
+        handover.Move("10.0.0.253", "eth0", "lb1", "10.0.0.11", ("lb2",)),
+        handover.Move("fd00::253", "eth0", "lb1", "fd00::11", ("lb2",)),
+    ]
+    r = subprocess.run(
+        ["unshare", "--net", "sh", "-c", "ip link add eth0 type veth peer name p0 && nft -c -f -"],
+        input=handover.forward_rules(moves, "lb2"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
