@@ -107,8 +107,10 @@ def lab_up(
     if colocated:
         lbs = 0
     if provider is Provider.vagrant:
-        if (name, init, ip_family) != ("halb", "plain", "4"):
-            raise InputError("--name, --init and --ip-family are for the netns lab")
+        if (name, init) != ("halb", "plain"):
+            raise InputError("--name and --init are for the netns lab")
+        if ip_family != "4":
+            raise InputError("--ip-family is for the netns lab")
         from halb.lab.vm_lab import Sizes
 
         sizes = Sizes(
