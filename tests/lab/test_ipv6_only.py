@@ -6,12 +6,12 @@ VRRPv3 over IPv6, HAProxy binds [VIP]:port and checks its backends over IPv6, an
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from halb.lab import Lab
+from tests.lab.test_ipv6 import halb
 
 pytestmark = pytest.mark.lab
 
@@ -19,12 +19,6 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def lab(lab_factory: Any) -> Lab:
     return lab_factory(lbs=2, masters=2, nodes=2, ip_family="6")
-
-
-def halb(lab: Lab, *args: str, timeout: float = 180) -> tuple[int, dict[str, Any], str]:
-    p = lab.run("taskbox", ["halb", *args, "--json", "-c", str(lab.spec)], timeout=timeout)
-    doc = json.loads(p.stdout) if p.stdout.strip().startswith("{") else {}
-    return p.returncode, doc, p.stdout + p.stderr
 
 
 def test_hosts_have_ipv6_only(lab: Lab) -> None:
