@@ -259,10 +259,13 @@ def ipv4(value: object) -> str:
         raise ValueError(f"{shown(s)} is not an IPv4 address") from None
 
 
-def vip_address(value: object) -> ipaddress.IPv4Address:
-    """A VIP: a unicast IPv4 address a host can hold."""
-    if not isinstance(value, (str, ipaddress.IPv4Address)):
-        raise ValueError(f"must be an IPv4 address as a string, not {type(value).__name__}")
+def vip_address(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A VIP: a unicast IPv4 address a host can hold, or a global or unique-local IPv6 one
+    (ipv6_vip has the IPv6 rules)."""
+    if not isinstance(value, (str, ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        raise ValueError(f"must be an IPv6 or IPv4 address as a string, not {type(value).__name__}")
+    if isinstance(value, ipaddress.IPv6Address) or (isinstance(value, str) and ":" in value):
+        return ipv6_vip(value)
     try:
         ip = ipaddress.IPv4Address(_address_text(value) if isinstance(value, str) else value)
     except ValueError:
@@ -272,6 +275,92 @@ def vip_address(value: object) -> ipaddress.IPv4Address:
     if ip.is_multicast or ip.is_loopback:
         raise ValueError(f"{ip} is a {'multicast' if ip.is_multicast else 'loopback'} address")
     return ip
+
+
+# RFC 2526: in a subnet of 64-bit interface ids the highest 128 are reserved anycast ids
+_ANYCAST_IID_FIRST = 0xFDFF_FFFF_FFFF_FF80
+_ANYCAST_IID_LAST = 0xFDFF_FFFF_FFFF_FFFF
+_IID_MASK = (1 << 64) - 1
+
+
+def _ipv6_text(value: object, what: str) -> ipaddress.IPv6Address:
+    """An IPv6 address written plainly: no brackets, port, zone id or prefix length."""
+    s = str(value) if isinstance(value, ipaddress.IPv6Address) else _address_text(value)
+    if s.startswith("["):
+        port = " or a port" if re.search(r"\]:[0-9]*$", s) else ""
+        raise ValueError(
+            f"{shown(s)}: write {what} without brackets{port} here (brackets belong in a URL; "
+            "halb adds them where a file needs them)"
+        )
+    if "%" in s:
+        raise ValueError(
+            f"{shown(s)}: zone ids are not supported; {what} must be a global or "
+            "unique-local IPv6 address, which needs no zone"
+        )
+    if "/" in s:
+        raise ValueError(f"{shown(s)}: {what} is one address, without a prefix length")
+    try:
+        return ipaddress.IPv6Address(s)
+    except ValueError:
+        raise ValueError(f"{shown(s)} is not an IPv6 address") from None
+
+
+def _ipv6_unicast(ip: ipaddress.IPv6Address, what: str) -> ipaddress.IPv6Address:
+    """The refusals every IPv6 address halb renders shares (VIPs, LB hosts, backends)."""
+    if ip.ipv4_mapped is not None:
+        raise ValueError(f"{ip} is an IPv4-mapped address: give {what} as {ip.ipv4_mapped}")
+    if ip.is_unspecified or ip.is_loopback:
+        kind = "the unspecified" if ip.is_unspecified else "the loopback"
+        raise ValueError(f"{ip} is {kind} address and cannot be {what}")
+    if ip.is_multicast:
+        raise ValueError(f"{ip} is a multicast address")
+    if ip.is_link_local:
+        raise ValueError(
+            f"{ip} is link-local: it needs a zone id and means nothing off its link; "
+            f"{what} must be a global or unique-local (fd00::/8) address"
+        )
+    if ip.is_site_local:
+        raise ValueError(f"{ip} is site-local (fec0::/10, deprecated by RFC 3879)")
+    if ip.is_reserved:
+        raise ValueError(f"{ip} is in a reserved IPv6 range (not global or unique-local)")
+    return ip
+
+
+def ipv6_vip(value: object) -> ipaddress.IPv6Address:
+    """An IPv6 VIP: global or unique-local unicast, written plainly. Refused: zone ids,
+    brackets and ports, prefix lengths, IPv4-mapped, multicast, link-local (a VIP must be
+    reachable off-link, and keepalived's VRRPv3 uses the interface's own link-local
+    address as the advert source), loopback, reserved ranges, and the subnet-router
+    anycast (interface id 0) and RFC 2526 reserved anycast ids of a /64."""
+    ip = _ipv6_unicast(_ipv6_text(value, "a VIP"), "a VIP")
+    iid = int(ip) & _IID_MASK
+    if iid == 0:
+        raise ValueError(
+            f"{ip} is the subnet-router anycast address of its /64 (interface id 0) and "
+            "cannot be a VIP"
+        )
+    if _ANYCAST_IID_FIRST <= iid <= _ANYCAST_IID_LAST:
+        raise ValueError(f"{ip} is a reserved subnet anycast address of its /64 (RFC 2526)")
+    return ip
+
+
+def host_ip(value: object) -> str:
+    """An LB host's or a backend's address, canonical: IPv4, or an IPv6 address by the
+    rules of every IPv6 value (no zone, brackets, port, mapped, multicast or link-local)."""
+    s = _address_text(value)
+    if ":" not in s and "[" not in s and "%" not in s:
+        return address(s)
+    return str(_ipv6_unicast(_ipv6_text(s, "a host's address"), "a host's address"))
+
+
+def family(value: str) -> int:
+    """4 or 6: the family of an address already checked."""
+    return ipaddress.ip_address(value).version
+
+
+def hostport(value: str, port: int) -> str:
+    """address:port as HAProxy and URLs write it: IPv6 in brackets."""
+    return f"[{value}]:{port}" if ":" in value else f"{value}:{port}"
 
 
 def duration_ms(value: object) -> float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from halb import kinds
 from halb.choices import PROBE_CONCURRENCY, PROBE_TIMEOUT
 from halb.errors import ExitStatus
 from halb.level import Level
@@ -82,6 +83,7 @@ class FrontendSummary:
     healthy_backends: int
     vip: ProbeResult | None
     backends: tuple[ProbeResult, ...]
+    vip6: ProbeResult | None = None  # dual-stack: the probe through the frontend's IPv6 VIP
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ def plan_probes(cluster: Cluster) -> tuple[ProbeTarget, ...]:
         for b in fe.backends:
             targets.append(ProbeTarget(fe.name, fe.check, Via.DIRECT, b.name, b.address, b.port))
         targets.append(ProbeTarget(fe.name, fe.check, Via.VIP, fe.vip_name, fe.address, fe.port))
+        if fe.address6 is not None:
+            targets.append(
+                ProbeTarget(fe.name, fe.check, Via.VIP, fe.vip_name, fe.address6, fe.port)
+            )
     return tuple(targets)
 
 
@@ -253,7 +259,7 @@ def _vip_words(fe_name: str, vip: ProbeResult | None, pending: bool) -> tuple[bo
     """(VIP path healthy, words)."""
     if vip is None:
         return False, "no VIP probe"
-    where = f"VIP {vip.target.address}:{vip.target.port}"
+    where = f"VIP {kinds.hostport(vip.target.address, vip.target.port)}"
     if vip.healthy:
         return True, f"{where} answers ({_WORDS[vip.status]}, {vip.latency_ms:.0f} ms)"
     if pending and vip.connected:
@@ -270,7 +276,9 @@ def summarize_frontend(
     name: str, results: Sequence[ProbeResult], *, before_install: bool = False
 ) -> FrontendSummary:
     backends = tuple(r for r in results if r.target.via is Via.DIRECT)
-    vip = next((r for r in results if r.target.via is Via.VIP), None)
+    vips = [r for r in results if r.target.via is Via.VIP]
+    vip = vips[0] if vips else None
+    vip6 = vips[1] if len(vips) > 1 else None  # a dual-stack frontend's IPv6 VIP
     first = (vip or backends[0]).target
     healthy = [r for r in backends if r.healthy]
     # Before the cluster is installed nothing listens on 6443 yet: every backend refuses.
@@ -280,6 +288,9 @@ def summarize_frontend(
         and all(r.status is Status.REFUSED for r in backends)
     )
     vip_ok, vip_words = _vip_words(name, vip, pending)
+    if vip6 is not None:
+        ok6, words6 = _vip_words(name, vip6, pending)
+        vip_ok, vip_words = vip_ok and ok6, f"{vip_words}; {words6}"
     problems = [describe(r) for r in backends if not r.healthy]
     auth_off = [r.target.name for r in backends if r.status is Status.AUTH_REQUIRED]
     count = f"{len(healthy)}/{len(backends)} backends healthy"
@@ -287,7 +298,7 @@ def summarize_frontend(
     if pending:
         level = Level.PENDING
         message = f"no apiserver answering yet (expected before install); {vip_words}"
-        if vip is not None and not vip.connected:
+        if any(not v.connected for v in vips):
             level = Level.FAIL
     elif not backends:
         level, message = Level.FAIL, f"no backends configured; {vip_words}"
@@ -318,6 +329,7 @@ def summarize_frontend(
         healthy_backends=len(healthy),
         vip=vip,
         backends=backends,
+        vip6=vip6,
     )
 
 
@@ -349,6 +361,7 @@ def result_document(r: ProbeResult) -> dict[str, Any]:
     return {
         "name": r.target.name,
         "address": r.target.address,
+        "family": 6 if ":" in r.target.address else 4,
         "port": r.target.port,
         "via": str(r.target.via),
         "status": str(r.status),
@@ -380,6 +393,7 @@ def summary_document(s: ProbeSummary) -> dict[str, Any]:
                 "healthy_backends": f.healthy_backends,
                 "total_backends": len(f.backends),
                 "through_vip": result_document(f.vip) if f.vip else None,
+                "through_vip6": result_document(f.vip6) if f.vip6 else None,
                 "backends": [result_document(r) for r in f.backends],
             }
             for f in s.frontends

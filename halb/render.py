@@ -12,7 +12,7 @@ import jinja2
 
 from halb import __version__
 from halb.errors import SpecError
-from halb.kinds import shown
+from halb.kinds import hostport, shown
 from halb.paths import (
     CHECK_SCRIPT,
     HAPROXY_CFG,
@@ -77,7 +77,7 @@ def _one_line(value: Any) -> Any:
 def template_env() -> jinja2.Environment:
     """The one Jinja2 setup: packaged templates, undefined names are errors, and every
     value rendered stays on its line."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("halb", "templates"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -86,6 +86,8 @@ def template_env() -> jinja2.Environment:
         autoescape=False,
         finalize=_one_line,
     )
+    env.filters["hostport"] = hostport
+    return env
 
 
 def _fmt_advert(value: float) -> str:
@@ -96,6 +98,12 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
     lb = {h.name: h for h in cluster.lb_hosts}[host]
     host_ip = cluster.host_ip(lb)
     peers = [cluster.host_ip(h) for h in cluster.lb_hosts if h.name != host]
+    # each VRRP instance sends from and to addresses of its own family
+    unicast_of: dict[int, tuple[str, list[str]]] = {4: (host_ip, peers)}
+    if 6 in cluster.families:
+        src6 = cluster.host_address(lb, 6) or ""
+        peers6 = [cluster.host_address(h, 6) or "" for h in cluster.lb_hosts if h.name != host]
+        unicast_of[6] = (src6, peers6)
     return {
         "header": HEADER,
         "cluster": cluster.name,
@@ -104,6 +112,8 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         # keepalived's own router_id (a name for logs), not the VRRP id
         "host_router_id": re.sub(r"[^A-Za-z0-9_.-]", "_", f"{cluster.name}_{host}"),
         "peers": peers,
+        "unicast_of": unicast_of,
+        "families": cluster.families,
         "vips": cluster.vips,
         "frontends": cluster.frontends,
         "health": cluster.spec.health,

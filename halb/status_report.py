@@ -21,6 +21,12 @@ class VipRef:
     name: str
     address: str
     instance: str
+    family: int = 4
+    label: str = ""  # "internal6" for an IPv6 VIP; the name when empty
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class HostStatus:
     reachable: bool
     error: str | None
     vrrp: Mapping[str, str | None]
-    vips: tuple[str, ...]  # VIP names held
+    vips: tuple[str, ...]  # VIPs held: their names, "internal6" for an IPv6 one
     haproxy_up: bool
     haproxy_pid: int | None
     keepalived_up: bool
@@ -66,6 +72,7 @@ class VipStatus:
     name: str
     address: str
     holders: tuple[str, ...]
+    family: int = 4
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class StatusReport:
 
 def vip_holders(facts: Iterable[LbFacts], vips: Sequence[VipRef]) -> dict[str, list[str]]:
     """VIP name -> hosts that have its address configured."""
-    return holders({f.host: f.addrs for f in facts}, {v.name: v.address for v in vips})
+    return holders({f.host: f.addrs for f in facts}, {v.key: v.address for v in vips})
 
 
 def assess(
@@ -109,7 +116,7 @@ def assess(
     by_host = {f.host: f for f in facts}
 
     for v in vips:
-        h = holders[v.name]
+        h = holders[v.key]
         if not h:
             problems.append(f"VIP {v.name} ({v.address}) is held by no LB host")
         elif len(h) > 1:
@@ -119,10 +126,10 @@ def assess(
     for f in facts:
         if f.error:
             problems.append(f"{f.host}: unreachable: {f.error}")
-        held = tuple(v.name for v in vips if f.host in holders[v.name])
+        held = tuple(v.key for v in vips if f.host in holders[v.key])
         for v in vips:
             state = f.vrrp.get(v.instance)
-            has = v.name in held
+            has = v.key in held
             if f.error:
                 continue
             if state == "MASTER" and not has:
@@ -164,7 +171,7 @@ def assess(
     fe_status: list[FrontendStatus] = []
     for fe in frontends:
         # The VIP holder's HAProxy serves the traffic, so its view counts; else any view.
-        order = [h for h in holders.get(fe.vip_name, []) if h in by_host]
+        order = [h for h in holders.get(fe.vip_name, []) if h in by_host]  # its IPv4 VIP
         order += [f.host for f in facts if f.host not in order]
         view = next((h for h in order if by_host[h].stats is not None), None)
         rows = (
@@ -184,7 +191,7 @@ def assess(
 
     return StatusReport(
         hosts=tuple(host_status),
-        vips=tuple(VipStatus(v.name, v.address, tuple(holders[v.name])) for v in vips),
+        vips=tuple(VipStatus(v.name, v.address, tuple(holders[v.key]), v.family) for v in vips),
         frontends=tuple(fe_status),
         problems=tuple(problems),
         notes=tuple(notes),
@@ -219,7 +226,7 @@ def _redirect_text(
 
 def refs(cluster: Cluster) -> tuple[list[VipRef], list[FrontendRef]]:
     """The parts of a Cluster the assessment needs."""
-    vips = [VipRef(v.name, v.address, v.instance) for v in cluster.vips]
+    vips = [VipRef(v.name, v.address, v.instance, v.family, v.label) for v in cluster.vips]
     fes = [
         FrontendRef(
             fe.name, fe.vip_name, tuple(b.name for b in fe.backends), fe.listen_port is not None

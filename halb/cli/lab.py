@@ -93,6 +93,15 @@ def lab_up(
             "every master and node answers 30880 on every address, as a NodePort does.",
         ),
     ] = False,
+    ip_family: Annotated[
+        str,
+        typer.Option(
+            "--ip-family",
+            help="4: IPv4 only. dual: every host also gets a unique-local IPv6 address "
+            "(fd25:250:X::N/64, in the lab's namespaces only), ip6= in hosts.ini, and each "
+            "VIP an address6.",
+        ),
+    ] = "4",
 ) -> None:
     """Build the lab: switch, taskbox, LB hosts, masters, nodes; write hosts.ini and halb.yaml."""
     if colocated:
@@ -100,6 +109,8 @@ def lab_up(
     if provider is Provider.vagrant:
         if (name, init) != ("halb", "plain"):
             raise InputError("--name and --init are for the netns lab")
+        if ip_family != "4":
+            raise InputError("--ip-family is for the netns lab")
         from halb.lab.vm_lab import Sizes
 
         sizes = Sizes(
@@ -122,7 +133,7 @@ def lab_up(
     console = out()
     t0 = time.monotonic()
     lab = up(
-        name, dir, lbs, masters, nodes, init=Init(init),
+        name, dir, lbs, masters, nodes, init=Init(init), ip_family=ip_family,
         progress=lambda m: console.print(f"lab {name}: {m}"),
     )  # fmt: skip
     console.print(f"lab {name}: up in {time.monotonic() - t0:.1f} s")

@@ -28,6 +28,7 @@ def _probe_table(s: pr.ProbeSummary) -> Table:
     from rich.text import Text
 
     from halb import probe as pr
+    from halb.kinds import hostport
 
     status_style = {
         pr.Status.READY: "green",
@@ -43,14 +44,14 @@ def _probe_table(s: pr.ProbeSummary) -> Table:
             no_wrap=col in ("target", "address"),
         )
     for f in s.frontends:
-        rows = [*f.backends, *([f.vip] if f.vip else [])]
+        rows = [*f.backends, *([f.vip] if f.vip else []), *([f.vip6] if f.vip6 else [])]
         for r in rows:
             style = status_style.get(r.status, "bold red")
             t.add_row(
                 f.name,
                 str(r.target.via),
                 r.target.name,
-                f"{r.target.address}:{r.target.port}",
+                hostport(r.target.address, r.target.port),
                 Text(str(r.status), style=style),
                 f"{r.latency_ms:.0f} ms",
                 Text(r.detail),

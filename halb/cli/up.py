@@ -49,6 +49,7 @@ def up(
 
     from halb.cli.tables import print_table
     from halb.installers import apiserver_frontend
+    from halb.kinds import hostport
     from halb.spec import load_cluster
     from halb.up import Runner, run_up
 
@@ -114,7 +115,8 @@ def up(
             api = apiserver_frontend(cluster)
             con.print(
                 Text(
-                    f"done: apiserver at {api.address}:{api.port}, console at {cluster.console_url}"
+                    f"done: apiserver at {hostport(api.address, api.port)}, "
+                    f"console at {cluster.console_url}"
                 )
             )
     exit_with(failed.exit_status if failed else ExitStatus.OK)

@@ -255,7 +255,7 @@ def _check_vips(
     limits = vip_wait_for(
         cluster.advert_int,
         [v.preempt_delay for v in cluster.vips],
-        {v.name: v.priorities for v in cluster.vips},
+        {v.label: v.priorities for v in cluster.vips},
         nopreempt=cluster.spec.vrrp.nopreempt,
         keepalived_touched=touched,
         timeout=vip_timeout,
@@ -269,7 +269,7 @@ def _check_vips(
         first = first_look(list(hosts.transports), changed, {h: f.addrs for h, f in facts.items()})
     holders, error = wait_for_vips(
         hosts.transports,
-        {v.name: v.address for v in cluster.vips},
+        {v.label: v.address for v in cluster.vips},
         timeout=limits.timeout,
         settle=limits.settle,
         final=limits.final,
@@ -317,7 +317,7 @@ def deploy(
             # all or nothing: peers must not run different configs
             _roll_back_changed(results, deployers, f"rolled back: {', '.join(failed)} failed")
             # one look at where the VIPs are now: nothing to wait for
-            now = {v.name: v.address for v in cluster.vips}
+            now = {v.label: v.address for v in cluster.vips}
             holders, _ = wait_for_vips(hosts.transports, now, timeout=0)
             vips = VipCheck(holders, None)
         else:

@@ -15,6 +15,9 @@ undrain, halb bridges that gap:
   `arp_ignore=1` on the VIP's interface keeps it from answering ARP for the VIP that it no
   longer holds on that interface.
 
+IPv6 VIPs get the same in a table of their own (`ip6 halb_handover6`); the local route on
+`lo` is all the old holder needs, as it does not answer neighbour solicitations for it.
+
 Both sides arm a timer on the host that undoes everything even if halb is cut off; halb
 undoes it as soon as the old holder's VIP frontends are idle (or the grace runs out).
 The module is pure: plans and scripts. `run` executes them.
@@ -31,6 +34,8 @@ from halb.paths import VRRP_STATE_DIR
 from halb.shell import sh
 
 TABLE = "halb_handover"
+TABLE6 = "halb_handover6"  # the same for IPv6 VIPs (nftables ip6); no NDP knob is needed:
+# a local route on lo does not make the old holder answer neighbour solicitations
 STATE = f"{VRRP_STATE_DIR}/handover"  # timer pid and saved sysctls, root-only /run
 
 
@@ -94,21 +99,42 @@ def plan(
 
 
 def forward_rules(moves: Sequence[Move], host: str) -> str:
-    """The nftables ruleset for a taker: replaces any earlier one in one transaction."""
-    lines = [f"table ip {TABLE}", f"delete table ip {TABLE}", f"table ip {TABLE} {{"]
+    """The nftables ruleset for a taker: replaces any earlier one in one transaction. IPv6
+    VIPs get a table of their own (ip6), only when there are some."""
+    four = [m for m in moves if ":" not in m.address]
+    six = [m for m in moves if ":" in m.address]
+    text = _forward_table("ip", TABLE, four, host)
+    return text + _forward_table("ip6", TABLE6, six, host) if six else text
+
+
+def _forward_table(family: str, table: str, moves: Sequence[Move], host: str) -> str:
+    check = kinds.ipv4 if family == "ip" else _ipv6
+    lines = [
+        f"table {family} {table}",
+        f"delete table {family} {table}",
+        f"table {family} {table} {{",
+    ]
     lines.append("  chain pre {")
     # after conntrack (-200), before the usual filter and nat hooks
     lines.append("    type filter hook prerouting priority -150; policy accept;")
     for m in moves:
         if host not in m.takers:
             continue
-        vip, to = kinds.ipv4(m.address), kinds.ipv4(m.old_ip)
+        vip, to = check(m.address), check(m.old_ip)
         lines.append(
-            f"    ip daddr {vip} tcp flags & syn != syn ct state new,invalid "
+            f"    {family} daddr {vip} tcp flags & syn != syn ct state new,invalid "
             f'counter dup to {to} device "{kinds.interface(m.interface)}" drop'
         )
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
+
+
+def _ipv6(value: str) -> str:
+    """An IPv6 address checked by halb.kinds (no zone, brackets or link-local)."""
+    s = kinds.host_ip(value)
+    if ":" not in s:
+        raise ValueError(f"{kinds.shown(value)} is not an IPv6 address")
+    return s
 
 
 def accept_args(moves: Sequence[Move], host: str) -> list[str]:
@@ -116,7 +142,8 @@ def accept_args(moves: Sequence[Move], host: str) -> list[str]:
     out: list[str] = []
     for m in moves:
         if m.old == host:
-            out += [kinds.ipv4(m.address), kinds.interface(m.interface)]
+            vip = _ipv6(m.address) if ":" in m.address else kinds.ipv4(m.address)
+            out += [vip, kinds.interface(m.interface)]
     return out
 
 
@@ -157,10 +184,11 @@ UNDO = f"""for t in forward accept; do
   p=$(cat {STATE}/$t.timer 2>/dev/null) && [ -n "$p" ] && kill -- "-$p" 2>/dev/null
   rm -f {STATE}/$t.timer
 done
-if nft list table ip {TABLE} >/dev/null 2>&1; then
-  nft list table ip {TABLE} | sed -n 's/.*counter packets \\([0-9]*\\).*/forwarded \\1/p'
-  nft delete table ip {TABLE}
-fi
+for t in "ip {TABLE}" "ip6 {TABLE6}"; do
+  nft list table $t >/dev/null 2>&1 || continue
+  nft list table $t | sed -n 's/.*counter packets \\([0-9]*\\).*/forwarded \\1/p'
+  nft delete table $t
+done
 if [ -f {STATE}/routes ]; then
   sort -u {STATE}/routes | while read -r vip; do
     ip route del local "$vip" dev lo table local metric 1 2>/dev/null

@@ -146,17 +146,21 @@ class Bridge:
 def moves_for(
     cluster: Cluster, report: StatusReport, host: str, action: judge.Action, preempt: bool
 ) -> list[handover.Move]:
-    """Which VIPs will change hands, from whom, and who may take them."""
-    holders = {v.address: list(v.holders) for v in report.vips}
+    """Which VIPs will change hands, from whom, and who may take them. An IPv6 VIP is
+    handed to its old holder's IPv6 address: a VIP whose old holder has none moves
+    without the bridge."""
     others = [h.host for h in report.hosts if h.host != host and judge.healthy(h)]
     prios = {v.address: dict(v.priorities) for v in cluster.vips}
-    will = handover.will_hold(action, host, holders, prios, others, preempt=preempt)
-    return handover.plan(
-        holders,
-        will,
-        {v.address: v.interface for v in cluster.vips},
-        {h.name: cluster.host_ip(h) for h in cluster.lb_hosts},
-    )
+    moves: list[handover.Move] = []
+    for family in (4, 6):
+        holders = {v.address: list(v.holders) for v in report.vips if v.family == family}
+        ips = {h.name: ip for h in cluster.lb_hosts if (ip := cluster.host_address(h, family))}
+        will = handover.will_hold(action, host, holders, prios, others, preempt=preempt)
+        # a holder without an address of the family cannot be handed packets
+        known = {a: now for a, now in holders.items() if all(n in ips for n in now)}
+        interfaces = {v.address: v.interface for v in cluster.vips}
+        moves += handover.plan(known, will, interfaces, ips)
+    return moves
 
 
 def default_timeout(cluster: Cluster) -> float:
@@ -198,6 +202,17 @@ def run(
                 progress(f"{host}: draining anyway (--force): {why}")
         if changed:
             moves = moves_for(cluster, report, host, action, preempt)
+            bridged = {m.address for m in moves}
+            alone = [
+                v.address
+                for v in report.vips
+                if v.family == 6 and host in v.holders and v.address not in bridged
+            ]
+            if alone and action == "drain":
+                progress(
+                    f"IPv6 VIP(s) {', '.join(alone)} move without the handover bridge (their "
+                    "holder has no IPv6 address in the inventory: set ip6=)"
+                )
             if moves:
                 bridge = Bridge(w, moves, limit + GRACE + 30)
                 bridge.open(progress)
@@ -234,7 +249,7 @@ def run(
         if bridge is not None:
             bridge.close()
         w.close()
-    holders = {v.name: list(v.holders) for v in report.vips}
+    holders = {(v.name if v.family == 4 else f"{v.name}6"): list(v.holders) for v in report.vips}
     progress("VIPs: " + ", ".join(f"{k}@{','.join(h) or '-'}" for k, h in holders.items()))
     return DrainReport(
         action=action,

@@ -69,11 +69,20 @@ def parse_ip_link(text: str) -> list[str]:
     return [m.group(1) for line in text.splitlines() if (m := _LINK_RE.match(line.strip()))]
 
 
+def unicast(addrs: Iterable[IfAddr]) -> list[IfAddr]:
+    """IPv4 addresses and IPv6 ones but link-local (fe80::/10 holds no VIP)."""
+    return [a for a in addrs if a.family == "inet" or not a.interface_ip.ip.is_link_local]
+
+
 def subnet_for(vip: str, addrs: Sequence[IfAddr], interface: str) -> IfAddr | None:
-    """The IPv4 address on `interface` whose subnet holds the VIP (the VIP itself excluded)."""
-    ip = ipaddress.IPv4Address(vip)
-    for a in ipv4(addrs):
-        if a.ifname == interface and ip in a.network and a.address != vip:
+    """The address on `interface` whose subnet holds the VIP (the VIP itself excluded), of
+    the VIP's family."""
+    ip = ipaddress.ip_address(vip)
+    family = "inet" if ip.version == 4 else "inet6"
+    for a in addrs:
+        if a.family != family or a.ifname != interface or a.address == vip:
+            continue
+        if ip in a.network:
             return a
     return None
 

@@ -24,10 +24,14 @@ class VrrpAdvert:
     priority: int
     addresses: tuple[str, ...]
     advert_int: float  # seconds
+    family: int = 4
 
 
 def parse_vrrp(packet: bytes) -> VrrpAdvert | None:
-    """An IPv4 packet (or Ethernet frame carrying one) with protocol 112 -> advert, else None."""
+    """An IPv4 packet (or Ethernet frame carrying one) with protocol 112 -> advert, else None.
+    An IPv6 one (next header 112, VRRPv3) too: parse_vrrp6."""
+    if len(packet) >= 14 and packet[12:14] == b"\x86\xdd":
+        return parse_vrrp6(packet[14:])
     if len(packet) >= 14 and packet[12:14] == b"\x08\x00" and packet[14] >> 4 == 4:
         packet = packet[14:]
     if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != 112:
@@ -49,6 +53,23 @@ def parse_vrrp(packet: bytes) -> VrrpAdvert | None:
         return None
     addrs = tuple(str(ipaddress.IPv4Address(v[8 + 4 * i : 12 + 4 * i])) for i in range(count))
     return VrrpAdvert(src, dst, version, v[1], v[2], addrs, interval)
+
+
+def parse_vrrp6(packet: bytes) -> VrrpAdvert | None:
+    """An IPv6 packet whose next header is VRRP (112): a VRRPv3 advert with IPv6 addresses."""
+    if len(packet) < 48 or packet[0] >> 4 != 6 or packet[6] != 112:
+        return None
+    src = str(ipaddress.IPv6Address(packet[8:24]))
+    dst = str(ipaddress.IPv6Address(packet[24:40]))
+    v = packet[40:]
+    if v[0] >> 4 != 3 or v[0] & 0x0F != 1:
+        return None
+    count = v[3]
+    if len(v) < 8 + 16 * count:
+        return None
+    addrs = tuple(str(ipaddress.IPv6Address(v[8 + 16 * i : 24 + 16 * i])) for i in range(count))
+    interval = (struct.unpack("!H", v[4:6])[0] & 0xFFF) / 100
+    return VrrpAdvert(src, dst, 3, v[1], v[2], addrs, interval, family=6)
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,18 @@ def parse_hex_lines(text: str) -> list[bytes]:
     return out
 
 
+def parse_na(frame: bytes) -> ArpReply | None:
+    """An Ethernet frame carrying an ICMPv6 neighbour advertisement -> (frame's source MAC,
+    the address it advertises), else None. Reuses ArpReply: an NA answers for an address
+    as an ARP reply does."""
+    if len(frame) < 14 + 40 + 24 or frame[12:14] != b"\x86\xdd" or frame[14] >> 4 != 6:
+        return None
+    if frame[14 + 6] != 58 or frame[14 + 40] != 136:  # next header ICMPv6, type NA
+        return None
+    target = str(ipaddress.IPv6Address(frame[14 + 40 + 8 : 14 + 40 + 24]))
+    return ArpReply(_mac(frame[6:12]), target, "")
+
+
 _ARPING_RE = re.compile(r"reply from (\d+\.\d+\.\d+\.\d+) \[([0-9A-Fa-f:]{17})\]")
 
 
@@ -98,7 +131,11 @@ def parse_arping(text: str) -> list[ArpReply]:
 #   arp IFACE SECONDS SRC_IP VIP[,VIP] [OTHER_IP...]  send an RFC 5227 probe for each VIP
 #       (sender 0.0.0.0) and plain requests for OTHER_IPs (to name who holds a VIP by its
 #       MAC); print every ARP reply frame received, as hex.
-#   vrrp IFACE SECONDS  print every received IPv4 frame with protocol 112, as hex.
+#   vrrp IFACE SECONDS [6]  print every received IPv4 frame with protocol 112, as hex;
+#       with 6, IPv6 frames with next header 112 too.
+#   ndp IFACE SECONDS VIP[,VIP]  send an RFC 4862 duplicate address detection probe for
+#       each IPv6 VIP (a neighbour solicitation from ::, to the VIP's solicited-node
+#       group); print every neighbour advertisement frame received, as hex.
 PACKET_HELPER = r"""
 import socket, struct, sys, time
 def mac_of(ifname):
@@ -137,14 +174,40 @@ def main(mode, ifname, seconds, *rest):
             s.send(arp_request(mac, "0.0.0.0", vip))
         capture(s, seconds / 2, keep)
     elif mode == "vrrp":
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        six = rest[:1] == ("6",)  # ETH_P_ALL: IPv4 and IPv6
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3 if six else 0x0800))
         s.bind((ifname, 0))
         # PACKET_ADD_MEMBERSHIP / PACKET_MR_ALLMULTI: a real NIC passes 224.0.0.18 up
         mreq = struct.pack("iHH8s", socket.if_nametoindex(ifname), 2, 0, b"")
         s.setsockopt(263, 1, mreq)
-        capture(s, seconds, lambda d: len(d) >= 34 and d[12:14] == b"\x08\x00" and d[23] == 112)
+        v4 = lambda d: len(d) >= 34 and d[12:14] == b"\x08\x00" and d[23] == 112
+        v6 = lambda d: six and len(d) >= 62 and d[12:14] == b"\x86\xdd" and d[20] == 112
+        capture(s, seconds, lambda d: v4(d) or v6(d))
+    elif mode == "ndp":
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
+        s.bind((ifname, 0))
+        mac = mac_of(ifname)
+        keep = lambda d: len(d) >= 78 and d[12:14] == b"\x86\xdd" and d[20] == 58 and d[54] == 136
+        frames = [dad_probe(mac, socket.inet_pton(socket.AF_INET6, v)) for v in rest[0].split(",")]
+        for f in frames:
+            s.send(f)
+        capture(s, seconds / 2, keep)
+        for f in frames:
+            s.send(f)
+        capture(s, seconds / 2, keep)
     else:
         sys.exit("unknown mode")
+def dad_probe(mac, target):
+    group = b"\xff\x02" + b"\0" * 9 + b"\x01\xff" + target[13:]
+    icmp = struct.pack("!BBHI", 135, 0, 0, 0) + target
+    pseudo = b"\0" * 16 + group + struct.pack("!I3xB", len(icmp), 58)
+    data = pseudo + icmp
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    icmp = icmp[:2] + struct.pack("!H", ~total & 0xFFFF) + icmp[4:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(icmp), 58, 255) + b"\0" * 16 + group
+    return b"\x33\x33" + group[12:] + mac + b"\x86\xdd" + ip6 + icmp
 main(*sys.argv[1:])
 """
 
@@ -164,8 +227,14 @@ def arp_probe_argv(iface: str, vips: Sequence[str], src: str, others: Sequence[s
     ]
 
 
-def vrrp_listen_argv(iface: str, seconds: float) -> list[str]:
-    return ["python3", "-c", PACKET_HELPER, "vrrp", iface, f"{seconds:g}"]
+def ndp_probe_argv(iface: str, vips: Sequence[str]) -> list[str]:
+    """Duplicate address detection for each IPv6 VIP; advertisements come back as hex."""
+    return ["python3", "-c", PACKET_HELPER, "ndp", iface, str(ARP_WAIT), ",".join(vips)]
+
+
+def vrrp_listen_argv(iface: str, seconds: float, ipv6: bool = False) -> list[str]:
+    six = ["6"] if ipv6 else []
+    return ["python3", "-c", PACKET_HELPER, "vrrp", iface, f"{seconds:g}", *six]
 
 
 def arping_argv(iface: str, vip: str) -> list[str]:

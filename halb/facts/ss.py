@@ -43,9 +43,11 @@ WILDCARDS = frozenset({"0.0.0.0", "*", "::"})
 
 
 def port_conflicts(listeners: Iterable[Listener], vip: str, port: int) -> list[Listener]:
-    """Listeners that stop HAProxy binding vip:port (wildcard or the VIP itself)."""
+    """Listeners that stop HAProxy binding vip:port (wildcard or the VIP itself); an IPv4
+    wildcard (0.0.0.0) leaves an IPv6 VIP's port free."""
+    wild = WILDCARDS - {"0.0.0.0"} if ":" in vip else WILDCARDS
     return [
         listener
         for listener in listeners
-        if listener.port == port and (listener.address in WILDCARDS or listener.address == vip)
+        if listener.port == port and (listener.address in wild or listener.address == vip)
     ]

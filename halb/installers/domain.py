@@ -30,7 +30,23 @@ def endpoint_domain(kind: str, installer: InstallerSpec, address: str) -> str:
 
 
 def domain_warnings(kind: str, domain: str, address: str, source: str) -> tuple[str, ...]:
-    if kind != "kubespray" or domain == address:
+    if kind == "kubekey" and ":" in address:
+        return (
+            f"{source}: controlPlaneEndpoint.address is IPv6: KubeKey 1.x-3.x writes it to "
+            "/etc/hosts beside the domain and kubeadm uses the domain, but when the cluster "
+            "already exists (kk add nodes, upgrade) kk copies admin.conf for its own use "
+            f"with server https://{address}:PORT, without brackets",
+        )
+    if kind != "kubespray":
+        return ()
+    if domain == address and ":" in address:
+        return (
+            f"{source}: apiserver_loadbalancer_domain_name is the IPv6 address {address}: "
+            "Kubespray 2.28+ writes the endpoint as https://[ADDRESS]:PORT (ansible.utils."
+            "ipwrap); older ones write it without brackets, so set installer.domain to a "
+            "name there (they map it to the VIP in /etc/hosts)",
+        )
+    if domain == address:
         return ()
     return (
         f"{source}: apiserver_loadbalancer_domain_name is {domain!r}: Kubespray 2.29+ no "

@@ -140,6 +140,17 @@ def edit_v4_config(text: str, settings: LBSettings, source: str = "config.yaml")
     spec = data.get("spec")
     if not isinstance(spec, CommentedMap) or not spec or is_flow(spec):
         raise InputError(f"{source}: spec: missing or not a block mapping; not a KubeKey v4 config")
+    if ":" in settings.address:
+        # builtin/core/roles/kubernetes/init-kubernetes/templates/kubeadm/kubeadm-init.*:
+        # `controlPlaneEndpoint: {{ host }}:{{ port }}`, and kubeadm takes a text that is
+        # no host:port but parses as an IP as the address itself
+        raise InputError(
+            f"{source}: the apiserver endpoint {settings.address} is IPv6, and KubeKey v4 "
+            "writes kubeadm's controlPlaneEndpoint as host:port without brackets, which "
+            f"kubeadm reads as the one address {settings.address}:{settings.port}: give the "
+            "apiserver frontend an IPv4 VIP (vips.internal.address; address6 beside it "
+            "keeps an IPv6 one)"
+        )
     ed = Editor(text, source)
     expected = expected_copy(data)
     kube = spec.get("kubernetes")

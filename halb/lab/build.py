@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import secrets
 import sys
@@ -80,10 +81,25 @@ def check_free(p: LabPlan, lab_dir: Path) -> None:
             f"lab {p.name} would use {p.subnet}, but this machine already has {clash[0]} "
             "in it; choose another --name"
         )
+    if p.ipv6_subnet is not None:
+        net6 = ipaddress.IPv6Network(p.ipv6_subnet)
+        clash6 = [n for n in netns.root_networks6() if _overlaps6(n, net6)]
+        if clash6:
+            raise InputError(
+                f"lab {p.name} would use {p.ipv6_subnet}, but this machine already has "
+                f"{clash6[0]} in it; choose another --name"
+            )
     if (lab_dir / STATE_FILE).exists() or (lab_dir / STATE_DIR).exists():
         raise InputError(
             f"{lab_dir} already holds a lab; run `halb lab down --dir {lab_dir}` first"
         )
+
+
+def _overlaps6(text: str, net: ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.IPv6Network(text, strict=False).overlaps(net)
+    except ValueError:
+        return False
 
 
 # --- building -----------------------------------------------------------------------
@@ -110,7 +126,10 @@ def make_network(p: LabPlan) -> None:
         netns.ip_batch(
             [
                 "link set lo up",
-                f"addr add {h.address}/{p.prefix_len} dev {HOST_IFACE}",
+                f"addr add {h.address}/{p.prefix_len} dev {HOST_IFACE}"
+                + (" nodad" if p.ip_family == "6" else ""),
+                # nodad: usable at once; the segment is the lab's own, every address unique
+                *([f"addr add {h.address6}/64 dev {HOST_IFACE} nodad"] if h.address6 else []),
                 f"link set {HOST_IFACE} up",
             ],
             h.netns,
@@ -123,7 +142,9 @@ def make_network(p: LabPlan) -> None:
 def bind_address(p: LabPlan, h: LabHost) -> str:
     """Where the stand-ins listen: the host's address, or every address on a co-located lab,
     as a real apiserver (0.0.0.0:6443) and a NodePort (every local address) bind."""
-    return "0.0.0.0" if p.colocated else h.address
+    if p.colocated:
+        return "::" if p.ip_family == "6" else "0.0.0.0"
+    return h.address
 
 
 def start_daemons(lab: Lab, h: LabHost) -> None:
@@ -210,6 +231,7 @@ def up(
     password_hosts: frozenset[str] | None = None,
     sudo_hosts: frozenset[str] | None = None,
     init: Init = Init.PLAIN,
+    ip_family: str = "4",
     progress: Progress = _quiet,
 ) -> Lab:
     """Build the lab and return it; on any failure remove what was built and re-raise."""
@@ -223,6 +245,7 @@ def up(
         password_hosts=password_hosts,
         sudo_hosts=sudo_hosts,
         init=init,
+        ip_family=ip_family,
     )
     lab_dir = Path(dir).resolve()
     if not netns.ip_netns_available():

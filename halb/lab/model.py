@@ -231,6 +231,7 @@ class Lab:
             "vip_external": self.vip_external,
             "switch_netns": self.plan.switch_netns,
             "init": self.plan.init.value,
+            "ip_family": self.plan.ip_family,
             "password": self.password,
             "sudo_password": self.sudo_password,
             "hosts": [
@@ -238,6 +239,7 @@ class Lab:
                     "name": h.name,
                     "role": h.role.value,
                     "address": h.address,
+                    "address6": h.address6,
                     "netns": h.netns,
                     "password_login": h.password,
                     "sudo_user": h.sudo_user,
@@ -266,6 +268,7 @@ def load(lab_dir: Path) -> Lab:
             password_hosts=frozenset(h["name"] for h in hosts if h["password_login"]),
             sudo_hosts=frozenset(h["name"] for h in hosts if h.get("sudo_user")),
             init=Init(data.get("init", Init.PLAIN.value)),
+            ip_family=str(data.get("ip_family", "4")),
         )
         return Lab(
             plan=p,

@@ -89,6 +89,24 @@ def root_addresses() -> list[str]:
     return addrs
 
 
+_ROUTE_TYPES = {"local", "anycast", "multicast", "unicast", "broadcast", "unreachable",
+                "prohibit", "blackhole", "throw", "nat"}  # fmt: skip
+
+
+def root_networks6() -> list[str]:
+    """Every IPv6 address (as a /128) and route destination in halb's own namespace."""
+    out = run(["ip", "-o", "-6", "addr", "show"]).stdout
+    nets = [line.split()[3] for line in out.splitlines() if len(line.split()) > 3]
+    routes = run(["ip", "-6", "route", "show", "table", "all"], check=False).stdout
+    for line in routes.splitlines():
+        words = line.split()
+        if words and words[0] in _ROUTE_TYPES:
+            words = words[1:]
+        if words and words[0] != "default":
+            nets.append(words[0])
+    return nets
+
+
 def addresses_in(netns: str, iface: str = "eth0") -> list[tuple[str, int]]:
     """(address, prefix length) of the IPv4 addresses on `iface` inside `netns`."""
     cp = run(["ip", "-n", netns, "-o", "-4", "addr", "show", "dev", iface], check=False)

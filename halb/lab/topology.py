@@ -15,6 +15,10 @@ from enum import StrEnum
 from halb.errors import InputError
 
 LAB_PREFIX = "10.250"
+# `--ip-family 6`: every host has fd25:250:X::N/64 instead (unique-local, same X and N);
+# `dual`: it has both
+LAB_PREFIX6 = "fd25:250"
+IP_FAMILIES = ("4", "6", "dual")
 NAME_RE = re.compile(r"^[a-z0-9]{1,12}$")
 MAX_LBS = 9  # .11 .. .19
 MAX_MASTERS = 9  # .21 .. .29
@@ -51,6 +55,7 @@ class LabHost:
     # Logs in as this user (not root) by password and becomes root through sudo with it.
     sudo_user: str | None = None
     init: Init = Init.PLAIN
+    address6: str | None = None  # `--ip-family dual`
 
 
 @dataclass(frozen=True)
@@ -58,22 +63,49 @@ class LabPlan:
     name: str
     octet: int
     hosts: tuple[LabHost, ...]
+    ip_family: str = "4"  # "dual": IPv6 addresses and VIPs beside the IPv4 ones
 
     @property
     def subnet(self) -> str:
-        return subnet_of(self.octet)
+        return subnet6_of(self.octet) if self.ip_family == "6" else subnet_of(self.octet)
 
     @property
     def prefix_len(self) -> int:
-        return 24
+        return 64 if self.ip_family == "6" else 24
 
     @property
     def vip_internal(self) -> str:
-        return vips_of(self.octet)["internal"]
+        return self._vips["internal"]
 
     @property
     def vip_external(self) -> str:
-        return vips_of(self.octet)["external"]
+        return self._vips["external"]
+
+    @property
+    def _vips(self) -> dict[str, str]:
+        if self.ip_family == "6":
+            return {
+                "internal": address6_in(self.octet, 253),
+                "external": address6_in(self.octet, 254),
+            }
+        return vips_of(self.octet)
+
+    @property
+    def ipv6_subnet(self) -> str | None:
+        """The lab's IPv6 range (`--ip-family 6` or `dual`), else None."""
+        return subnet6_of(self.octet) if self.ip_family != "4" else None
+
+    @property
+    def subnet6(self) -> str | None:
+        return subnet6_of(self.octet) if self.ip_family == "dual" else None
+
+    @property
+    def vip_internal6(self) -> str | None:
+        return address6_in(self.octet, 253) if self.ip_family == "dual" else None
+
+    @property
+    def vip_external6(self) -> str | None:
+        return address6_in(self.octet, 254) if self.ip_family == "dual" else None
 
     @property
     def switch_netns(self) -> str:
@@ -115,6 +147,16 @@ def subnet_of(octet: int) -> str:
 
 def address_in(octet: int, last: int) -> str:
     return f"{LAB_PREFIX}.{octet}.{last}"
+
+
+def subnet6_of(octet: int) -> str:
+    return f"{LAB_PREFIX6}:{octet}::/64"
+
+
+def address6_in(octet: int, last: int) -> str:
+    """The IPv6 address of a lab host: the IPv4 one's octet and last number, read as hex
+    groups (10.250.93.11 -> fd25:250:93::11)."""
+    return f"{LAB_PREFIX6}:{octet}::{last}"
 
 
 def vips_of(octet: int) -> dict[str, str]:
@@ -183,8 +225,11 @@ def plan(
     password_hosts: frozenset[str] | None = None,
     sudo_hosts: frozenset[str] | None = None,
     init: Init = Init.PLAIN,
+    ip_family: str = "4",
 ) -> LabPlan:
     check_name(name)
+    if ip_family not in IP_FAMILIES:
+        raise InputError(f"--ip-family {ip_family!r}: use one of {', '.join(IP_FAMILIES)}")
     for what, n, lo, hi in (
         ("--lbs", lbs, 0, MAX_LBS),  # 0: the masters are the LB hosts
         ("--masters", masters, 1, MAX_MASTERS),
@@ -205,11 +250,12 @@ def plan(
         return LabHost(
             name=hname,
             role=role,
-            address=f"{LAB_PREFIX}.{x}.{last}",
+            address=address6_in(x, last) if ip_family == "6" else f"{LAB_PREFIX}.{x}.{last}",
             netns=netns_name(name, hname),
             password=hname in pw,
             sudo_user=SUDO_USER if hname in su else None,
             init=Init.PLAIN if role is LabRole.TASKBOX else init,
+            address6=address6_in(x, last) if ip_family == "dual" else None,
         )
 
     hosts = [host(TASKBOX, LabRole.TASKBOX, 2)]
@@ -220,4 +266,4 @@ def plan(
         unknown = names - {h.name for h in hosts}
         if unknown:
             raise InputError(f"{what} hosts not in the lab: {', '.join(sorted(unknown))}")
-    return LabPlan(name=name, octet=x, hosts=tuple(hosts))
+    return LabPlan(name=name, octet=x, hosts=tuple(hosts), ip_family=ip_family)

@@ -19,6 +19,8 @@ def hosts_ini(plan: LabPlan, lab_dir: Path, password: str, sudo_password: str) -
     lines = ["[all]"]
     for h in plan.inventory_hosts:
         line = f"{h.name} ansible_host={h.address} ip={h.address}"
+        if h.address6:
+            line += f" ip6={h.address6}"
         if h.password:
             line += f" ansible_ssh_pass={password}"
         if h.sudo_user:
@@ -52,19 +54,29 @@ def hosts_ini(plan: LabPlan, lab_dir: Path, password: str, sudo_password: str) -
 
 
 def halb_yaml(plan: LabPlan) -> str:
+    six = {"internal": plan.vip_internal6, "external": plan.vip_external6}
+    dual = {k: f', address6: "{v}"' if v else "" for k, v in six.items()}
     return (
         f'# halb cluster spec for the lab "{plan.name}" (written by `halb lab up`)\n'
         f"cluster: {plan.cluster}\n"
         "inventory: hosts.ini\n"
         "vips:\n"
-        f"  internal: {{address: {plan.vip_internal}, interface: {HOST_IFACE}}}\n"
-        f"  external: {{address: {plan.vip_external}, interface: {HOST_IFACE}}}\n"
+        f"  internal: {{address: {plan.vip_internal}{dual['internal']}, interface: {HOST_IFACE}}}\n"
+        f"  external: {{address: {plan.vip_external}{dual['external']}, interface: {HOST_IFACE}}}\n"
         "frontends:\n"
         "  apiserver: {vip: internal, port: 6443, backends: kube-master, backend_port: 6443}\n"
         "  console: {vip: external, port: 30880, backends: k8s-cluster, backend_port: 30880}\n"
         "vrrp: {profile: default}\n"
-        "installer: {kind: kubesphere, config: conf/common.yaml, domain: lb.kubesphere.local}\n"
+        + (NO_INSTALLER if plan.ip_family == "6" else KUBESPHERE_INSTALLER)
     )
+
+
+KUBESPHERE_INSTALLER = (
+    "installer: {kind: kubesphere, config: conf/common.yaml, domain: lb.kubesphere.local}\n"
+)
+# KubeSphere 2.1 installs Kubernetes 1.16, which cannot run IPv6-only (write-config refuses
+# it): the IPv6-only lab runs no installer
+NO_INSTALLER = "installer: {kind: command, command: 'true'}\n"
 
 
 # The part of a KubeSphere 2.1 conf/common.yaml that the LB settings live in, comments and

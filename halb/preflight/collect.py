@@ -15,15 +15,26 @@ from typing import TYPE_CHECKING
 from halb import redirect
 from halb.errors import TransportError
 from halb.facts import firewall as fw
-from halb.facts.ipaddr import IP_ADDR_V4, IP_LINK, ipv4, parse_ip_addr, parse_ip_link, subnet_for
+from halb.facts.ipaddr import (
+    IP_ADDR,
+    IP_ADDR_V4,
+    IP_LINK,
+    ipv4,
+    parse_ip_addr,
+    parse_ip_link,
+    subnet_for,
+    unicast,
+)
 from halb.facts.packets import (
     ArpReply,
     VrrpAdvert,
     arp_probe_argv,
     arping_argv,
+    ndp_probe_argv,
     parse_arp,
     parse_arping,
     parse_hex_lines,
+    parse_na,
     parse_vrrp,
     vrrp_listen_argv,
 )
@@ -95,8 +106,10 @@ class HostCheck:
 
         ifaces = sorted({v.interface for v in self.c.vips})
         _, link_text, _ = self.sh(IP_LINK)
-        _, addr_text, _ = self.sh(IP_ADDR_V4)
-        links, addrs = parse_ip_link(link_text), ipv4(parse_ip_addr(addr_text))
+        ipv6 = any(v.family == 6 for v in self.c.vips)
+        _, addr_text, _ = self.sh(IP_ADDR if ipv6 else IP_ADDR_V4)
+        addrs = (unicast if ipv6 else ipv4)(parse_ip_addr(addr_text))
+        links = parse_ip_link(link_text)
         mac = None
         arp: dict[str, tuple[ArpReply, ...]] = {}
         configured: dict[str, dict[str, bool]] = {}
@@ -112,11 +125,20 @@ class HostCheck:
             mac = mac or self._mac(iface)
             # One helper run per interface probes every VIP not held here.
             probe = [v for v in vips if not any(a.address == v for a in addrs)]
-            src = next((n for v in probe if (n := subnet_for(v, addrs, iface))), None)
-            if probe and src is not None:
-                replies = self._arp_probe(iface, probe, src.address)
+            probe4 = [v for v in probe if ":" not in v]
+            src = next((n for v in probe4 if (n := subnet_for(v, addrs, iface))), None)
+            if probe4 and src is not None:
+                replies = self._arp_probe(iface, probe4, src.address)
                 if replies is not None:
-                    arp.update({vip: tuple(replies) for vip in probe})
+                    arp.update({vip: tuple(replies) for vip in probe4})
+            # IPv6: neighbour discovery, as duplicate address detection asks (RFC 4862)
+            probe6 = [v for v in probe if ":" in v and subnet_for(v, addrs, iface)]
+            if probe6:
+                heard = self._ndp_probe(iface, probe6)
+                if heard is not None:
+                    arp.update(
+                        {vip: tuple(r for r in heard if r.sender_ip == vip) for vip in probe6}
+                    )
         return Observed(
             self.h.name,
             tuple(self.notes),
@@ -168,13 +190,26 @@ class HostCheck:
             replies += [ArpReply(r.sender_mac, vip, "") for r in parse_arping(out2)]
         return replies
 
+    def _ndp_probe(self, iface: str, vips: Sequence[str]) -> list[ArpReply] | None:
+        rc, out, err = self.sh(ndp_probe_argv(iface, vips))
+        if rc != 0:
+            self.add(
+                "vip-ndp",
+                Level.WARN,
+                f"could not check who answers neighbour solicitations for {', '.join(vips)} "
+                f"from {self.h.name}: {last_line(err) or f'exit {rc}'}",
+            )
+            return None
+        return [r for f in parse_hex_lines(out) if (r := parse_na(f))]
+
     def listen_vrrp(self, seconds: float) -> tuple[VrrpAdvert, ...] | None:
         ifaces = sorted({v.interface for v in self.c.vips})
         adverts: list[VrrpAdvert] = []
         for iface in ifaces:
             try:
                 rc, out, err = self.sh(
-                    vrrp_listen_argv(iface, seconds), timeout=seconds + CMD_TIMEOUT
+                    vrrp_listen_argv(iface, seconds, any(v.family == 6 for v in self.c.vips)),
+                    timeout=seconds + CMD_TIMEOUT,
                 )
             except TransportError as e:
                 err, rc, out = str(e), -1, ""

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from halb import kinds
 from halb.facts import firewall as fw
 from halb.facts.ipaddr import IfAddr, subnet_for
 from halb.facts.packets import ArpReply, VrrpAdvert
@@ -50,7 +51,7 @@ def interface_results(
                     host,
                     Level.FAIL,
                     f"VIP {vip} is not inside any subnet of {iface} on {host} "
-                    f"({have or 'no IPv4 address'})",
+                    f"({have or f'no IPv{kinds.family(vip)} address'})",
                     bad_input=True,
                 )
             )
@@ -93,21 +94,29 @@ def arp_results(
     heard: Mapping[str, Sequence[ArpReply]],
     names: Mapping[str, str],
     lb_macs: Mapping[str, str],
+    macs: Mapping[str, str] | None = None,
 ) -> list[PreflightResult]:
-    """Decide from the ARP replies each LB host heard for `vip`.
+    """Decide from the ARP replies (or, for an IPv6 VIP, neighbour advertisements) each LB
+    host heard for `vip`.
 
-    heard: prober -> replies; names: address -> host name; lb_macs: MAC -> LB host.
+    heard: prober -> replies; names: address -> host name; lb_macs: MAC -> LB host;
+    macs: MAC -> address learnt from every ARP probe (names who answers over NDP).
     """
     probers = ", ".join(sorted(heard))
     replies = [r for rs in heard.values() for r in rs]
     owners = sorted({r.sender_mac for r in replies if r.sender_ip == vip})
     # An LB host answering for the VIP is judged by the interface check (its config).
     foreign = [m for m in owners if m not in lb_macs]
+    # IPv6: neighbour discovery (a DAD-style solicitation) instead of ARP
+    check, asked = ("vip-ndp", "neighbour solicitations") if ":" in vip else ("vip-arp", "ARP")
     if not foreign:
         return [
-            PreflightResult("vip-arp", probers, Level.OK, f"no other host answers ARP for {vip}")
+            PreflightResult(check, probers, Level.OK, f"no other host answers {asked} for {vip}")
         ]
-    mac_to_ip = {r.sender_mac: r.sender_ip for r in replies if r.sender_ip != vip}
+    mac_to_ip = {
+        **(macs or {}),
+        **{r.sender_mac: r.sender_ip for r in replies if r.sender_ip != vip},
+    }
     out = []
     for mac in foreign:
         ip = mac_to_ip.get(mac)
@@ -115,10 +124,10 @@ def arp_results(
         who = f"{host} ({ip}, {mac})" if host and ip else f"host with MAC {mac}"
         out.append(
             PreflightResult(
-                "vip-arp",
+                check,
                 host or mac,
                 Level.FAIL,
-                f"VIP {vip} is already in use: {who} answers ARP for it (heard from {probers})",
+                f"VIP {vip} is already in use: {who} answers {asked} for it (heard from {probers})",
                 bad_input=True,
             )
         )
@@ -146,6 +155,9 @@ def vrrp_results(
             others.add(rid)
             continue
         vip_name, vip = router_ids[rid]
+        if a.family != (6 if ":" in vip else 4):  # VRRP ids are per address family
+            others.add(rid)
+            continue
         host = lb_addresses.get(src) or names.get(src) or src
         if src in lb_addresses and vip in a.addresses:
             out.append(
@@ -329,18 +341,27 @@ def judge(
 ) -> list[PreflightResult]:
     results: list[PreflightResult] = []
     # a redirected frontend's HAProxy binds its internal port (listen_port)
-    fronts = [(f.name, f.address, f.bind_port) for f in cluster.frontends]
+    fronts = [(f.name, a, f.bind_port) for f in cluster.frontends for a in f.addresses]
     for h in hosts:
         results.extend(host_results(cluster, facts[h.name], fronts))
     names = {h.ip: h.name for h in cluster.inventory.hosts.values() if h.ip}
     lb_addresses = {h.ip: h.name for h in hosts if h.ip}
+    lb_addresses |= {a: h.name for h in hosts if (a := cluster.host_address(h, 6))}
     lb_macs = {f.mac: n for n, f in facts.items() if f.mac}
     by_vip: dict[str, dict[str, tuple[ArpReply, ...]]] = {}
     for h in hosts:
         for vip, replies in facts[h.name].arp.items():
             by_vip.setdefault(vip, {})[h.name] = replies
+    vips = {v.address for v in cluster.vips}
+    macs = {
+        r.sender_mac: r.sender_ip
+        for heard_arp in by_vip.values()
+        for rs in heard_arp.values()
+        for r in rs
+        if r.sender_ip not in vips
+    }
     for vip, heard_arp in by_vip.items():
-        results.extend(arp_results(vip, heard_arp, names, lb_macs))
+        results.extend(arp_results(vip, heard_arp, names, lb_macs, macs))
     reachable = [h.name for h in hosts if facts[h.name].reachable]
     for n in reachable:
         results.extend(listen_notes[n])

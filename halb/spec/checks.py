@@ -117,18 +117,21 @@ class Checker:
                     inventory=True,
                 )
                 continue
-            # unicast_src_ip and unicast_peer take an IPv4 address; without unicast the
-            # address is not rendered, but it is still checked for its kind.
-            try:
-                kinds.ipv4(ip) if self.spec.vrrp.unicast else kinds.address(ip)
-            except ValueError:
-                self.error(
-                    f"host {h.name}",
-                    f"ip {shown(ip)} is not an IPv4 address; VRRP unicast needs one (set ip=)"
-                    if self.spec.vrrp.unicast
-                    else f"ip {shown(ip)} is not an IP address (set ip=)",
-                    inventory=True,
-                )
+            # unicast_src_ip and unicast_peer take an address of the VIP's family; without
+            # unicast the address is not rendered, but it is still checked for its kind.
+            if self.families() == {4}:
+                try:
+                    kinds.ipv4(ip) if self.spec.vrrp.unicast else kinds.address(ip)
+                except ValueError:
+                    self.error(
+                        f"host {h.name}",
+                        f"ip {shown(ip)} is not an IPv4 address; VRRP unicast needs one (set ip=)"
+                        if self.spec.vrrp.unicast
+                        else f"ip {shown(ip)} is not an IP address (set ip=)",
+                        inventory=True,
+                    )
+            else:
+                self.lb_host_ipv6(h)
             port = h.vars.get("ansible_port", h.vars.get("ansible_ssh_port", 22))
             # ASCII digits only: "²" passes str.isdigit() and int() refuses it
             if type(port) is str and _PORT_TEXT.fullmatch(port):
@@ -143,63 +146,175 @@ class Checker:
         for c in conflicts:
             self.error(f"host {c[0]}", str(c[1]), inventory=True)
 
+    def families(self) -> set[int]:
+        """The address families of the spec's VIPs (4, 6 or both)."""
+        vs = [self.spec.vips.internal, self.spec.vips.external]
+        out = {v.address.version for v in vs if v is not None}
+        return out | {6 for v in vs if v is not None and v.address6 is not None}
+
+    def lb_host_ipv6(self, h: Host) -> None:
+        """An LB host of a spec with IPv6 VIPs: `ip` (and `ip6`) are addresses by the IPv6
+        rules, and VRRP unicast has an address of each VIP family to send from."""
+        for var in ("ip", "ip6"):
+            value = h.ip if var == "ip" else h.vars.get("ip6")
+            if value is None:
+                continue
+            try:
+                kinds.host_ip(value)
+            except ValueError as e:
+                self.error(f"host {h.name}", f"{var} {e} (set {var}=)", inventory=True)
+                return
+        if not self.spec.vrrp.unicast:
+            return
+        has = {kinds.family(a) for a in (h.ip, h.vars.get("ip6")) if isinstance(a, str)}
+        for fam in sorted(self.families() - has):
+            var = "ip6= (or ip=)" if fam == 6 else "ip="
+            self.error(
+                f"host {h.name}",
+                f"LB host has no IPv{fam} address; VRRP unicast over IPv{fam} needs one "
+                f"(set {var})",
+                inventory=True,
+            )
+
     def vips(self, lbs: Sequence[Host]) -> list[ResolvedVip]:
         names = [h.name for h in lbs]
         out: list[ResolvedVip] = []
         host_ips = {h.ip: h.name for h in self.inv.hosts.values() if h.ip}
+        host_ips |= {
+            _canonical(h.vars["ip6"]): h.name
+            for h in self.inv.hosts.values()
+            if isinstance(h.vars.get("ip6"), str)
+        }
+        host_ips |= {_canonical(ip): n for ip, n in host_ips.items()}
         specs = [("internal", self.spec.vips.internal)]
-        if self.spec.vips.external and (
-            self.spec.vips.external.address != self.spec.vips.internal.address
-        ):
-            specs.append(("external", self.spec.vips.external))
+        ext = self.spec.vips.external
+        if ext and ext.address != self.spec.vips.internal.address:
+            specs.append(("external", ext))
+        elif ext and ext.address6 != self.spec.vips.internal.address6:
+            self.error(
+                "vips.external.address6",
+                "the external VIP shares the internal one's address: give it the same "
+                "address6 (or none)",
+            )
         used_ids: dict[int, str] = {}
         for name, v in specs:
             key = f"vips.{name}"
-            addr = str(v.address)
-            if addr in host_ips:
-                self.error(
-                    f"{key}.address",
-                    f"{addr} is the address of host {host_ips[addr]}; a VIP must be a free address",
-                )
-            if v.subnet is not None:
-                if v.address not in v.subnet:
-                    self.error(f"{key}.address", f"{addr} is outside {key}.subnet {v.subnet}")
-                elif v.subnet.prefixlen <= 30 and v.address in (
-                    v.subnet.network_address,
-                    v.subnet.broadcast_address,
-                ):
-                    what = "network" if v.address == v.subnet.network_address else "broadcast"
-                    self.error(f"{key}.address", f"{addr} is the {what} address of {v.subnet}")
-                for h in lbs:
-                    try:
-                        hip = ipaddress.IPv4Address(kinds.ipv4(h.ip or ""))
-                    except ValueError:
-                        continue
-                    if hip not in v.subnet:
-                        self.error(
-                            f"{key}.subnet",
-                            f"LB host {h.name} ({hip}) is outside {v.subnet}: "
-                            "the VIP must be on the LB hosts' segment",
-                        )
-            if v.router_id is not None:
-                if not 1 <= v.router_id <= 255:
-                    self.error(f"{key}.router_id", f"must be 1..255 (got {shown(v.router_id)})")
+            self.vip_families(key, v)
+            for fam_key, address, subnet, router_id in (
+                ("", v.address, v.subnet, v.router_id),
+                ("6", v.address6, v.subnet6, v.router_id6),
+            ):
+                if address is None:
                     continue
-                rid = v.router_id
-            else:
-                rid = derive_router_id(self.spec.cluster, addr)
-                while rid in used_ids:  # internal and external must differ
-                    rid = rid % 255 + 1
-            if rid in used_ids:
-                self.error(
-                    f"{key}.router_id",
-                    f"{rid} is already the router id of vips.{used_ids[rid]}; "
-                    "each VIP needs its own",
+                addr = str(address)
+                if addr in host_ips:
+                    self.error(
+                        f"{key}.address{fam_key}",
+                        f"{addr} is the address of host {host_ips[addr]}; "
+                        "a VIP must be a free address",
+                    )
+                if subnet is not None:
+                    self.vip_subnet(
+                        f"{key}.address{fam_key}", f"{key}.subnet{fam_key}", address, subnet, lbs
+                    )
+                if router_id is not None:
+                    if not 1 <= router_id <= 255:
+                        self.error(
+                            f"{key}.router_id{fam_key}",
+                            f"must be 1..255 (got {shown(router_id)})",
+                        )
+                        continue
+                    rid = router_id
+                else:
+                    rid = derive_router_id(self.spec.cluster, addr)
+                    while rid in used_ids:  # every instance needs its own
+                        rid = rid % 255 + 1
+                if rid in used_ids:
+                    self.error(
+                        f"{key}.router_id{fam_key}",
+                        f"{rid} is already the router id of vips.{used_ids[rid]}; "
+                        "each VIP needs its own",
+                    )
+                used_ids[rid] = f"{name}{'.address6' if fam_key else ''}"
+                prios = self.priorities(key, v, names)
+                out.append(
+                    ResolvedVip(
+                        name,
+                        addr,
+                        v.interface,
+                        rid,
+                        prios,
+                        self.preempt_delay(),
+                        family=address.version,
+                    )
                 )
-            used_ids[rid] = name
-            prios = self.priorities(key, v, names)
-            out.append(ResolvedVip(name, addr, v.interface, rid, prios, self.preempt_delay()))
         return out
+
+    def vip_families(self, key: str, v: VipSpec) -> None:
+        """address6 is the IPv6 VIP beside an IPv4 address; subnets match their address."""
+        if v.address6 is not None and v.address.version == 6:
+            self.error(
+                f"{key}.address6",
+                f"{key}.address is already IPv6 ({v.address}); address6 is the IPv6 VIP "
+                "beside an IPv4 address (dual-stack)",
+            )
+        for fam_key, address, extra in (
+            ("subnet", v.address, None),
+            ("subnet6", v.address6, v.router_id6),
+        ):
+            net = v.subnet if fam_key == "subnet" else v.subnet6
+            if address is None and (net is not None or extra is not None):
+                what = fam_key if net is not None else "router_id6"
+                self.error(f"{key}.{what}", f"{what} belongs to address6: set {key}.address6")
+            elif net is not None and address is not None and net.version != address.version:
+                self.error(
+                    f"{key}.{fam_key}",
+                    f"{net} is IPv{net.version} and {address} IPv{address.version}",
+                )
+
+    def vip_subnet(
+        self,
+        key: str,
+        subnet_key: str,
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+        subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
+        lbs: Sequence[Host],
+    ) -> None:
+        """The VIP inside its subnet, not its network, broadcast or subnet-router anycast
+        address, and every LB host's address of that family inside it too."""
+        addr = str(address)
+        if address.version != subnet.version:
+            return  # vip_families() says so
+        if address not in subnet:
+            self.error(key, f"{addr} is outside {subnet_key} {subnet}")
+        elif (
+            subnet.version == 4
+            and subnet.prefixlen <= 30
+            and address
+            in (
+                subnet.network_address,
+                subnet.broadcast_address,
+            )
+        ):
+            what = "network" if address == subnet.network_address else "broadcast"
+            self.error(key, f"{addr} is the {what} address of {subnet}")
+        elif subnet.version == 6 and subnet.prefixlen <= 126 and address == subnet.network_address:
+            self.error(key, f"{addr} is the subnet-router anycast address of {subnet}")
+        for h in lbs:
+            values = [h.ip or ""] if subnet.version == 4 else [h.ip or "", h.vars.get("ip6")]
+            for value in values:
+                try:
+                    hip = ipaddress.ip_address(kinds.host_ip(value))
+                except ValueError:
+                    continue
+                if hip.version != subnet.version:
+                    continue
+                if hip not in subnet:
+                    self.error(
+                        subnet_key,
+                        f"LB host {h.name} ({hip}) is outside {subnet}: "
+                        "the VIP must be on the LB hosts' segment",
+                    )
 
     def priorities(self, key: str, v: VipSpec, names: Sequence[str]) -> dict[str, int]:
         if v.priorities is None:
@@ -262,7 +377,18 @@ class Checker:
                 "vrrp.advert_int",
                 f"VRRPv3 allows 0.01..40.95 s in 0.01 steps (got {shown(advert)})",
             )
+        if 6 in self.families() and version == 2 and not 0.01 <= advert <= 40.95:
+            self.error(
+                "vrrp.advert_int",
+                f"IPv6 VIPs run VRRPv3, which allows 0.01..40.95 s (got {shown(advert)})",
+            )
         password: str | None = None
+        if v.auth is not None and 6 in self.families() and version == 2:
+            self.error(
+                "vrrp.auth",
+                "IPv6 VIPs run VRRPv3, which has no authentication; drop vrrp.auth "
+                "(unicast with check_unicast_src protects the peers)",
+            )
         if v.auth is not None:
             if version == 3:
                 self.error(
@@ -304,7 +430,8 @@ class Checker:
 
     def frontends(self, vips: Sequence[ResolvedVip], lbs: Sequence[Host]) -> list[ResolvedFrontend]:
         out: list[ResolvedFrontend] = []
-        by_name = {v.name: v for v in vips}
+        by_name = {v.name: v for v in vips if v.family == 4 or v.name not in by_family4(vips)}
+        ipv6 = {v.name: v.address for v in vips if v.family == 6 and v.name in by_family4(vips)}
         lb_names = {h.name for h in lbs}
         binds: dict[tuple[str, int], str] = {}
         needs: dict[str, bool] = {}
@@ -336,23 +463,37 @@ class Checker:
                 # An address, not a DNS name: HAProxy would resolve a name at every start
                 # and refuse to run when the resolver does not answer.
                 try:
-                    backends.append(Backend(h.name, kinds.address(h.ip), fe.backend_port))
+                    backends.append(Backend(h.name, kinds.host_ip(h.ip), fe.backend_port))
                 except ValueError as e:
                     self.error(f"host {h.name}", f"ip {e} (set ip=)", inventory=True)
-            bind = (vip.address, fe.port)
-            if bind in binds:
-                self.error(
-                    f"{key}.port",
-                    f"{vip.address}:{fe.port} is already the bind of frontends.{binds[bind]}",
-                )
-            binds[bind] = name
+            address6 = ipv6.get(vip.name)
+            for address in (vip.address, address6):
+                if address is None:
+                    continue
+                bind = (address, fe.port)
+                if bind in binds:
+                    self.error(
+                        f"{key}.port",
+                        f"{kinds.hostport(address, fe.port)} is already the bind of "
+                        f"frontends.{binds[bind]}",
+                    )
+                binds[bind] = name
             needs[name] = self.colocation(name, fe, members, lb_names)
             mode = fe.mode or ("http" if name == "console" else "tcp")
             check = fe.check or (
                 "readyz" if name == "apiserver" else "http" if mode == "http" else "tcp"
             )
             out.append(
-                ResolvedFrontend(name, vip.name, vip.address, fe.port, mode, check, tuple(backends))
+                ResolvedFrontend(
+                    name,
+                    vip.name,
+                    vip.address,
+                    fe.port,
+                    mode,
+                    check,
+                    tuple(backends),
+                    address6=address6,
+                )
             )
         listen = self.listen_ports(needs)
         for i, rf in enumerate(out):
@@ -367,6 +508,13 @@ class Checker:
                     f"{rf.address}:{port} and an nftables table of halb's on each LB host "
                     f"redirects {rf.port} to it while HAProxy is healthy there (set "
                     f"frontends.{rf.name}.port to another port for a separate one instead)",
+                )
+            if any(":" in a for a in rf.addresses):
+                self.error(
+                    f"frontends.{rf.name}",
+                    "halb's redirect of a public port to HAProxy (LB hosts that are also "
+                    f"'{rf.name}' backends) is IPv4 only for now; set frontends.{rf.name}.port "
+                    "to a port the backends do not hold",
                 )
             bind = (rf.address, port)
             if bind in binds:
@@ -444,6 +592,19 @@ class Checker:
         ins = self.spec.installer
         if ins.kind == "command" and not ins.command:
             self.error("installer.command", "installer kind 'command' needs a command")
+
+
+def by_family4(vips: Sequence[ResolvedVip]) -> set[str]:
+    """Names of the VIPs that have an IPv4 address (a dual-stack VIP's first one)."""
+    return {v.name for v in vips if v.family == 4}
+
+
+def _canonical(value: object) -> str:
+    """An address in its canonical text (an IPv6 one has many spellings), else as given."""
+    try:
+        return kinds.host_ip(value)
+    except ValueError:
+        return str(value)
 
 
 def _role_hint(inv: Inventory, name: str) -> str:

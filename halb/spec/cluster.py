@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from halb import kinds
 from halb.inventory import Host, Inventory
 from halb.spec.findings import Finding
 from halb.spec.model import Spec
@@ -28,10 +29,17 @@ class ResolvedVip:
     router_id: int
     priorities: Mapping[str, int]  # LB host -> priority, all distinct
     preempt_delay: float = 0.0  # seconds; 0 = none (or nopreempt)
+    family: int = 4  # 6: a VRRPv3 instance of its own (dual-stack VIPs have one per family)
+
+    @property
+    def label(self) -> str:
+        """The VIP's name, with a 6 for an IPv6 one ("internal6"): unique per VIP and
+        family, where the name is shared by a dual-stack VIP's two addresses."""
+        return self.name if self.family == 4 else f"{self.name}6"
 
     @property
     def instance(self) -> str:
-        return f"halb_{self.name}"
+        return f"halb_{self.label}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,12 @@ class ResolvedFrontend:
     # HAProxy's bind when the public port is redirected to it (see halb/redirect.py);
     # None: HAProxy binds `port` on the VIP itself
     listen_port: int | None = None
+    # dual-stack: the frontend's IPv6 VIP beside its IPv4 `address` (same port, same backends)
+    address6: str | None = None
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return (self.address,) if self.address6 is None else (self.address, self.address6)
 
     @property
     def bind_port(self) -> int:
@@ -82,6 +96,21 @@ class Cluster:
         assert ip is not None  # resolve() refuses LB hosts without one
         return ip
 
+    def host_address(self, host: Host, family: int) -> str | None:
+        """The LB host's address of one family: `ip` when it is of that family, else its
+        `ip6` for IPv6 (a dual-stack host's second address, as Kubespray names it)."""
+        ip = host.ip
+        if ip is not None and _family(ip) == family:
+            return kinds.host_ip(ip)
+        ip6 = host.vars.get("ip6")
+        if family == 6 and isinstance(ip6, str) and _family(ip6) == 6:
+            return kinds.host_ip(ip6)
+        return None
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return tuple(sorted({v.family for v in self.vips}))
+
     def frontend(self, name: str) -> ResolvedFrontend | None:
         return next((f for f in self.frontends if f.name == name), None)
 
@@ -101,7 +130,7 @@ class Cluster:
         fe = self.frontend("console")
         if fe is None:
             return ""
-        return f"http://{fe.address}:{fe.port}"
+        return f"http://{kinds.hostport(fe.address, fe.port)}"
 
     @property
     def redirected(self) -> tuple[ResolvedFrontend, ...]:
@@ -111,3 +140,12 @@ class Cluster:
     @cached_property
     def lb_host_names(self) -> tuple[str, ...]:
         return tuple(h.name for h in self.lb_hosts)
+
+
+def _family(value: str) -> int | None:
+    """4 or 6 for a valid address of that family, else None."""
+    try:
+        kinds.host_ip(value)
+        return kinds.family(value)
+    except ValueError:
+        return None

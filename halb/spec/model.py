@@ -61,17 +61,25 @@ def _strict_int(v: Any) -> Any:
 Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 Name = Annotated[str, Strict(), _kind(kinds.host_name)]
 FilePath = Annotated[Path, _kind(_no_nul)]
-VipAddress = Annotated[ipaddress.IPv4Address, BeforeValidator(kinds.vip_address)]
+VipAddress = Annotated[
+    ipaddress.IPv4Address | ipaddress.IPv6Address, BeforeValidator(kinds.vip_address)
+]
+Vip6Address = Annotated[ipaddress.IPv6Address, BeforeValidator(kinds.ipv6_vip)]
 Interface = Annotated[str, Strict(), _kind(kinds.interface)]
 FrontendName = Annotated[str, _kind(kinds.proxy_name)]
 
 
 class VipSpec(_Model):
-    address: VipAddress
+    address: VipAddress  # IPv4 or IPv6
     interface: Interface
     router_id: Annotated[int, Strict()] | None = None
-    subnet: ipaddress.IPv4Network | None = None
+    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     priorities: dict[Name, Annotated[int, Strict()]] | None = None
+    # dual-stack: the same VIP's IPv6 address beside an IPv4 `address`, held by its own
+    # VRRPv3 instance (keepalived cannot mix families in one instance)
+    address6: Vip6Address | None = None
+    router_id6: Annotated[int, Strict()] | None = None
+    subnet6: ipaddress.IPv6Network | None = None
 
 
 class VipsSpec(_Model):

@@ -95,10 +95,10 @@ def test_plan_probes_every_backend_then_the_vip() -> None:
     cluster = SimpleNamespace(
         frontends=(
             b(name="apiserver", check="readyz", vip_name="internal", address="10.0.0.253",
-              port=6443, backends=(b(name="m1", address="10.0.0.21", port=6443),
+              address6=None, port=6443, backends=(b(name="m1", address="10.0.0.21", port=6443),
                                    b(name="m2", address="10.0.0.22", port=6443))),
             b(name="console", check="http", vip_name="external", address="10.0.0.254", port=30880,
-              backends=(b(name="n1", address="10.0.0.31", port=30880),)),
+              address6=None, backends=(b(name="n1", address="10.0.0.31", port=30880),)),
         )
     )  # fmt: skip
     targets = pr.plan_probes(cluster)  # type: ignore[arg-type]
@@ -208,7 +208,8 @@ def test_json_document_shape() -> None:
     api = doc["frontends"][0]
     assert api["level"] == "ok" and api["total_backends"] == 1
     assert api["backends"][0] == {
-        "name": "m1", "address": "10.0.0.1", "port": 6443, "via": "direct", "status": "ready",
+        "name": "m1", "address": "10.0.0.1", "family": 4, "port": 6443, "via": "direct",
+        "status": "ready",
         "healthy": True, "connected": True, "http_status": 200, "latency_ms": 5.0, "detail": "",
     }  # fmt: skip
     assert doc["frontends"][1]["through_vip"]["status"] == "timeout"
