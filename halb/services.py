@@ -27,6 +27,7 @@ from halb.paths import (
     KEEPALIVED_PIDFILE,
     KEEPALIVED_VRRP_PIDFILE,
     LOG_DIR,
+    REDIRECT_SCRIPT,
 )
 from halb.transport import Transport, quote, sh
 
@@ -307,7 +308,8 @@ class Systemd(ServiceManager):
 # zombie until its parent reaps it (here up to seconds), and keepalived will not start
 # while one of its pid files names a pid that kill -0 accepts.
 # With an exit file ($4), the daemon runs in the foreground under a watcher shell, its
-# parent, which sees the exit at once and writes 1 there; the script waits until the
+# parent, which sees the exit at once, writes 1 there and takes the VIPs out of halb's
+# redirect where there is one (as systemd's ExecStopPost does); the script waits until the
 # daemon's pid file names it, or it has exited, and shows its messages then.
 # live PIDFILE COMM: the pid when it names a live (not zombie) process COMM, else "-"
 _START = (
@@ -322,7 +324,7 @@ if [ -z "$exitfile" ]; then
   "$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
 fi
 echo 0 >"$exitfile" || exit 1
-setsid sh -c '"$@" & wait $!; echo 1 >"$0"' "$exitfile" "$@" </dev/null >"$log" 2>&1 &
+setsid sh -c '"$@" & wait $!; echo 1 >"$0"; @EXIT_HOOK@' "$exitfile" "$@" </dev/null >"$log" 2>&1 &
 pidfile=${pidfiles%% *}; i=0
 while [ "$i" -lt 100 ]; do
   [ "$(cat "$exitfile")" = 1 ] && { cat "$log"; exit 1; }
@@ -331,7 +333,7 @@ while [ "$i" -lt 100 ]; do
 done
 cat "$log"; exit 1
 """
-)
+).replace("@EXIT_HOOK@", f"[ -x {REDIRECT_SCRIPT} ] && exec {REDIRECT_SCRIPT} exited")
 
 
 def start_argv(name: ServiceName) -> list[str]:

@@ -6,17 +6,24 @@ nftables redirect, balanced over every backend, and the redirect follows HAProxy
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import halb
 from halb.lab import Lab
+from halb.lab.netns import spawn_daemon
 from halb.paths import HAPROXY_PIDFILE, REDIRECT_NFT, REDIRECT_TABLE
 from halb.redirect import STATUS_ARGV, parse_status
+from halb.services import start_argv
 
 pytestmark = pytest.mark.lab
 
@@ -97,31 +104,112 @@ def test_no_healthy_backend_falls_through_to_the_holders_own_apiserver(six: Lab)
     time.sleep(6)  # rise 2
 
 
-def test_haproxy_killed_on_the_holder_drops_the_redirect_at_once(six: Lab) -> None:
-    h = holder(six)
-    pid = six.run(h, ["head", "-n1", HAPROXY_PIDFILE]).stdout.strip()
+def kill_haproxy(lab: Lab, host: str) -> float:
+    """kill -9 HAProxy's master on `host`; the monotonic time just before."""
+    pid = lab.run(host, ["head", "-n1", HAPROXY_PIDFILE]).stdout.strip()
+    assert pid.isdigit(), pid
     t0 = time.monotonic()
-    six.run(h, ["kill", "-9", pid])
-    gone = None
-    deadline = t0 + 5
-    while time.monotonic() < deadline:
-        if not redirect_vips(six, h):
-            gone = time.monotonic() - t0
-            break
-        time.sleep(0.005)
-    assert gone is not None, "the redirect stayed after HAProxy exited"
-    print(f"redirect dropped {gone * 1000:.0f} ms after kill -9 (incl. one nft list per poll)")
-    # the VIP never answers nothing: the old holder's own backend, then the new holder
-    api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 10)
-    console = answers(six, "taskbox", f"http://{six.vip_external}:30880/", 10)
-    assert not any(a.startswith("ERR") for a in api + console), api + console
-    # halb deploy starts HAProxy again; the redirect comes back with it
-    cp = six.run("taskbox", ["halb", "deploy", "-c", str(six.dir / "halb.yaml")], timeout=120)
+    lab.run(host, ["kill", "-9", pid], check=True)
+    return t0
+
+
+def start_haproxy(lab: Lab, host: str) -> None:
+    """HAProxy started again the way deploy starts it on a supervisor host."""
+    cp = lab.run(host, start_argv("haproxy"), timeout=60)
     assert cp.returncode == 0, cp.stdout + cp.stderr
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not redirect_vips(six, h):
-        time.sleep(0.1)
-    assert set(redirect_vips(six, h)) == {six.vip_internal, six.vip_external}
+
+
+def wait_redirect(
+    lab: Lab, host: str, want: set[str], within: float, since: float | None = None
+) -> float | None:
+    """Seconds from `since` (default: now) until the redirect on `host` holds exactly
+    `want`; None: not within `within` seconds."""
+    t0 = time.monotonic() if since is None else since
+    while time.monotonic() - t0 < within:
+        if set(redirect_vips(lab, host)) == want:
+            return time.monotonic() - t0
+        time.sleep(0.005)
+    return None
+
+
+def test_haproxy_killed_on_the_holder_keeps_the_vip_and_falls_through(
+    six: Lab,
+    client_load,  # type: ignore[no-untyped-def]
+) -> None:
+    h = holder(six)
+    both = {six.vip_internal, six.vip_external}
+    ext = six.vip_holders()[six.vip_external]
+    with client_load(six) as load:
+        t0 = kill_haproxy(six, h)
+        try:
+            gone = wait_redirect(six, h, set(), 5, since=t0)
+            assert gone is not None, "the redirect stayed after HAProxy exited"
+            # past keepalived's fall (2-3 checks a second apart) with room: no takeover
+            time.sleep(6)
+            assert six.vip_holders()[six.vip_internal] == [h]
+            assert six.vip_holders()[six.vip_external] == ext
+            # the VIP answers meanwhile: the holder's own apiserver and console
+            api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 6)
+            assert set(api) == {f"apiserver {h}"}, api
+        finally:
+            t1 = time.monotonic()
+            start_haproxy(six, h)
+        back = wait_redirect(six, h, both, 15, since=t1)
+        assert back is not None, "the redirect did not come back after HAProxy restarted"
+    print(
+        f"redirect dropped {gone * 1000:.0f} ms after kill -9, back {back:.2f} s after "
+        f"the restart began (incl. one nft list per poll); load: {load['ok']} ok, "
+        f"failed {len(load['failed'])}: {load['failed'][:5]}"
+    )
+    assert load["ok"] > 100
+    # A connection that HAProxy had accepted when it was killed is reset with it, and one
+    # that arrives in the milliseconds before the exit hook drops the redirect finds no
+    # listener: a few such requests at most, never an outage.
+    assert len(load["failed"]) <= 5, load["failed"]
+    assert six.vip_holders()[six.vip_internal] == [h]
+
+
+def standin_pid(lab: Lab, host: str, port: int) -> int | None:
+    """The pid of what listens on `port` in `host` (the stand-in apiserver and console)."""
+    out = lab.run(host, ["ss", "-Hltnp", f"sport = :{port}"]).stdout
+    m = re.search(r"pid=(\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def test_haproxy_and_the_holders_own_apiserver_dead_move_the_vip(six: Lab) -> None:
+    h = holder(six)
+    pid = standin_pid(six, h, 6443)
+    assert pid is not None
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    os.kill(pid, signal.SIGKILL)  # the apiserver and console stand-in of the holder
+    try:
+        t0 = kill_haproxy(six, h)
+        moved = None
+        while time.monotonic() - t0 < 30:
+            now = six.vip_holders()[six.vip_internal]
+            if now and h not in now:
+                moved = time.monotonic() - t0
+                break
+            time.sleep(0.1)
+        assert moved is not None, "the VIP stayed on a host with nothing behind it"
+        print(f"VIP moved {moved:.2f} s after kill -9 (HAProxy and the apiserver dead)")
+        time.sleep(8)  # the new holder's HAProxy marks the dead apiserver down: inter 2s fall 3
+        api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 6)
+        assert not any(a.startswith("ERR") for a in api), api
+    finally:
+        src = str(Path(halb.__file__).resolve().parent.parent)
+        spawn_daemon(
+            six.enter_argv(h),
+            [a.decode() for a in argv],
+            six.host_dir(h) / "lab-logs" / "fakeapi.log",
+            env={"PYTHONPATH": src},
+        )
+        start_haproxy(six, h)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and standin_pid(six, h, 6443) is None:
+        time.sleep(0.2)
+    both = {six.vip_internal, six.vip_external}
+    assert wait_redirect(six, h, both, 30) is not None
 
 
 def test_table_is_halbs_own_and_goes_with_the_lab(six: Lab) -> None:
