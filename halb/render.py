@@ -21,6 +21,7 @@ from halb.paths import (
     HAPROXY_PIDFILE,
     KEEPALIVED_CONF,
     KEEPALIVED_DROPIN,
+    MANAGED_MARK,
     NOTIFY_SCRIPT,
     REDIRECT_NFT,
     REDIRECT_SCRIPT,
@@ -52,7 +53,7 @@ __all__ = [
     "vrrp_instances",
 ]
 
-HEADER = f"Managed by halb {__version__}; local edits are replaced on the next deploy."
+HEADER = f"{MANAGED_MARK} {__version__}; local edits are replaced on the next deploy."
 
 
 @dataclass(frozen=True)

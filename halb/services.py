@@ -145,6 +145,9 @@ class ServiceManager(ABC):
     def enable(self, name: ServiceName) -> None:  # noqa: B027 - systemd only
         """Start at boot where the manager supports it."""
 
+    def disable(self, name: ServiceName) -> None:  # noqa: B027 - systemd only
+        """No start at boot (undeploy), where the manager supports it."""
+
     # -- shared ----------------------------------------------------------------------
     def children(self, pid: int) -> set[int]:
         res = self.t.run(["cat", f"/proc/{pid}/task/{pid}/children"], timeout=15)
@@ -300,6 +303,9 @@ class Systemd(ServiceManager):
 
     def enable(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "enable", "--quiet", name], timeout=60, check=True)
+
+    def disable(self, name: ServiceName) -> None:
+        self.t.run(["systemctl", "disable", "--quiet", name], timeout=60, check=True)
 
 
 # Start a daemon detached from the session; its own start-up messages are kept and shown.

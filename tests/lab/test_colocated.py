@@ -19,11 +19,19 @@ import pytest
 import yaml
 
 import halb
+from halb.facts.pids import pids_argv
 from halb.lab import Lab
 from halb.lab.netns import spawn_daemon
-from halb.paths import HAPROXY_PIDFILE, REDIRECT_NFT, REDIRECT_TABLE
+from halb.paths import (
+    DEPLOYED_FILES,
+    DEPLOYED_STATE,
+    HAPROXY_PIDFILE,
+    MANAGED_MARK,
+    REDIRECT_NFT,
+    REDIRECT_TABLE,
+)
 from halb.redirect import STATUS_ARGV, parse_status
-from halb.services import start_argv
+from halb.services import SUPERVISED, start_argv
 
 pytestmark = pytest.mark.lab
 
@@ -162,10 +170,14 @@ def test_haproxy_killed_on_the_holder_keeps_the_vip_and_falls_through(
         f"failed {len(load['failed'])}: {load['failed'][:5]}"
     )
     assert load["ok"] > 100
-    # A connection that HAProxy had accepted when it was killed is reset with it, and one
-    # that arrives in the milliseconds before the exit hook drops the redirect finds no
-    # listener: a few such requests at most, never an outage.
-    assert len(load["failed"]) <= 5, load["failed"]
+    # What fails, and why it stays small: a connection HAProxy had accepted when it was
+    # killed is reset with it (one per client thread at most), and one that arrives
+    # between HAProxy's death and the exit hook's flush of the set (tens of ms, some 150
+    # under a load of 17 on 2 cores) finds no listener and is refused. The load client's 4
+    # threads reconnect at once after a refusal, so the count follows that window, not the
+    # request rate: 4 and 13 measured at load 17, against a VRRP takeover's ~15 per round
+    # at 100/s before. No takeover, and the VIP answers again within the window.
+    assert len(load["failed"]) <= 30, load["failed"]
     assert six.vip_holders()[six.vip_internal] == [h]
 
 
@@ -331,3 +343,34 @@ def test_preflight_checks_nft_and_haproxys_internal_ports(six: Lab) -> None:
     assert [c["host"] for c in bad] == ["master3"], bad
     assert f"cannot bind {six.vip_internal}:9460" in bad[0]["message"]
     assert "frontends.apiserver.listen_port" in bad[0]["message"]
+
+
+# Last in the module: it takes the deployment off the lab's hosts.
+def test_undeploy_leaves_nothing_of_halb_and_a_second_one_is_a_no_op(six: Lab) -> None:
+    def undeploy() -> dict[str, Any]:
+        cp = six.run("taskbox", ["halb", "undeploy", "--json", "-c", str(six.spec)], timeout=180)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        return dict(json.loads(cp.stdout))
+
+    t0 = time.monotonic()
+    doc = undeploy()
+    took = time.monotonic() - t0
+    assert doc["changed"] is True
+    for m in six.masters:
+        h = doc["hosts"][m]
+        assert h["status"] == "changed", h
+        assert h["stop"] == ["keepalived", "haproxy"], h
+        assert h["tables"] == [f"ip {REDIRECT_TABLE}"], h
+        assert f"table ip {REDIRECT_TABLE}" not in six.run(m, ["nft", "list", "tables"]).stdout
+        for path in DEPLOYED_FILES:  # gone, or the file the first deploy replaced, back
+            cp = six.run(m, ["cat", path])
+            assert MANAGED_MARK not in cp.stdout, f"{m}: {path} is still halb's"
+        for path in DEPLOYED_STATE:
+            assert six.run(m, ["test", "-e", path]).returncode != 0, f"{m}: {path} is left"
+        pids = six.run(m, pids_argv([(s.pidfile, s.comm) for s in SUPERVISED.values()]))
+        assert pids.stdout.split() == ["-", "-"], pids.stdout
+    assert six.vip_holders() == {six.vip_internal: [], six.vip_external: []}
+    print(f"undeploy of 3 hosts: {took:.1f} s ({doc['seconds']:.1f} s inside halb)")
+    again = undeploy()
+    assert again["changed"] is False, again
+    assert {h["status"] for h in again["hosts"].values()} == {"unchanged"}, again

@@ -1,0 +1,123 @@
+"""The guide's shape (masters carry the VIP beside the apiserver, no [lb] group) on hosts
+that boot systemd: `halb up` end to end, HAProxy's exit and systemd's restart of it with
+the redirect following, and `halb undeploy` leaving the units stopped and disabled."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from halb.lab import Lab
+from halb.lab.topology import Init
+from halb.paths import DEPLOYED_FILES, MANAGED_MARK, REDIRECT_SCRIPT, REDIRECT_TABLE
+from halb.redirect import STATUS_ARGV, parse_status
+
+pytestmark = pytest.mark.lab
+
+MANY = """
+import ssl, sys, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for _ in range(n):
+    try:
+        print(urllib.request.urlopen(url, timeout=2, context=ctx).read().decode().strip())
+    except Exception as e:
+        print("ERR", type(e).__name__)
+"""
+
+
+@pytest.fixture(scope="module")
+def sdsix(lab_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
+    lab = lab_factory(lbs=0, masters=2, nodes=1, init=Init.SYSTEMD)
+    t0 = time.monotonic()
+    cp = lab.run("taskbox", ["halb", "up", "-c", str(lab.dir / "halb.yaml")], timeout=900)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    print(f"halb up on systemd masters: {time.monotonic() - t0:.0f} s")
+    yield lab
+
+
+def answers(lab: Lab, host: str, url: str, n: int) -> list[str]:
+    cp = lab.run(host, ["python3", "-c", MANY, url, str(n)], timeout=120)
+    return cp.stdout.split("\n")[:-1]
+
+
+def redirect_vips(lab: Lab, host: str) -> set[str]:
+    return set(parse_status(lab.run(host, STATUS_ARGV).stdout).vips)
+
+
+def unit(lab: Lab, host: str, name: str, prop: str) -> str:
+    return lab.run(host, ["systemctl", "show", "-p", prop, "--value", name]).stdout.strip()
+
+
+def test_up_end_to_end_on_systemd_masters(sdsix: Lab) -> None:
+    lab = sdsix
+    common = (lab.dir / "conf" / "common.yaml").read_text()
+    assert f"address: {lab.vip_internal}\n  port: 6443" in common
+    api = answers(lab, "taskbox", f"https://{lab.vip_internal}:6443/halb-lab/name", 10)
+    assert set(api) == {f"apiserver {m}" for m in lab.masters}, api
+    console = answers(lab, "taskbox", f"http://{lab.vip_external}:30880/", 15)
+    assert set(console) == {f"console {h}" for h in lab.masters + lab.nodes}, console
+    for m in lab.masters:
+        assert redirect_vips(lab, m) == {lab.vip_internal, lab.vip_external}
+        for name in ("haproxy", "keepalived"):
+            assert unit(lab, m, name, "ActiveState") == "active", (m, name)
+        # systemd itself takes the VIPs out of the redirect as HAProxy exits
+        assert REDIRECT_SCRIPT in unit(lab, m, "haproxy", "ExecStopPost")
+
+
+def test_haproxy_killed_systemd_restarts_it_and_the_redirect_follows(sdsix: Lab) -> None:
+    lab = sdsix
+    h = lab.vip_holders()[lab.vip_internal]
+    assert len(h) == 1, h
+    holder = h[0]
+    pid = unit(lab, holder, "haproxy", "MainPID")
+    t0 = time.monotonic()
+    lab.run(holder, ["kill", "-9", pid], check=True)
+    gone = None
+    while time.monotonic() - t0 < 5:
+        if not redirect_vips(lab, holder):
+            gone = time.monotonic() - t0
+            break
+        time.sleep(0.01)
+    assert gone is not None, "the redirect stayed after HAProxy exited"
+    api = answers(lab, "taskbox", f"https://{lab.vip_internal}:6443/halb-lab/name", 4)
+    assert not any(a.startswith("ERR") for a in api), api
+    # Restart=always, RestartSec=2s: systemd starts it again and keepalived's check puts
+    # the VIPs back in the redirect; the VIP never moved
+    back = None
+    while time.monotonic() - t0 < 30:
+        if redirect_vips(lab, holder) == {lab.vip_internal, lab.vip_external}:
+            back = time.monotonic() - t0
+            break
+        time.sleep(0.05)
+    assert back is not None, "the redirect did not come back after systemd's restart"
+    assert unit(lab, holder, "haproxy", "MainPID") not in ("0", pid)
+    assert lab.vip_holders()[lab.vip_internal] == [holder]
+    print(f"systemd: redirect dropped {gone * 1000:.0f} ms after kill -9, back {back:.1f} s")
+
+
+def test_undeploy_stops_and_disables_the_units(sdsix: Lab) -> None:
+    lab = sdsix
+
+    def undeploy() -> dict[str, Any]:
+        cp = lab.run("taskbox", ["halb", "undeploy", "--json", "-c", str(lab.spec)], timeout=300)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        return dict(json.loads(cp.stdout))
+
+    doc = undeploy()
+    assert doc["changed"] is True
+    for m in lab.masters:
+        assert doc["hosts"][m]["stop"] == ["keepalived", "haproxy"], doc["hosts"][m]
+        for name in ("haproxy", "keepalived"):
+            assert unit(lab, m, name, "ActiveState") == "inactive", (m, name)
+            assert unit(lab, m, name, "UnitFileState") == "disabled", (m, name)
+        assert "90-halb.conf" not in unit(lab, m, "haproxy", "DropInPaths")
+        assert REDIRECT_TABLE not in lab.run(m, ["nft", "list", "tables"]).stdout
+        for path in DEPLOYED_FILES:
+            assert MANAGED_MARK not in lab.run(m, ["cat", path]).stdout, (m, path)
+    assert lab.vip_holders() == {lab.vip_internal: [], lab.vip_external: []}
+    assert undeploy()["changed"] is False
