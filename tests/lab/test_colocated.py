@@ -345,6 +345,53 @@ def test_preflight_checks_nft_and_haproxys_internal_ports(six: Lab) -> None:
     assert "frontends.apiserver.listen_port" in bad[0]["message"]
 
 
+def test_ansible_export_gives_what_halb_deploy_gives(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`halb export ansible` run with ansible-playbook (ansible-core, a test extra) on a
+    fresh co-located lab: the same files, table and running services as `halb deploy`."""
+    lab = lab_factory(lbs=0, masters=2, nodes=1)
+    data = yaml.safe_load(lab.spec.read_text())
+    data["inventory"] = str(lab.inventory)
+    spec = tmp_path / "halb.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    dest = tmp_path / "ansible"
+    cp = lab.run("taskbox", ["halb", "export", "ansible", "-c", str(spec), str(dest)])
+    assert cp.returncode == 0, cp.stderr
+    play = [
+        "sh", "-c", 'cd "$1" && exec ansible-playbook site.yml '
+        "-e ansible_python_interpreter=/usr/bin/python3", "sh", str(dest),
+    ]  # fmt: skip
+    cp = lab.run("taskbox", play, timeout=600)
+    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr
+    both = {lab.vip_internal, lab.vip_external}
+    for m in lab.masters:
+        assert wait_redirect(lab, m, both, 20) is not None, m
+    by_ansible = {
+        m: lab.run(m, ["nft", "list", "table", "ip", REDIRECT_TABLE]).stdout for m in lab.masters
+    }
+    api = answers(lab, "taskbox", f"https://{lab.vip_internal}:6443/halb-lab/name", 8)
+    assert set(api) == {f"apiserver {m}" for m in lab.masters}, api
+
+    def halb(*args: str) -> dict[str, Any]:
+        cp = lab.run("taskbox", ["halb", *args, "--json", "-c", str(spec)], timeout=180)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        return dict(json.loads(cp.stdout))
+
+    # halb deploy finds every file and service as it would leave them
+    assert {h["status"] for h in halb("deploy")["hosts"].values()} == {"unchanged"}
+    # and from scratch it builds the same table
+    halb("undeploy")
+    halb("deploy")
+    for m in lab.masters:
+        assert wait_redirect(lab, m, both, 20) is not None, m
+    by_halb = {
+        m: lab.run(m, ["nft", "list", "table", "ip", REDIRECT_TABLE]).stdout for m in lab.masters
+    }
+    # the set's elements in any order
+    assert {m: sorted(re.split(r"[\s,]+", t)) for m, t in by_ansible.items()} == {
+        m: sorted(re.split(r"[\s,]+", t)) for m, t in by_halb.items()
+    }
+
+
 # Last in the module: it takes the deployment off the lab's hosts.
 def test_undeploy_leaves_nothing_of_halb_and_a_second_one_is_a_no_op(six: Lab) -> None:
     def undeploy() -> dict[str, Any]:
