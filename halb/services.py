@@ -28,6 +28,7 @@ from halb.paths import (
     KEEPALIVED_VRRP_PIDFILE,
     LOG_DIR,
     REDIRECT_SCRIPT,
+    REDIRECT_TABLE,
 )
 from halb.transport import Transport, quote, sh
 
@@ -317,10 +318,16 @@ class Systemd(ServiceManager):
 # parent, which sees the exit at once, writes 1 there and takes the VIPs out of halb's
 # redirect where there is one (as systemd's ExecStopPost does); the script waits until the
 # daemon's pid file names it, or it has exited, and shows its messages then.
+# Where halb redirects the public ports (co-located LB hosts), the watcher empties the
+# redirect's set itself, one exec sooner than redirect.sh: each millisecond of the gap
+# between HAProxy's death and the flush is a connection refused on the VIP.
+_FLUSH_SET = f"[ -x {REDIRECT_SCRIPT} ] && nft flush set ip {REDIRECT_TABLE} healthy 2>/dev/null"
+_EXIT_HOOK = f"[ -x {REDIRECT_SCRIPT} ] && exec {REDIRECT_SCRIPT} exited"
 # live PIDFILE COMM: the pid when it names a live (not zombie) process COMM, else "-"
 _START = (
-    f'live() {{ sh -c {quote([PIDS_SCRIPT])} sh "$1" "$2"; }}\n'
-    + r"""
+    (
+        f'live() {{ sh -c {quote([PIDS_SCRIPT])} sh "$1" "$2"; }}\n'
+        + r"""
 ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
 mkdir -p "$1" && log="$1/start-$2.log" && comm=$3 exitfile=$4 pidfiles=$5 && shift 5 || exit 1
 for f in $pidfiles; do
@@ -330,7 +337,8 @@ if [ -z "$exitfile" ]; then
   "$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
 fi
 echo 0 >"$exitfile" || exit 1
-setsid sh -c '"$@" & wait $!; echo 1 >"$0"; @EXIT_HOOK@' "$exitfile" "$@" </dev/null >"$log" 2>&1 &
+watch='"$@" & wait $!; @FLUSH_SET@; echo 1 >"$0"; @EXIT_HOOK@'
+setsid sh -c "$watch" "$exitfile" "$@" </dev/null >"$log" 2>&1 &
 pidfile=${pidfiles%% *}; i=0
 while [ "$i" -lt 100 ]; do
   [ "$(cat "$exitfile")" = 1 ] && { cat "$log"; exit 1; }
@@ -339,7 +347,10 @@ while [ "$i" -lt 100 ]; do
 done
 cat "$log"; exit 1
 """
-).replace("@EXIT_HOOK@", f"[ -x {REDIRECT_SCRIPT} ] && exec {REDIRECT_SCRIPT} exited")
+    )
+    .replace("@FLUSH_SET@", _FLUSH_SET)
+    .replace("@EXIT_HOOK@", _EXIT_HOOK)
+)
 
 
 def start_argv(name: ServiceName) -> list[str]:

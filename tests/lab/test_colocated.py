@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,22 +31,10 @@ from halb.paths import (
     REDIRECT_NFT,
     REDIRECT_TABLE,
 )
-from halb.redirect import STATUS_ARGV, parse_status
 from halb.services import SUPERVISED, start_argv
+from tests.lab.through_vip import answers, assert_public_ports_balanced, redirect_vips
 
 pytestmark = pytest.mark.lab
-
-# n requests through the VIP, each on a new connection; prints one body per line
-MANY = """
-import ssl, sys, urllib.request
-url, n = sys.argv[1], int(sys.argv[2])
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-for _ in range(n):
-    try:
-        print(urllib.request.urlopen(url, timeout=2, context=ctx).read().decode().strip())
-    except Exception as e:
-        print("ERR", type(e).__name__)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -56,28 +45,14 @@ def six(lab_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
     yield lab
 
 
-def answers(lab: Lab, host: str, url: str, n: int) -> list[str]:
-    cp = lab.run(host, ["python3", "-c", MANY, url, str(n)], timeout=120)
-    return cp.stdout.split("\n")[:-1]
-
-
 def holder(lab: Lab) -> str:
     holders = lab.vip_holders()[lab.vip_internal]
     assert len(holders) == 1, holders
     return holders[0]
 
 
-def redirect_vips(lab: Lab, host: str) -> tuple[str, ...]:
-    return parse_status(lab.run(host, STATUS_ARGV).stdout).vips
-
-
 def test_public_ports_kept_and_balanced_over_every_backend(six: Lab) -> None:
-    common = (six.dir / "conf" / "common.yaml").read_text()
-    assert f"address: {six.vip_internal}\n  port: 6443" in common
-    api = answers(six, "taskbox", f"https://{six.vip_internal}:6443/halb-lab/name", 12)
-    assert set(api) == {f"apiserver {m}" for m in six.masters}, api
-    console = answers(six, "taskbox", f"http://{six.vip_external}:30880/", 24)
-    assert set(console) == {f"console {h}" for h in six.masters + six.nodes}, console
+    assert_public_ports_balanced(six, 12, 24)
     # the holder's own requests go through HAProxy too (the output hook), not only to itself
     h = holder(six)
     own = answers(six, h, f"http://{six.vip_external}:30880/", 12)
@@ -167,17 +142,25 @@ def test_haproxy_killed_on_the_holder_keeps_the_vip_and_falls_through(
     print(
         f"redirect dropped {gone * 1000:.0f} ms after kill -9, back {back:.2f} s after "
         f"the restart began (incl. one nft list per poll); load: {load['ok']} ok, "
-        f"failed {len(load['failed'])}: {load['failed'][:5]}"
+        f"failed {len(load['failed'])}: {Counter(e.split('(')[0] for e in load['failed'])}"
     )
     assert load["ok"] > 100
-    # What fails, and why it stays small: a connection HAProxy had accepted when it was
-    # killed is reset with it (one per client thread at most), and one that arrives
-    # between HAProxy's death and the exit hook's flush of the set (tens of ms, some 150
-    # under a load of 17 on 2 cores) finds no listener and is refused. The load client's 4
-    # threads reconnect at once after a refusal, so the count follows that window, not the
-    # request rate: 4 and 13 measured at load 17, against a VRRP takeover's ~15 per round
-    # at 100/s before. No takeover, and the VIP answers again within the window.
-    assert len(load["failed"]) <= 30, load["failed"]
+    # What fails, and for how long: a connection HAProxy had accepted when it was killed
+    # is reset with it (one per client thread at most), and one that arrives between
+    # HAProxy's death and the exit hook's flush of the set finds no listener and is
+    # refused. That gap is the hook's scheduling: at a load of 20-27 on 2 cores, with
+    # redirect.sh flushing, the 4 client threads (reconnecting at once after a refusal)
+    # counted 1 to 32 failures; with the watcher flushing first, 3, 4 and 4, all resets of
+    # requests in flight, within 36 ms. The bound is on the time, not the count: every
+    # failure within one window of at most 1.5 s around the kill (a VRRP takeover cost
+    # some 15 requests at 100/s, and moved the VIP).
+    kinds = {e.split("(")[0] for e in load["failed"]}
+    assert kinds <= {"ConnectionRefusedError", "ConnectionResetError", "RemoteDisconnected",
+                     "SSLEOFError"}, load["failed"]  # fmt: skip
+    if load["failed_at"]:
+        span = max(load["failed_at"]) - min(load["failed_at"])
+        print(f"failures within {span * 1000:.0f} ms")
+        assert span <= 1.5, load["failed"]
     assert six.vip_holders()[six.vip_internal] == [h]
 
 
@@ -408,6 +391,12 @@ def test_undeploy_leaves_nothing_of_halb_and_a_second_one_is_a_no_op(six: Lab) -
         assert h["status"] == "changed", h
         assert h["stop"] == ["keepalived", "haproxy"], h
         assert h["tables"] == [f"ip {REDIRECT_TABLE}"], h
+        # the lab's hosts start with this machine's stock /etc/haproxy: the first deploy
+        # replaced its haproxy.cfg, and undeploy puts it back byte for byte
+        stock = Path("/etc/haproxy/haproxy.cfg")
+        if stock.is_file() and MANAGED_MARK not in stock.read_text():
+            assert h["restore"] == [str(stock)], h
+            assert six.run(m, ["cat", str(stock)]).stdout == stock.read_text()
         assert f"table ip {REDIRECT_TABLE}" not in six.run(m, ["nft", "list", "tables"]).stdout
         for path in DEPLOYED_FILES:  # gone, or the file the first deploy replaced, back
             cp = six.run(m, ["cat", path])

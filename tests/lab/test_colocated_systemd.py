@@ -14,20 +14,9 @@ import pytest
 from halb.lab import Lab
 from halb.lab.topology import Init
 from halb.paths import DEPLOYED_FILES, MANAGED_MARK, REDIRECT_SCRIPT, REDIRECT_TABLE
-from halb.redirect import STATUS_ARGV, parse_status
+from tests.lab.through_vip import answers, assert_public_ports_balanced, redirect_vips
 
 pytestmark = pytest.mark.lab
-
-MANY = """
-import ssl, sys, urllib.request
-url, n = sys.argv[1], int(sys.argv[2])
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-for _ in range(n):
-    try:
-        print(urllib.request.urlopen(url, timeout=2, context=ctx).read().decode().strip())
-    except Exception as e:
-        print("ERR", type(e).__name__)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -40,29 +29,15 @@ def sdsix(lab_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
     yield lab
 
 
-def answers(lab: Lab, host: str, url: str, n: int) -> list[str]:
-    cp = lab.run(host, ["python3", "-c", MANY, url, str(n)], timeout=120)
-    return cp.stdout.split("\n")[:-1]
-
-
-def redirect_vips(lab: Lab, host: str) -> set[str]:
-    return set(parse_status(lab.run(host, STATUS_ARGV).stdout).vips)
-
-
 def unit(lab: Lab, host: str, name: str, prop: str) -> str:
     return lab.run(host, ["systemctl", "show", "-p", prop, "--value", name]).stdout.strip()
 
 
 def test_up_end_to_end_on_systemd_masters(sdsix: Lab) -> None:
     lab = sdsix
-    common = (lab.dir / "conf" / "common.yaml").read_text()
-    assert f"address: {lab.vip_internal}\n  port: 6443" in common
-    api = answers(lab, "taskbox", f"https://{lab.vip_internal}:6443/halb-lab/name", 10)
-    assert set(api) == {f"apiserver {m}" for m in lab.masters}, api
-    console = answers(lab, "taskbox", f"http://{lab.vip_external}:30880/", 15)
-    assert set(console) == {f"console {h}" for h in lab.masters + lab.nodes}, console
+    assert_public_ports_balanced(lab, 10, 15)
     for m in lab.masters:
-        assert redirect_vips(lab, m) == {lab.vip_internal, lab.vip_external}
+        assert set(redirect_vips(lab, m)) == {lab.vip_internal, lab.vip_external}
         for name in ("haproxy", "keepalived"):
             assert unit(lab, m, name, "ActiveState") == "active", (m, name)
         # systemd itself takes the VIPs out of the redirect as HAProxy exits
@@ -90,7 +65,7 @@ def test_haproxy_killed_systemd_restarts_it_and_the_redirect_follows(sdsix: Lab)
     # the VIPs back in the redirect; the VIP never moved
     back = None
     while time.monotonic() - t0 < 30:
-        if redirect_vips(lab, holder) == {lab.vip_internal, lab.vip_external}:
+        if set(redirect_vips(lab, holder)) == {lab.vip_internal, lab.vip_external}:
             back = time.monotonic() - t0
             break
         time.sleep(0.05)
