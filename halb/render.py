@@ -119,6 +119,10 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         "notify_script": NOTIFY_SCRIPT,
         "check_interval": 1,
         "check_fall": PROFILES[cluster.spec.vrrp.profile].check_fall,
+        # The co-located check FAULTs only when HAProxy and the host's own backends are
+        # all down; one check slowed past its timeout on a loaded host must not move the
+        # VIP, so it needs two failures in a row even where the profile's `fall` is 1.
+        "fallthrough_fall": max(2, PROFILES[cluster.spec.vrrp.profile].check_fall),
         "check_timeout": 2,
         "haproxy_pidfile": HAPROXY_PIDFILE,
         "haproxy_exit_file": HAPROXY_EXIT_FILE,
