@@ -36,36 +36,10 @@ from halb.services import start_argv
 
 BEGIN, END = "<!-- REDIRECT:BEGIN -->", "<!-- REDIRECT:END -->"
 
-# On the holder: `nft monitor` (line-buffered, read by a thread that stamps each chunk as it
-# arrives), then kill -9 of HAProxy's master; prints the kill's ns and the ns at which each
-# element left halb's set (a flush of the set shows as one delete per element; at most 5 s).
-SWITCH = f"""
-import os, subprocess, threading, time
-mon = subprocess.Popen(["stdbuf", "-oL", "nft", "monitor"], stdout=subprocess.PIPE)
-got = []
-def read():
-    while True:
-        data = os.read(mon.stdout.fileno(), 65536)
-        if not data:
-            return
-        got.append((time.time_ns(), data.decode()))
-threading.Thread(target=read, daemon=True).start()
-time.sleep(0.3)
-pid = int(open("{HAPROXY_PIDFILE}").readline())
-t0 = time.time_ns()
-os.kill(pid, 9)
-end = time.monotonic() + 5
-def gone():
-    return [t for t, d in got for line in d.splitlines()
-            if line.startswith("delete element ip {REDIRECT_TABLE} healthy")]
-while len(gone()) < 2 and time.monotonic() < end:
-    time.sleep(0.01)
-mon.terminate()
-print(t0, *gone())
-"""
-# On the holder: `nft monitor` again, then HAProxy started as deploy starts it (argv as
-# JSON in argv[1]); prints the start's ns and the ns at which each element came back.
-BACK = f"""
+# On the holder: `nft monitor` (line-buffered, read by a thread that stamps each chunk as
+# it arrives), then ACT; prints ACT's ns and the ns of each line starting with EVENT, once
+# two have come (at most WAIT s). A flush of the set shows as one delete per element.
+WATCH = """
 import json, os, subprocess, sys, threading, time
 mon = subprocess.Popen(["stdbuf", "-oL", "nft", "monitor"], stdout=subprocess.PIPE)
 got = []
@@ -78,16 +52,29 @@ def read():
 threading.Thread(target=read, daemon=True).start()
 time.sleep(0.3)
 t0 = time.time_ns()
-subprocess.run(json.loads(sys.argv[1]), check=True, stdout=subprocess.DEVNULL)
-end = time.monotonic() + 15
-def added():
-    return [t for t, d in got for line in d.splitlines()
-            if line.startswith("add element ip {REDIRECT_TABLE} healthy")]
-while len(added()) < 2 and time.monotonic() < end:
+ACT
+end = time.monotonic() + WAIT
+def seen():
+    return [t for t, d in got for line in d.splitlines() if line.startswith("EVENT")]
+while len(seen()) < 2 and time.monotonic() < end:
     time.sleep(0.01)
 mon.terminate()
-print(t0, *added())
+print(t0, *seen())
 """
+# kill -9 of HAProxy's master; each VIP's element leaving halb's set
+SWITCH = (
+    WATCH.replace("ACT", f'os.kill(int(open("{HAPROXY_PIDFILE}").readline()), 9)')
+    .replace("WAIT", "5")
+    .replace("EVENT", f"delete element ip {REDIRECT_TABLE} healthy")
+)
+# HAProxy started as deploy starts it (argv as JSON in argv[1]); each element coming back
+BACK = (
+    WATCH.replace(
+        "ACT", "subprocess.run(json.loads(sys.argv[1]), check=True, stdout=subprocess.DEVNULL)"
+    )
+    .replace("WAIT", "15")
+    .replace("EVENT", f"add element ip {REDIRECT_TABLE} healthy")
+)
 
 
 def holder(L: Lab) -> str:
