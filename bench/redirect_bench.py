@@ -6,10 +6,10 @@ lab and always takes it down.
 1. The switch. On the VIP holder, a script starts `nft monitor` (line-buffered, each chunk
    stamped as it arrives) and kills HAProxy's master (SIGKILL): the time from the kill to
    each VIP's element leaving halb's set, after which VIP traffic falls through to the
-   host's own apiserver / NodePort. Then `halb deploy` starts HAProxy again; "back" = the
-   later notify.sh log line that leaves FAULT (written just after `redirect.sh sync` put
-   the element back) minus the exit file's mtime, which HAProxy's watcher writes at its
-   start (keepalived leaves FAULT after chk_haproxy's `rise 2`, 1 s apart). N rounds.
+   host's own apiserver / NodePort, the VIP staying where it is. Then a second script
+   there starts `nft monitor` again and starts HAProxy the way deploy does (the
+   supervisor's start); "back" = from that start to the second VIP's element back in the
+   set (keepalived's check, `redirect.sh check`, once a second). N rounds.
 2. The data plane. wrk in the taskbox, a new connection per request (`Connection:
    close`), the three paths alternating in each round: VIP:30880 (the redirect, then
    HAProxy, 6 console backends), VIP:9446 (HAProxy's own port: the same path without the
@@ -23,24 +23,24 @@ lab and always takes it down.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 
 from labbench import header, lab, parse_wrk, spread, write_section, wrk_command
 
 from halb.lab import Lab
-from halb.paths import HAPROXY_EXIT_FILE, HAPROXY_PIDFILE, LOG_DIR, REDIRECT_TABLE
-from halb.redirect import STATUS_ARGV, parse_status
+from halb.paths import HAPROXY_PIDFILE, REDIRECT_TABLE
+from halb.services import start_argv
 
 BEGIN, END = "<!-- REDIRECT:BEGIN -->", "<!-- REDIRECT:END -->"
 
-# On the holder: `nft monitor` (line-buffered, read by a thread that stamps each chunk as it
-# arrives), then kill -9 of HAProxy's master; prints the kill's ns and the ns at which each
-# element left halb's set (a flush of the set shows as one delete per element; at most 5 s).
-SWITCH = f"""
-import os, subprocess, threading, time
+# On the holder: `nft monitor` (line-buffered, read by a thread that stamps each chunk as
+# it arrives), then ACT; prints ACT's ns and the ns of each line starting with EVENT, once
+# two have come (at most WAIT s). A flush of the set shows as one delete per element.
+WATCH = """
+import json, os, subprocess, sys, threading, time
 mon = subprocess.Popen(["stdbuf", "-oL", "nft", "monitor"], stdout=subprocess.PIPE)
 got = []
 def read():
@@ -51,38 +51,30 @@ def read():
         got.append((time.time_ns(), data.decode()))
 threading.Thread(target=read, daemon=True).start()
 time.sleep(0.3)
-pid = int(open("{HAPROXY_PIDFILE}").readline())
 t0 = time.time_ns()
-os.kill(pid, 9)
-end = time.monotonic() + 5
-def gone():
-    return [t for t, d in got for line in d.splitlines()
-            if line.startswith("delete element ip {REDIRECT_TABLE} healthy")]
-while len(gone()) < 2 and time.monotonic() < end:
+ACT
+end = time.monotonic() + WAIT
+def seen():
+    return [t for t, d in got for line in d.splitlines() if line.startswith("EVENT")]
+while len(seen()) < 2 and time.monotonic() < end:
     time.sleep(0.01)
 mon.terminate()
-print(t0, *gone())
+print(t0, *seen())
 """
-NOTIFY_LOG = f"{LOG_DIR}/notify.log"
-
-
-def ns_of(stamp: str) -> int:
-    """2026-12-06T10:05:01.123456789Z -> ns since the epoch."""
-    whole, _, frac = stamp.rstrip("Z").partition(".")
-    t = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return int(t.timestamp()) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
-
-
-def notify_lines(L: Lab, h: str, since_ns: int) -> list[tuple[int, str, str]]:
-    """(ns, instance, state) of the notify log lines at or after since_ns."""
-    out = []
-    for line in L.run(h, ["tail", "-n", "40", NOTIFY_LOG]).stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 5:
-            ns = ns_of(parts[0])
-            if ns >= since_ns:
-                out.append((ns, parts[3], parts[4]))
-    return out
+# kill -9 of HAProxy's master; each VIP's element leaving halb's set
+SWITCH = (
+    WATCH.replace("ACT", f'os.kill(int(open("{HAPROXY_PIDFILE}").readline()), 9)')
+    .replace("WAIT", "5")
+    .replace("EVENT", f"delete element ip {REDIRECT_TABLE} healthy")
+)
+# HAProxy started as deploy starts it (argv as JSON in argv[1]); each element coming back
+BACK = (
+    WATCH.replace(
+        "ACT", "subprocess.run(json.loads(sys.argv[1]), check=True, stdout=subprocess.DEVNULL)"
+    )
+    .replace("WAIT", "15")
+    .replace("EVENT", f"add element ip {REDIRECT_TABLE} healthy")
+)
 
 
 def holder(L: Lab) -> str:
@@ -106,28 +98,16 @@ def switch_round(L: Lab) -> tuple[float, float, float]:
     t0, deleted = stamps[0], stamps[1:]
     if len(deleted) != 2:
         sys.exit(f"{h}: nft monitor saw {len(deleted)} of 2 elements leave the set")
-    deploy(L)  # starts HAProxy again on h
-    t = time.monotonic()
-    while time.monotonic() - t < 15:
-        if len(parse_status(L.run(h, STATUS_ARGV).stdout).vips) == 2:
-            break
-        time.sleep(0.05)
-    started = int(
-        L.run(h, ["stat", "-c", "%.9Y", HAPROXY_EXIT_FILE]).stdout.strip().replace(".", "")
-    )
-    for _ in range(30):  # notify.sh logs its line just after the set changed
-        lines = notify_lines(L, h, t0)
-        if sum(1 for ns, _, state in lines if state != "FAULT" and ns > started) >= 2:
-            break
-        time.sleep(0.1)
-    back = {inst: ns for ns, inst, state in reversed(lines) if state != "FAULT" and ns > started}
-    if len(back) != 2:
-        sys.exit(f"{h}: the instances did not leave FAULT after the restart: {lines}")
-    time.sleep(2)  # the VIP comes back to its first holder (preempt)
+    if holder(L) != h:
+        sys.exit(f"the VIP left {h} when HAProxy exited there")
+    out = L.run(h, ["python3", "-c", BACK, json.dumps(start_argv("haproxy"))], timeout=60)
+    back = [int(x) for x in out.stdout.split()]
+    if len(back) != 3:
+        sys.exit(f"{h}: nft monitor saw {len(back) - 1} of 2 elements come back: {out.stderr}")
     return (
         (min(deleted) - t0) / 1e6,
         (max(deleted) - t0) / 1e6,
-        (max(back.values()) - started) / 1e9,
+        (max(back[1:]) - back[0]) / 1e9,
     )
 
 
@@ -196,7 +176,7 @@ def report(
         f"{min(first):.1f} | {max(first):.1f} |",
         f"| kill -9 of HAProxy on the holder → both VIPs out (ms) | {len(gone)} | "
         f"{statistics.median(gone):.1f} | {min(gone):.1f} | {max(gone):.1f} |",
-        f"| HAProxy started again → redirect back (s; keepalived's `rise 2`) | {len(back)} | "
+        f"| HAProxy started again → redirect back (s; keepalived's 1 s check) | {len(back)} | "
         f"{statistics.median(back):.2f} | {min(back):.2f} | {max(back):.2f} |",
     ]
     for k in ("redirect", "haproxy", "direct"):

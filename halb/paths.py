@@ -58,3 +58,29 @@ KEEPALIVED_CHECKERS_PIDFILE = "/run/keepalived_checkers.pid"
 # the lab's hosts: the stand-in apiserver and console read their answers (and the
 # master its TLS key) here, which Lab.set_control and the drill's apiserver fault change
 LAB_CONTROL_DIR = "/run/halb-lab"
+
+# Everything a deploy leaves on an LB host, in any mode: `halb undeploy` (halb/deploy/
+# undeploy.py) removes exactly this. A file or table a deploy starts writing goes here too
+# (tests/unit/test_undeploy.py checks each rendered file is listed).
+# Files halb renders: removed when they carry halb's header, and the file a deploy replaced
+# put back from its first backup under BACKUP_DIR (a file without the header is not halb's
+# and is left alone, so a second undeploy changes nothing).
+DEPLOYED_FILES = (
+    HAPROXY_CFG,
+    KEEPALIVED_CONF,
+    CHECK_SCRIPT,
+    NOTIFY_SCRIPT,
+    REDIRECT_NFT,
+    REDIRECT_SCRIPT,
+    SYSCTL_CONF,
+    HAPROXY_DROPIN,
+    KEEPALIVED_DROPIN,
+)
+# The mark every file of DEPLOYED_FILES carries (halb/render.py's HEADER, the drop-ins).
+MANAGED_MARK = "Managed by halb"
+# Runtime state and flags: removed.
+DEPLOYED_STATE = (DRAIN_FLAG, HAPROXY_EXIT_FILE, VRRP_STATE_DIR)
+# Folders a deploy made: removed once empty.
+DEPLOYED_DIRS = (SCRIPT_DIR, dropin_dir("haproxy"), dropin_dir("keepalived"))
+# nftables tables (family, name): deleted.
+DEPLOYED_TABLES = (("ip", REDIRECT_TABLE),)

@@ -5,9 +5,12 @@ apiserver's 0.0.0.0:6443 on a master, a NodePort on a node), HAProxy listens on 
 port and the table `ip halb_redirect` (templates/redirect.nft.j2) sends VIP:port to it.
 Its set `healthy` holds the VIPs whose HAProxy is healthy on the host: redirect.sh
 (templates/redirect.sh.j2) fills it when the deploy loads the table and keeps it in step
-with keepalived, whose notify script calls it at every state change. HAProxy's exit puts
-the instances in FAULT at once (the exit file keepalived tracks), so the VIP leaves the set
-within milliseconds and traffic to it falls through to the host's own backend.
+with keepalived, whose notify script calls it at every state change. HAProxy's exit takes
+every VIP out of the set at once (its service manager runs `redirect.sh exited`), so
+traffic to them falls through to the host's own backend within milliseconds; the VRRP
+instances stay as they are while that backend holds the public ports, and keepalived's
+check (`redirect.sh check`) puts the VIPs back once HAProxy runs again, or FAULTs the
+instance when HAProxy and the host's own backend are both down.
 
 Facts relied on (nftables and kube-proxy, see the comment in redirect.nft.j2): NAT chains
 are consulted in priority order for the first packet of a connection and the first mapping

@@ -21,12 +21,14 @@ from halb.paths import (
     HAPROXY_PIDFILE,
     KEEPALIVED_CONF,
     KEEPALIVED_DROPIN,
+    MANAGED_MARK,
     NOTIFY_SCRIPT,
     REDIRECT_NFT,
     REDIRECT_SCRIPT,
     REDIRECT_TABLE,
     SCRIPT_DIR,
     SYSCTL_CONF,
+    VRRP_STATE_DIR,
 )
 from halb.spec import Cluster
 from halb.spec.profiles import PROFILES
@@ -51,7 +53,7 @@ __all__ = [
     "vrrp_instances",
 ]
 
-HEADER = f"Managed by halb {__version__}; local edits are replaced on the next deploy."
+HEADER = f"{MANAGED_MARK} {__version__}; local edits are replaced on the next deploy."
 
 
 @dataclass(frozen=True)
@@ -127,23 +129,39 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         "notify_script": NOTIFY_SCRIPT,
         "check_interval": 1,
         "check_fall": PROFILES[cluster.spec.vrrp.profile].check_fall,
+        # The co-located check FAULTs only when HAProxy and the host's own backends are
+        # all down; one check slowed past its timeout on a loaded host must not move the
+        # VIP, so it needs two failures in a row even where the profile's `fall` is 1.
+        "fallthrough_fall": max(2, PROFILES[cluster.spec.vrrp.profile].check_fall),
         "check_timeout": 2,
         "haproxy_pidfile": HAPROXY_PIDFILE,
         "haproxy_exit_file": HAPROXY_EXIT_FILE,
-        **redirect_context(cluster),
+        **redirect_context(cluster, host_ip),
     }
 
 
-def redirect_context(cluster: Cluster) -> dict[str, Any]:
-    """What redirect.nft, redirect.sh and notify.sh need; empty values without a redirect."""
+def redirect_context(cluster: Cluster, host_ip: str) -> dict[str, Any]:
+    """What redirect.nft, redirect.sh, notify.sh and keepalived.conf need; empty values
+    without a redirect. `fallthrough`: per redirected VIP's instance, the public ports this
+    host's own backends hold (the apiserver's 6443, a NodePort), which answer the VIP while
+    HAProxy is down here; keepalived checks them instead of FAULTing on HAProxy's exit."""
     redirected = cluster.redirected
     vips = {fe.vip_name for fe in redirected}
+    instances = [(v.instance, v.address) for v in cluster.vips if v.name in vips]
     return {
         "redirected": redirected,
         "redirect_script": REDIRECT_SCRIPT if redirected else "",
         "table": REDIRECT_TABLE,
-        "instances": [(v.instance, v.address) for v in cluster.vips if v.name in vips],
+        "instances": instances,
+        "fallthrough": {
+            inst: " ".join(
+                str(p) for p in sorted({fe.port for fe in redirected if fe.address == vip})
+            )
+            for inst, vip in instances
+        },
+        "host_ip": host_ip,
         "exit_file": HAPROXY_EXIT_FILE,
+        "redirect_off_dir": VRRP_STATE_DIR,
     }
 
 
@@ -166,9 +184,21 @@ def render_host(cluster: Cluster, host: str, env: jinja2.Environment | None = No
         files[REDIRECT_SCRIPT] = RenderedFile(r("redirect.sh.j2"), 0o755)
     lb = next(h for h in cluster.lb_hosts if h.name == host)
     if cluster.service_manager(lb) == "systemd":
-        files[HAPROXY_DROPIN] = RenderedFile(_unit("haproxy.service.d-90-halb.conf"), 0o644)
+        dropin = _unit("haproxy.service.d-90-halb.conf")
+        if cluster.redirected:
+            dropin += REDIRECT_EXIT_HOOK
+        files[HAPROXY_DROPIN] = RenderedFile(dropin, 0o644)
         files[KEEPALIVED_DROPIN] = RenderedFile(_unit("keepalived.service.d-90-halb.conf"), 0o644)
     return files
+
+
+# Where the public ports are redirected, HAProxy's exit takes the VIPs out of the redirect
+# at once (redirect.sh exited), and traffic to them falls through to this host's own
+# backends; keepalived's check puts them back once HAProxy runs again.
+REDIRECT_EXIT_HOOK = (
+    "# the VIPs out of halb's redirect at once: this host's own backends answer them\n"
+    f"ExecStopPost=-{REDIRECT_SCRIPT} exited\n"
+)
 
 
 def _unit(name: str) -> str:

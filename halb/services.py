@@ -27,6 +27,8 @@ from halb.paths import (
     KEEPALIVED_PIDFILE,
     KEEPALIVED_VRRP_PIDFILE,
     LOG_DIR,
+    REDIRECT_SCRIPT,
+    REDIRECT_TABLE,
 )
 from halb.transport import Transport, quote, sh
 
@@ -143,6 +145,9 @@ class ServiceManager(ABC):
 
     def enable(self, name: ServiceName) -> None:  # noqa: B027 - systemd only
         """Start at boot where the manager supports it."""
+
+    def disable(self, name: ServiceName) -> None:  # noqa: B027 - systemd only
+        """No start at boot (undeploy), where the manager supports it."""
 
     # -- shared ----------------------------------------------------------------------
     def children(self, pid: int) -> set[int]:
@@ -300,6 +305,9 @@ class Systemd(ServiceManager):
     def enable(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "enable", "--quiet", name], timeout=60, check=True)
 
+    def disable(self, name: ServiceName) -> None:
+        self.t.run(["systemctl", "disable", "--quiet", name], timeout=60, check=True)
+
 
 # Start a daemon detached from the session; its own start-up messages are kept and shown.
 # The file limit is raised the way a systemd unit would; HAProxy sizes maxconn from it.
@@ -307,12 +315,19 @@ class Systemd(ServiceManager):
 # zombie until its parent reaps it (here up to seconds), and keepalived will not start
 # while one of its pid files names a pid that kill -0 accepts.
 # With an exit file ($4), the daemon runs in the foreground under a watcher shell, its
-# parent, which sees the exit at once and writes 1 there; the script waits until the
+# parent, which sees the exit at once, writes 1 there and takes the VIPs out of halb's
+# redirect where there is one (as systemd's ExecStopPost does); the script waits until the
 # daemon's pid file names it, or it has exited, and shows its messages then.
+# Where halb redirects the public ports (co-located LB hosts), the watcher empties the
+# redirect's set itself, one exec sooner than redirect.sh: each millisecond of the gap
+# between HAProxy's death and the flush is a connection refused on the VIP.
+_FLUSH_SET = f"[ -x {REDIRECT_SCRIPT} ] && nft flush set ip {REDIRECT_TABLE} healthy 2>/dev/null"
+_EXIT_HOOK = f"[ -x {REDIRECT_SCRIPT} ] && exec {REDIRECT_SCRIPT} exited"
 # live PIDFILE COMM: the pid when it names a live (not zombie) process COMM, else "-"
 _START = (
-    f'live() {{ sh -c {quote([PIDS_SCRIPT])} sh "$1" "$2"; }}\n'
-    + r"""
+    (
+        f'live() {{ sh -c {quote([PIDS_SCRIPT])} sh "$1" "$2"; }}\n'
+        + r"""
 ulimit -Hn 1048576 2>/dev/null; ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
 mkdir -p "$1" && log="$1/start-$2.log" && comm=$3 exitfile=$4 pidfiles=$5 && shift 5 || exit 1
 for f in $pidfiles; do
@@ -322,7 +337,8 @@ if [ -z "$exitfile" ]; then
   "$@" </dev/null >"$log" 2>&1; rc=$?; cat "$log"; exit $rc
 fi
 echo 0 >"$exitfile" || exit 1
-setsid sh -c '"$@" & wait $!; echo 1 >"$0"' "$exitfile" "$@" </dev/null >"$log" 2>&1 &
+watch='"$@" & wait $!; @FLUSH_SET@; echo 1 >"$0"; @EXIT_HOOK@'
+setsid sh -c "$watch" "$exitfile" "$@" </dev/null >"$log" 2>&1 &
 pidfile=${pidfiles%% *}; i=0
 while [ "$i" -lt 100 ]; do
   [ "$(cat "$exitfile")" = 1 ] && { cat "$log"; exit 1; }
@@ -331,6 +347,9 @@ while [ "$i" -lt 100 ]; do
 done
 cat "$log"; exit 1
 """
+    )
+    .replace("@FLUSH_SET@", _FLUSH_SET)
+    .replace("@EXIT_HOOK@", _EXIT_HOOK)
 )
 
 

@@ -93,3 +93,49 @@ def deploy(
         raise DeployError(
             "; ".join(f"{h.host} {h.status}" for h in failed) or (report.vip_error or "failed")
         )
+
+
+@app.command()
+def undeploy(
+    config: ConfigOption = DEFAULT_CONFIG,
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", "--limit", help="Only this LB host (repeatable)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would go; change nothing.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Stop keepalived then HAProxy and remove what deploy installed; restore replaced files."""
+    from halb.deploy.undeploy import undeploy as run_undeploy
+    from halb.deploy.undeploy import undo_lines
+    from halb.spec import load_cluster
+
+    cluster = load_cluster(config)
+    console = err() if json else out()
+    lock = threading.Lock()
+
+    def progress(name: str, message: str) -> None:
+        with lock:
+            console.print(f"{name}: {message}", markup=False)
+
+    try:
+        report = run_undeploy(cluster, limit=host or (), dry_run=dry_run, progress=progress)
+    except HalbError as e:
+        if json:
+            print_json({"ok": False, "error": str(e)})
+        raise
+    if json:
+        print_json(report.as_dict())
+    elif dry_run:
+        for line in undo_lines(report):
+            console.print(line, markup=False)
+    else:
+        for h in report.hosts:
+            console.print(f"{h.host}: {h.status}" + (f" ({h.error})" if h.error else ""))
+        console.print(f"{'ok' if report.ok else 'FAILED'} in {report.seconds:.1f}s")
+    if not report.ok:
+        if json:
+            exit_with(ExitStatus.CHECK_FAILED)
+        raise DeployError("; ".join(f"{h.host} failed: {h.error}" for h in report.hosts if h.error))

@@ -1,6 +1,7 @@
 """Load for reload tests: HTTPS /readyz on the internal VIP and HTTP / on the external VIP,
 4 threads of new connections until the stop file appears (60 s at most); prints
-{"ok": N, "failed": [...]}. Copied into the lab dir and run in the taskbox."""
+{"ok": N, "failed": [...], "failed_at": [monotonic seconds of each failure]}. Copied
+into the lab dir and run in the taskbox."""
 
 import http.client
 import json
@@ -14,7 +15,7 @@ vip_int, vip_ext, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
-ok, failed, lock = [0], [], threading.Lock()
+ok, failed, failed_at, lock = [0], [], [], threading.Lock()
 
 
 def one(i):
@@ -39,6 +40,7 @@ def one(i):
             ok[0] += 1
         else:
             failed.append(err)
+            failed_at.append(time.monotonic())
 
 
 def loop(k):
@@ -54,4 +56,4 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
-print(json.dumps({"ok": ok[0], "failed": failed}))
+print(json.dumps({"ok": ok[0], "failed": failed, "failed_at": failed_at}))

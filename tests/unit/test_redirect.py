@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from halb.facts.lbstate import facts_from_output
-from halb.paths import NOTIFY_SCRIPT, REDIRECT_NFT, REDIRECT_SCRIPT
+from halb.paths import HAPROXY_DROPIN, KEEPALIVED_CONF, NOTIFY_SCRIPT, REDIRECT_NFT, REDIRECT_SCRIPT
 from halb.redirect import parse_status
 from halb.render import render_cluster
 from halb.spec import load_cluster
@@ -59,6 +60,25 @@ def test_the_guides_six_machines_keep_the_public_ports() -> None:
     cfg = files["/etc/haproxy/haproxy.cfg"].content
     assert "bind 192.168.0.253:9445" in cfg and "bind 192.168.0.253:6443" not in cfg
     assert "server local_fallback 192.168.0.2:6443 backup no-check" in cfg
+
+
+def test_haproxys_exit_does_not_fault_co_located_hosts(tmp_path: Path) -> None:
+    """Co-located: no exit-file FAULT, a check per VIP that falls through to the host's own
+    ports, two failures in a row even for `fast` (fall 1), and systemd's exit hook."""
+    spec = (CASES / "ks-guide-six" / "halb.yaml").read_text()
+    (tmp_path / "halb.yaml").write_text(spec.replace("profile: default", "profile: fast"))
+    (tmp_path / "hosts.ini").write_text((CASES / "ks-guide-six" / "hosts.ini").read_text())
+    (tmp_path / "conf").mkdir()
+    files = render_cluster(load_cluster(tmp_path / "halb.yaml"))["master1"]
+    conf = files[KEEPALIVED_CONF].content
+    assert "track_file" not in conf and "haproxy_exited" not in conf
+    assert 'script "/etc/keepalived/halb/redirect.sh check halb_internal"' in conf
+    assert "chk_haproxy_halb_internal {\n    script" in conf
+    assert re.search(r"check halb_internal\"\n.*?fall 2\n", conf, re.S)
+    script = files[REDIRECT_SCRIPT].content
+    assert 'halb_internal) ports="6443 30880" ;;' in script
+    assert '/dev/tcp/$0/$1"\' 192.168.0.1 "$p"' in script
+    assert f"ExecStopPost=-{REDIRECT_SCRIPT} exited" in files[HAPROXY_DROPIN].content
 
 
 def test_dedicated_lb_hosts_render_no_redirect() -> None:

@@ -7,6 +7,13 @@
 #                               (notify.sh, at each VRRP state change) FAULT (HAProxy exited):
 #                               the instance's VIP out of the set at once, with no other
 #                               command first; else in the set if HAProxy is healthy
+#   redirect.sh exited          (HAProxy's service manager, as HAProxy exits) every VIP out
+#                               of the set in one command: this host's own backends answer
+#   redirect.sh check INSTANCE  (keepalived's check, every second) 0 while HAProxy is
+#                               healthy, and the VIP back in the set after its exit; while
+#                               HAProxy is down, 0 as long as this host's own backend holds
+#                               each public port of the VIP (the fall-through keeps the VIP
+#                               answering, no takeover), 1 (FAULT: the VIP moves) when not
 #   redirect.sh remove          delete the table
 # After a reboot the table is gone until keepalived's first state change: sync loads it.
 # No value from the spec or the inventory reaches this script but checked addresses.
@@ -24,7 +31,41 @@ healthy() {  # $1 = instance, $2 = its state (default: the one notify.sh last re
     [ "$(cat /run/halb-haproxy.exited 2>/dev/null)" != 1 ] || return 1
     "$dir/check_haproxy.sh"
 }
+# the instance's VIP taken out by HAProxy's exit, to put back once HAProxy is healthy
+off() { echo "/run/halb/redirect-off-$1"; }
+falls_through() {  # this host's own backends accept a connection on each public port
+    case "$1" in
+        halb_internal) ports="6443 30880" ;;
+        *) return 1 ;;
+    esac
+    for p in $ports; do
+        timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' 192.168.0.2 "$p" 2>/dev/null || return 1
+    done
+}
 case "${1-}" in
+exited)
+    nft flush set ip halb_redirect healthy 2>/dev/null
+    mkdir -p /run/halb
+    : > "$(off halb_internal)"
+    ;;
+check)
+    vip=$(vip_of "${2-}") || exit 1
+    if "$dir/check_haproxy.sh"; then
+        [ -e "$(off "$2")" ] || exit 0
+        # back in the set once HAProxy has started (its service manager has written 0 to
+        # the exit file); a FAULT instance gets it back from notify.sh as it recovers
+        state=$(cat /run/halb/vrrp-"$2".state 2>/dev/null)
+        if [ "$state" = FAULT ] || { healthy "$2" && sh "$0" sync "$2"; }; then
+            rm -f "$(off "$2")"
+        fi
+        exit 0
+    fi
+    if [ ! -e "$(off "$2")" ]; then  # HAProxy down, and its exit hook not run (yet)
+        mkdir -p /run/halb && : > "$(off "$2")"
+        nft delete element ip halb_redirect healthy "{ $vip }" 2>/dev/null
+    fi
+    falls_through "$2"
+    ;;
 load)
     {
         cat "$dir/redirect.nft" || exit 1
@@ -57,7 +98,7 @@ remove)
     nft delete table ip halb_redirect
     ;;
 *)
-    echo "usage: redirect.sh load|sync INSTANCE|remove" >&2
+    echo "usage: redirect.sh load|sync INSTANCE|exited|check INSTANCE|remove" >&2
     exit 2
     ;;
 esac
