@@ -17,6 +17,10 @@ NOTIFY_SCRIPT = f"{SCRIPT_DIR}/notify.sh"
 REDIRECT_NFT = f"{SCRIPT_DIR}/redirect.nft"
 REDIRECT_SCRIPT = f"{SCRIPT_DIR}/redirect.sh"
 REDIRECT_TABLE = "halb_redirect"  # family ip
+# the nftables table that accepts VRRP on the VIPs' interfaces only from the LB hosts'
+# (address, MAC) pairs and counts and drops the rest (halb/vrrp_filter.py)
+VRRP_NFT = f"{SCRIPT_DIR}/vrrp.nft"
+VRRP_TABLE = "halb_vrrp"  # family inet
 # `halb drain`: the check script reports "down" while this file exists next to it.
 DRAIN_FLAG = f"{SCRIPT_DIR}/drained"
 SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"

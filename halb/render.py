@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 
-from halb import __version__
+from halb import __version__, vrrp_filter
 from halb.errors import SpecError
 from halb.kinds import shown
 from halb.paths import (
@@ -27,6 +27,7 @@ from halb.paths import (
     REDIRECT_TABLE,
     SCRIPT_DIR,
     SYSCTL_CONF,
+    VRRP_NFT,
 )
 from halb.spec import Cluster
 from halb.spec.profiles import PROFILES
@@ -49,6 +50,7 @@ __all__ = [
     "render_host",
     "template_env",
     "vrrp_instances",
+    "with_vrrp_filter",
 ]
 
 HEADER = f"Managed by halb {__version__}; local edits are replaced on the next deploy."
@@ -159,6 +161,22 @@ def render_host(cluster: Cluster, host: str, env: jinja2.Environment | None = No
         files[HAPROXY_DROPIN] = RenderedFile(_unit("haproxy.service.d-90-halb.conf"), 0o644)
         files[KEEPALIVED_DROPIN] = RenderedFile(_unit("keepalived.service.d-90-halb.conf"), 0o644)
     return files
+
+
+def with_vrrp_filter(
+    cluster: Cluster,
+    rendered: Mapping[str, Mapping[str, RenderedFile]],
+    macs: Mapping[str, Mapping[str, str]],
+) -> dict[str, HostFiles]:
+    """The rendered files plus each host's VRRP filter (halb/vrrp_filter.py), which needs
+    every LB host's MAC on the VIPs' interfaces: {host: {interface: MAC}}."""
+    env = template_env()
+    out: dict[str, HostFiles] = {}
+    for host, files in rendered.items():
+        ctx = {"header": HEADER, "host": host, **vrrp_filter.context(cluster, host, macs)}
+        text = env.get_template("vrrp.nft.j2").render(ctx)
+        out[host] = {**files, VRRP_NFT: RenderedFile(text, 0o600)}
+    return out
 
 
 def _unit(name: str) -> str:
