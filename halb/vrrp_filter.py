@@ -211,7 +211,7 @@ class MacChange:
     @property
     def text(self) -> str:
         return (
-            f"{self.host}: the MAC of {self.interface} is {self.now} now, but {self.on}'s "
+            f"the MAC of {self.host}'s {self.interface} is {self.now} now, but {self.on}'s "
             f"VRRP filter ({VRRP_TABLE}) accepts its adverts only from {self.accepted} (a "
             f"replaced NIC?): {self.on} drops them and takes the VIPs too until `halb "
             "deploy` learns the new MAC"

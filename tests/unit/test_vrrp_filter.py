@@ -125,4 +125,4 @@ def test_a_changed_mac_names_the_peer_and_the_host_that_drops_it() -> None:
         "02:00:00:00:99:12",
         "02:00:00:00:00:12",
     )
-    assert ch.text.startswith("lb2: the MAC of eth0 is 02:00:00:00:99:12 now, but lb1's")
+    assert ch.text.startswith("the MAC of lb2's eth0 is 02:00:00:00:99:12 now, but lb1's")
