@@ -48,6 +48,9 @@ def gather_host(
             drained=f.drained,
             redirect=f.redirect,
             journal=lines,
+            vrrp_filter=f.vrrp_filter,
+            macs=f.macs,
+            neigh=f.neigh,
         )
     except HalbError as e:
         return LbFacts(t.name, error=str(e).removeprefix(f"{t.name}: "))
