@@ -128,34 +128,35 @@ def _sender(
     return f"{address} ({name}) from MAC {mac}" if name else f"{address} from MAC {mac}"
 
 
+def _metric(name: str, help_text: str, samples: list[str]) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
+
+
 def textfile(intruders: Sequence[Intruder]) -> str:
     """Prometheus text exposition (node_exporter's textfile collector)."""
-    lines = [
-        "# HELP halb_vrrp_foreign_dropped VRRP packets halb's filter dropped, per sender.",
-        "# TYPE halb_vrrp_foreign_dropped gauge",
-    ]
-    for i in intruders:
-        if i.kind is Kind.VRRP:
-            lines.append(
-                f'halb_vrrp_foreign_dropped{{host="{i.seen_by}",interface="{i.interface}",'
-                f'address="{i.address}",mac="{i.mac}"}} {i.packets}'
-            )
-    lines += [
-        "# HELP halb_vip_foreign_mac 1: a neighbour table sends the VIP to a foreign MAC.",
-        "# TYPE halb_vip_foreign_mac gauge",
-    ]
-    for i in intruders:
-        if i.kind is Kind.ARP:
-            lines.append(
-                f'halb_vip_foreign_mac{{seen_by="{i.seen_by}",vip="{i.vip}",'
-                f'address="{i.address}",mac="{i.mac}"}} 1'
-            )
-    vrrp = sum(1 for i in intruders if i.kind is Kind.VRRP)
-    arp = sum(1 for i in intruders if i.kind is Kind.ARP)
-    lines += [
-        "# HELP halb_intruders Foreign VRRP senders and foreign VIP answers seen by halb status.",
-        "# TYPE halb_intruders gauge",
-        f'halb_intruders{{kind="vrrp"}} {vrrp}',
-        f'halb_intruders{{kind="arp"}} {arp}',
-    ]
+    vrrp = [i for i in intruders if i.kind is Kind.VRRP]
+    arp = [i for i in intruders if i.kind is Kind.ARP]
+    lines = _metric(
+        "halb_vrrp_foreign_dropped",
+        "VRRP packets halb's filter dropped, per sender.",
+        [
+            f'halb_vrrp_foreign_dropped{{host="{i.seen_by}",interface="{i.interface}",'
+            f'address="{i.address}",mac="{i.mac}"}} {i.packets}'
+            for i in vrrp
+        ],
+    )
+    lines += _metric(
+        "halb_vip_foreign_mac",
+        "1: a neighbour table sends the VIP to a foreign MAC.",
+        [
+            f'halb_vip_foreign_mac{{seen_by="{i.seen_by}",vip="{i.vip}",'
+            f'address="{i.address}",mac="{i.mac}"}} 1'
+            for i in arp
+        ],
+    )
+    lines += _metric(
+        "halb_intruders",
+        "Foreign VRRP senders and foreign VIP answers seen by halb status.",
+        [f'halb_intruders{{kind="vrrp"}} {len(vrrp)}', f'halb_intruders{{kind="arp"}} {len(arp)}'],
+    )
     return "\n".join(lines) + "\n"

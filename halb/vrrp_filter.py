@@ -145,10 +145,8 @@ class FilterState:
 
     @property
     def text(self) -> str:
-        if not self.nft:
-            return "no nft"
-        if not self.present:
-            return "absent"
+        if not (self.nft and self.present):
+            return "absent" if self.nft else "no nft"
         if not self.foreign:
             return f"active, {len(self.peers)} peer(s), nothing dropped"
         return f"active, dropped {self.dropped}: " + "; ".join(f.text for f in self.foreign)

@@ -215,11 +215,17 @@ def test_the_vrrp_filter_is_filled_in_from_each_peers_own_mac(case: Path, tmp_pa
     macs = {"lb1": {"eth0": "02:00:00:00:00:11"}, "lb2": {"eth0": "02:00:00:00:00:12"}}
     want = with_vrrp_filter(c, render_cluster(c), macs)["lb1"]["/etc/keepalived/halb/vrrp.nft"]
     assert text.replace("@@HALB_MAC_lb2_eth0@@", "02:00:00:00:00:12") == want.content
-    role = dest / "roles" / ansible.ROLE
-    tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text())
-    task = next(t for t in tasks if t["name"] == "nftables peer filter (halb_vrrp)")
+    task, load = (
+        role_entry(dest, "tasks", "nftables peer filter (halb_vrrp)"),
+        role_entry(dest, "handlers", "halb load vrrp filter"),
+    )
     assert task["ansible.builtin.copy"]["validate"] == "nft -c -f %s"
     assert task["notify"] == "halb load vrrp filter"
-    handlers = yaml.safe_load((role / "handlers" / "main.yml").read_text())
-    load = next(h for h in handlers if h["name"] == "halb load vrrp filter")
     assert load["ansible.builtin.command"] == "nft -f /etc/keepalived/halb/vrrp.nft"
+
+
+def role_entry(dest: Path, kind: str, name: str) -> dict[str, object]:
+    """One task or handler of the exported role, by its name."""
+    entries = yaml.safe_load((dest / "roles" / ansible.ROLE / kind / "main.yml").read_text())
+    found: dict[str, object] = next(e for e in entries if e["name"] == name)
+    return found
