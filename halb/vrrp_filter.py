@@ -26,10 +26,12 @@ from halb.spec import Cluster
 from halb.transport import Transport, sh
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-# interface -> MAC, one "IFACE MAC" line each ("-" when the interface does not exist)
+# interface -> MAC, one "IFACE MAC" line each ("-" when the interface does not exist),
+# then whether nft is there to load the filter
 _MACS = (
     'for i in "$@"; do m=$(cat "/sys/class/net/$i/address" 2>/dev/null) || m=-; '
-    'printf "%s %s\\n" "$i" "$m"; done'
+    'printf "%s %s\\n" "$i" "$m"; done; '
+    "command -v nft >/dev/null 2>&1 && echo '@nft yes' || echo '@nft no'"
 )
 # $1 the table file, then pairs of interface and the MAC the table was rendered with: each
 # must still be this host's, else nothing is loaded (a NIC replaced since the MACs were read)
@@ -80,14 +82,17 @@ def parse_macs(out: str) -> dict[str, str]:
 
 def learn(
     transports: Mapping[str, Transport], ifaces: tuple[str, ...]
-) -> dict[str, dict[str, str]]:
-    """Every LB host's MAC on each VIP interface, read on every host at once."""
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Every LB host's MAC on each VIP interface, read on every host at once, and the
+    hosts without nft (they run without the filter; their peers' filters list them)."""
 
-    def one(t: Transport) -> dict[str, str]:
-        return parse_macs(t.run(macs_argv(ifaces), timeout=30, check=True).out)
+    def one(t: Transport) -> str:
+        return t.run(macs_argv(ifaces), timeout=30, check=True).out
 
     with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
-        got = dict(zip(transports, pool.map(one, transports.values()), strict=True))
+        outs = dict(zip(transports, pool.map(one, transports.values()), strict=True))
+    got = {h: parse_macs(out) for h, out in outs.items()}
+    no_nft = [h for h, out in outs.items() if "@nft yes" not in out]
     for host, macs in got.items():
         missing = [i for i in ifaces if i not in macs]
         if missing:
@@ -95,7 +100,7 @@ def learn(
                 f"{host}: no MAC address for {', '.join(missing)} (the VIPs' interface): "
                 "halb's VRRP filter needs it"
             )
-    return got
+    return got, no_nft
 
 
 def context(cluster: Cluster, host: str, macs: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:

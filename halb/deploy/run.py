@@ -22,7 +22,7 @@ from halb.deploy.vips import wait_for_vips
 from halb.errors import DeployError, HalbError, InputError
 from halb.facts.ipaddr import IP_ADDR, parse_ip_addr
 from halb.facts.target import TargetFacts, facts_argv, parse_facts_output
-from halb.paths import SYSCTL_CONF
+from halb.paths import SYSCTL_CONF, VRRP_NFT
 from halb.render import HostFiles, RenderedFile, with_vrrp_filter
 from halb.services import SERVICES, ServiceManager, manager
 from halb.spec import Cluster
@@ -142,12 +142,20 @@ def _open(hosts: Hosts, cluster: Cluster, transport_for: TransportFactory) -> No
 
 
 def _learn_macs(
-    hosts: Hosts, cluster: Cluster, rendered: Mapping[str, Mapping[str, RenderedFile]]
+    hosts: Hosts,
+    cluster: Cluster,
+    rendered: Mapping[str, Mapping[str, RenderedFile]],
+    progress: HostProgress,
 ) -> tuple[dict[str, dict[str, str]], dict[str, HostFiles]]:
     """Every LB host's MAC on the VIPs' interfaces (all of them, also outside --limit: each
-    host's filter lists its peers) and the rendered files with each host's VRRP filter."""
-    macs = vrrp_filter.learn(hosts.transports, vrrp_filter.interfaces(cluster))
-    return macs, with_vrrp_filter(cluster, rendered, macs)
+    host's filter lists its peers) and the rendered files with each host's VRRP filter
+    (none on a host without nft: it is deployed as before, and says so)."""
+    macs, no_nft = vrrp_filter.learn(hosts.transports, vrrp_filter.interfaces(cluster))
+    files = with_vrrp_filter(cluster, rendered, macs)
+    for h in no_nft:
+        progress(h, "no nft: halb's VRRP filter is not loaded here (install nftables)")
+        files[h] = {p: f for p, f in files[h].items() if p != VRRP_NFT}
+    return macs, files
 
 
 def _connect(
@@ -316,7 +324,7 @@ def deploy(
         if local_lock:
             local_lock.acquire()
         _open(hosts, cluster, transport_for)
-        macs, rendered = _learn_macs(hosts, cluster, rendered)
+        macs, rendered = _learn_macs(hosts, cluster, rendered, progress)
         facts = _connect(hosts, targets, rendered, lock=locked, progress=progress)
         stages.done("connect")
         plan = _plan(hosts, rendered, facts, install=install, dry_run=dry_run)
