@@ -139,3 +139,24 @@ def test_learn_reads_the_macs_and_whether_nft_is_there_for_real() -> None:
     assert no_nft == ([] if shutil.which("nft") else ["here"])
     with pytest.raises(DeployError, match="here: no MAC address for nosuch0"):
         vf.learn({"here": here}, ("lo", "nosuch0"))
+
+
+def test_preflight_fails_on_the_peer_whose_mac_changed_and_passes_the_rest() -> None:
+    from halb.level import Level
+    from halb.preflight.judge import vrrp_filter_results
+    from halb.preflight.observed import Observed
+
+    c = load_cluster(CASES / "ks-guide" / "halb.yaml")
+    ip1, ip2 = (c.host_ip(h) for h in c.lb_hosts)
+    t1 = vf.FilterState(True, peers=(("eth0", ip2, "02:00:00:00:00:12"),))
+    t2 = vf.FilterState(True, peers=(("eth0", ip1, "02:00:00:00:00:11"),))
+    facts = {
+        "lb1": Observed("lb1", macs={"eth0": "02:00:00:00:00:11"}, vrrp_filter=t1),
+        "lb2": Observed("lb2", macs={"eth0": "02:00:00:00:99:12"}, vrrp_filter=t2),
+    }
+    got = {(r.host, r.level) for r in vrrp_filter_results(c, facts)}
+    assert got == {("lb2", Level.FAIL), ("lb2", Level.OK)}  # lb2's own table is fine
+    facts["lb2"] = Observed("lb2", macs={"eth0": "02:00:00:00:00:12"}, vrrp_filter=t2)
+    assert {r.level for r in vrrp_filter_results(c, facts)} == {Level.OK}
+    # no table loaded yet (a first deploy): nothing to compare, nothing said
+    assert vrrp_filter_results(c, {"lb1": Observed("lb1", macs={"eth0": "x"})}) == []
