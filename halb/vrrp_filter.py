@@ -1,6 +1,7 @@
 """halb's VRRP filter: the LB hosts' (interface, address, MAC) as `halb deploy` learns them,
 the nftables table `inet halb_vrrp` that accepts VRRP only from those (templates/
-vrrp.nft.j2), and the parsers of what it counted and dropped (pure, but `learn`).
+vrrp.nft.j2), and the parsers of what it counted and dropped (pure; the MACs are read
+by `halb.gather.learn_macs`).
 
 keepalived's `check_unicast_src` checks the source address, a field anyone on the segment
 can forge, and VRRP's own authentication is a clear-text password (v2) or none (v3). The
@@ -16,14 +17,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from halb.errors import DeployError, HalbError
+from halb.errors import HalbError
 from halb.paths import VRRP_NFT, VRRP_TABLE
+from halb.shell import sh
 from halb.spec import Cluster
-from halb.transport import Transport, sh
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # interface -> MAC, one "IFACE MAC" line each ("-" when the interface does not exist),
@@ -78,29 +78,6 @@ def parse_macs(out: str) -> dict[str, str]:
         if len(words) == 2 and MAC_RE.match(words[1].lower()):
             got[words[0]] = words[1].lower()
     return got
-
-
-def learn(
-    transports: Mapping[str, Transport], ifaces: tuple[str, ...]
-) -> tuple[dict[str, dict[str, str]], list[str]]:
-    """Every LB host's MAC on each VIP interface, read on every host at once, and the
-    hosts without nft (they run without the filter; their peers' filters list them)."""
-
-    def one(t: Transport) -> str:
-        return t.run(macs_argv(ifaces), timeout=30, check=True).out
-
-    with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
-        outs = dict(zip(transports, pool.map(one, transports.values()), strict=True))
-    got = {h: parse_macs(out) for h, out in outs.items()}
-    no_nft = [h for h, out in outs.items() if "@nft yes" not in out]
-    for host, macs in got.items():
-        missing = [i for i in ifaces if i not in macs]
-        if missing:
-            raise DeployError(
-                f"{host}: no MAC address for {', '.join(missing)} (the VIPs' interface): "
-                "halb's VRRP filter needs it"
-            )
-    return got, no_nft
 
 
 def context(cluster: Cluster, host: str, macs: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from halb.deploy.vips import wait_for_vips
 from halb.errors import DeployError, HalbError, InputError
 from halb.facts.ipaddr import IP_ADDR, parse_ip_addr
 from halb.facts.target import TargetFacts, facts_argv, parse_facts_output
+from halb.gather import learn_macs
 from halb.paths import SYSCTL_CONF, VRRP_NFT
 from halb.render import HostFiles, RenderedFile, with_vrrp_filter
 from halb.services import SERVICES, ServiceManager, manager
@@ -150,7 +151,7 @@ def _learn_macs(
     """Every LB host's MAC on the VIPs' interfaces (all of them, also outside --limit: each
     host's filter lists its peers) and the rendered files with each host's VRRP filter
     (none on a host without nft: it is deployed as before, and says so)."""
-    macs, no_nft = vrrp_filter.learn(hosts.transports, vrrp_filter.interfaces(cluster))
+    macs, no_nft = learn_macs(hosts.transports, vrrp_filter.interfaces(cluster))
     files = with_vrrp_filter(cluster, rendered, macs)
     for h in no_nft:
         progress(h, "no nft: halb's VRRP filter is not loaded here (install nftables)")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from halb.daemons import ServiceName
-from halb.drill import rogue
+from halb.drill import rogue_kinds as rogue
 from halb.paths import LAB_CONTROL_DIR
 
 NFT_TABLE = "halb_drill"
