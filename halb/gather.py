@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from halb import vrrp_filter
 from halb.daemons import SERVICES, ServiceName
-from halb.errors import DeployError, HalbError
+from halb.errors import HalbError
 from halb.facts.journal import UnitJournal, journal_argv, parse_journal, wanted
 from halb.facts.lbstate import (
     LbFacts,
@@ -75,9 +75,10 @@ def read_journal(
 
 def learn_macs(
     transports: Mapping[str, Transport], ifaces: tuple[str, ...]
-) -> tuple[dict[str, dict[str, str]], list[str]]:
-    """Every LB host's MAC on each VIP interface, read on every host at once, and the
-    hosts without nft (they run without the filter; their peers' filters list them)."""
+) -> tuple[dict[str, dict[str, str]], list[str], dict[str, list[str]]]:
+    """Every LB host's MAC on each VIP interface, read on every host at once; the hosts
+    without nft (they run without the filter; their peers' filters list them); and each
+    host's VIP interfaces that have no MAC there (the interface is missing)."""
 
     def one(t: Transport) -> str:
         return t.run(vrrp_filter.macs_argv(ifaces), timeout=30, check=True).out
@@ -86,11 +87,5 @@ def learn_macs(
         outs = dict(zip(transports, pool.map(one, transports.values()), strict=True))
     got = {h: vrrp_filter.parse_macs(out) for h, out in outs.items()}
     no_nft = [h for h, out in outs.items() if "@nft yes" not in out]
-    for host, macs in got.items():
-        missing = [i for i in ifaces if i not in macs]
-        if missing:
-            raise DeployError(
-                f"{host}: no MAC address for {', '.join(missing)} (the VIPs' interface): "
-                "halb's VRRP filter needs it"
-            )
-    return got, no_nft
+    missing = {h: [i for i in ifaces if i not in m] for h, m in got.items()}
+    return got, no_nft, {h: x for h, x in missing.items() if x}

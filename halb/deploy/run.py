@@ -151,7 +151,12 @@ def _learn_macs(
     """Every LB host's MAC on the VIPs' interfaces (all of them, also outside --limit: each
     host's filter lists its peers) and the rendered files with each host's VRRP filter
     (none on a host without nft: it is deployed as before, and says so)."""
-    macs, no_nft = learn_macs(hosts.transports, vrrp_filter.interfaces(cluster))
+    macs, no_nft, missing = learn_macs(hosts.transports, vrrp_filter.interfaces(cluster))
+    if missing:
+        # keepalived's own check on the host then says what is wrong, as before
+        for h, ifaces in missing.items():
+            progress(h, f"no {', '.join(ifaces)} here: halb's VRRP filter is left out")
+        return macs, {h: dict(f) for h, f in rendered.items()}
     files = with_vrrp_filter(cluster, rendered, macs)
     for h in no_nft:
         progress(h, "no nft: halb's VRRP filter is not loaded here (install nftables)")

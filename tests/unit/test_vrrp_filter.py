@@ -129,17 +129,16 @@ def test_a_changed_mac_names_the_peer_and_the_host_that_drops_it() -> None:
 
 
 def test_learn_reads_the_macs_and_whether_nft_is_there_for_real() -> None:
-    from halb.errors import DeployError
     from halb.gather import learn_macs
     from halb.transport.base import Privilege
     from halb.transport.local import LocalTransport
 
     here = LocalTransport("here", Privilege("none"))
-    macs, no_nft = learn_macs({"here": here}, ("lo",))
-    assert macs == {"here": {"lo": "00:00:00:00:00:00"}}
+    macs, no_nft, missing = learn_macs({"here": here}, ("lo",))
+    assert macs == {"here": {"lo": "00:00:00:00:00:00"}} and missing == {}
     assert no_nft == ([] if shutil.which("nft") else ["here"])
-    with pytest.raises(DeployError, match="here: no MAC address for nosuch0"):
-        learn_macs({"here": here}, ("lo", "nosuch0"))
+    _, _, missing = learn_macs({"here": here}, ("lo", "nosuch0"))
+    assert missing == {"here": ["nosuch0"]}
 
 
 def test_preflight_fails_on_the_peer_whose_mac_changed_and_passes_the_rest() -> None:
