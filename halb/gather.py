@@ -5,7 +5,9 @@ unit that is not well in a second one."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
+from halb import vrrp_filter
 from halb.daemons import SERVICES, ServiceName
 from halb.errors import HalbError
 from halb.facts.journal import UnitJournal, journal_argv, parse_journal, wanted
@@ -48,6 +50,9 @@ def gather_host(
             drained=f.drained,
             redirect=f.redirect,
             journal=lines,
+            vrrp_filter=f.vrrp_filter,
+            macs=f.macs,
+            neigh=f.neigh,
         )
     except HalbError as e:
         return LbFacts(t.name, error=str(e).removeprefix(f"{t.name}: "))
@@ -66,3 +71,21 @@ def read_journal(
     res = t.run(journal_argv({u: states[u].running for u in units}), timeout=30)
     found = parse_journal(res.out, units, secrets)
     return tuple(UnitJournal(u, why[u], found[u], states[u].running) for u in units)
+
+
+def learn_macs(
+    transports: Mapping[str, Transport], ifaces: tuple[str, ...]
+) -> tuple[dict[str, dict[str, str]], list[str], dict[str, list[str]]]:
+    """Every LB host's MAC on each VIP interface, read on every host at once; the hosts
+    without nft (they run without the filter; their peers' filters list them); and each
+    host's VIP interfaces that have no MAC there (the interface is missing)."""
+
+    def one(t: Transport) -> str:
+        return t.run(vrrp_filter.macs_argv(ifaces), timeout=30, check=True).out
+
+    with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
+        outs = dict(zip(transports, pool.map(one, transports.values()), strict=True))
+    got = {h: vrrp_filter.parse_macs(out) for h, out in outs.items()}
+    no_nft = [h for h, out in outs.items() if "@nft yes" not in out]
+    missing = {h: [i for i in ifaces if i not in m] for h, m in got.items()}
+    return got, no_nft, {h: x for h, x in missing.items() if x}

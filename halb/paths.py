@@ -17,6 +17,10 @@ NOTIFY_SCRIPT = f"{SCRIPT_DIR}/notify.sh"
 REDIRECT_NFT = f"{SCRIPT_DIR}/redirect.nft"
 REDIRECT_SCRIPT = f"{SCRIPT_DIR}/redirect.sh"
 REDIRECT_TABLE = "halb_redirect"  # family ip
+# the nftables table that accepts VRRP on the VIPs' interfaces only from the LB hosts'
+# (address, MAC) pairs and counts and drops the rest (halb/vrrp_filter.py)
+VRRP_NFT = f"{SCRIPT_DIR}/vrrp.nft"
+VRRP_TABLE = "halb_vrrp"  # family inet
 # `halb drain`: the check script reports "down" while this file exists next to it.
 DRAIN_FLAG = f"{SCRIPT_DIR}/drained"
 SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"
@@ -72,6 +76,7 @@ DEPLOYED_FILES = (
     NOTIFY_SCRIPT,
     REDIRECT_NFT,
     REDIRECT_SCRIPT,
+    VRRP_NFT,
     SYSCTL_CONF,
     HAPROXY_DROPIN,
     KEEPALIVED_DROPIN,
@@ -83,4 +88,4 @@ DEPLOYED_STATE = (DRAIN_FLAG, HAPROXY_EXIT_FILE, VRRP_STATE_DIR)
 # Folders a deploy made: removed once empty.
 DEPLOYED_DIRS = (SCRIPT_DIR, dropin_dir("haproxy"), dropin_dir("keepalived"))
 # nftables tables (family, name): deleted.
-DEPLOYED_TABLES = (("ip", REDIRECT_TABLE),)
+DEPLOYED_TABLES = (("ip", REDIRECT_TABLE), ("inet", VRRP_TABLE))

@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 
-from halb import __version__
+from halb import __version__, vrrp_filter
 from halb.errors import SpecError
 from halb.kinds import hostport, shown
 from halb.paths import (
@@ -28,6 +28,7 @@ from halb.paths import (
     REDIRECT_TABLE,
     SCRIPT_DIR,
     SYSCTL_CONF,
+    VRRP_NFT,
     VRRP_STATE_DIR,
 )
 from halb.spec import Cluster
@@ -51,6 +52,7 @@ __all__ = [
     "render_host",
     "template_env",
     "vrrp_instances",
+    "with_vrrp_filter",
 ]
 
 HEADER = f"{MANAGED_MARK} {__version__}; local edits are replaced on the next deploy."
@@ -199,6 +201,22 @@ REDIRECT_EXIT_HOOK = (
     "# the VIPs out of halb's redirect at once: this host's own backends answer them\n"
     f"ExecStopPost=-{REDIRECT_SCRIPT} exited\n"
 )
+
+
+def with_vrrp_filter(
+    cluster: Cluster,
+    rendered: Mapping[str, Mapping[str, RenderedFile]],
+    macs: Mapping[str, Mapping[str, str]],
+) -> dict[str, HostFiles]:
+    """The rendered files plus each host's VRRP filter (halb/vrrp_filter.py), which needs
+    every LB host's MAC on the VIPs' interfaces: {host: {interface: MAC}}."""
+    env = template_env()
+    out: dict[str, HostFiles] = {}
+    for host, files in rendered.items():
+        ctx = {"header": HEADER, "host": host, **vrrp_filter.context(cluster, host, macs)}
+        text = env.get_template("vrrp.nft.j2").render(ctx)
+        out[host] = {**files, VRRP_NFT: RenderedFile(text, 0o600)}
+    return out
 
 
 def _unit(name: str) -> str:

@@ -5,6 +5,8 @@ stay importable from here.
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 # `X as X`: the parsers moved to halb.facts, and stay importable from here for a release
@@ -16,6 +18,7 @@ from halb.facts.lbstate import LbFacts
 from halb.facts.lbstate import facts_from_output as facts_from_output
 from halb.facts.lbstate import parse_vrrp_state as parse_vrrp_state
 from halb.facts.lbstate import split_sections as split_sections
+from halb.facts.neigh import NEIGH_ARGV, parse_neigh
 from halb.gather import gather_host
 from halb.services import manager
 from halb.spec import Cluster
@@ -34,8 +37,23 @@ from halb.status_report import vip_holders as vip_holders
 from halb.transport import TransportFactory, for_host
 
 
-def status(cluster: Cluster, *, transport_for: TransportFactory = for_host) -> StatusReport:
-    """Gather every LB host in parallel and assess."""
+def local_neighbours() -> dict[str, str] | None:
+    """This host's neighbour table (address -> MAC); None when `ip` cannot tell."""
+    try:
+        cp = subprocess.run(NEIGH_ARGV, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_neigh(cp.stdout) if cp.returncode == 0 else None
+
+
+def status(
+    cluster: Cluster,
+    *,
+    transport_for: TransportFactory = for_host,
+    neighbours: Callable[[], dict[str, str] | None] = local_neighbours,
+) -> StatusReport:
+    """Gather every LB host in parallel and assess; with this host's neighbour table, to
+    see a VIP that someone other than its holder answers for."""
     hosts = list(cluster.lb_hosts)
     secrets = known_secrets(cluster)
     transports = [transport_for(h) for h in hosts]
@@ -51,4 +69,5 @@ def status(cluster: Cluster, *, transport_for: TransportFactory = for_host) -> S
         for t in transports:
             t.close()
     vips, fes = refs(cluster)
-    return assess(facts, vips, fes)
+    names = {h.ip: h.name for h in cluster.inventory.hosts.values() if h.ip}
+    return assess(facts, vips, fes, local_neigh=neighbours(), names=names)

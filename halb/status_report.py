@@ -10,6 +10,7 @@ from typing import Any
 from halb.facts.ipaddr import holders
 from halb.facts.journal import UnitJournal
 from halb.facts.lbstate import LbFacts
+from halb.intruders import Intruder, VipSeen, find
 from halb.paths import REDIRECT_SCRIPT
 from halb.spec import Cluster
 
@@ -23,6 +24,7 @@ class VipRef:
     instance: str
     family: int = 4
     label: str = ""  # "internal6" for an IPv6 VIP; the name when empty
+    interface: str = ""
 
     @property
     def key(self) -> str:
@@ -65,6 +67,8 @@ class HostStatus:
     # systemd hosts: a unit that is not active or was restarted by systemd lately, with
     # its last journal lines (secrets masked); nothing for a healthy unit
     journal: tuple[UnitJournal, ...] = ()
+    # halb's VRRP filter: what it dropped from whom, "absent"; None: not read
+    vrrp_filter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ class StatusReport:
     frontends: tuple[FrontendStatus, ...]
     problems: tuple[str, ...]  # any one of these is exit 1
     notes: tuple[str, ...]
+    # foreign VRRP senders and VIPs answered for by a foreign MAC (also in problems)
+    intruders: tuple[Intruder, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -108,7 +114,12 @@ def vip_holders(facts: Iterable[LbFacts], vips: Sequence[VipRef]) -> dict[str, l
 
 
 def assess(
-    facts: Sequence[LbFacts], vips: Sequence[VipRef], frontends: Sequence[FrontendRef]
+    facts: Sequence[LbFacts],
+    vips: Sequence[VipRef],
+    frontends: Sequence[FrontendRef],
+    *,
+    local_neigh: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> StatusReport:
     problems: list[str] = []
     notes: list[str] = []
@@ -162,6 +173,7 @@ def assess(
                 redirect=redirect,
                 backends=backends,
                 journal=f.journal,
+                vrrp_filter=f.vrrp_filter.text if f.vrrp_filter else None,
             )
         )
         for j in f.journal:
@@ -189,12 +201,22 @@ def assess(
             down = [r.svname for r in rows if not r.healthy]
             notes.append(f"frontend {fe.name}: {', '.join(down)} down (as {view} sees it)")
 
+    single = [
+        VipSeen(v.key, v.address, v.interface, holders[v.key][0])
+        for v in vips
+        if len(holders[v.key]) == 1
+    ]
+    intruders, seen = find(facts, single, local_neigh=local_neigh, names=names)
+    problems += [i.text for i in intruders]
+    notes += seen
+
     return StatusReport(
         hosts=tuple(host_status),
         vips=tuple(VipStatus(v.name, v.address, tuple(holders[v.key]), v.family) for v in vips),
         frontends=tuple(fe_status),
         problems=tuple(problems),
         notes=tuple(notes),
+        intruders=tuple(intruders),
     )
 
 
@@ -226,7 +248,9 @@ def _redirect_text(
 
 def refs(cluster: Cluster) -> tuple[list[VipRef], list[FrontendRef]]:
     """The parts of a Cluster the assessment needs."""
-    vips = [VipRef(v.name, v.address, v.instance, v.family, v.label) for v in cluster.vips]
+    vips = [
+        VipRef(v.name, v.address, v.instance, v.family, v.label, v.interface) for v in cluster.vips
+    ]
     fes = [
         FrontendRef(
             fe.name, fe.vip_name, tuple(b.name for b in fe.backends), fe.listen_port is not None
@@ -257,6 +281,7 @@ def render_text(report: StatusReport) -> list[str]:
         ka = "up" if h.keepalived_up else "DOWN"
         name = f"{h.host} (drained)" if h.drained else h.host
         red = f"; redirect {h.redirect}" if h.redirect is not None else ""
+        red += f"; vrrp filter {h.vrrp_filter}" if h.vrrp_filter is not None else ""
         lines.append(f"{name}: vrrp {vrrp}; holds {held}; haproxy {ha}; keepalived {ka}{red}")
         for j in h.journal:
             source = "systemd's last lines on it" if j.running else "last journal lines"

@@ -11,11 +11,12 @@ from rich.table import Table
 
 from halb.cli.common import DEFAULT_CONFIG, ConfigOption, app, err, exit_with, out
 from halb.drill import report as rp
+from halb.drill.fault_kinds import ALL_FAULTS, GROUPS
 from halb.drill.model import FAULTS, RoundRecord
 from halb.errors import ExitStatus, InputError
 from halb.files import atomic_write
 
-FAULT_CHOICES = (*FAULTS, "all")
+FAULT_CHOICES = (*FAULTS, *GROUPS, "all")
 
 
 def parse_faults(value: str) -> tuple[str, ...]:
@@ -24,7 +25,8 @@ def parse_faults(value: str) -> tuple[str, ...]:
     if not names:
         raise InputError(f"--fault: give one of {', '.join(FAULT_CHOICES)}")
     if "all" in names:
-        return FAULTS
+        return ALL_FAULTS
+    names = [g for n in names for g in GROUPS.get(n, (n,))]
     bad = [n for n in names if n not in FAULTS]
     if bad:
         raise InputError(f"--fault {bad[0]!r}: unknown fault (valid: {', '.join(FAULT_CHOICES)})")

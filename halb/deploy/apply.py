@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import assert_never
 
-from halb import redirect
+from halb import redirect, vrrp_filter
 from halb.deploy.plan import Action, FileStep, HostPlan, ServiceAction
 from halb.deploy.report import HostResult, HostState
 from halb.deploy.steps import (
@@ -34,7 +34,14 @@ from halb.deploy.steps import (
 )
 from halb.errors import DeployError, HalbError
 from halb.facts.ipaddr import IP_ADDR, IfAddr, parse_ip_addr
-from halb.paths import BACKUP_DIR, KEEPALIVED_CONF, REDIRECT_NFT, RUNTIME_DIRS, SYSCTL_CONF
+from halb.paths import (
+    BACKUP_DIR,
+    KEEPALIVED_CONF,
+    REDIRECT_NFT,
+    RUNTIME_DIRS,
+    SYSCTL_CONF,
+    VRRP_NFT,
+)
 from halb.services import (
     CONFIG_OF,
     SERVICES,
@@ -80,8 +87,10 @@ class HostDeployer:
         progress: HostProgress,
         stamp: str,
         pids: Mapping[str, int | None],
+        own_macs: Mapping[str, str] | None = None,
     ) -> None:
         self.hp = hp
+        self.own_macs = dict(own_macs or {})  # VIP interface -> MAC the filter was rendered with
         self.t = t
         self.svc = svc
         self._progress = progress
@@ -155,9 +164,16 @@ class HostDeployer:
             self._run_chain(self._file_steps())
             self._start_services()
             self.haproxy_pid = self._verify()
-            self._run_chain([self._redirect_step()])
+            self._run_chain([self._redirect_step(), *self._filter_steps()])
         else:
-            self._run_chain([*self._file_steps(), *self._reload_steps(), self._redirect_step()])
+            self._run_chain(
+                [
+                    *self._file_steps(),
+                    *self._reload_steps(),
+                    self._redirect_step(),
+                    *self._filter_steps(),
+                ]
+            )
 
     def _file_steps(self) -> list[Step]:
         """Validate, back up, rename into place, sysctl, daemon-reload: in that order, so
@@ -192,6 +208,12 @@ class HostDeployer:
         if any(f.path == REDIRECT_NFT for f in self.hp.files):
             return Step(redirect.LOAD_ARGV, StepKind.REDIRECT)
         return Step(redirect.STALE_ARGV, StepKind.REDIRECT)
+
+    def _filter_steps(self) -> list[Step]:
+        """Load halb's VRRP filter when its file changed (halb/vrrp_filter.py)."""
+        if not any(f.path == VRRP_NFT for f in self.hp.changed_files):
+            return []
+        return [Step(vrrp_filter.load_argv(self.own_macs), StepKind.VRRP_FILTER)]
 
     def _reload_steps(self) -> list[Step]:
         """Each reload its own step (validate, pid, signal, the new worker: one command),
@@ -370,6 +392,12 @@ class HostDeployer:
                         f"{host}: loading halb's nftables redirect failed: {_text(out, rc)}"
                     )
                 self.say("nftables redirect loaded")
+            case StepKind.VRRP_FILTER:
+                if rc != 0:
+                    raise DeployError(
+                        f"{host}: loading halb's VRRP filter failed: {_text(out, rc)}"
+                    )
+                self.say("VRRP filter loaded")
             case StepKind.BACKUP | StepKind.DAEMON_RELOAD:
                 if rc != 0:
                     raise self.t.error(f"{step.kind} failed (exit {rc}): {_text(out, rc)}")
@@ -420,6 +448,11 @@ class HostDeployer:
             self.t.run(redirect.DROP_ARGV, timeout=30, check=True)
         elif not any(f.path == REDIRECT_NFT for f in self.hp.files):
             self.t.run(redirect.RELOAD_IF_PRESENT_ARGV, timeout=30, check=True)
+        # the former VRRP filter back, or none
+        if VRRP_NFT in restore:
+            self.t.run(vrrp_filter.RELOAD_ARGV, timeout=30, check=True)
+        elif VRRP_NFT in remove:
+            self.t.run(vrrp_filter.DROP_ARGV, timeout=30, check=True)
         for name in reversed(self.applied.started):
             self.svc.stop(name)
         for name in self.applied.reloaded:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from halb import vrrp_filter
 from halb.deploy.apply import HostDeployer, HostProgress
 from halb.deploy.locks import LocalLock, RemoteLock, utc_now
 from halb.deploy.plan import Action, Plan, ServiceAction, compute_plan, diff_lines, sysctl_keys
@@ -21,8 +22,9 @@ from halb.deploy.vips import wait_for_vips
 from halb.errors import DeployError, HalbError, InputError
 from halb.facts.ipaddr import IP_ADDR, parse_ip_addr
 from halb.facts.target import TargetFacts, facts_argv, parse_facts_output
-from halb.paths import SYSCTL_CONF
-from halb.render import RenderedFile
+from halb.gather import learn_macs
+from halb.paths import SYSCTL_CONF, VRRP_NFT
+from halb.render import HostFiles, RenderedFile, with_vrrp_filter
 from halb.services import SERVICES, ServiceManager, manager
 from halb.spec import Cluster
 from halb.transport import Transport, TransportFactory, batch, for_host, split_batch
@@ -140,6 +142,28 @@ def _open(hosts: Hosts, cluster: Cluster, transport_for: TransportFactory) -> No
         hosts.managers[h.name] = manager(cluster.service_manager(h), t)
 
 
+def _learn_macs(
+    hosts: Hosts,
+    cluster: Cluster,
+    rendered: Mapping[str, Mapping[str, RenderedFile]],
+    progress: HostProgress,
+) -> tuple[dict[str, dict[str, str]], dict[str, HostFiles]]:
+    """Every LB host's MAC on the VIPs' interfaces (all of them, also outside --limit: each
+    host's filter lists its peers) and the rendered files with each host's VRRP filter
+    (none on a host without nft: it is deployed as before, and says so)."""
+    macs, no_nft, missing = learn_macs(hosts.transports, vrrp_filter.interfaces(cluster))
+    if missing:
+        # keepalived's own check on the host then says what is wrong, as before
+        for h, ifaces in missing.items():
+            progress(h, f"no {', '.join(ifaces)} here: halb's VRRP filter is left out")
+        return macs, {h: dict(f) for h, f in rendered.items()}
+    files = with_vrrp_filter(cluster, rendered, macs)
+    for h in no_nft:
+        progress(h, "no nft: halb's VRRP filter is not loaded here (install nftables)")
+        files[h] = {p: f for p, f in files[h].items() if p != VRRP_NFT}
+    return macs, files
+
+
 def _connect(
     hosts: Hosts,
     targets: Sequence[str],
@@ -207,7 +231,11 @@ def _show_diff(
 
 
 def _apply(
-    hosts: Hosts, plan: Plan, facts: Mapping[str, TargetFacts], progress: HostProgress
+    hosts: Hosts,
+    plan: Plan,
+    facts: Mapping[str, TargetFacts],
+    progress: HostProgress,
+    macs: Mapping[str, Mapping[str, str]],
 ) -> tuple[list[HostResult], dict[str, HostDeployer]]:
     """Every host's plan applied, all hosts at once."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -219,6 +247,7 @@ def _apply(
             progress,
             stamp,
             facts[h.host].pids,
+            macs.get(h.host),
         )
         for h in plan.hosts
     }
@@ -301,6 +330,7 @@ def deploy(
         if local_lock:
             local_lock.acquire()
         _open(hosts, cluster, transport_for)
+        macs, rendered = _learn_macs(hosts, cluster, rendered, progress)
         facts = _connect(hosts, targets, rendered, lock=locked, progress=progress)
         stages.done("connect")
         plan = _plan(hosts, rendered, facts, install=install, dry_run=dry_run)
@@ -310,7 +340,7 @@ def deploy(
         if dry_run:
             return DeployReport(plan, [], {}, None, True, stages.total(), stages.seconds)
 
-        results, deployers = _apply(hosts, plan, facts, progress)
+        results, deployers = _apply(hosts, plan, facts, progress, macs)
         stages.done("apply")
         failed = [r.host for r in results if not r.ok]
         if failed:

@@ -45,6 +45,9 @@ class StepKind(StrEnum):
     # halb's nftables redirect loaded once HAProxy runs on its new config, or the table a
     # former spec left dropped (halb/redirect.py)
     REDIRECT = "redirect"
+    # halb's VRRP filter loaded from its new file, once the host's own MACs are checked
+    # to be the ones it was rendered with (halb/vrrp_filter.py)
+    VRRP_FILTER = "vrrp-filter"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from halb.daemons import ServiceName
+from halb.drill import rogue_kinds as rogue
 from halb.paths import LAB_CONTROL_DIR
 
 NFT_TABLE = "halb_drill"
@@ -25,6 +26,13 @@ class Fault(StrEnum):
     LINK = "link"
     APISERVER = "apiserver"
     PARTITION = "partition"
+    # a hostile host on the segment (halb/drill/rogue.py); not part of `all`
+    ROGUE_MCAST = "rogue-vrrp-mcast"
+    ROGUE_FORGED = "rogue-vrrp-forged"
+    ROGUE_V2 = "rogue-vrrp-v2"
+    ROGUE_V2_BADPASS = "rogue-vrrp-v2-badpass"
+    ROGUE_V3 = "rogue-vrrp-v3"
+    ARP_SPOOF = "arp-spoof"
 
 
 class Hits(StrEnum):
@@ -33,6 +41,7 @@ class Hits(StrEnum):
     HOLDER = "holder"  # the LB host holding the first VIP
     LB_HOSTS = "lb hosts"  # every LB host at once
     MASTERS = "masters"  # every apiserver backend
+    ROGUE = "rogue"  # a host of the inventory that is not an LB host, sending forged frames
 
 
 class Effect(StrEnum):
@@ -73,6 +82,7 @@ class FaultKind:
     # holder hearing the new one's adverts is what makes it send fresh gratuitous ARPs
     heal_holder_first: bool = False
     lab_only: bool = False  # drives a lab stand-in; a real host has nothing to break
+    rogue: rogue.Variant | None = None  # the frames a rogue host sends (Hits.ROGUE)
 
     def hold(self, master_down: float) -> float:
         """How long the fault may take to show its effect before it is restored."""
@@ -119,6 +129,8 @@ inject) printf '500\\n' > "$d/.readyz.drill" && mv -f "$d/.readyz.drill" "$d/rea
 restore) rm -f "$d/readyz" "$d/.readyz.drill" ;;
 esac
 """
+
+V = rogue.Variant
 
 KINDS: dict[Fault, FaultKind] = {
     k.fault: k
@@ -175,6 +187,31 @@ KINDS: dict[Fault, FaultKind] = {
             script=PARTITION,
             heal_holder_first=True,
         ),
+        *(
+            FaultKind(
+                f,
+                what,
+                Hits.ROGUE,
+                Effect.VIP_STAYS,
+                10.0,
+                script=rogue.SCRIPT,
+                rogue=variant,
+            )
+            for f, variant, what in (
+                (Fault.ROGUE_MCAST, V.MCAST, "multicast adverts at priority 255"),
+                (Fault.ROGUE_FORGED, V.FORGED, "adverts at 255, a peer's address forged"),
+                (Fault.ROGUE_V2, V.V2, "VRRPv2 at 255, forged, the right password"),
+                (Fault.ROGUE_V2_BADPASS, V.V2_BADPASS, "VRRPv2 at 255, forged, a wrong password"),
+                (Fault.ROGUE_V3, V.V3, "VRRPv3 at 255, a peer's address forged"),
+                (Fault.ARP_SPOOF, V.ARP, "gratuitous ARP for the VIPs from a rogue MAC"),
+            )
+        ),
     )
 }
 FAULTS: tuple[str, ...] = tuple(f.value for f in Fault)
+# `--fault all`: the faults of the LB hosts and their backends; the rogue's are asked by name
+ALL_FAULTS: tuple[str, ...] = tuple(f for f in FAULTS if KINDS[Fault(f)].rogue is None)
+# `--fault rogue-vrrp`: every forged-advert variant
+GROUPS: dict[str, tuple[str, ...]] = {
+    "rogue-vrrp": tuple(f for f in FAULTS if f.startswith("rogue-vrrp-")),
+}

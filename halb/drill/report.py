@@ -275,7 +275,8 @@ def violations(
             elif not hs:
                 out.append(f"{tag}: VIP {vip} held by no LB host after the round")
         if KINDS[Fault(f.fault)].effect is Effect.VIP_STAYS and f.vip_moved:
-            out.append(f"{tag}: the VIP moved although only the apiservers failed")
+            why = "only the apiservers failed" if f.fault == Fault.APISERVER else "it must stay"
+            out.append(f"{tag}: the VIP moved although {why}")
         for fe, quiet in f.silent_at_end_s.items():
             if quiet > SILENT_AT_END:
                 out.append(

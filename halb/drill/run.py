@@ -19,11 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from halb.drill import capture, faults
+from halb.drill import capture, faults, rogue
 from halb.drill.fault_kinds import KINDS, Fault, FaultKind, Hits
 from halb.drill.load import ProcessLoad, Target
 from halb.drill.model import Packet, RoundRecord
-from halb.errors import CheckFailed, HalbError
+from halb.errors import CheckFailed, HalbError, InputError
 from halb.facts.ipaddr import IfAddr, holders, read_addrs
 from halb.inventory import Host
 from halb.services import ServiceManager, manager
@@ -69,6 +69,29 @@ def targets_of(cluster: Cluster) -> list[Target]:
     return out
 
 
+def rogue_host(cluster: Cluster) -> Host:
+    """The host the rogue faults send from: the last inventory host that is not an LB host
+    (a node before a master), with an address."""
+    lbs = set(cluster.lb_host_names)
+    others = [h for h in cluster.inventory.hosts.values() if h.name not in lbs and h.ip]
+    if not others:
+        raise InputError(
+            "the rogue faults send from a host that is not an LB host: the inventory has none"
+        )
+    return others[-1]
+
+
+def rogue_nic(t: Transport, vip: str) -> tuple[str, str]:
+    """The rogue host's interface towards the VIPs and its MAC."""
+    res = t.run(["ip", "-o", "route", "get", vip], timeout=15, check=True)
+    words = res.out.split()
+    if "dev" not in words[:-1]:
+        raise HalbError(f"{t.name}: no route to {vip}: {res.out.strip()}")
+    dev = words[words.index("dev") + 1]
+    mac = t.run(["cat", f"/sys/class/net/{dev}/address"], timeout=15, check=True).out.strip()
+    return dev, mac.lower()
+
+
 def local_interface(address: str) -> str | None:
     """The interface this host reaches `address` through (for the client-side capture)."""
     try:
@@ -108,6 +131,12 @@ class Drill:
             names = [b.name for b in fe.backends] if fe else []
             hosts = cluster.inventory.hosts
             self.masters = [transport_for(hosts[n]) for n in names if n in hosts]
+        self.rogue: Transport | None = None
+        self._rogue_host: Host | None = None
+        self._rogue_nic: tuple[str, str] | None = None  # its interface to the VIPs, its MAC
+        if any(KINDS[Fault(f)].hits is Hits.ROGUE for f in settings.faults):
+            self._rogue_host = rogue_host(cluster)
+            self.rogue = transport_for(self._rogue_host)
         self.lb_addresses = {h.name: cluster.host_ip(h) for h in self.lbs}
         self.macs: dict[str, str] = {}
         self._pool = ThreadPoolExecutor(max_workers=4 * len(self.lbs) + 4)
@@ -115,7 +144,7 @@ class Drill:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for t in [*self.t.values(), *self.masters]:
+        for t in [*self.t.values(), *self.masters, *([self.rogue] if self.rogue else [])]:
             t.close()
 
     # ------------------------------------------------------------------ observations
@@ -256,7 +285,7 @@ class Drill:
                 faults.restore_service(kind.service, svc)
             return
         where = self._fault_hosts(kind, target)
-        args = [self.iface] if kind.takes_interface else []
+        args = self._fault_args(kind, fid, hold)
         armed: list[Transport] = []
         times: list[tuple[float | None, float | None]] = []
         start = time.time()
@@ -318,7 +347,31 @@ class Drill:
             Hits.HOLDER: [self.t[target]],
             Hits.LB_HOSTS: list(self.t.values()),
             Hits.MASTERS: list(self.masters),
+            Hits.ROGUE: [self.rogue] if self.rogue else [],
         }[kind.hits]
+
+    def _fault_args(self, kind: FaultKind, fid: str, hold: float) -> list[str]:
+        if kind.rogue is None:
+            return [self.iface] if kind.takes_interface else []
+        # the rogue's frames go to a 0600 file on it (a right password is in them)
+        assert self.rogue is not None and self._rogue_host is not None
+        if self._rogue_nic is None:
+            self._rogue_nic = rogue_nic(self.rogue, self.vips[next(iter(self.vips))])
+        dev, mac = self._rogue_nic
+        target = rogue.Target(
+            vips=tuple((v.router_id, v.address) for v in self.cluster.vips),
+            lbs=tuple((self.lb_addresses[h.name], self.macs[h.name]) for h in self.lbs),
+            version=self.cluster.vrrp_version,
+            advert_int=self.advert,
+            password=self.cluster.auth_password,
+            rogue_ip=self.cluster.host_ip(self._rogue_host),
+            rogue_mac=mac,
+        )
+        path = f"{faults.STATE_DIR}/{fid}.frames"
+        self.rogue.run(["mkdir", "-p", "-m", "700", faults.STATE_DIR], timeout=15, check=True)
+        self.rogue.put(path, rogue.frames_file(rogue.frames(kind.rogue, target)), 0o600)
+        every = rogue.interval(kind.rogue, self.advert)
+        return [path, dev, f"{every:.3f}", f"{hold + 5:.3f}"]
 
     def _watch(self, rec: RoundRecord, kind: FaultKind, target: str, until: float) -> None:
         """Poll the holders until the fault's effect is seen (plus a margin) or `until`."""

@@ -37,17 +37,32 @@ from halb.paths import (
     NOTIFY_SCRIPT,
     RUNTIME_DIRS,
     SYSCTL_CONF,
+    VRRP_NFT,
 )
-from halb.render import HostFiles
+from halb.render import HostFiles, with_vrrp_filter
 from halb.services import SUPERVISED, start_argv, validate_argv
 from halb.spec import Cluster
 from halb.spec.profiles import vip_wait
+from halb.vrrp_filter import interfaces
 
 ROLE = "halb_lb"
 HOST_FILES = "host_files"
 MARKER = ".halb-export"
 PLACEHOLDER = "@@HALB_VRRP_AUTH_PASS@@"
+# a peer's MAC in the exported VRRP filter: the play fills it in from that peer's own read
+MAC_PLACEHOLDER = "@@HALB_MAC_{host}_{interface}@@"
 _ROLE_FILES = ("tasks/main.yml", "handlers/main.yml", "defaults/main.yml")
+
+
+def mac_placeholders(cluster: Cluster) -> dict[str, dict[str, str]]:
+    """{host: {interface: placeholder}}: the VRRP filter rendered with these instead of
+    MACs, which only the hosts know (halb deploy learns them; the play reads them)."""
+    return {
+        h.name: {i: MAC_PLACEHOLDER.format(host=h.name, interface=i) for i in interfaces(cluster)}
+        for h in cluster.lb_hosts
+    }
+
+
 _AUTH_PASS = re.compile(r"^(\s*auth_pass\s+)(\S+)$", re.M)
 
 
@@ -69,6 +84,8 @@ def _kind(path: str) -> str:
         return "dropin"
     if path in (HAPROXY_CFG, KEEPALIVED_CONF):
         return "config"
+    if path == VRRP_NFT:
+        return "vrrp_filter"  # halb's VRRP filter, MACs filled in at run time
     if path.endswith(".nft"):
         return "nft"  # halb's redirect of the public ports (co-located LB hosts)
     raise InputError(f"halb export: no Ansible task for rendered file {path}")
@@ -115,6 +132,13 @@ def _host_vars(cluster: Cluster, host: str, files: HostFiles) -> str:
             "halb_export_files": entries,
             "halb_export_dirs": dirs,
             "halb_export_vips": _vip_roles(cluster, host),
+            "halb_vrrp_interfaces": list(interfaces(cluster)),
+            "halb_vrrp_macs": [
+                {"placeholder": ph, "host": peer, "interface": i}
+                for peer, by_iface in mac_placeholders(cluster).items()
+                if peer != host
+                for i, ph in by_iface.items()
+            ],
         }
     )
 
@@ -310,6 +334,7 @@ def build(cluster: Cluster, rendered: Mapping[str, HostFiles]) -> Export:
     }
     for name in _ROLE_FILES:
         out[f"roles/{ROLE}/{name}"] = ExportFile(_role_file(name))
+    rendered = with_vrrp_filter(cluster, rendered, mac_placeholders(cluster))
     for host, files in rendered.items():
         out[f"host_vars/{host}.yml"] = ExportFile(_host_vars(cluster, host, files))
         for path, f in files.items():

@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from halb import vrrp_filter
+from halb.errors import HalbError
 from halb.facts.haproxy import SHOW_STAT, StatRow, parse_show_stat
 from halb.facts.ipaddr import IfAddr, parse_ip_addr
 from halb.facts.journal import UnitJournal
-from halb.paths import DRAIN_FLAG, REDIRECT_TABLE, VRRP_STATE_DIR
+from halb.facts.neigh import parse_link_macs, parse_neigh
+from halb.paths import DRAIN_FLAG, REDIRECT_TABLE, VRRP_STATE_DIR, VRRP_TABLE
 from halb.redirect import parse_status
 from halb.shell import quote
 
@@ -23,6 +26,9 @@ echo @@stat
 {SHOW_STAT}
 [ -e {DRAIN_FLAG} ] && echo @@drained
 echo @@redirect; nft list set ip {REDIRECT_TABLE} healthy 2>/dev/null
+echo @@vrrp_filter; nft -j list table inet {VRRP_TABLE} 2>/dev/null
+echo @@link; ip -o link show
+echo @@neigh; ip -o neigh show
 echo @@end
 """
 # Put before GATHER's end: the service manager's state command, so one round trip tells
@@ -55,6 +61,10 @@ class LbFacts:
     # VIPs halb's nftables redirect sends to HAProxy now; None: no such table loaded
     redirect: tuple[str, ...] | None = None
     journal: tuple[UnitJournal, ...] = ()  # the last lines of the units that are not well
+    # halb's VRRP filter (what it dropped, from whom); None: not loaded or unreadable
+    vrrp_filter: vrrp_filter.FilterState | None = None
+    macs: Mapping[str, str] = field(default_factory=dict)  # interface -> its MAC
+    neigh: Mapping[str, str] = field(default_factory=dict)  # address -> MAC it is sent to
 
 
 def parse_vrrp_state(text: str) -> str | None:
@@ -92,7 +102,18 @@ def facts_from_output(host: str, text: str) -> LbFacts:
         stats=stats,
         drained="drained" in sec,
         redirect=_redirect(sec.get("redirect", "")),
+        vrrp_filter=_vrrp_filter(sec.get("vrrp_filter", "")),
+        macs=parse_link_macs(sec.get("link", "")),
+        neigh=parse_neigh(sec.get("neigh", "")),
     )
+
+
+def _vrrp_filter(text: str) -> vrrp_filter.FilterState | None:
+    try:
+        state = vrrp_filter.parse_status(text)
+    except HalbError:
+        return None
+    return state if state.present else None
 
 
 def _redirect(text: str) -> tuple[str, ...] | None:

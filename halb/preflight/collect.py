@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from halb import redirect
-from halb.errors import TransportError
+from halb import redirect, vrrp_filter
+from halb.errors import HalbError, TransportError
 from halb.facts import firewall as fw
 from halb.facts.ipaddr import (
     IP_ADDR,
@@ -113,6 +113,7 @@ class HostCheck:
         mac = None
         arp: dict[str, tuple[ArpReply, ...]] = {}
         configured: dict[str, dict[str, bool]] = {}
+        macs: dict[str, str] = {}
         for iface in ifaces:
             vips = sorted({v.address for v in self.c.vips if v.interface == iface})
             configured[iface] = (
@@ -122,7 +123,10 @@ class HostCheck:
             )
             if iface not in links:
                 continue
-            mac = mac or self._mac(iface)
+            own = self._mac(iface)
+            if own:
+                macs[iface] = own
+            mac = mac or own
             # One helper run per interface probes every VIP not held here.
             probe = [v for v in vips if not any(a.address == v for a in addrs)]
             probe4 = [v for v in probe if ":" not in v]
@@ -153,7 +157,18 @@ class HostCheck:
             listeners=self._listeners(),
             firewall=self._firewall(),
             nft=self._nft_probe() if self.c.redirected else None,
+            macs=macs,
+            vrrp_filter=self._vrrp_filter(),
         )
+
+    def _vrrp_filter(self) -> vrrp_filter.FilterState | None:
+        """halb's VRRP filter as loaded (its peers' MACs); None when it cannot be read."""
+        rc, out, _ = self.sh(vrrp_filter.STATUS_ARGV)
+        try:
+            return vrrp_filter.parse_status(out) if rc == 0 else None
+        except HalbError as e:
+            self.add("vrrp-filter", Level.WARN, f"could not read halb's VRRP filter: {e}")
+            return None
 
     def _keepalived_names(self, vip: str) -> bool:
         rc, _, _ = self.sh(["grep", "-qwF", "--", vip, KEEPALIVED_CONF])

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from halb import kinds
+from halb import kinds, vrrp_filter
 from halb.facts import firewall as fw
 from halb.facts.ipaddr import IfAddr, subnet_for
 from halb.facts.packets import ArpReply, VrrpAdvert
@@ -331,6 +331,25 @@ def host_results(
     return out
 
 
+def vrrp_filter_results(cluster: Cluster, facts: Mapping[str, Observed]) -> list[PreflightResult]:
+    """halb's VRRP filter on each host against its peers' MACs now: a peer whose MAC
+    changed (a replaced NIC) would have its adverts dropped, so it is a failure here,
+    before `halb deploy` changes anything (the deploy learns the new MAC)."""
+    macs = {n: o.macs for n, o in facts.items() if o.macs}
+    tables = {n: o.vrrp_filter for n, o in facts.items() if o.vrrp_filter and o.vrrp_filter.present}
+    changes = vrrp_filter.mac_changes(cluster, macs, tables)
+    out = [PreflightResult("vrrp-filter", ch.host, Level.FAIL, ch.text) for ch in changes]
+    bad = {ch.on for ch in changes}
+    for n in tables:
+        if n not in bad:
+            out.append(
+                PreflightResult(
+                    "vrrp-filter", n, Level.OK, f"{n}'s VRRP filter accepts its peers' MACs now"
+                )
+            )
+    return out
+
+
 def judge(
     cluster: Cluster,
     hosts: Sequence[Host],
@@ -362,6 +381,7 @@ def judge(
     }
     for vip, heard_arp in by_vip.items():
         results.extend(arp_results(vip, heard_arp, names, lb_macs, macs))
+    results.extend(vrrp_filter_results(cluster, facts))
     reachable = [h.name for h in hosts if facts[h.name].reachable]
     for n in reachable:
         results.extend(listen_notes[n])

@@ -11,6 +11,7 @@ from halb.facts.ipaddr import IfAddr
 from halb.facts.packets import ArpReply
 from halb.facts.ss import Listener
 from halb.preflight.report import PreflightResult
+from halb.vrrp_filter import FilterState
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,6 @@ class Observed:
     firewall: FirewallState | None = None
     # asked only when a frontend is redirected (halb/redirect.py); None: not asked
     nft: NftProbe | None = None
+    # the VIPs' interfaces -> their MAC, and halb's VRRP filter as loaded (None: not read)
+    macs: Mapping[str, str] = field(default_factory=dict)
+    vrrp_filter: FilterState | None = None

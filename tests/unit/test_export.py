@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from halb.cli import app
 from halb.export import ansible
 from halb.paths import REDIRECT_NFT, REDIRECT_SCRIPT
-from halb.render import KEEPALIVED_CONF, render_cluster
+from halb.render import KEEPALIVED_CONF, render_cluster, with_vrrp_filter
 from halb.spec import load_cluster
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "cases"
@@ -43,7 +43,9 @@ def test_host_files_are_the_rendered_bytes_with_the_password_as_placeholder(
 ) -> None:
     dest = tmp_path / "out"
     export(case, dest)
-    rendered = render_cluster(load_cluster(case))
+    c = load_cluster(case)
+    # plus halb's VRRP filter with a placeholder for each peer's MAC (filled in by the play)
+    rendered = with_vrrp_filter(c, render_cluster(c), ansible.mac_placeholders(c))
     assert set(rendered) == {"lb1", "lb2"}
     for host, files in rendered.items():
         on_disk = {
@@ -194,3 +196,36 @@ def test_colocated_export_checks_and_loads_the_redirect(tmp_path: Path) -> None:
     assert load == f"sh {REDIRECT_SCRIPT} load"
     nft = (dest / ansible.HOST_FILES / "master1" / REDIRECT_NFT.lstrip("/")).read_text()
     assert nft == render_cluster(load_cluster(d / "halb.yaml"))["master1"][REDIRECT_NFT].content
+
+
+def test_the_vrrp_filter_is_filled_in_from_each_peers_own_mac(case: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    export(case, dest)
+    c = load_cluster(case)
+    host = yaml.safe_load((dest / "host_vars" / "lb1.yml").read_text())
+    assert host["halb_vrrp_interfaces"] == ["eth0"]
+    assert host["halb_vrrp_macs"] == [
+        {"placeholder": "@@HALB_MAC_lb2_eth0@@", "host": "lb2", "interface": "eth0"}
+    ]
+    kinds = {f["path"]: f["kind"] for f in host["halb_export_files"]}
+    assert kinds["/etc/keepalived/halb/vrrp.nft"] == "vrrp_filter"
+    text = (dest / ansible.HOST_FILES / "lb1/etc/keepalived/halb/vrrp.nft").read_text()
+    assert "@@HALB_MAC_lb2_eth0@@" in text
+    # the placeholder replaced by the MAC gives exactly what halb deploy renders
+    macs = {"lb1": {"eth0": "02:00:00:00:00:11"}, "lb2": {"eth0": "02:00:00:00:00:12"}}
+    want = with_vrrp_filter(c, render_cluster(c), macs)["lb1"]["/etc/keepalived/halb/vrrp.nft"]
+    assert text.replace("@@HALB_MAC_lb2_eth0@@", "02:00:00:00:00:12") == want.content
+    task, load = (
+        role_entry(dest, "tasks", "nftables peer filter (halb_vrrp)"),
+        role_entry(dest, "handlers", "halb load vrrp filter"),
+    )
+    assert task["ansible.builtin.copy"]["validate"] == "nft -c -f %s"
+    assert task["notify"] == "halb load vrrp filter"
+    assert load["ansible.builtin.command"] == "nft -f /etc/keepalived/halb/vrrp.nft"
+
+
+def role_entry(dest: Path, kind: str, name: str) -> dict[str, object]:
+    """One task or handler of the exported role, by its name."""
+    entries = yaml.safe_load((dest / "roles" / ansible.ROLE / kind / "main.yml").read_text())
+    found: dict[str, object] = next(e for e in entries if e["name"] == name)
+    return found

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from halb.drill.fault_kinds import FAULTS, KINDS, Effect, Fault, Hits
+from halb.drill.fault_kinds import ALL_FAULTS, FAULTS, KINDS, Effect, Fault, Hits
 from halb.drill.model import FAULTS as MODEL_FAULTS
 
 
 def test_every_fault_has_one_record_and_either_a_service_or_a_script() -> None:
     assert set(KINDS) == set(Fault)
-    assert (
-        FAULTS == MODEL_FAULTS == ("graceful", "kill", "haproxy", "link", "apiserver", "partition")
-    )
+    assert FAULTS == MODEL_FAULTS
+    assert ALL_FAULTS == ("graceful", "kill", "haproxy", "link", "apiserver", "partition")
+    # the hostile host's faults are named, never part of `all`
+    assert set(FAULTS) - set(ALL_FAULTS) == {f for f in FAULTS if KINDS[Fault(f)].rogue}
     for k in KINDS.values():
         assert (k.service is None) != (k.script == ""), k.fault
         # a service fault acts on the holder's own daemon
@@ -28,6 +29,8 @@ def test_every_fault_has_one_record_and_either_a_service_or_a_script() -> None:
         ("link", 5.0),
         ("partition", 7.0),
         ("apiserver", 2.0),
+        ("rogue-vrrp-forged", 10.0),
+        ("arp-spoof", 10.0),
     ],
 )
 def test_hold_is_the_master_down_time_and_a_margin_unless_the_vip_stays(
