@@ -96,6 +96,7 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
     lb = {h.name: h for h in cluster.lb_hosts}[host]
     host_ip = cluster.host_ip(lb)
     peers = [cluster.host_ip(h) for h in cluster.lb_hosts if h.name != host]
+    profile = PROFILES[cluster.spec.vrrp.profile]
     return {
         "header": HEADER,
         "cluster": cluster.name,
@@ -115,9 +116,9 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         "track_weight": cluster.track_weight,
         "check_script": CHECK_SCRIPT,
         "notify_script": NOTIFY_SCRIPT,
-        "check_interval": 1,
-        "check_fall": PROFILES[cluster.spec.vrrp.profile].check_fall,
-        "check_timeout": 2,
+        "check_interval": profile.check_interval,
+        "check_fall": profile.check_fall,
+        "check_timeout": profile.check_timeout,
         "haproxy_pidfile": HAPROXY_PIDFILE,
         "haproxy_exit_file": HAPROXY_EXIT_FILE,
         **redirect_context(cluster),
