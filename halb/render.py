@@ -108,6 +108,7 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         src6 = cluster.host_address(lb, 6) or ""
         peers6 = [cluster.host_address(h, 6) or "" for h in cluster.lb_hosts if h.name != host]
         unicast_of[6] = (src6, peers6)
+    profile = PROFILES[cluster.spec.vrrp.profile]
     return {
         "header": HEADER,
         "cluster": cluster.name,
@@ -129,13 +130,13 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         "track_weight": cluster.track_weight,
         "check_script": CHECK_SCRIPT,
         "notify_script": NOTIFY_SCRIPT,
-        "check_interval": 1,
-        "check_fall": PROFILES[cluster.spec.vrrp.profile].check_fall,
+        "check_interval": profile.check_interval,
+        "check_fall": profile.check_fall,
         # The co-located check FAULTs only when HAProxy and the host's own backends are
         # all down; one check slowed past its timeout on a loaded host must not move the
         # VIP, so it needs two failures in a row even where the profile's `fall` is 1.
-        "fallthrough_fall": max(2, PROFILES[cluster.spec.vrrp.profile].check_fall),
-        "check_timeout": 2,
+        "fallthrough_fall": max(2, profile.check_fall),
+        "check_timeout": profile.check_timeout,
         "haproxy_pidfile": HAPROXY_PIDFILE,
         "haproxy_exit_file": HAPROXY_EXIT_FILE,
         **redirect_context(cluster, host_ip),

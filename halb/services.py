@@ -89,6 +89,11 @@ SUPERVISED: dict[ServiceName, SupervisedSpec] = {
     ),
 }
 
+# How long a service manager's query or `enable` may take before the host counts as hung:
+# on emulated VMs (QEMU's TCG) on busy shared cores `systemctl show` took over 30 s and
+# `systemctl enable keepalived` (Debian's update-rc.d, perl) over 60 s.
+SLOW_COMMAND_TIMEOUT = 300.0
+
 
 class ServiceManager(ABC):
     kind: str
@@ -124,7 +129,7 @@ class ServiceManager(ABC):
     def _run_pids(
         self, argv: list[str], names: Sequence[ServiceName]
     ) -> dict[ServiceName, int | None]:
-        res = self.t.run(argv, timeout=30)
+        res = self.t.run(argv, timeout=SLOW_COMMAND_TIMEOUT)
         return self.parse_pids(res.out if res.ok else "", names)
 
     @abstractmethod
@@ -303,7 +308,8 @@ class Systemd(ServiceManager):
         return ["systemctl", "daemon-reload"]
 
     def enable(self, name: ServiceName) -> None:
-        self.t.run(["systemctl", "enable", "--quiet", name], timeout=60, check=True)
+        argv = ["systemctl", "enable", "--quiet", name]
+        self.t.run(argv, timeout=SLOW_COMMAND_TIMEOUT, check=True)
 
     def disable(self, name: ServiceName) -> None:
         self.t.run(["systemctl", "disable", "--quiet", name], timeout=60, check=True)

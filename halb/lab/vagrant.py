@@ -3,7 +3,7 @@
     check_env(os.environ)                         # HALB_VAGRANT_* checked before vagrant runs
     layout = parse_layout(json_bytes, path)       # what the Vagrantfile says (addresses)
     ssh = parse_ssh_config(text)                  # vagrant_parse: how to log in
-    hosts_ini(layout, ssh, lab_dir); halb_yaml(layout)
+    hosts_ini(layout, ssh, lab_dir); halb_yaml(layout, profile)
 
 The VMs' private-network addresses come from the Vagrantfile itself (it writes them to the
 file named by HALB_VAGRANT_LAYOUT), SSH from `vagrant ssh-config`. Nothing here runs a
@@ -282,8 +282,9 @@ def _ini_value(value: str) -> str:
     return shlex.quote(value)
 
 
-def halb_yaml(layout: Layout) -> str:
-    """The cluster spec, in the shape the netns lab writes."""
+def halb_yaml(layout: Layout, profile: str = "default") -> str:
+    """The cluster spec, in the shape the netns lab writes; `profile` is `emulated` for VMs
+    under QEMU's TCG (docs/profiles.md)."""
     iface = layout.interface
     return (
         "# halb cluster spec for the Vagrant VM lab (written by `halb lab up --provider vagrant`)\n"
@@ -295,7 +296,7 @@ def halb_yaml(layout: Layout) -> str:
         "frontends:\n"
         "  apiserver: {vip: internal, port: 6443, backends: kube-master, backend_port: 6443}\n"
         "  console: {vip: external, port: 30880, backends: k8s-cluster, backend_port: 30880}\n"
-        "vrrp: {profile: default}\n"
+        f"vrrp: {{profile: {profile}}}\n"
         "installer: {kind: kubesphere, config: conf/common.yaml, domain: lb.kubesphere.local}\n"
     )
 

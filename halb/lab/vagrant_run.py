@@ -232,12 +232,14 @@ def up(
     state: Mapping[str, str] | None = None,
     failed_hint: str = "",
     reaches_vips: bool = False,
+    profile: str = "default",
 ) -> Layout:
     """`vagrant up`, then hosts.ini and halb.yaml in `lab_dir` for `halb up`.
 
-    `wrap`, `state`, `failed_hint` and `reaches_vips` are the VM lab's (vm_lab): the
-    nsenter prefix, what it records in the state file, where its console logs are, and
-    that `halb up` runs where the VIPs answer (its namespace).
+    `wrap`, `state`, `failed_hint`, `reaches_vips` and `profile` are the VM lab's
+    (vm_lab): the nsenter prefix, what it records in the state file, where its console
+    logs are, that `halb up` runs where the VIPs answer (its namespace), and the VRRP
+    profile its halb.yaml names (`emulated` under TCG).
     """
     base_env = dict(os.environ if env is None else env)
     settings = vagrant.check_env(base_env)
@@ -286,7 +288,7 @@ def up(
         atomic_write(d / COMMON_YAML, COMMON_YAML_TEXT, 0o644)
     atomic_write(d / KNOWN_HOSTS_FILE, "", 0o600)  # new VMs, new keys: pinned on first use
     atomic_write(d / INVENTORY_FILE, ini, 0o600)
-    atomic_write(d / SPEC_FILE, vagrant.halb_yaml(layout), 0o644)
+    atomic_write(d / SPEC_FILE, vagrant.halb_yaml(layout, profile), 0o644)
     # Vagrant's forwarded SSH ports do not reach the VMs' VIPs: there the stand-in
     # installer's stages contact nothing. From the VM lab's namespace they answer.
     lay_lab_installer(d, offline=not reaches_vips)

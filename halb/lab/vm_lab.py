@@ -104,6 +104,12 @@ def lab_env(
     return env
 
 
+def vrrp_profile(run_env: Mapping[str, str]) -> str:
+    """`emulated` (slower checks and timeouts, docs/profiles.md) when the VMs run under
+    QEMU's TCG, where a busy core stalls a guest for seconds; `default` on KVM."""
+    return "emulated" if run_env["HALB_VAGRANT_LIBVIRT_DRIVER"] == "qemu" else "default"
+
+
 def tb_size(env: Mapping[str, str]) -> int:
     text = env.get("HALB_VAGRANT_TB_SIZE", "").strip()
     if not text:
@@ -192,7 +198,7 @@ def up(
             return vagrant_run.up(
                 d, vdir, timeout, watch.line, run_env,
                 wrap=[*ns.enter_argv(vdir), "nice", "-n", "19"], state=state,
-                reaches_vips=True,
+                reaches_vips=True, profile=vrrp_profile(run_env),
             )  # fmt: skip
         except VagrantError as e:
             raise VagrantError(f"{e}{watch.where(consoles)}") from None

@@ -107,7 +107,7 @@ class AuthSpec(_Model):
 
 
 class VrrpSpec(_Model):
-    profile: Literal["default", "fast"] = "default"
+    profile: Literal["default", "fast", "emulated"] = "default"
     version: Annotated[Literal[2, 3], BeforeValidator(_strict_int)] | None = None
     advert_int: Annotated[float, Strict(), _kind(kinds.finite)] | None = None
     unicast: Annotated[bool, Strict()] = True

@@ -25,7 +25,9 @@ import pytest
 from halb.lab import vm_ns
 from halb.lab.vagrant_run import INVENTORY_FILE, SPEC_FILE
 
-pytestmark = [pytest.mark.lab, pytest.mark.vm]
+# The lab's `up` (first test) and `halb up` (third) run in module fixtures, which count
+# against the test that first needs them: on a loaded machine each takes minutes.
+pytestmark = [pytest.mark.lab, pytest.mark.vm, pytest.mark.timeout(2400)]
 Run = subprocess.CompletedProcess[str]
 
 HALB = str(Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "halb")

@@ -89,3 +89,22 @@ def test_health_given_by_the_user_wins_over_the_fast_profile(tmp_path: Path) -> 
     (tmp_path / "halb.yaml").write_text(yaml.safe_dump(data))
     c = load_cluster(tmp_path / "halb.yaml")
     assert "default-server inter 3s fall 3 rise 2" in render_cluster(c)["lb1"][HAPROXY_CFG].content
+
+
+def test_emulated_profile_renders_slower_adverts_and_checks(tmp_path: Path) -> None:
+    c = cluster_with(tmp_path, 2, profile="emulated")
+    assert (c.vrrp_version, c.advert_int) == (2, 2.0)
+    assert dict(c.vips[0].priorities) == {"lb1": 250, "lb2": 230}
+    files = render_cluster(c)["lb1"]
+    conf = files[KEEPALIVED_CONF].content
+    assert "advert_int 2\n" in conf and "preempt_delay" not in conf
+    p = PROFILES["emulated"]
+    check = conf.split("vrrp_script chk_haproxy {")[1].split("}")[0]
+    assert f"interval {p.check_interval}\n" in check and f"timeout {p.check_timeout}\n" in check
+    assert f"fall {p.check_fall}\n" in check
+    inter, fall, rise = p.health or ("", 0, 0)
+    assert f"default-server inter {inter} fall {fall} rise {rise}" in files[HAPROXY_CFG].content
+    # slower than the default profile's checks, never faster
+    d = PROFILES["default"]
+    assert p.check_interval >= d.check_interval and p.check_timeout > d.check_timeout
+    assert p.check_timeout * p.check_fall > d.check_timeout * d.check_fall

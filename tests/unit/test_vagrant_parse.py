@@ -332,11 +332,12 @@ needs_tools = pytest.mark.skipif(
 
 
 @needs_tools
-def test_generated_files_pass_validate_and_render_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", ["default", "emulated"])
+def test_generated_files_pass_validate_and_render_check(tmp_path: Path, profile: str) -> None:
     layout = vagrant.parse_layout(LAYOUT, tmp_path / "layout.json")
     ssh = vagrant_parse.parse_ssh_config(ssh_config(str(tmp_path / "vagrant")))
     (tmp_path / "hosts.ini").write_text(vagrant.hosts_ini(layout, ssh, tmp_path))
-    (tmp_path / "halb.yaml").write_text(vagrant.halb_yaml(layout))
+    (tmp_path / "halb.yaml").write_text(vagrant.halb_yaml(layout, profile))
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "common.yaml").write_text(COMMON_YAML)
     spec = str(tmp_path / "halb.yaml")
@@ -350,6 +351,7 @@ def test_generated_files_pass_validate_and_render_check(tmp_path: Path) -> None:
     keepalived = (out / "lb1/etc/keepalived/keepalived.conf").read_text()
     assert "interface eth1" in keepalived
     assert "192.168.56.253" in keepalived and "unicast_src_ip 192.168.56.11" in keepalived
+    assert f"vrrp: {{profile: {profile}}}" in (tmp_path / "halb.yaml").read_text()
     haproxy = (out / "lb1/etc/haproxy/haproxy.cfg").read_text()
     assert "192.168.56.21:6443" in haproxy and "192.168.56.33:30880" in haproxy
 

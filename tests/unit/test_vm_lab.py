@@ -145,6 +145,8 @@ def test_lab_env_passes_the_vagrantfiles_own_checks(tmp_path: Path) -> None:
         ns, tmp_path, box, vm_lab.Sizes(1, 1, 0), {"HALB_VAGRANT_LIBVIRT_DRIVER": "kvm"}
     )
     assert "HALB_VAGRANT_EMULATOR" not in kvm and kvm["HALB_VAGRANT_NODES"] == "0"
+    # TCG's VMs get the emulated profile's slower checks in their halb.yaml; KVM's do not
+    assert (vm_lab.vrrp_profile(env), vm_lab.vrrp_profile(kvm)) == ("emulated", "default")
 
 
 @pytest.mark.parametrize(
