@@ -18,6 +18,11 @@ class Profile:
     preempt_delay: float  # a returning host waits this long before it takes a VIP back
     health: tuple[str, int, int] | None = None  # HAProxy inter/fall/rise unless given
     check_fall: int = 2  # failed 1 s HAProxy checks before FAULT
+    # a returning host (keepalived started, or back from FAULT) stays below its peers
+    # until it has been healthy this long, then takes its VIPs back through the bridge
+    failback_hold: float = 3.0
+    # the bridge stays up this long at most once the returning host holds the VIP
+    failback_grace: float = 10.0
 
 
 PROFILES: Mapping[str, Profile] = {
@@ -28,7 +33,7 @@ PROFILES: Mapping[str, Profile] = {
     # near the floor: 30 ms adverts, priorities near 255 so the skew is below a millisecond
     # the HAProxy check cannot run more often than once a second (keepalived 2.2), so the
     # fast profile acts on the first failure: it checks a pid and a socket, nothing slow
-    "fast": Profile(3, 0.03, 254, 2, 3.0, ("1s", 2, 2), check_fall=1),
+    "fast": Profile(3, 0.03, 254, 2, 3.0, ("1s", 2, 2), check_fall=1, failback_hold=2.0),
 }
 VRRP_PASS_MAX = 8  # keepalived truncates PASS auth to 8 characters
 LOWEST_DEFAULT_PRIORITY = 50  # default priorities stop here, so the track weight can pass
