@@ -182,9 +182,15 @@ returning() {
 
 agent() {
     mkdir -p "$RUN"
-    p=$(cat "$RUN/agent.pid" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null && return 0
-    echo $$ > "$RUN/agent.pid"
-    trap 'nft delete table ip $TABLE 2>/dev/null; rm -f "$RUN/agent.pid"' EXIT
+    # one agent: the lock is a directory (mkdir is atomic); a dead agent's is taken over
+    if ! mkdir "$RUN/agent" 2>/dev/null; then
+        p=$(cat "$RUN/agent/pid" 2>/dev/null)
+        [ -z "$p" ] || kill -0 "$p" 2>/dev/null && return 0
+        rm -rf "$RUN/agent"
+        mkdir "$RUN/agent" 2>/dev/null || return 0
+    fi
+    echo $$ > "$RUN/agent/pid"
+    trap 'nft delete table ip $TABLE 2>/dev/null; rm -rf "$RUN/agent"' EXIT
     trap 'exit 1' HUP INT TERM
     # the holder of a VIP is the one host that sends adverts for it (priority above 0)
     nft -f - <<EOF || log "cannot watch VRRP adverts; failing back without a bridge"
@@ -283,7 +289,7 @@ sync() {
 }
 
 undo() {
-    for f in "$RUN"/*.pid; do
+    for f in "$RUN"/*.pid "$RUN/agent/pid"; do
         [ -f "$f" ] || continue
         p=$(cat "$f") && [ -n "$p" ] && kill "$p" 2>/dev/null
         rm -f "$f"
