@@ -7,12 +7,16 @@ holder of both VIPs while bench/loadclient.py loads both VIPs from the taskbox:
 
   link      `ip link set eth0 down` on the holder, up again after --down seconds
   graceful  SIGTERM to keepalived (a priority-0 advert), started again after --down s
+  kill      SIGKILL to keepalived (main and children), started again after --down s
+  haproxy   SIGKILL to HAProxy (master and workers), started again after --down s
   drain     `halb drain` then `halb undrain` of the holder
 
 and reports, per round, the client-visible outage (longest gap between two successful
 answers, per frontend, around the fault), failed requests, and the same for the
-failback (the old holder taking the VIPs back). Results: JSON in bench/results/ and a
-markdown table on stdout.
+failback (the old holder taking the VIPs back): from the repair, or from the end of the
+first outage if that ends later, to half a second after the old holder holds both VIPs
+again. `failback_after` is the time from the repair to then. Results: JSON in
+bench/results/ and a markdown table on stdout.
 
     sudo python3 bench/failback.py --rounds 3
     sudo python3 bench/failback.py --variants fast:0.02 --faults link --rounds 5
@@ -38,7 +42,8 @@ import yaml
 from halb import lab as labmod
 from halb.facts.ipaddr import parse_ip_addr
 from halb.lab import Lab
-from halb.services import SUPERVISED
+from halb.services import SUPERVISED, start_argv
+from halb.spec.profiles import PROFILES
 
 HERE = Path(__file__).resolve().parent
 
@@ -90,10 +95,17 @@ class Load:
         return dict(json.loads(out))
 
 
-def window(res: dict[str, Any], start: float, end: float) -> dict[str, Any]:
-    """Longest gap per frontend and failures whose time falls in [start, end] (wall)."""
+def window(
+    res: dict[str, Any], start: float, end: float, *, after_outage: bool = False
+) -> dict[str, Any]:
+    """Longest gap per frontend and failures whose time falls in [start, end] (wall);
+    after_outage: from the end of a gap still open at START, if later."""
     t0 = res["started"]
     lo, hi = start - t0, end - t0
+    if after_outage:
+        for _fe, s, length in res["gaps"]:
+            if s <= lo <= s + length:
+                lo = s + length
     gap = {"apiserver": 0.0, "console": 0.0}
     for fe, s, length in res["gaps"]:
         if s + length >= lo and s <= hi:
@@ -102,7 +114,16 @@ def window(res: dict[str, Any], start: float, end: float) -> dict[str, Any]:
     return {"gap": gap, "failed": len(failed), "errors": sorted({f["error"] for f in failed})}
 
 
-def one_round(lab: Lab, fault: str, down: float, timeout: float, delay: float) -> dict[str, Any]:
+KILLS = {
+    "kill": "kill -KILL $(cat /run/keepalived.pid /run/keepalived_vrrp.pid "
+    "/run/keepalived_checkers.pid)",
+    "haproxy": "p=$(cat /run/haproxy.pid); kill -KILL $(cat /proc/$p/task/$p/children) $p",
+}
+
+
+def one_round(
+    lab: Lab, fault: str, down: float, timeout: float, delay: float, grace: float = 0.0
+) -> dict[str, Any]:
     old = holder(lab)
     if old is None:
         raise RuntimeError("no single holder before the round")
@@ -120,6 +141,11 @@ def one_round(lab: Lab, fault: str, down: float, timeout: float, delay: float) -
         t_back = time.time()
         start = '"$@" </dev/null >/var/log/halb/start-keepalived.log 2>&1'
         lab.run(old, ["sh", "-c", start, "sh", *SUPERVISED["keepalived"].start], check=True)
+    elif fault in KILLS:
+        lab.run(old, ["sh", "-c", KILLS[fault]], check=True)
+        time.sleep(down)
+        t_back = time.time()
+        lab.run(old, start_argv("haproxy" if fault == "haproxy" else "keepalived"), check=True)
     else:
         r = lab.run(
             "taskbox", ["halb", "drain", old, "-c", str(lab.spec), "--timeout", "90"], timeout=150
@@ -135,12 +161,13 @@ def one_round(lab: Lab, fault: str, down: float, timeout: float, delay: float) -
     t_home = wait_holder(lab, old, 30 + delay)
     time.sleep(1.0)
     res = load.result()
+    time.sleep(grace)  # the failback bridge comes down before the next round
     return {
         "fault": fault,
         "old": old,
         "new": other,
         "outage": window(res, t_fault - 0.05, t_back),
-        "failback": window(res, t_back, t_home + 0.5),
+        "failback": window(res, t_back, t_home + 0.5, after_outage=True),
         "failback_after": round(t_home - t_back, 2),
         "ok": res["ok"],
     }
@@ -149,18 +176,20 @@ def one_round(lab: Lab, fault: str, down: float, timeout: float, delay: float) -
 def summarise(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| variant | fault | rounds | outage p50 / max (s) | failed | failback outage max (s) "
-        "| failback failed |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| failback failed | back after p50 / max (s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     keys = sorted({(r["variant"], r["fault"]) for r in rows}, key=str)
     for variant, fault in keys:
         rs = [r for r in rows if (r["variant"], r["fault"]) == (variant, fault)]
         gaps = [max(r["outage"]["gap"].values()) for r in rs]
         back = [max(r["failback"]["gap"].values()) for r in rs]
+        after = [r["failback_after"] for r in rs]
         out.append(
             f"| {variant} | {fault} | {len(rs)} | {statistics.median(gaps):.3f} / "
             f"{max(gaps):.3f} | {sum(r['outage']['failed'] for r in rs)} | {max(back):.3f} | "
-            f"{sum(r['failback']['failed'] for r in rs)} |"
+            f"{sum(r['failback']['failed'] for r in rs)} | "
+            f"{statistics.median(after):.1f} / {max(after):.1f} |"
         )
     return out
 
@@ -168,7 +197,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default="default,fast:0.05,fast:0.03,fast:0.02")
-    ap.add_argument("--faults", default="link,graceful,drain")
+    ap.add_argument("--faults", default="link,graceful,kill,haproxy,drain")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--down", type=float, default=3.0, help="seconds a fault lasts")
     ap.add_argument("--timeout", type=float, default=0.1, help="client timeout per request")
@@ -182,14 +211,16 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     try:
         lab = labmod.up(name, d, lbs=2, masters=2, nodes=2)
+        print(f"load: {os.getloadavg()}", flush=True)
         for variant in args.variants.split(","):
             profile, _, adv = variant.partition(":")
             deploy(lab, profile, float(adv) if adv else None)
             delay = 3.0 if profile == "fast" else 0.0
+            grace = PROFILES[profile].failback_grace
             time.sleep(2 + delay)
             for fault in args.faults.split(","):
                 for i in range(args.rounds):
-                    row = one_round(lab, fault, args.down, args.timeout, delay)
+                    row = one_round(lab, fault, args.down, args.timeout, delay, grace)
                     row.update(variant=variant, round=i + 1)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -201,6 +232,7 @@ def main() -> None:
         results.mkdir(exist_ok=True)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         (results / f"failback-{stamp}.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"load: {os.getloadavg()}", flush=True)
     print("\n".join(summarise(rows)))
 
 

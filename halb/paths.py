@@ -23,6 +23,12 @@ VRRP_NFT = f"{SCRIPT_DIR}/vrrp.nft"
 VRRP_TABLE = "halb_vrrp"  # family inet
 # `halb drain`: the check script reports "down" while this file exists next to it.
 DRAIN_FLAG = f"{SCRIPT_DIR}/drained"
+# Failback: keepalived tracks RETURNING_FLAG + instance (1: this host came back, keep its
+# priority low) and writes 1 there when it starts; failback.sh clears it once the host
+# has been healthy for a while and the handover bridge is up (halb/drain/handover.py).
+RETURNING_FLAG = f"{SCRIPT_DIR}/returning-"
+FAILBACK_SCRIPT = f"{SCRIPT_DIR}/failback.sh"
+FAILBACK_TABLE = "halb_failback"  # family ip: the holder watch and the taker's bridge
 SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"
 SYSTEMD_DIR = "/etc/systemd/"
 HAPROXY_DROPIN = "/etc/systemd/system/haproxy.service.d/90-halb.conf"
@@ -45,6 +51,7 @@ HOLDER_FILE = f"{DEPLOY_STATE_DIR}/deploy.holder"
 VRRP_STATE_DIR = "/run/halb"  # vrrp-<instance>.state, written by the notify script
 HAPROXY_RUN_DIR = "/run/haproxy"
 RUNTIME_DIRS = (HAPROXY_RUN_DIR, VRRP_STATE_DIR)
+FAILBACK_STATE_DIR = f"{VRRP_STATE_DIR}/failback"  # failback.sh's pids and saved sysctls
 HAPROXY_ADMIN_SOCKET = f"{HAPROXY_RUN_DIR}/admin.sock"
 HAPROXY_STATS_CSV_URL = "http://127.0.0.1:8404/stats;csv"
 LOG_DIR = "/var/log/halb"
@@ -77,6 +84,7 @@ DEPLOYED_FILES = (
     REDIRECT_NFT,
     REDIRECT_SCRIPT,
     VRRP_NFT,
+    FAILBACK_SCRIPT,
     SYSCTL_CONF,
     HAPROXY_DROPIN,
     KEEPALIVED_DROPIN,
@@ -88,4 +96,4 @@ DEPLOYED_STATE = (DRAIN_FLAG, HAPROXY_EXIT_FILE, VRRP_STATE_DIR)
 # Folders a deploy made: removed once empty.
 DEPLOYED_DIRS = (SCRIPT_DIR, dropin_dir("haproxy"), dropin_dir("keepalived"))
 # nftables tables (family, name): deleted.
-DEPLOYED_TABLES = (("ip", REDIRECT_TABLE), ("inet", VRRP_TABLE))
+DEPLOYED_TABLES = (("ip", REDIRECT_TABLE), ("inet", VRRP_TABLE), ("ip", FAILBACK_TABLE))

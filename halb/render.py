@@ -11,10 +11,16 @@ from typing import Any
 import jinja2
 
 from halb import __version__, vrrp_filter
+from halb.drain.handover import FORWARD_CHAIN, KEEP_LOCAL, forward_rule
 from halb.errors import SpecError
+from halb.facts.haproxy import SHOW_STAT
 from halb.kinds import hostport, shown
 from halb.paths import (
     CHECK_SCRIPT,
+    DRAIN_FLAG,
+    FAILBACK_SCRIPT,
+    FAILBACK_STATE_DIR,
+    FAILBACK_TABLE,
     HAPROXY_CFG,
     HAPROXY_DROPIN,
     HAPROXY_EXIT_FILE,
@@ -26,13 +32,14 @@ from halb.paths import (
     REDIRECT_NFT,
     REDIRECT_SCRIPT,
     REDIRECT_TABLE,
+    RETURNING_FLAG,
     SCRIPT_DIR,
     SYSCTL_CONF,
     VRRP_NFT,
     VRRP_STATE_DIR,
 )
 from halb.spec import Cluster
-from halb.spec.profiles import PROFILES
+from halb.spec.profiles import PROFILES, master_down
 
 __all__ = [
     "CHECK_SCRIPT",
@@ -139,7 +146,61 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         "check_timeout": profile.check_timeout,
         "haproxy_pidfile": HAPROXY_PIDFILE,
         "haproxy_exit_file": HAPROXY_EXIT_FILE,
+        "failback_script": FAILBACK_SCRIPT,
+        "returning_flag": RETURNING_FLAG,
         **redirect_context(cluster, host_ip),
+        **failback_context(cluster, host),
+    }
+
+
+def _cs(seconds: float) -> int:
+    """Hundredths of a second, what failback.sh counts in."""
+    return round(seconds * 100)
+
+
+def failback_context(cluster: Cluster, host: str) -> dict[str, Any]:
+    """What failback.sh needs: per VIP this host's and its peers' priorities, the bridge
+    rule with the holder left open, the frontends; the timers (halb.spec.profiles)."""
+    ips = {h.name: cluster.host_ip(h) for h in cluster.lb_hosts}
+    delay = max((v.preempt_delay for v in cluster.vips), default=0.0)
+    instances = [
+        {
+            "name": v.instance,
+            "vip": v.address,
+            "dev": v.interface,
+            "vrid": v.router_id,
+            "priority": v.priorities[host],
+            "flag": RETURNING_FLAG + v.instance,
+            "peers": [(ips[n], p) for n, p in v.priorities.items() if n != host],
+            "rule": forward_rule(v.address, "@HOLDER@", v.interface),
+            "frontends": [fe.name for fe in cluster.frontends if fe.vip_name == v.name],
+        }
+        # IPv4 VIPs: the bridge and the advert watch are IPv4 (an IPv6 VIP fails back as
+        # keepalived preempts, docs/ipv6.md)
+        for v in cluster.vips
+        if v.family == 4
+    ]
+    return {
+        "fb_instances": instances,
+        "frontend_names": [fe.name for fe in cluster.frontends],
+        "hold": _fmt_advert(cluster.failback_hold),
+        "grace": _fmt_advert(cluster.failback_grace),
+        "hold_cs": _cs(cluster.failback_hold),
+        "grace_cs": _cs(cluster.failback_grace),
+        # the preempt delay and a takeover, with slack for a busy host
+        "wait_cs": _cs(delay + master_down(cluster.advert_int) + 5),
+        # an advert from the holder is at most one interval old; three of them missed and
+        # it is no longer the holder
+        "advert_timeout_ms": max(1000, round(3000 * cluster.advert_int) + 500),
+        "preempt": 0 if cluster.spec.vrrp.nopreempt else 1,
+        "state_dir": FAILBACK_STATE_DIR,
+        "vrrp_state_dir": VRRP_STATE_DIR,
+        "fb_table": FAILBACK_TABLE,
+        "drain_flag": DRAIN_FLAG,
+        # shell text shared with halb (one line per value: no value may hold a line break)
+        "keep_local": KEEP_LOCAL.strip("\n").splitlines(),
+        "show_stat": SHOW_STAT.strip("\n").splitlines(),
+        "forward_chain": FORWARD_CHAIN,
     }
 
 
@@ -180,6 +241,7 @@ def render_host(cluster: Cluster, host: str, env: jinja2.Environment | None = No
         KEEPALIVED_CONF: RenderedFile(r("keepalived.conf.j2"), 0o600),
         CHECK_SCRIPT: RenderedFile(r("check_haproxy.sh.j2"), 0o755),
         NOTIFY_SCRIPT: RenderedFile(r("notify.sh.j2"), 0o755),
+        FAILBACK_SCRIPT: RenderedFile(r("failback.sh.j2"), 0o755),
         SYSCTL_CONF: RenderedFile(r("sysctl.conf.j2"), 0o644),
     }
     if cluster.redirected:

@@ -32,10 +32,12 @@ from halb.deploy.steps import (
     StepKind,
     tmp_path,
 )
+from halb.drain import handover
 from halb.errors import DeployError, HalbError
 from halb.facts.ipaddr import IP_ADDR, IfAddr, parse_ip_addr
 from halb.paths import (
     BACKUP_DIR,
+    FAILBACK_SCRIPT,
     KEEPALIVED_CONF,
     REDIRECT_NFT,
     RUNTIME_DIRS,
@@ -427,6 +429,9 @@ class HostDeployer:
         self._drop_temps()
         restore = [f.path for f in self.applied.moved if f.action == Action.UPDATE]
         remove = [f.path for f in self.applied.moved if f.action == Action.CREATE]
+        if FAILBACK_SCRIPT in remove:
+            # failback.sh is going: nothing it set up on the host may stay behind
+            self.t.run(handover.failback_undo_argv(), timeout=30)
         if restore or remove:
             # no backup of a file: the chain stopped before it, so before its rename too
             script = (

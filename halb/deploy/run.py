@@ -283,7 +283,9 @@ def _check_vips(
     touched = any(h.service("keepalived") != ServiceAction.NONE for h in plan.hosts)
     limits = vip_wait_for(
         cluster.advert_int,
-        [v.preempt_delay for v in cluster.vips],
+        # a host whose keepalived just started comes back low, and takes its VIPs back
+        # once it has been healthy for failback_hold (failback.sh)
+        [v.preempt_delay + cluster.failback_hold for v in cluster.vips],
         {v.label: v.priorities for v in cluster.vips},
         nopreempt=cluster.spec.vrrp.nopreempt,
         keepalived_touched=touched,

@@ -29,7 +29,9 @@ from halb.paths import (
     DEPLOYED_FILES,
     DEPLOYED_STATE,
     DEPLOYED_TABLES,
+    FAILBACK_SCRIPT,
     MANAGED_MARK,
+    RETURNING_FLAG,
     SYSTEMD_DIR,
 )
 from halb.services import CONFIG_OF, ServiceManager
@@ -149,6 +151,9 @@ def plan_undo(host: str, look: HostLook) -> HostUndo:
 # `--`, folders to remove once empty
 _UNDO = r"""
 sd=$1 n=$2; shift 2; reload=
+# failback.sh's bridge, held routes and saved sysctls first, then its per-VIP flags
+[ ! -x "$FB" ] || "$FB" undo >/dev/null 2>&1
+rm -f "$RF"*
 while [ "$n" -gt 0 ]; do
   cp -a "$2" "$1.halb-undeploy" && mv -f "$1.halb-undeploy" "$1" || exit 1
   case $1 in "$sd"*) reload=1 ;; esac
@@ -173,7 +178,7 @@ for d in "$@"; do rmdir "$d" 2>/dev/null; done
 def undo_argv(u: HostUndo) -> list[str]:
     pairs = [x for p, b in sorted(u.restore.items()) for x in (p, b)]
     return sh(
-        _UNDO, SYSTEMD_DIR, str(len(u.restore)), *pairs, "--", *u.remove, "--", *u.state,
+        f"FB={FAILBACK_SCRIPT} RF={RETURNING_FLAG}\n{_UNDO}", SYSTEMD_DIR, str(len(u.restore)), *pairs, "--", *u.remove, "--", *u.state,
         "--", *u.tables, "--", *DEPLOYED_DIRS,
     )  # fmt: skip
 

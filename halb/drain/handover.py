@@ -2,25 +2,30 @@
 
 When a VIP moves, clients' ARP entries move with it, and the packets of connections the
 old holder still serves reach the new holder, which has no socket for them and resets
-them (1-5 per handover under load on the lab). For the few seconds of a drain or an
-undrain, halb bridges that gap:
+them (1-5 per handover under load on the lab). For the few seconds of a move, the
+bridge closes that gap:
 
-- on each host that may take a VIP (the taker), a table `halb_handover` hands every
-  packet to the VIP that does not open a connection (no SYN) and belongs to no
-  connection the taker answered (conntrack `new` or `invalid`) to the old holder, whose
-  address is the next hop (nftables `dup` then `drop`: the packet keeps the VIP as its
-  destination);
+- on the host that takes the VIP (the taker), a table hands every packet to the VIP
+  that does not open a connection (no SYN) and belongs to no connection the taker
+  answered (conntrack `new` or `invalid`) to the old holder, whose address is the next
+  hop (nftables `dup` then `drop`: the packet keeps the VIP as its destination). `halb
+  drain`/`undrain` put it up as table `halb_handover` (with a timer on the host that
+  removes it if halb is cut off); a returning host's failback.sh as `halb_failback`;
 - on the old holder, a local route for the VIP on `lo` keeps the address local after
-  keepalived removes it, so its HAProxy keeps serving those connections, and
-  `arp_ignore=1` on the VIP's interface keeps it from answering ARP for the VIP that it no
-  longer holds on that interface.
+  keepalived removes it, so its HAProxy keeps serving those connections; `arp_ignore=1`
+  on the VIP's interface keeps it from answering ARP for a VIP it no longer holds there,
+  and `arp_announce=2` from naming the VIP in its own ARP requests. The holder keeps
+  both for as long as it is MASTER (failback.sh, called by keepalived's notify script),
+  so any move finds them in place, and lets go once its VIP frontends are idle (the
+  grace at most) after it stops being MASTER, at once on FAULT.
 
-IPv6 VIPs get the same in a table of their own (`ip6 halb_handover6`); the local route on
-`lo` is all the old holder needs, as it does not answer neighbour solicitations for it.
+IPv6 VIPs get the taker's table in a table of their own (`ip6 halb_handover6`), and on
+the old holder the local route on `lo` from halb (failback.sh keeps IPv4 VIPs only); that
+route is all it needs, as it does not answer neighbour solicitations for it.
 
-Both sides arm a timer on the host that undoes everything even if halb is cut off; halb
-undoes it as soon as the old holder's VIP frontends are idle (or the grace runs out).
-The module is pure: plans and scripts. `run` executes them.
+halb undoes the taker's side (and an IPv6 old holder's) as soon as the old holder's VIP
+frontends are idle (or the grace runs out). The module is pure: plans and scripts. `run`
+executes them.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from halb import kinds
-from halb.paths import VRRP_STATE_DIR
+from halb.paths import FAILBACK_SCRIPT, VRRP_STATE_DIR
 from halb.shell import sh
 
 TABLE = "halb_handover"
@@ -98,6 +103,19 @@ def plan(
     return moves
 
 
+# One VIP's rule on a taker; failback.sh fills in {to} when it has found the holder.
+FORWARD_RULE = (
+    "ip daddr {vip} tcp flags & syn != syn ct state new,invalid "
+    'counter dup to {to} device "{dev}" drop'
+)
+# The chain the rules go in: after conntrack (-200), before the usual filter and nat hooks
+FORWARD_CHAIN = "type filter hook prerouting priority -150; policy accept;"
+
+
+def forward_rule(address: str, to: str, interface: str) -> str:
+    return FORWARD_RULE.format(vip=address, to=to, dev=kinds.interface(interface))
+
+
 def forward_rules(moves: Sequence[Move], host: str) -> str:
     """The nftables ruleset for a taker: replaces any earlier one in one transaction. IPv6
     VIPs get a table of their own (ip6), only when there are some."""
@@ -115,16 +133,12 @@ def _forward_table(family: str, table: str, moves: Sequence[Move], host: str) ->
         f"table {family} {table} {{",
     ]
     lines.append("  chain pre {")
-    # after conntrack (-200), before the usual filter and nat hooks
-    lines.append("    type filter hook prerouting priority -150; policy accept;")
+    lines.append(f"    {FORWARD_CHAIN}")
     for m in moves:
         if host not in m.takers:
             continue
-        vip, to = check(m.address), check(m.old_ip)
-        lines.append(
-            f"    {family} daddr {vip} tcp flags & syn != syn ct state new,invalid "
-            f'counter dup to {to} device "{kinds.interface(m.interface)}" drop'
-        )
+        rule = forward_rule(check(m.address), check(m.old_ip), m.interface)
+        lines.append(f"    {rule.replace('ip daddr', family + ' daddr', 1)}")
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
 
@@ -137,14 +151,9 @@ def _ipv6(value: str) -> str:
     return s
 
 
-def accept_args(moves: Sequence[Move], host: str) -> list[str]:
-    """VIP address and interface pairs the old holder keeps local for the handover."""
-    out: list[str] = []
-    for m in moves:
-        if m.old == host:
-            vip = _ipv6(m.address) if ":" in m.address else kinds.ipv4(m.address)
-            out += [vip, kinds.interface(m.interface)]
-    return out
+def accept6_args(moves: Sequence[Move], host: str) -> list[str]:
+    """The IPv6 VIPs HOST, the old holder, keeps local on lo for the handover."""
+    return [_ipv6(m.address) for m in moves if m.old == host and ":" in m.address]
 
 
 # A timer on the host: $1 seconds, then the undo script $2; it drops its pid file $3
@@ -160,25 +169,50 @@ setsid sh -c "$TIMER" timer "$1" "$2" {STATE}/forward.timer </dev/null >/dev/nul
 echo $! > {STATE}/forward.timer
 """
 
-# Old holder: $1, $2 as above, then pairs of VIP and interface. An interface's arp_ignore
-# is saved once (a second run keeps the value from before the first).
-ACCEPT = f"""set -e
-umask 077; mkdir -p {STATE}/arp_ignore
+# The old holder's side, as shell functions for failback.sh (run by keepalived's notify
+# script while the host is MASTER, and after it for the grace): `keep_local VIP DEV`
+# keeps VIP local on lo and quiet in ARP on DEV, saving DEV's sysctls once (in $RUN);
+# `let_go VIP DEV` drops the route and restores the sysctls once no held-* file in $RUN
+# names DEV any more.
+KEEP_LOCAL = r"""keep_local() {
+  mkdir -p "$RUN/sysctl"
+  for kv in arp_ignore=1 arp_announce=2; do
+    k=${kv%=*} v=${kv#*=} knob=/proc/sys/net/ipv4/conf/$2/${kv%=*}
+    [ -e "$RUN/sysctl/$2.$k" ] || cat "$knob" > "$RUN/sysctl/$2.$k"
+    [ "$(cat "$knob")" -ge "$v" ] || echo "$v" > "$knob"
+  done
+  ip route replace local "$1" dev lo table local metric 1
+}
+let_go() {
+  ip route del local "$1" dev lo table local metric 1 2>/dev/null
+  grep -qs " $2\$" "$RUN"/held-* && return 0
+  for k in arp_ignore arp_announce; do
+    f=$RUN/sysctl/$2.$k
+    [ -f "$f" ] || continue
+    cat "$f" > "/proc/sys/net/ipv4/conf/$2/$k" 2>/dev/null
+    rm -f "$f"
+  done
+}
+"""
+
+HOLD = f'exec "{FAILBACK_SCRIPT}" sync'
+
+# An IPv6 old holder: $1, $2 as for FORWARD, then the VIPs it keeps local on lo (UNDO
+# removes the routes listed in {STATE}/routes).
+ACCEPT6 = f"""set -e
+umask 077; mkdir -p {STATE}
 TIMER='{TIMER}'
 setsid sh -c "$TIMER" timer "$1" "$2" {STATE}/accept.timer </dev/null >/dev/null 2>&1 &
 echo $! > {STATE}/accept.timer
 shift 2
-while [ $# -ge 2 ]; do
-  vip=$1 dev=$2; shift 2
-  knob=/proc/sys/net/ipv4/conf/$dev/arp_ignore
-  [ -e "{STATE}/arp_ignore/$dev" ] || cat "$knob" > "{STATE}/arp_ignore/$dev"
-  [ "$(cat "$knob")" -ge 1 ] || echo 1 > "$knob"
+for vip in "$@"; do
   ip route replace local "$vip" dev lo table local metric 1
   echo "$vip" >> {STATE}/routes
 done
 """
 
-# Undo both sides, whatever exists; prints the packets handed to the old holder.
+# Undo the taker's side (and an old holder's from halb before failback.sh), whatever
+# exists; prints the packets handed to the old holder.
 UNDO = f"""for t in forward accept; do
   # a timer is its own process group (setsid): its sleep goes with it
   p=$(cat {STATE}/$t.timer 2>/dev/null) && [ -n "$p" ] && kill -- "-$p" 2>/dev/null
@@ -208,8 +242,21 @@ def forward_argv(moves: Sequence[Move], host: str, limit: float) -> list[str]:
     return sh(FORWARD, str(int(limit) + 1), UNDO, forward_rules(moves, host))
 
 
-def accept_argv(moves: Sequence[Move], host: str, limit: float) -> list[str]:
-    return sh(ACCEPT, str(int(limit) + 1), UNDO, *accept_args(moves, host))
+def accept6_argv(moves: Sequence[Move], host: str, limit: float) -> list[str] | None:
+    """The old holder's side for IPv6 VIPs, or None when HOST gives up none."""
+    vips = accept6_args(moves, host)
+    return sh(ACCEPT6, str(int(limit) + 1), UNDO, *vips) if vips else None
+
+
+def hold_argv() -> list[str]:
+    """The old holder's side where it is missing (failback.sh keeps it while MASTER; a
+    deploy that only reloaded keepalived saw no state change)."""
+    return sh(HOLD)
+
+
+def failback_undo_argv() -> list[str]:
+    """Everything failback.sh set up on a host (a rollback that removes the script)."""
+    return sh(f'[ ! -x "{FAILBACK_SCRIPT}" ] || exec "{FAILBACK_SCRIPT}" undo')
 
 
 def undo_argv() -> list[str]:

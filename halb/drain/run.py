@@ -81,7 +81,8 @@ class Watcher:
 
 
 class Bridge:
-    """The handover of live connections for one drain or undrain (see `handover`)."""
+    """The handover of live connections for one drain or undrain (see `handover`): halb
+    puts up the takers' side; the old holder's is in place while it is MASTER."""
 
     def __init__(self, w: Watcher, moves: list[handover.Move], limit: float) -> None:
         self.w, self.moves, self.limit = w, moves, limit
@@ -91,12 +92,21 @@ class Bridge:
         self.open_at_end = 0
 
     def open(self, progress: Callable[[str], None]) -> None:
+        old = {m.old: handover.hold_argv() for m in self.moves}
+        for name, res in self.w.on_all(old).items():
+            if isinstance(res, Exception):
+                self.skipped.append(f"{name}: {res}")
         argvs: dict[str, list[str]] = {}
+        # IPv6 VIPs: halb keeps them local on the old holder (failback.sh does IPv4)
+        six = {h: handover.accept6_argv(self.moves, h, self.limit) for h in old}
+        for name, res in self.w.on_all({h: a for h, a in six.items() if a}).items():
+            self.hosts.append(name)
+            if isinstance(res, Exception):
+                self.skipped.append(f"{name}: {res}")
         for m in self.moves:
-            argvs.setdefault(m.old, handover.accept_argv(self.moves, m.old, self.limit))
             for t in m.takers:
                 argvs.setdefault(t, handover.forward_argv(self.moves, t, self.limit))
-        self.hosts = list(argvs)
+        self.hosts = [*self.hosts, *(h for h in argvs if h not in self.hosts)]
         for name, res in self.w.on_all(argvs).items():
             if isinstance(res, Exception):
                 self.skipped.append(f"{name}: {res}")

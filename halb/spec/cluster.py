@@ -79,6 +79,8 @@ class Cluster:
     track_weight: int
     auth_password: str | None = field(repr=False)
     warnings: tuple[Finding, ...] = ()
+    failback_hold: float = 3.0  # seconds a returning host is healthy before it takes back
+    failback_grace: float = 10.0  # the failback bridge's longest life after the move
 
     @property
     def base_dir(self) -> Path:

@@ -192,5 +192,11 @@ def resolve(spec: Spec, path: Path, inventory: Inventory) -> tuple[Cluster | Non
         track_weight=-(gap + TRACK_MARGIN),
         auth_password=password,
         warnings=tuple(f for f in c.findings if f.level != "error"),
+        failback_hold=_or(spec.vrrp.failback_hold, profile.failback_hold),
+        failback_grace=_or(spec.vrrp.failback_grace, profile.failback_grace),
     )
     return cluster, c.findings
+
+
+def _or(given: float | None, default: float) -> float:
+    return default if given is None else given

@@ -116,6 +116,14 @@ class VrrpSpec(_Model):
     preempt_delay: Annotated[float, Strict(), _kind(kinds.finite), _kind(_millis)] | None = Field(
         default=None, ge=0, le=1000
     )
+    # a returning host's healthy time before it takes its VIPs back, and the bridge's
+    # longest life after that (docs/profiles.md); default: the profile's
+    failback_hold: Annotated[float, Strict(), _kind(kinds.finite), _kind(_millis)] | None = Field(
+        default=None, ge=0, le=1000
+    )
+    failback_grace: Annotated[float, Strict(), _kind(kinds.finite), _kind(_millis)] | None = Field(
+        default=None, ge=1, le=60
+    )
     auth: AuthSpec | None = None
 
 

@@ -20,6 +20,11 @@ class Profile:
     check_fall: int = 2  # failed HAProxy checks (the script, every check_interval) before FAULT
     check_interval: int = 1  # seconds between runs of keepalived's HAProxy check script
     check_timeout: int = 2  # seconds a run may take before keepalived counts it failed
+    # a returning host (keepalived started, or back from FAULT) stays below its peers
+    # until it has been healthy this long, then takes its VIPs back through the bridge
+    failback_hold: float = 3.0
+    # the bridge stays up this long at most once the returning host holds the VIP
+    failback_grace: float = 10.0
 
 
 PROFILES: Mapping[str, Profile] = {
@@ -30,7 +35,7 @@ PROFILES: Mapping[str, Profile] = {
     # near the floor: 30 ms adverts, priorities near 255 so the skew is below a millisecond
     # the HAProxy check cannot run more often than once a second (keepalived 2.2), so the
     # fast profile acts on the first failure: it checks a pid and a socket, nothing slow
-    "fast": Profile(3, 0.03, 254, 2, 3.0, ("1s", 2, 2), check_fall=1),
+    "fast": Profile(3, 0.03, 254, 2, 3.0, ("1s", 2, 2), check_fall=1, failback_hold=2.0),
     # VMs under QEMU's TCG on busy shared cores (the VM lab). Measured there (docs/profiles.md):
     # with the default 1 s check and 2 s timeout, keepalived killed 27 and 33 runs of the
     # check scripts in 4 minutes on the two LB VMs and both VIPs went to FAULT; a guest

@@ -30,8 +30,6 @@ def test_a_drain_forwards_from_every_healthy_peer_to_the_one_old_holder() -> Non
     moves = handover.plan(holders, will, IFACES, IPS)
     # lb2 already holds the second VIP: it stays, nothing to bridge for it
     assert moves == [Move("10.0.0.253", "eth0", "lb1", "10.0.0.11", ("lb2", "lb3"))]
-    assert handover.accept_args(moves, "lb1") == ["10.0.0.253", "eth0"]
-    assert handover.accept_args(moves, "lb2") == []
 
 
 def test_an_undrain_forwards_from_the_host_to_each_holder_it_will_preempt() -> None:
@@ -79,9 +77,6 @@ def test_values_are_checked_again_before_they_reach_a_ruleset() -> None:
     ):
         with pytest.raises(ValueError):
             handover.forward_rules([bad], "lb2")
-        if bad.old_ip == "10.0.0.11":  # the old holder's script gets address and interface
-            with pytest.raises(ValueError):
-                handover.accept_args([bad], "lb1")
 
 
 def test_the_count_of_handed_packets_is_read_from_the_undo_output() -> None:
@@ -94,7 +89,7 @@ def test_the_scripts_are_valid_sh_and_carry_no_values() -> None:
     moves = [Move("10.0.0.253", "eth0", "lb1", "10.0.0.11", ("lb2",))]
     for argv in (
         handover.forward_argv(moves, "lb2", 40),
-        handover.accept_argv(moves, "lb1", 40),
+        handover.hold_argv(),
         handover.undo_argv(),
     ):
         assert argv[:2] == ["sh", "-c"]

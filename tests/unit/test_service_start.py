@@ -118,4 +118,4 @@ def test_systemd_and_keepalived_use_the_same_exit_file() -> None:
     cluster = load_cluster(case / "halb.yaml")
     conf = render_host(cluster, "lb1")["/etc/keepalived/keepalived.conf"].content
     assert f'file "{HAPROXY_EXIT_FILE}"' in conf
-    assert "track_file {\n        haproxy_exited\n    }" in conf
+    assert "track_file {\n        haproxy_exited\n" in conf

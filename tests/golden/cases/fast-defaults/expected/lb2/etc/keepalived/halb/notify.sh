@@ -10,6 +10,8 @@ esac
 [ "${#name}" -le 64 ] || exit 0
 mkdir -p /run/halb /var/log/halb
 printf '%s\n' "$state" > "/run/halb/vrrp-$name.state.tmp" && mv -f "/run/halb/vrrp-$name.state.tmp" "/run/halb/vrrp-$name.state"
+# the handover bridge's host side: keep or let go of the VIP, fail back (failback.sh)
+"/etc/keepalived/halb/failback.sh" notify "$name" "$state" </dev/null >/dev/null 2>&1
 line="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ) $(uname -n) $type $name $state prio=$prio"
 printf '%s\n' "$line" >> /var/log/halb/notify.log
 command -v logger >/dev/null 2>&1 && logger -t halb-vrrp -- "$line" 2>/dev/null

@@ -1,0 +1,306 @@
+#!/bin/sh
+# Managed by halb 0.1.0; local edits are replaced on the next deploy.
+# Failback through the handover bridge, done by this host alone (halb need not run).
+# keepalived's notify script calls `failback.sh notify INSTANCE STATE`:
+#   MASTER  keep the VIP local on lo (the old holder's side of the bridge, ready for any
+#           move) and clear the instance's returning flag;
+#   BACKUP  after MASTER: let the VIP go once its frontends are idle (10 s at most);
+#           with the returning flag set: start the agent;
+#   FAULT   set the returning flag, let the VIP go at once; STOP: let it go at once.
+# The returning flag (keepalived writes 1 there when it starts) lowers the priority like
+# a drain. The agent waits until this host has been healthy for 3 s (HAProxy up, every
+# frontend with a healthy backend), finds the holder from its VRRP adverts, puts up the
+# taker's side of the bridge, clears the flag so keepalived preempts, and removes the
+# bridge 10 s after this host is MASTER (or gave up waiting). `failback.sh undo`
+# removes everything, `failback.sh sync` puts up the holder's side where it is missing.
+# Every loop is bounded; everything is logged to the notify log.
+set -u
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+readonly RUN=/run/halb/failback
+readonly TABLE=halb_failback
+readonly HOLD_CS=300
+readonly GRACE_CS=1000
+readonly WAIT_CS=900
+readonly PREEMPT=1
+
+log() {
+    mkdir -p /var/log/halb
+    printf '%s %s failback %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" "$(uname -n)" "$*" \
+        >> /var/log/halb/notify.log
+}
+# hundredths of a second since boot
+now() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
+
+keep_local() {
+  mkdir -p "$RUN/sysctl"
+  for kv in arp_ignore=1 arp_announce=2; do
+    k=${kv%=*} v=${kv#*=} knob=/proc/sys/net/ipv4/conf/$2/${kv%=*}
+    [ -e "$RUN/sysctl/$2.$k" ] || cat "$knob" > "$RUN/sysctl/$2.$k"
+    [ "$(cat "$knob")" -ge "$v" ] || echo "$v" > "$knob"
+  done
+  ip route replace local "$1" dev lo table local metric 1
+}
+let_go() {
+  ip route del local "$1" dev lo table local metric 1 2>/dev/null
+  grep -qs " $2\$" "$RUN"/held-* && return 0
+  for k in arp_ignore arp_announce; do
+    f=$RUN/sysctl/$2.$k
+    [ -f "$f" ] || continue
+    cat "$f" > "/proc/sys/net/ipv4/conf/$2/$k" 2>/dev/null
+    rm -f "$f"
+  done
+}
+# INSTANCE -> VIP INTERFACE VRID PRIORITY FLAG
+info() {
+    case "$1" in
+    halb_internal) echo "192.168.0.253 eth0 244 230 /etc/keepalived/halb/returning-halb_internal" ;;
+    *) return 1 ;;
+    esac
+}
+# INSTANCE HOLDER-ADDRESS -> the holder's priority for it (0: not a peer)
+peer_priority() {
+    case "$1 $2" in
+    "halb_internal 192.168.0.11") echo 250 ;;
+    *) echo 0 ;;
+    esac
+}
+# INSTANCE HOLDER-ADDRESS -> its rule for the taker's bridge
+bridge_rule() {
+    case "$1" in
+    halb_internal) echo 'add rule ip halb_failback pre ip daddr 192.168.0.253 tcp flags & syn != syn ct state new,invalid counter dup to @HOLDER@ device "eth0" drop' ;;
+    esac
+}
+frontends_of() {
+    case "$1" in
+    halb_internal) echo "apiserver console" ;;
+    esac
+}
+
+show_stat() {
+    if command -v socat >/dev/null 2>&1 && [ -S /run/haproxy/admin.sock ]; then
+      echo 'show stat' | socat -t 2 - UNIX-CONNECT:/run/haproxy/admin.sock
+    elif command -v curl >/dev/null 2>&1; then
+      curl -s -m 3 'http://127.0.0.1:8404/stats;csv'
+    fi
+}
+
+# every frontend's backend has a healthy server, as this host's HAProxy sees it
+healthy() {
+    "/etc/keepalived/halb/check_haproxy.sh" || return 1
+    stat=$(show_stat) || return 1
+    for fe in apiserver console; do
+        printf '%s\n' "$stat" | awk -F, -v p="$fe" \
+            '$1 == p && $2 == "BACKEND" && $18 ~ /^UP/ { ok = 1 } END { exit !ok }' || return 1
+    done
+}
+
+# the sessions open on INSTANCE's frontends
+sessions() {
+    fes=" $(frontends_of "$1") "
+    show_stat | awk -F, -v fes="$fes" \
+        '$2 == "FRONTEND" && index(fes, " " $1 " ") { n += $5 } END { print n + 0 }'
+}
+
+flag() { cat "$1" 2>/dev/null || echo 0; }
+
+stop_release() {
+    p=$(cat "$RUN/release-$1.pid" 2>/dev/null) && [ -n "$p" ] && kill "$p" 2>/dev/null
+    rm -f "$RUN/release-$1.pid"
+}
+
+on_state() {
+    name=$1 state=$2
+    # shellcheck disable=SC2046
+    set -- $(info "$name")
+    [ $# -eq 5 ] || return 0
+    vip=$1 dev=$2 fl=$5
+    mkdir -p "$RUN"
+    case "$state" in
+    MASTER)
+        stop_release "$name"
+        echo "$vip $dev" > "$RUN/held-$name"
+        keep_local "$vip" "$dev"
+        [ "$(flag "$fl")" = 0 ] || echo 0 > "$fl"
+        ;;
+    BACKUP)
+        if [ -f "$RUN/held-$name" ]; then
+            stop_release "$name"
+            setsid "$0" release "$name" </dev/null >/dev/null 2>&1 &
+        fi
+        if [ "$(flag "$fl")" != 0 ]; then
+            setsid "$0" agent </dev/null >/dev/null 2>&1 &
+        fi
+        ;;
+    FAULT|STOP)
+        [ "$state" = STOP ] || echo 1 > "$fl"
+        stop_release "$name"
+        rm -f "$RUN/held-$name"
+        let_go "$vip" "$dev"
+        ;;
+    esac
+}
+
+# after MASTER -> BACKUP: keep the VIP local until its frontends are idle (two looks in a
+# row, a second after the move at the earliest), 10 s at most
+release() {
+    name=$1
+    # shellcheck disable=SC2046
+    set -- $(info "$name")
+    [ $# -eq 5 ] || return 0
+    vip=$1 dev=$2
+    echo $$ > "$RUN/release-$name.pid"
+    start=$(now) idle=0 n=0
+    while [ $((start + GRACE_CS)) -gt "$(now)" ] && [ "$n" -lt 1000 ]; do
+        n=$((n + 1))
+        sleep 0.2
+        [ "$(now)" -ge $((start + 100)) ] || continue
+        if [ "$(sessions "$name")" = 0 ]; then idle=$((idle + 1)); else idle=0; fi
+        [ "$idle" -lt 2 ] || break
+    done
+    [ "$(cat "$RUN/release-$name.pid" 2>/dev/null)" = $$ ] || return 0  # MASTER again
+    rm -f "$RUN/held-$name" "$RUN/release-$name.pid"
+    let_go "$vip" "$dev"
+    log "$name: $vip no longer kept local ($(sessions "$name") sessions left)"
+}
+
+# the instances waiting to come back: returning flag set, and BACKUP
+returning() {
+    for name in halb_internal; do
+        # shellcheck disable=SC2046
+        set -- $(info "$name")
+        [ "$(flag "$5")" != 0 ] || continue
+        [ "$(cat "/run/halb/vrrp-$name.state" 2>/dev/null)" = BACKUP ] || continue
+        printf '%s ' "$name"
+    done
+}
+
+agent() {
+    mkdir -p "$RUN"
+    # one agent: the lock is a directory (mkdir is atomic); a dead agent's is taken over
+    if ! mkdir "$RUN/agent" 2>/dev/null; then
+        p=$(cat "$RUN/agent/pid" 2>/dev/null)
+        [ -z "$p" ] || kill -0 "$p" 2>/dev/null && return 0
+        rm -rf "$RUN/agent"
+        mkdir "$RUN/agent" 2>/dev/null || return 0
+    fi
+    echo $$ > "$RUN/agent/pid"
+    trap 'nft delete table ip $TABLE 2>/dev/null; rm -rf "$RUN/agent"' EXIT
+    trap 'exit 1' HUP INT TERM
+    # the holder of a VIP is the one host that sends adverts for it (priority above 0)
+    nft -f - <<EOF || log "cannot watch VRRP adverts; failing back without a bridge"
+table ip $TABLE
+delete table ip $TABLE
+table ip $TABLE {
+  set adv_244 { type ipv4_addr; flags timeout; timeout 3500ms; }
+  chain watch {
+    type filter hook input priority -300; policy accept;
+    ip protocol vrrp @th,8,8 244 @th,16,8 != 0 update @adv_244 { ip saddr }
+  }
+}
+EOF
+    since='' n=0 names=''
+    log "returning: $(returning); taking back after 3 s healthy"
+    while :; do
+        n=$((n + 1))
+        if [ "$n" -gt 18000 ]; then
+            log "not healthy for 3 s within an hour; priority stays low: $(returning)"
+            return 1
+        fi
+        names=$(returning)
+        if [ -z "$names" ]; then
+            log "nothing left to take back"
+            return 0
+        fi
+        if healthy; then
+            [ -n "$since" ] || since=$(now)
+            [ $(($(now) - since)) -lt "$HOLD_CS" ] || break
+        else
+            since=''
+        fi
+        sleep 0.2
+    done
+    rules=''
+    for name in $names; do
+        # shellcheck disable=SC2046
+        set -- $(info "$name")
+        vrid=$3 prio=$4
+        holders=$(nft list set ip "$TABLE" "adv_$vrid" 2>/dev/null | sed -n '/elements/,$p' |
+            grep -oE '([0-9]{1,3}\.){3}[0-9]{1,3}' | sort -u | tr '\n' ' ')
+        set -- $holders
+        if [ "$PREEMPT" != 1 ]; then
+            log "$name: nopreempt, no move to bridge"
+        elif [ -e "/etc/keepalived/halb/drained" ]; then
+            log "$name: drained, no move to bridge"
+        elif [ $# -ne 1 ]; then
+            log "$name: no bridge, holders heard: ${holders:-none}"
+        elif [ "$(peer_priority "$name" "$1")" -ge "$prio" ]; then
+            log "$name: $1 outranks this host, no move to bridge"
+        else
+            rules="$rules$(bridge_rule "$name" | sed "s/@HOLDER@/$1/")
+"
+            log "$name: bridge to the holder $1"
+        fi
+    done
+    if [ -n "$rules" ]; then
+        printf 'add chain ip %s pre { type filter hook prerouting priority -150; policy accept; }\n%s' "$TABLE" "$rules" | nft -f - ||
+            log "cannot put up the bridge; failing back without it"
+    fi
+    for name in $names; do
+        # shellcheck disable=SC2046
+        set -- $(info "$name")
+        echo 0 > "$5"
+    done
+    log "returning flag cleared: $names"
+    start=$(now) left=$names
+    while [ $((start + WAIT_CS)) -gt "$(now)" ]; do
+        left=''
+        for name in $names; do
+            [ "$(cat "/run/halb/vrrp-$name.state" 2>/dev/null)" = MASTER ] || left=$name
+        done
+        [ -n "$left" ] || break
+        sleep 0.1
+    done
+    if [ -n "$left" ]; then
+        log "not MASTER for $left after $((WAIT_CS / 100)) s; bridge down in 10 s"
+    else
+        log "MASTER for $names; bridge down in 10 s"
+    fi
+    sleep 10
+    n=$(nft list chain ip "$TABLE" pre 2>/dev/null |
+        sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
+    log "bridge down: $n packets handed to the old holder"
+}
+
+# the holder's side for every instance this host is MASTER for now (a deploy that only
+# reloaded keepalived saw no state change): `halb drain` runs it before a move
+sync() {
+    for name in halb_internal; do
+        [ "$(cat "/run/halb/vrrp-$name.state" 2>/dev/null)" = MASTER ] || continue
+        on_state "$name" MASTER
+    done
+}
+
+undo() {
+    for f in "$RUN"/*.pid "$RUN/agent/pid"; do
+        [ -f "$f" ] || continue
+        p=$(cat "$f") && [ -n "$p" ] && kill "$p" 2>/dev/null
+        rm -f "$f"
+    done
+    nft delete table ip "$TABLE" 2>/dev/null
+    for f in "$RUN"/held-*; do
+        [ -f "$f" ] || continue
+        read -r vip dev < "$f"
+        rm -f "$f"
+        let_go "$vip" "$dev"
+    done
+    true
+}
+
+case "${1-}" in
+notify) [ $# -eq 3 ] && on_state "$2" "$3" ;;
+release) [ $# -eq 2 ] && release "$2" ;;
+agent) agent ;;
+sync) sync ;;
+undo) undo ;;
+*) echo "usage: $0 notify INSTANCE STATE | release INSTANCE | agent | sync | undo" >&2; exit 2 ;;
+esac

@@ -1,0 +1,102 @@
+"""failback.sh, the LB hosts' own failback through the handover bridge: what it is
+rendered with, and that its pieces are valid sh and nftables. The lab test in
+tests/lab/test_failback.py runs it for real under load, with halb not running."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from halb.drain import handover
+from halb.paths import FAILBACK_SCRIPT
+from halb.render import KEEPALIVED_CONF, render_cluster
+from halb.spec import Cluster
+from tests.unit.test_drain_profiles import cluster_with
+
+
+def script(c: Cluster, host: str = "lb1") -> str:
+    return render_cluster(c)[host][FAILBACK_SCRIPT].content
+
+
+def test_the_script_is_valid_sh_and_root_only_to_write(tmp_path: Path) -> None:
+    c = cluster_with(tmp_path, 3, profile="fast")
+    files = render_cluster(c)["lb2"]
+    assert files[FAILBACK_SCRIPT].mode == 0o755
+    subprocess.run(["sh", "-n", "-c", files[FAILBACK_SCRIPT].content], check=True)
+    r = subprocess.run(["sh", "-c", files[FAILBACK_SCRIPT].content, "failback.sh", "bogus"])
+    assert r.returncode == 2
+
+
+def test_timers_come_from_the_profile_unless_set(tmp_path: Path) -> None:
+    fast = script(cluster_with(tmp_path, 2, profile="fast"))
+    # hold 2 s, grace 10 s; the wait for MASTER: preempt delay 3 + 4 adverts + 5 s
+    assert "HOLD_CS=200\nreadonly GRACE_CS=1000\nreadonly WAIT_CS=812\nreadonly PREEMPT=1\n" in fast
+    assert "timeout 1000ms" in fast  # never below a second
+    default = script(cluster_with(tmp_path, 2, profile="default"))
+    assert "HOLD_CS=300\nreadonly GRACE_CS=1000\nreadonly WAIT_CS=900\n" in default
+    assert "timeout 3500ms" in default  # three 1 s adverts missed: no longer the holder
+    given = script(cluster_with(tmp_path, 2, failback_hold=7.5, failback_grace=4))
+    assert "HOLD_CS=750\nreadonly GRACE_CS=400\n" in given
+
+
+def test_the_bridge_rule_is_the_drain_s_rule_with_the_holder_found_on_the_host(
+    tmp_path: Path,
+) -> None:
+    c = cluster_with(tmp_path, 3, profile="fast")
+    text = script(c, "lb1")
+    m = re.search(r"halb_internal\) echo 'add rule ip halb_failback pre (.*)' ;;", text)
+    assert m is not None
+    move = handover.Move("10.9.0.100", "eth0", "lb2", "10.9.0.11", ("lb1",))
+    drain = handover.forward_rules([move], "lb1")
+    assert m.group(1).replace("@HOLDER@", "10.9.0.11") in drain
+    # the peers' priorities decide whether this host would preempt the holder at all
+    assert '"halb_internal 10.9.0.11") echo 252 ;;' in text
+    assert '"halb_internal 10.9.0.12") echo 250 ;;' in text
+    assert 'halb_internal) echo "10.9.0.100 eth0 ' in text
+
+
+def test_keepalived_tracks_the_returning_flag_with_the_drain_weight(tmp_path: Path) -> None:
+    conf = render_cluster(cluster_with(tmp_path, 2, profile="fast"))["lb1"][KEEPALIVED_CONF]
+    text = conf.content
+    block = re.search(r"track_file returning_halb_internal \{(.*?)\}", text, re.S)
+    assert block is not None
+    assert '"/etc/keepalived/halb/returning-halb_internal"' in block.group(1)
+    assert "init_file 1 overwrite" in block.group(1)  # every start comes back low
+    weight = re.search(r"chk_drained \{.*?weight (-\d+)", text, re.S)
+    assert weight is not None and f"weight {weight.group(1)}" in block.group(1)
+    assert "        returning_halb_internal\n" in text
+    # without preemption nothing is taken back: no flag to track
+    plain = render_cluster(cluster_with(tmp_path, 2, nopreempt=True))["lb1"][KEEPALIVED_CONF]
+    assert "returning" not in plain.content
+    assert "readonly PREEMPT=0" in script(cluster_with(tmp_path, 2, nopreempt=True))
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
+    reason="nft -c needs root (in a network namespace of its own)",
+)
+def test_nft_accepts_the_advert_watch_and_the_bridge(tmp_path: Path) -> None:
+    text = script(cluster_with(tmp_path, 2, profile="fast"))
+    watch = text.split("nft -f - <<EOF", 1)[1].split("\nEOF\n", 1)[0].split("\n", 1)[1]
+    rule = re.search(r"halb_internal\) echo '(add rule .*)' ;;", text)
+    chain = re.search(r"printf 'add chain ip %s pre \{ (.*) \}", text)
+    assert rule is not None and chain is not None
+    ruleset = (
+        watch.replace("$TABLE", "halb_failback")
+        + f"\nadd chain ip halb_failback pre {{ {chain.group(1)} }}\n"
+        + rule.group(1).replace("@HOLDER@", "10.9.0.11")
+        + "\n"
+    )
+    r = subprocess.run(
+        ["unshare", "--net", "sh", "-c", "ip link add eth0 type veth peer name p0 && nft -f -"],
+        input=ruleset,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr + ruleset
