@@ -177,8 +177,9 @@ for d in "$@"; do rmdir "$d" 2>/dev/null; done
 
 def undo_argv(u: HostUndo) -> list[str]:
     pairs = [x for p, b in sorted(u.restore.items()) for x in (p, b)]
+    head = f"FB={FAILBACK_SCRIPT} RF={RETURNING_FLAG}\n"
     return sh(
-        f"FB={FAILBACK_SCRIPT} RF={RETURNING_FLAG}\n{_UNDO}", SYSTEMD_DIR, str(len(u.restore)), *pairs, "--", *u.remove, "--", *u.state,
+        head + _UNDO, SYSTEMD_DIR, str(len(u.restore)), *pairs, "--", *u.remove, "--", *u.state,
         "--", *u.tables, "--", *DEPLOYED_DIRS,
     )  # fmt: skip
 

@@ -17,8 +17,8 @@ from halb.vrrp_filter import parse_status
 D = Path(__file__).parent.parent / "fixtures" / "vrrp_filter"
 LB1_MAC, LB2_MAC, NODE1_MAC = "02:29:b6:6c:18:90", "02:00:00:aa:bb:02", "22:91:94:51:24:ca"
 VIPS = [
-    VipRef("internal", "10.250.130.253", "halb_internal", "eth0"),
-    VipRef("external", "10.250.130.254", "halb_external", "eth0"),
+    VipRef("internal", "10.250.130.253", "halb_internal", interface="eth0"),
+    VipRef("external", "10.250.130.254", "halb_external", interface="eth0"),
 ]
 NAMES = {"10.250.130.11": "lb1", "10.250.130.12": "lb2", "10.250.130.31": "node1"}
 HELD = ("10.250.130.253", "10.250.130.254")

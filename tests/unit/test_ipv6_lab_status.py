@@ -111,12 +111,9 @@ def test_handover_bridge_moves_both_families() -> None:
         'counter dup to fd00:20:1::5 device "bond0" drop'
     ) in rules
     assert "ip daddr fd00" not in rules and "ip6 daddr 172" not in rules
-    assert handover.accept_args(moves, "lba")[4:] == [
-        "fd00:20:1::250",
-        "bond0",
-        "fd00:20:1::251",
-        "bond0",
-    ]
+    # the old holder keeps its IPv6 VIPs on lo from halb (failback.sh keeps the IPv4 ones)
+    assert handover.accept6_args(moves, "lba") == ["fd00:20:1::250", "fd00:20:1::251"]
+    assert handover.accept6_argv(moves, "lbb", 10) is None
     # an IPv4-only move list gives the ruleset it always gave (no ip6 table)
     assert "ip6" not in handover.forward_rules(moves[:2], "lbb")
     # IPv6 values are checked again before they reach a ruleset or a script
