@@ -121,7 +121,7 @@ def test_handover_bridge_moves_both_families() -> None:
     with pytest.raises(ValueError):
         handover.forward_rules([bad], "lbb")
     with pytest.raises(ValueError):
-        handover.accept_args([handover.Move("::ffff:1.2.3.4", "bond0", "lba", "x", ())], "lba")
+        handover.accept6_args([handover.Move("::ffff:1.2.3.4", "bond0", "lba", "x", ())], "lba")
 
 
 @pytest.mark.skipif(
