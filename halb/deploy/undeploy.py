@@ -168,7 +168,10 @@ done
 shift
 while [ "$1" != -- ]; do rm -rf "$1" || exit 1; shift; done
 shift
-while [ "$1" != -- ]; do nft delete table $1 || exit 1; shift; done
+# (failback.sh undo above may have deleted its table already)
+while [ "$1" != -- ]; do
+  ! nft list table $1 >/dev/null 2>&1 || nft delete table $1 || exit 1; shift
+done
 shift
 for d in "$@"; do rmdir "$d" 2>/dev/null; done
 [ -z "$reload" ] || ! command -v systemctl >/dev/null 2>&1 || systemctl daemon-reload

@@ -173,7 +173,8 @@ echo $! > {STATE}/forward.timer
 # script while the host is MASTER, and after it for the grace): `keep_local VIP DEV`
 # keeps VIP local on lo and quiet in ARP on DEV, saving DEV's sysctls once (in $RUN);
 # `let_go VIP DEV` drops the route and restores the sysctls once no held-* file in $RUN
-# names DEV any more.
+# names DEV any more. The saved values stay: a host that is MASTER again before a release
+# ends would otherwise save the value halb set as the one to restore.
 KEEP_LOCAL = r"""keep_local() {
   mkdir -p "$RUN/sysctl"
   for kv in arp_ignore=1 arp_announce=2; do
@@ -190,7 +191,6 @@ let_go() {
     f=$RUN/sysctl/$2.$k
     [ -f "$f" ] || continue
     cat "$f" > "/proc/sys/net/ipv4/conf/$2/$k" 2>/dev/null
-    rm -f "$f"
   done
 }
 """

@@ -26,10 +26,13 @@ from halb.lab.netns import spawn_daemon
 from halb.paths import (
     DEPLOYED_FILES,
     DEPLOYED_STATE,
+    DEPLOYED_TABLES,
     HAPROXY_PIDFILE,
     MANAGED_MARK,
     REDIRECT_NFT,
     REDIRECT_TABLE,
+    SCRIPT_DIR,
+    VRRP_TABLE,
 )
 from halb.services import SUPERVISED, start_argv
 from tests.lab.through_vip import answers, assert_public_ports_balanced, redirect_vips
@@ -237,7 +240,8 @@ def squat(lab: Lab, host: str, address: str, port: int) -> subprocess.Popen[str]
 
 
 def tables(lab: Lab, host: str) -> str:
-    return lab.run(host, ["nft", "list", "ruleset"]).stdout
+    """halb's redirect table on HOST as nft lists it ("" when there is none)."""
+    return lab.run(host, ["nft", "list", "table", "ip", REDIRECT_TABLE]).stdout
 
 
 def test_rolled_back_change_puts_the_former_table_back(six: Lab) -> None:
@@ -390,14 +394,20 @@ def test_undeploy_leaves_nothing_of_halb_and_a_second_one_is_a_no_op(six: Lab) -
         h = doc["hosts"][m]
         assert h["status"] == "changed", h
         assert h["stop"] == ["keepalived", "haproxy"], h
-        assert h["tables"] == [f"ip {REDIRECT_TABLE}"], h
+        # the redirect and the VRRP filter (failback.sh's table only while it bridges)
+        assert {f"ip {REDIRECT_TABLE}", f"inet {VRRP_TABLE}"} <= set(h["tables"]), h
+        assert set(h["tables"]) <= {f"{f} {n}" for f, n in DEPLOYED_TABLES}, h
         # the lab's hosts start with this machine's stock /etc/haproxy: the first deploy
         # replaced its haproxy.cfg, and undeploy puts it back byte for byte
         stock = Path("/etc/haproxy/haproxy.cfg")
         if stock.is_file() and MANAGED_MARK not in stock.read_text():
             assert h["restore"] == [str(stock)], h
             assert six.run(m, ["cat", str(stock)]).stdout == stock.read_text()
-        assert f"table ip {REDIRECT_TABLE}" not in six.run(m, ["nft", "list", "tables"]).stdout
+        left = six.run(m, ["nft", "list", "tables"]).stdout
+        for fam, name in DEPLOYED_TABLES:
+            assert f"table {fam} {name}" not in left, f"{m}: {fam} {name} is left"
+        # failback.sh's returning flags went with the scripts: the folder is gone
+        assert six.run(m, ["test", "-e", SCRIPT_DIR]).returncode != 0, f"{m}: {SCRIPT_DIR}"
         for path in DEPLOYED_FILES:  # gone, or the file the first deploy replaced, back
             cp = six.run(m, ["cat", path])
             assert MANAGED_MARK not in cp.stdout, f"{m}: {path} is still halb's"

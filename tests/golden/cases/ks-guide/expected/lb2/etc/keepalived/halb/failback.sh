@@ -47,7 +47,6 @@ let_go() {
     f=$RUN/sysctl/$2.$k
     [ -f "$f" ] || continue
     cat "$f" > "/proc/sys/net/ipv4/conf/$2/$k" 2>/dev/null
-    rm -f "$f"
   done
 }
 # INSTANCE -> VIP INTERFACE VRID PRIORITY FLAG
