@@ -71,7 +71,8 @@ def test_haproxys_exit_does_not_fault_co_located_hosts(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     files = render_cluster(load_cluster(tmp_path / "halb.yaml"))["master1"]
     conf = files[KEEPALIVED_CONF].content
-    assert "track_file" not in conf and "haproxy_exited" not in conf
+    # no exit file tracked (the returning flag of failback.sh is the only track_file)
+    assert "haproxy_exited" not in conf and "track_file returning_halb_internal {" in conf
     assert 'script "/etc/keepalived/halb/redirect.sh check halb_internal"' in conf
     assert "chk_haproxy_halb_internal {\n    script" in conf
     assert re.search(r"check halb_internal\"\n.*?fall 2\n", conf, re.S)
