@@ -192,11 +192,22 @@ class Drill:
         """How long a fault may take to show its effect before it is restored."""
         return KINDS[Fault(fault)].hold(self.detect())
 
+    def failback_allowance(self) -> float:
+        """What a returning old holder waits before it takes its VIPs back: failback.sh's
+        hold, the preempt delay, and HAProxy's checks rising with keepalived's start."""
+        delay = max((v.preempt_delay for v in self.cluster.vips), default=0.0)
+        return self.cluster.failback_hold + delay + 5.0
+
     def settle_window(self) -> float:
-        """Holders unchanged for this long is a steady state. It covers what a returning
-        peer goes through before it preempts: keepalived's start, the HAProxy check's
-        rise (2 x 1 s, until then its priority is lowered) and its master-down timer."""
-        return self.detect() + 3.5
+        """Holders unchanged for this long is a steady state when they are not the ones
+        from before the fault. It covers what a returning peer goes through before it
+        preempts: keepalived's start, the HAProxy check's rise, failback.sh's hold and its
+        master-down timer. Back as before the fault, a master-down time is enough."""
+        return self.detect() + 3.5 + self.failback_allowance()
+
+    def settle_max(self) -> float:
+        """A steady state must come within this after the restore."""
+        return SETTLE_MAX + self.failback_allowance()
 
     # ------------------------------------------------------------------------- round
     def steady_holders(self) -> dict[str, list[str]]:
@@ -232,7 +243,7 @@ class Drill:
             holders_before=before,
         )
         hold = self.hold(fault)
-        limit = PRE + hold + SETTLE_MAX + self.settle_window() + POST + 20
+        limit = PRE + hold + self.settle_max() + self.settle_window() + POST + 20
         caps = self._start_captures(limit)
         load = ProcessLoad(self.targets, rate=self.s.rate, timeout=self.s.timeout, limit=limit)
         try:
@@ -388,9 +399,11 @@ class Drill:
             time.sleep(POLL)
 
     def _settle(self, rec: RoundRecord) -> None:
-        """Wait until each VIP has one holder, unchanged for the settle window."""
-        deadline = time.time() + SETTLE_MAX
-        window = self.settle_window()
+        """Wait until each VIP has one holder, unchanged for the settle window (a
+        master-down time once the holders are back as before the fault)."""
+        most = self.settle_max()
+        deadline = time.time() + most
+        window, home_window = self.settle_window(), self.detect() + 1.0
         last: dict[str, list[str]] | None = None
         since = time.time()
         while time.time() < deadline:
@@ -398,7 +411,9 @@ class Drill:
             now = time.time()
             if h != last:
                 last, since = h, now
-            elif all(len(x) == 1 for x in h.values()) and now - since >= window:
-                return
+            elif all(len(x) == 1 for x in h.values()):
+                home = h == rec.holders_before
+                if now - since >= (home_window if home else window):
+                    return
             time.sleep(POLL)
-        rec.notes.append(f"no steady state within {SETTLE_MAX:g} s after the restore: {last}")
+        rec.notes.append(f"no steady state within {most:g} s after the restore: {last}")
