@@ -118,11 +118,6 @@ def wait_redirect(
     return None
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, intermittent: in full CI runs it failed twice (36 failures over "
-    "4.3 s once), while it passes alone and in the lab modules' run; not explained",
-)
 def test_haproxy_killed_on_the_holder_keeps_the_vip_and_falls_through(
     six: Lab,
     client_load,  # type: ignore[no-untyped-def]
@@ -160,16 +155,19 @@ def test_haproxy_killed_on_the_holder_keeps_the_vip_and_falls_through(
     # follows their speed, not a request rate: with the watcher flushing first, 3, 4 and
     # 4 failures at load 18-25 (resets of requests in flight), 47 at load 6 (43 refused,
     # all within 10 ms); with redirect.sh flushing, up to 32 at load 25. The bound is on
-    # the time: every failure within one window of at most 1.5 s around the kill (a VRRP
-    # takeover cost some 15 requests at 100/s, and moved the VIP).
+    # the time: every failure within the window HAProxy was down (a VRRP takeover cost
+    # some 15 requests at 100/s, and moved the VIP). It was 1.5 s around the kill until a
+    # full CI run saw 36 failures (31 refused) spread over 4.3 s: not explained; a new
+    # connection whose ports match a closed one still in conntrack would keep that one's
+    # DNAT to the dead HAProxy, which fits, but was not shown.
     kinds = {e.split("(")[0] for e in load["failed"]}
+    # a TLS request in flight when HAProxy dies ends as a reset, an EOF or a clean TLS
+    # close (SSLZeroReturnError), depending on where the handshake or answer was
     assert kinds <= {"ConnectionRefusedError", "ConnectionResetError", "RemoteDisconnected",
-                     "SSLEOFError"}, load["failed"]  # fmt: skip
+                     "SSLEOFError", "SSLZeroReturnError"}, load["failed"]  # fmt: skip
     if load["failed_at"]:
         span = max(load["failed_at"]) - min(load["failed_at"])
         print(f"failures within {span * 1000:.0f} ms")
-        # once in CI (load ~2), 36 failures (31 refused) spread over 4.3 s of the
-        # HAProxy-down window: not explained yet. The bound kept is that window.
         down = (t1 - t0) + back + 1.0
         assert span <= down, (span, down, load["failed"])
     assert six.vip_holders()[six.vip_internal] == [h]
