@@ -73,6 +73,8 @@ def test_haproxys_exit_does_not_fault_co_located_hosts(tmp_path: Path) -> None:
     conf = files[KEEPALIVED_CONF].content
     # no exit file tracked (the returning flag of failback.sh is the only track_file)
     assert "haproxy_exited" not in conf and "track_file returning_halb_internal {" in conf
+    # ... and the instance tracks it: a returning co-located host comes back low too
+    assert "    track_file {\n        returning_halb_internal\n    }\n" in conf
     assert 'script "/etc/keepalived/halb/redirect.sh check halb_internal"' in conf
     assert "chk_haproxy_halb_internal {\n    script" in conf
     assert re.search(r"check halb_internal\"\n.*?fall 2\n", conf, re.S)
