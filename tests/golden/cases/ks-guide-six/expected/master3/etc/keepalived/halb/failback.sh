@@ -186,6 +186,23 @@ agent() {
     echo $$ > "$RUN/agent/pid"
     trap 'nft delete table ip $TABLE 2>/dev/null; rm -rf "$RUN/agent"' EXIT
     trap 'exit 1' HUP INT TERM
+    # a host that fails and returns again while this agent still waits out a grace
+    # finds the lock taken: this agent takes that return too
+    rounds=0
+    while take_back && [ -n "$(returning)" ] && [ "$rounds" -lt 100 ]; do
+        rounds=$((rounds + 1))
+        log "returning again: $(returning)"
+    done
+    nft delete table ip $TABLE 2>/dev/null
+    rm -rf "$RUN/agent"
+    trap - EXIT
+    # a notify that came while this agent was finishing found the lock still taken
+    [ -z "$(returning)" ] || exec "$0" agent
+}
+
+# one return: wait until healthy for the hold, bridge to the holder, clear the flags,
+# and keep the bridge for the grace (less when this host is returning again)
+take_back() {
     # the holder of a VIP is the one host that sends adverts for it (priority above 0)
     nft -f - <<EOF || log "cannot watch VRRP adverts; failing back without a bridge"
 table ip $TABLE
@@ -265,7 +282,8 @@ EOF
     else
         log "MASTER for $names; bridge down in 10 s"
     fi
-    sleep 10
+    start=$(now)
+    while [ $((start + GRACE_CS)) -gt "$(now)" ] && [ -z "$(returning)" ]; do sleep 0.2; done
     n=$(nft list chain ip "$TABLE" pre 2>/dev/null |
         sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
     log "bridge down: $n packets handed to the old holder"
