@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from halb.errors import InputError
-from halb.lab import vagrant, vm_box, vm_lab, vm_ns
+from halb.lab import vagrant, vagrant_run, vm_box, vm_lab, vm_ns
 from halb.lab.vm_box import BoxPaths
 
 SOURCES_DEB822 = """\
@@ -190,3 +190,20 @@ def test_progress_keeps_each_vms_step_and_names_it_on_failure(tmp_path: Path) ->
     assert (
         f"lb2 at 'Waiting for domain to get an IP address...', console {tmp_path}/lb2.log" in where
     )
+
+
+def test_lab_state_file_round_trip_and_bad_shapes(tmp_path: Path) -> None:
+    vdir = vagrant_run.default_vagrant_dir()
+    assert vagrant_run.read_state(tmp_path) == {}
+    assert vagrant_run.resolve_vagrant_dir(tmp_path, None) == vdir  # nothing recorded
+    vagrant_run.write_state(tmp_path, vdir, {"netns": "halbvm-0123abcd"})
+    assert vagrant_run.read_state(tmp_path) == {
+        "vagrant_dir": str(vdir),
+        "netns": "halbvm-0123abcd",
+    }
+    assert vagrant_run.resolve_vagrant_dir(tmp_path, None) == vdir
+    assert vm_lab.is_isolated(tmp_path)
+    for bad in ("{}", '{"vagrant_dir": 5}', "[]", "not json", '{"netns": "x"}'):
+        (tmp_path / vagrant_run.STATE_FILE).write_text(bad)
+        with pytest.raises(InputError, match="not a Vagrant lab state file; remove it"):
+            vagrant_run.resolve_vagrant_dir(tmp_path, None)
