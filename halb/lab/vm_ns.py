@@ -128,10 +128,12 @@ class VmNs:
 
     def libvirtd_pid(self) -> int | None:
         """libvirtd's pid if it is alive and in this lab's netns."""
-        pid = _read_pid(self.pid_file)
-        if pid is None or not _in_netns(pid, self.name):
-            return None
-        return pid
+        return self.pid_in_netns(self.pid_file)
+
+    def pid_in_netns(self, pid_file: Path) -> int | None:
+        """The pid `pid_file` names if that process is alive and in this lab's netns."""
+        pid = _read_pid(pid_file)
+        return pid if pid is not None and _in_netns(pid, self.name) else None
 
     def enter_argv(self, cwd: Path | None = None) -> list[str]:
         """nsenter into libvirtd's netns and mounts, in `cwd` (entering a mount namespace
@@ -262,7 +264,7 @@ def _prepare(ns: VmNs, tb_size_mib: int) -> None:
 
 def serve_repo(ns: VmNs, repo: Path) -> None:
     """The lab's package repository on port REPO_PORT, inside the lab netns only."""
-    if _read_pid(ns.repo_pid_file) and _in_netns(_read_pid(ns.repo_pid_file) or 0, ns.name):
+    if ns.pid_in_netns(ns.repo_pid_file) is not None:
         return
     with open(ns.state / "repo.log", "ab") as log:
         p = subprocess.Popen(
@@ -306,8 +308,8 @@ def stop(ns: VmNs, progress: Progress) -> list[str]:
             _run([*virsh, "net-destroy", net])
         if nets:
             done.append(f"networks {', '.join(nets)} removed")
-    for what, p in (("repository", _read_pid(ns.repo_pid_file)), ("libvirtd", pid)):
-        if p is not None and _in_netns(p, ns.name):
+    for what, p in (("repository", ns.pid_in_netns(ns.repo_pid_file)), ("libvirtd", pid)):
+        if p is not None:
             _kill(p)
             done.append(f"{what} stopped")
     if netns_exists(ns.name):

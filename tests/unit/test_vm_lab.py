@@ -3,6 +3,7 @@ namespace names and paths, the TCG wrapper, the settings halb gives the Vagrantf
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -207,3 +208,11 @@ def test_lab_state_file_round_trip_and_bad_shapes(tmp_path: Path) -> None:
         (tmp_path / vagrant_run.STATE_FILE).write_text(bad)
         with pytest.raises(InputError, match="not a Vagrant lab state file; remove it"):
             vagrant_run.resolve_vagrant_dir(tmp_path, None)
+
+
+def test_a_live_pid_outside_the_labs_netns_is_not_the_labs(tmp_path: Path) -> None:
+    ns = vm_ns.VmNs.of(tmp_path)
+    ns.state.mkdir(parents=True)
+    ns.pid_file.write_text(f"{os.getpid()}\n")  # alive, but in this machine's netns
+    ns.repo_pid_file.write_text("not a pid\n")
+    assert ns.libvirtd_pid() is None and ns.pid_in_netns(ns.repo_pid_file) is None
