@@ -174,9 +174,9 @@ def up(
         )
     vdir = vagrant_run.resolve_vagrant_dir(lab_dir, vagrant_dir)
     tb = tb_size(base)
+    ns = vm_ns.VmNs.of(lab_dir)  # refuses a folder it cannot use, before making it
     lab_dir.mkdir(parents=True, exist_ok=True)
     d = lab_dir.resolve()
-    ns = vm_ns.VmNs.of(d)
     consoles = d / CONSOLES_DIR
     state = {"netns": ns.name, **sizes.env()}
     # Recorded first: `lab down` after a killed `up` finds what to remove.

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from halb import kinds
 from halb.errors import HalbError, InputError
 from halb.lab.model import Progress
 
@@ -96,6 +97,13 @@ class VmNs:
                 raise InputError(
                     f"{lab_dir}: the VM lab mounts over {shadowed}; give a --dir outside it"
                 )
+        # The folder goes into the overlay's mount options: a comma would start another
+        # option there (another upper dir), a backslash escapes.
+        if not str(d).isprintable() or any(c in str(d) for c in ",\\"):
+            raise InputError(
+                f"{kinds.one_line(str(lab_dir))}: the VM lab's folder is part of a mount "
+                "option; give a --dir without commas, backslashes or control characters"
+            )
         digest = hashlib.sha256(str(d).encode()).hexdigest()[:8]
         return cls(f"halbvm-{digest}", d / STATE_DIR)
 

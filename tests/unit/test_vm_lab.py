@@ -80,6 +80,11 @@ def test_namespace_names_and_refused_folders(tmp_path: Path) -> None:
     for shadowed in ("/var/tmp/lab", "/run/lab", "/etc/lab"):
         with pytest.raises(InputError, match="mounts over"):
             vm_ns.VmNs.of(Path(shadowed))
+    # the folder is part of the overlay's mount options: no comma starts another option
+    for odd in ("a,upperdir=b", "a\\b", "a\nb"):
+        with pytest.raises(InputError, match="part of a mount option") as e:
+            vm_ns.VmNs.of(tmp_path / odd)
+        assert "\n" not in str(e.value)  # the name shows escaped, on one line
 
 
 def test_enter_without_libvirtd_names_the_way_out(tmp_path: Path) -> None:
@@ -216,3 +221,10 @@ def test_a_live_pid_outside_the_labs_netns_is_not_the_labs(tmp_path: Path) -> No
     ns.pid_file.write_text(f"{os.getpid()}\n")  # alive, but in this machine's netns
     ns.repo_pid_file.write_text("not a pid\n")
     assert ns.libvirtd_pid() is None and ns.pid_in_netns(ns.repo_pid_file) is None
+
+
+def test_up_refuses_an_unusable_folder_before_making_it(tmp_path: Path) -> None:
+    lab = tmp_path / "a,upperdir=b" / "lab"
+    with pytest.raises(InputError, match="part of a mount option"):
+        vm_lab.up(lab, None, vm_lab.Sizes(), 60, lambda _: None, env={})
+    assert list(tmp_path.iterdir()) == []  # no folder, no state file
