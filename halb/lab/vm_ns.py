@@ -87,7 +87,7 @@ class VmNsError(HalbError):
 @dataclass(frozen=True)
 class VmNs:
     name: str  # the netns
-    state: Path  # the lab's files: overlay upper, /etc/libvirt copy, logs, consoles
+    state: Path  # the lab's files: overlay upper, /etc/libvirt copy, logs
 
     @classmethod
     def of(cls, lab_dir: Path) -> VmNs:
@@ -120,19 +120,12 @@ class VmNs:
         return self.state / "libvirtd.log"
 
     @property
-    def consoles(self) -> Path:
-        return self.state / "consoles"
-
-    @property
     def emulator(self) -> Path:
         return self.state / "qemu-tcg"
 
     @property
     def dotfile(self) -> Path:
         return self.state / "vagrant"  # VAGRANT_DOTFILE_PATH: the machines' ids
-
-    def console_log(self, vm: str) -> Path:
-        return self.consoles / f"{vm}.log"
 
     def libvirtd_pid(self) -> int | None:
         """libvirtd's pid if it is alive and in this lab's netns."""
@@ -252,7 +245,7 @@ def start(ns: VmNs, progress: Progress, tb_size_mib: int = TB_SIZE_MIB) -> None:
 
 
 def _prepare(ns: VmNs, tb_size_mib: int) -> None:
-    for d in (ns.state, ns.state / "var-upper", ns.state / "var-work", ns.consoles):
+    for d in (ns.state, ns.state / "var-upper", ns.state / "var-work"):
         d.mkdir(parents=True, exist_ok=True)
     os.chmod(ns.state, 0o700)
     etc = ns.state / "etc-libvirt"
