@@ -228,3 +228,10 @@ def test_up_refuses_an_unusable_folder_before_making_it(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="part of a mount option"):
         vm_lab.up(lab, None, vm_lab.Sizes(), 60, lambda _: None, env={})
     assert list(tmp_path.iterdir()) == []  # no folder, no state file
+
+
+def test_status_refuses_counts_the_state_file_should_not_hold(tmp_path: Path) -> None:
+    counts = {"HALB_VAGRANT_LBS": "2", "HALB_VAGRANT_MASTERS": "x"}
+    vagrant_run.write_state(tmp_path, vagrant_run.default_vagrant_dir(), counts)
+    with pytest.raises(InputError, match=r"vagrant\.json: HALB_VAGRANT_MASTERS='x': give"):
+        vm_lab.status(tmp_path, None)
