@@ -89,9 +89,10 @@ SUPERVISED: dict[ServiceName, SupervisedSpec] = {
     ),
 }
 
-# How long a service manager's query or `enable` may take before the host counts as hung:
-# on emulated VMs (QEMU's TCG) on busy shared cores `systemctl show` took over 30 s and
-# `systemctl enable keepalived` (Debian's update-rc.d, perl) over 60 s.
+# How long a service manager's query, `enable` or `disable` may take before the host
+# counts as hung: on emulated VMs (QEMU's TCG) on busy shared cores `systemctl show` took
+# over 30 s and `systemctl enable keepalived` (Debian's update-rc.d, perl) over 60 s;
+# `disable` runs the same update-rc.d.
 SLOW_COMMAND_TIMEOUT = 300.0
 
 
@@ -312,7 +313,8 @@ class Systemd(ServiceManager):
         self.t.run(argv, timeout=SLOW_COMMAND_TIMEOUT, check=True)
 
     def disable(self, name: ServiceName) -> None:
-        self.t.run(["systemctl", "disable", "--quiet", name], timeout=60, check=True)
+        argv = ["systemctl", "disable", "--quiet", name]
+        self.t.run(argv, timeout=SLOW_COMMAND_TIMEOUT, check=True)
 
 
 # Start a daemon detached from the session; its own start-up messages are kept and shown.

@@ -6,13 +6,16 @@ import os
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from halb.cli.common import JsonOption, app, exit_with, out, print_json
 from halb.errors import ExitStatus, InputError
+
+if TYPE_CHECKING:
+    from halb.lab.vm_lab import Sizes
 
 lab_app = typer.Typer(
     name="lab",
@@ -113,11 +116,8 @@ def lab_up(
             raise InputError("--ip-family is for the netns lab")
         from halb.lab.vm_lab import Sizes
 
-        sizes = Sizes(
-            2 if lbs is None else lbs,
-            1 if masters is None else masters,
-            1 if nodes is None else nodes,
-        )
+        given = {"lbs": lbs, "masters": masters, "nodes": nodes}
+        sizes = Sizes(**{k: v for k, v in given.items() if v is not None})
         _vagrant_up(dir, vagrant_dir, timeout, sizes)
         return
     _no_vagrant_options(vagrant_dir, timeout)
@@ -140,7 +140,7 @@ def lab_up(
     console.print(next_steps(lab.plan, lab.dir), end="")
 
 
-def _vagrant_up(dir: Path, vagrant_dir: Path | None, timeout: float | None, sizes: Any) -> None:
+def _vagrant_up(dir: Path, vagrant_dir: Path | None, timeout: float | None, sizes: Sizes) -> None:
     from halb.lab import vagrant_run, vm_lab
     from halb.lab.vagrant import next_steps
 

@@ -79,14 +79,12 @@ def resolve_vagrant_dir(lab_dir: Path, given: Path | None) -> Path:
 
 
 def _recorded_vagrant_dir(lab_dir: Path) -> Path | None:
-    path = lab_dir / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(read_input(path, "lab state"))
-        return Path(doc["vagrant_dir"])
-    except (ValueError, KeyError, TypeError):
-        raise InputError(f"{path}: not a Vagrant lab state file; remove it") from None
+    state = read_state(lab_dir)
+    if "vagrant_dir" in state:
+        return Path(state["vagrant_dir"])
+    if (lab_dir / STATE_FILE).is_file():
+        raise _not_state(lab_dir)
+    return None
 
 
 def find_vagrant() -> str:
@@ -230,16 +228,14 @@ def up(
     env: Mapping[str, str] | None = None,
     wrap: Sequence[str] = (),
     state: Mapping[str, str] | None = None,
-    failed_hint: str = "",
     reaches_vips: bool = False,
     profile: str = "default",
 ) -> Layout:
     """`vagrant up`, then hosts.ini and halb.yaml in `lab_dir` for `halb up`.
 
-    `wrap`, `state`, `failed_hint`, `reaches_vips` and `profile` are the VM lab's
-    (vm_lab): the nsenter prefix, what it records in the state file, where its console
-    logs are, that `halb up` runs where the VIPs answer (its namespace), and the VRRP
-    profile its halb.yaml names (`emulated` under TCG).
+    `wrap`, `state`, `reaches_vips` and `profile` are the VM lab's (vm_lab): the nsenter
+    prefix, what it records in the state file, that `halb up` runs where the VIPs answer
+    (its namespace), and the VRRP profile its halb.yaml names (`emulated` under TCG).
     """
     base_env = dict(os.environ if env is None else env)
     settings = vagrant.check_env(base_env)
@@ -270,7 +266,7 @@ def up(
         raise _failed(
             "vagrant up",
             res,
-            f" (full output in {d / LOG_FILE}{failed_hint}; `halb lab down --provider "
+            f" (full output in {d / LOG_FILE}; `halb lab down --provider "
             "vagrant` removes what was made)",
         )
     layout = _read_layout(layout_path, vdir)
@@ -312,7 +308,11 @@ def read_state(lab_dir: Path) -> dict[str, str]:
             raise ValueError
         return doc
     except ValueError:
-        raise InputError(f"{path}: not a Vagrant lab state file; remove it") from None
+        raise _not_state(lab_dir) from None
+
+
+def _not_state(lab_dir: Path) -> InputError:
+    return InputError(f"{lab_dir / STATE_FILE}: not a Vagrant lab state file; remove it")
 
 
 def _read_layout(path: Path, vdir: Path) -> Layout:

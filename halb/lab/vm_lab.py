@@ -174,9 +174,9 @@ def up(
         )
     vdir = vagrant_run.resolve_vagrant_dir(lab_dir, vagrant_dir)
     tb = tb_size(base)
+    ns = vm_ns.VmNs.of(lab_dir)  # refuses a folder it cannot use, before making it
     lab_dir.mkdir(parents=True, exist_ok=True)
     d = lab_dir.resolve()
-    ns = vm_ns.VmNs.of(d)
     consoles = d / CONSOLES_DIR
     state = {"netns": ns.name, **sizes.env()}
     # Recorded first: `lab down` after a killed `up` finds what to remove.
@@ -216,11 +216,16 @@ def up(
 
 
 def status(lab_dir: Path, vagrant_dir: Path | None) -> list[VmState]:
+    recorded = vagrant_run.read_state(lab_dir)
+    counts = {k: recorded.get(k, v) for k, v in Sizes().env().items()}
+    try:
+        check_env(counts)
+    except InputError as e:
+        raise InputError(f"{lab_dir / vagrant_run.STATE_FILE}: {e}") from None
+    sizes = Sizes(*(int(v) for v in counts.values()))
     ns = vm_ns.VmNs.of(lab_dir)
     if ns.libvirtd_pid() is None:
         return []
-    recorded = vagrant_run.read_state(lab_dir)
-    sizes = Sizes(*(int(recorded.get(k, v)) for k, v in Sizes().env().items()))
     box = vm_box.BoxPaths.of(vm_box.CACHE_DIR, vm_box.recipe_key())
     env = lab_env(ns, lab_dir.resolve() / CONSOLES_DIR, box, sizes, dict(os.environ))
     vdir = vagrant_run.resolve_vagrant_dir(lab_dir, vagrant_dir)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from halb import kinds
 from halb.errors import HalbError, InputError
 from halb.lab.model import Progress
 
@@ -86,7 +87,7 @@ class VmNsError(HalbError):
 @dataclass(frozen=True)
 class VmNs:
     name: str  # the netns
-    state: Path  # the lab's files: overlay upper, /etc/libvirt copy, logs, consoles
+    state: Path  # the lab's files: overlay upper, /etc/libvirt copy, logs
 
     @classmethod
     def of(cls, lab_dir: Path) -> VmNs:
@@ -96,6 +97,13 @@ class VmNs:
                 raise InputError(
                     f"{lab_dir}: the VM lab mounts over {shadowed}; give a --dir outside it"
                 )
+        # The folder goes into the overlay's mount options: a comma would start another
+        # option there (another upper dir), a backslash escapes.
+        if not str(d).isprintable() or any(c in str(d) for c in ",\\"):
+            raise InputError(
+                f"{kinds.one_line(str(lab_dir))}: the VM lab's folder is part of a mount "
+                "option; give a --dir without commas, backslashes or control characters"
+            )
         digest = hashlib.sha256(str(d).encode()).hexdigest()[:8]
         return cls(f"halbvm-{digest}", d / STATE_DIR)
 
@@ -112,10 +120,6 @@ class VmNs:
         return self.state / "libvirtd.log"
 
     @property
-    def consoles(self) -> Path:
-        return self.state / "consoles"
-
-    @property
     def emulator(self) -> Path:
         return self.state / "qemu-tcg"
 
@@ -123,15 +127,14 @@ class VmNs:
     def dotfile(self) -> Path:
         return self.state / "vagrant"  # VAGRANT_DOTFILE_PATH: the machines' ids
 
-    def console_log(self, vm: str) -> Path:
-        return self.consoles / f"{vm}.log"
-
     def libvirtd_pid(self) -> int | None:
         """libvirtd's pid if it is alive and in this lab's netns."""
-        pid = _read_pid(self.pid_file)
-        if pid is None or not _in_netns(pid, self.name):
-            return None
-        return pid
+        return self.pid_in_netns(self.pid_file)
+
+    def pid_in_netns(self, pid_file: Path) -> int | None:
+        """The pid `pid_file` names if that process is alive and in this lab's netns."""
+        pid = _read_pid(pid_file)
+        return pid if pid is not None and _in_netns(pid, self.name) else None
 
     def enter_argv(self, cwd: Path | None = None) -> list[str]:
         """nsenter into libvirtd's netns and mounts, in `cwd` (entering a mount namespace
@@ -242,7 +245,7 @@ def start(ns: VmNs, progress: Progress, tb_size_mib: int = TB_SIZE_MIB) -> None:
 
 
 def _prepare(ns: VmNs, tb_size_mib: int) -> None:
-    for d in (ns.state, ns.state / "var-upper", ns.state / "var-work", ns.consoles):
+    for d in (ns.state, ns.state / "var-upper", ns.state / "var-work"):
         d.mkdir(parents=True, exist_ok=True)
     os.chmod(ns.state, 0o700)
     etc = ns.state / "etc-libvirt"
@@ -262,7 +265,7 @@ def _prepare(ns: VmNs, tb_size_mib: int) -> None:
 
 def serve_repo(ns: VmNs, repo: Path) -> None:
     """The lab's package repository on port REPO_PORT, inside the lab netns only."""
-    if _read_pid(ns.repo_pid_file) and _in_netns(_read_pid(ns.repo_pid_file) or 0, ns.name):
+    if ns.pid_in_netns(ns.repo_pid_file) is not None:
         return
     with open(ns.state / "repo.log", "ab") as log:
         p = subprocess.Popen(
@@ -306,8 +309,8 @@ def stop(ns: VmNs, progress: Progress) -> list[str]:
             _run([*virsh, "net-destroy", net])
         if nets:
             done.append(f"networks {', '.join(nets)} removed")
-    for what, p in (("repository", _read_pid(ns.repo_pid_file)), ("libvirtd", pid)):
-        if p is not None and _in_netns(p, ns.name):
+    for what, p in (("repository", ns.pid_in_netns(ns.repo_pid_file)), ("libvirtd", pid)):
+        if p is not None:
             _kill(p)
             done.append(f"{what} stopped")
     if netns_exists(ns.name):

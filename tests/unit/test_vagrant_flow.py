@@ -161,13 +161,15 @@ def test_up_status_down(flow: Flow) -> None:
 
 
 def test_settings_reach_vagrant(flow: Flow) -> None:
-    r = flow.up(HALB_VAGRANT_PROVIDER="libvirt", HALB_VAGRANT_MEMORY="1024")
+    r = flow.up("--masters", "2", HALB_VAGRANT_PROVIDER="libvirt", HALB_VAGRANT_MEMORY="1024")
     assert r.returncode == 0, r.stderr
     up = flow.calls()[0]
     # the provider is passed strictly, so Vagrant says why it cannot run, not another one
     assert up["argv"] == ["up", "--no-color", "--provider=libvirt"]
     assert up["provider_env"] == "libvirt"
     assert "HALB_VAGRANT_PROVIDER=libvirt, HALB_VAGRANT_MEMORY=1024" in r.stdout
+    # --masters as given, --lbs and --nodes the VM lab's defaults
+    assert "HALB_VAGRANT_LBS=2, HALB_VAGRANT_MASTERS=2, HALB_VAGRANT_NODES=1" in r.stdout
 
 
 def test_no_vagrant_on_path(flow: Flow) -> None:

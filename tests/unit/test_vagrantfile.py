@@ -140,6 +140,16 @@ def test_halb_lab_settings(tmp_path: Path) -> None:
     files = [p["opts"] for p in machines["master1"]["provision"] if p["args"] == ["file"]]
     assert files == [{"source": "/src/fakeapi.py", "destination": "/tmp/halb-fakeapi.py"}]
     assert not [p for p in machines["lb1"]["provision"] if p["args"] == ["file"]]
+    # a master answers the console as a node does: node.sh runs there too, before master.sh
+    scripts = {
+        name: [p["opts"]["path"] for p in vm["provision"] if p["args"] == ["shell"]]
+        for name, vm in machines.items()
+    }
+    assert scripts["lb1"] == ["provision/common.sh", "provision/lb.sh"]
+    assert scripts["master1"] == [
+        "provision/common.sh", "provision/node.sh", "provision/master.sh",
+    ]  # fmt: skip
+    assert scripts["node1"] == ["provision/common.sh", "provision/node.sh"]
 
 
 @pytest.mark.parametrize("vagrantfile", [VAGRANTFILE, ROOT / "halb" / "vagrant" / "Vagrantfile"])

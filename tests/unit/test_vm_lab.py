@@ -3,6 +3,7 @@ namespace names and paths, the TCG wrapper, the settings halb gives the Vagrantf
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from halb.errors import InputError
-from halb.lab import vagrant, vm_box, vm_lab, vm_ns
+from halb.lab import vagrant, vagrant_run, vm_box, vm_lab, vm_ns
 from halb.lab.vm_box import BoxPaths
 
 SOURCES_DEB822 = """\
@@ -79,6 +80,11 @@ def test_namespace_names_and_refused_folders(tmp_path: Path) -> None:
     for shadowed in ("/var/tmp/lab", "/run/lab", "/etc/lab"):
         with pytest.raises(InputError, match="mounts over"):
             vm_ns.VmNs.of(Path(shadowed))
+    # the folder is part of the overlay's mount options: no comma starts another option
+    for odd in ("a,upperdir=b", "a\\b", "a\nb"):
+        with pytest.raises(InputError, match="part of a mount option") as e:
+            vm_ns.VmNs.of(tmp_path / odd)
+        assert "\n" not in str(e.value)  # the name shows escaped, on one line
 
 
 def test_enter_without_libvirtd_names_the_way_out(tmp_path: Path) -> None:
@@ -190,3 +196,42 @@ def test_progress_keeps_each_vms_step_and_names_it_on_failure(tmp_path: Path) ->
     assert (
         f"lb2 at 'Waiting for domain to get an IP address...', console {tmp_path}/lb2.log" in where
     )
+
+
+def test_lab_state_file_round_trip_and_bad_shapes(tmp_path: Path) -> None:
+    vdir = vagrant_run.default_vagrant_dir()
+    assert vagrant_run.read_state(tmp_path) == {}
+    assert vagrant_run.resolve_vagrant_dir(tmp_path, None) == vdir  # nothing recorded
+    vagrant_run.write_state(tmp_path, vdir, {"netns": "halbvm-0123abcd"})
+    assert vagrant_run.read_state(tmp_path) == {
+        "vagrant_dir": str(vdir),
+        "netns": "halbvm-0123abcd",
+    }
+    assert vagrant_run.resolve_vagrant_dir(tmp_path, None) == vdir
+    assert vm_lab.is_isolated(tmp_path)
+    for bad in ("{}", '{"vagrant_dir": 5}', "[]", "not json", '{"netns": "x"}'):
+        (tmp_path / vagrant_run.STATE_FILE).write_text(bad)
+        with pytest.raises(InputError, match="not a Vagrant lab state file; remove it"):
+            vagrant_run.resolve_vagrant_dir(tmp_path, None)
+
+
+def test_a_live_pid_outside_the_labs_netns_is_not_the_labs(tmp_path: Path) -> None:
+    ns = vm_ns.VmNs.of(tmp_path)
+    ns.state.mkdir(parents=True)
+    ns.pid_file.write_text(f"{os.getpid()}\n")  # alive, but in this machine's netns
+    ns.repo_pid_file.write_text("not a pid\n")
+    assert ns.libvirtd_pid() is None and ns.pid_in_netns(ns.repo_pid_file) is None
+
+
+def test_up_refuses_an_unusable_folder_before_making_it(tmp_path: Path) -> None:
+    lab = tmp_path / "a,upperdir=b" / "lab"
+    with pytest.raises(InputError, match="part of a mount option"):
+        vm_lab.up(lab, None, vm_lab.Sizes(), 60, lambda _: None, env={})
+    assert list(tmp_path.iterdir()) == []  # no folder, no state file
+
+
+def test_status_refuses_counts_the_state_file_should_not_hold(tmp_path: Path) -> None:
+    counts = {"HALB_VAGRANT_LBS": "2", "HALB_VAGRANT_MASTERS": "x"}
+    vagrant_run.write_state(tmp_path, vagrant_run.default_vagrant_dir(), counts)
+    with pytest.raises(InputError, match=r"vagrant\.json: HALB_VAGRANT_MASTERS='x': give"):
+        vm_lab.status(tmp_path, None)

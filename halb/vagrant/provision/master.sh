@@ -1,11 +1,9 @@
 #!/bin/sh
-# Masters: the lab's fake kube-apiserver (TLS, /readyz /livez /healthz) on 6443 and the
-# fake console on 30880.
+# Masters: the lab's fake kube-apiserver (TLS, /readyz /livez /healthz) on 6443; node.sh,
+# run before this, installed the stand-in and its console on 30880.
 # `echo 500 > /run/halb-lab/readyz` makes it "not ready"; remove the file to recover.
 set -eu
 name="$1"; ip="$2"
-# The stand-in, uploaded by the Vagrantfile (one file, standard library only).
-install -D -m 644 /tmp/halb-fakeapi.py /usr/local/lib/halb-lab/fakeapi.py
 install -d -m 755 /run/halb-lab /var/lib/halb-lab
 if [ ! -f /var/lib/halb-lab/apiserver.crt ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
@@ -26,20 +24,5 @@ Restart=always
 [Install]
 WantedBy=multi-user.target
 UNIT
-# The console is a NodePort: every k8s-cluster host answers on it, masters too.
-cat > /etc/systemd/system/halb-fake-console.service <<UNIT
-[Unit]
-Description=halb lab fake KubeSphere console
-After=network-online.target
-
-[Service]
-RuntimeDirectory=halb-lab
-RuntimeDirectoryPreserve=yes
-ExecStart=/usr/bin/python3 /usr/local/lib/halb-lab/fakeapi.py --name $name --console $ip:30880
-Restart=always
-
-[Install]
-WantedBy=multi-user.target
-UNIT
 systemctl daemon-reload
-systemctl enable --now halb-fake-apiserver halb-fake-console
+systemctl enable --now halb-fake-apiserver

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Nodes: the lab's fake KubeSphere console on 30880 ("console NAME").
+# Nodes and masters (a NodePort answers on every k8s-cluster host): the lab's fake
+# KubeSphere console on 30880 ("console NAME").
 set -eu
 name="$1"; ip="$2"
 # The stand-in, uploaded by the Vagrantfile (one file, standard library only).
