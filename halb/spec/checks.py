@@ -155,14 +155,23 @@ class Checker:
     def lb_host_ipv6(self, h: Host) -> None:
         """An LB host of a spec with IPv6 VIPs: `ip` (and `ip6`) are addresses by the IPv6
         rules, and VRRP unicast has an address of each VIP family to send from."""
-        for var in ("ip", "ip6"):
-            value = h.ip if var == "ip" else h.vars.get("ip6")
+        for var, value in (("ip", h.ip), ("ip6", h.vars.get("ip6"))):
             if value is None:
                 continue
             try:
-                kinds.host_ip(value)
+                ip = kinds.host_ip(value)
             except ValueError as e:
                 self.error(f"host {h.name}", f"{var} {e} (set {var}=)", inventory=True)
+                return
+            # the IPv4 instances send from and to `ip`: an IPv4 ip6 would leave them an
+            # IPv6 one, and their unicast_peer another family than their VIP
+            if var == "ip6" and kinds.family(ip) != 6:
+                self.error(
+                    f"host {h.name}",
+                    f"ip6 {ip} is not an IPv6 address; ip6 is the IPv6 address beside ip "
+                    "(set ip6=)",
+                    inventory=True,
+                )
                 return
         if not self.spec.vrrp.unicast:
             return

@@ -288,6 +288,15 @@ def test_dual_stack_lb_host_without_ip6_is_refused(tmp_path: Path) -> None:
     assert code == 0, out
 
 
+def test_ipv4_ip6_is_refused(tmp_path: Path) -> None:
+    # ip=IPv6 ip6=IPv4 has an address of each family, but the IPv4 instance would send
+    # from `ip` and name an IPv6 unicast_peer
+    inv = INVENTORY_DUAL.replace("ip=10.0.0.12 ip6=fd00:1::12", "ip=fd00:1::12 ip6=10.0.0.12")
+    code, out = run_validate(tmp_path, dual(), inv)
+    assert code == 2, out
+    assert "hosts.ini: host lb2: ip6 10.0.0.12 is not an IPv6 address" in " ".join(out.split())
+
+
 def test_ipv4_lb_host_in_an_ipv6_spec_is_refused(tmp_path: Path) -> None:
     inv = INVENTORY6.replace("lb2 ansible_host=fd00:1::12 ip=fd00:1::12", "lb2 ip=10.0.0.12")
     code, out = run_validate(tmp_path, vip6(), inv)
