@@ -97,17 +97,20 @@ class Checker:
 
     def host_addresses(self, lbs: Sequence[Host]) -> None:
         seen: dict[str, str] = {}
+        # canonical: an IPv6 address has many spellings; with IPv6 VIPs `ip6` is rendered too
+        six = 6 in self.families()
         for h in self.inv.hosts.values():
-            ip = h.ip
-            if ip is None:
-                continue
-            if ip in seen:
-                self.error(
-                    f"host {h.name}",
-                    f"ip {kinds.clip(ip)} is also the address of host {seen[ip]}",
-                    inventory=True,
-                )
-            seen.setdefault(ip, h.name)
+            for var, ip in (("ip", h.ip), ("ip6", h.vars.get("ip6") if six else None)):
+                if not isinstance(ip, str):
+                    continue
+                key = _canonical(ip)
+                if seen.get(key, h.name) != h.name:
+                    self.error(
+                        f"host {h.name}",
+                        f"{var} {kinds.clip(ip)} is also the address of host {seen[key]}",
+                        inventory=True,
+                    )
+                seen.setdefault(key, h.name)
         for h in lbs:
             ip = h.ip
             if ip is None:

@@ -261,6 +261,12 @@ BAD_HOSTS = [
     ("peer-v4-only", "lb2 ansible_host=10.0.0.12 ip=10.0.0.12", "host lb2", "no IPv6 address"),
     ("backend-link-local", "m2 ansible_host=fd00:1::22 ip=fe80::22", "host m2: ip", "link-local"),
     ("backend-multicast", "m2 ansible_host=fd00:1::22 ip=ff02::22", "host m2: ip", "multicast"),
+    (
+        "same-address-spelt-apart",
+        "lb2 ansible_host=fd00:1::12 ip=FD00:1:0::11",
+        "host lb2: ip",
+        "FD00:1:0::11 is also the address of host lb1",
+    ),
 ]
 
 
@@ -295,6 +301,14 @@ def test_ipv4_ip6_is_refused(tmp_path: Path) -> None:
     code, out = run_validate(tmp_path, dual(), inv)
     assert code == 2, out
     assert "hosts.ini: host lb2: ip6 10.0.0.12 is not an IPv6 address" in " ".join(out.split())
+
+
+def test_duplicate_ip6_is_refused(tmp_path: Path) -> None:
+    # lb2 would name its own source as its unicast_peer
+    inv = INVENTORY_DUAL.replace("ip6=fd00:1::12", "ip6=fd00:1::11")
+    code, out = run_validate(tmp_path, dual(), inv)
+    assert code == 2, out
+    assert "hosts.ini: host lb2: ip6 fd00:1::11 is also the address of host lb1" in out
 
 
 def test_ipv4_lb_host_in_an_ipv6_spec_is_refused(tmp_path: Path) -> None:
