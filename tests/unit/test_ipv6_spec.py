@@ -211,6 +211,13 @@ BAD = [
         "belongs to address6",
     ),
     (
+        "router-id6-alone",
+        lambda s: s["vips"]["internal"].update(router_id6=9),
+        INVENTORY,
+        "vips.internal.router_id6",
+        "belongs to address6",
+    ),
+    (
         "router-id6-clash",
         dual(router_id=7, router_id6=7),
         INVENTORY_DUAL,
