@@ -51,6 +51,7 @@ def test_ipv6_vip_passes(value: str, canonical: str) -> None:
         ("fd00:10::fdff:ffff:ffff:ffff", "reserved subnet anycast"),
         ("fd00::g", "not an IPv6 address"),
         ("fd00:" * 40, "longer than any address"),
+        ("10.0.0.250:6443", "write a VIP without a port here"),
     ],
 )
 def test_ipv6_vips_refused(value: str, why: str) -> None:
@@ -69,7 +70,8 @@ def test_ipv6_vip_is_not_an_ipv4_one() -> None:
     ("value", "why"),
     [("fe80::5", "link-local"), ("fe80::5%eth0", "zone"), ("[fd00::5]", "brackets"),
      ("[fd00::5]:22", "or a port"), ("ff02::1", "multicast"), ("::ffff:10.0.0.5", "mapped"),
-     ("::1", "loopback"), ("fd00::5/64", "prefix length"), ("lb1.example.com", "not an IP")],
+     ("::1", "loopback"), ("fd00::5/64", "prefix length"), ("lb1.example.com", "not an IP"),
+     ("10.0.0.5:22", "without a port")],
 )  # fmt: skip
 def test_host_addresses_refused(value: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
