@@ -292,6 +292,8 @@ def _ipv6_text(value: object, what: str) -> ipaddress.IPv6Address:
             f"{shown(s)}: write {what} without brackets{port} here (brackets belong in a URL; "
             "halb adds them where a file needs them)"
         )
+    if re.fullmatch(r"[0-9.]+:[0-9]*", s):  # an IPv4 address with a port, not IPv6
+        raise ValueError(f"{shown(s)}: write {what} without a port here")
     if "%" in s:
         raise ValueError(
             f"{shown(s)}: zone ids are not supported; {what} must be a global or "

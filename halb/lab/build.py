@@ -83,7 +83,7 @@ def check_free(p: LabPlan, lab_dir: Path) -> None:
         )
     if p.ipv6_subnet is not None:
         net6 = ipaddress.IPv6Network(p.ipv6_subnet)
-        clash6 = [n for n in netns.root_networks6() if _overlaps6(n, net6)]
+        clash6 = [n for n in netns.root_networks(6) if _overlaps6(n, net6)]
         if clash6:
             raise InputError(
                 f"lab {p.name} would use {p.ipv6_subnet}, but this machine already has "

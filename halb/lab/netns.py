@@ -80,31 +80,33 @@ def delete_netns(netns: str) -> None:
     run(["ip", "netns", "del", netns], check=False)
 
 
-def root_addresses() -> list[str]:
-    """Every IPv4 address and route destination in the namespace halb itself runs in."""
-    out = run(["ip", "-o", "-4", "addr", "show"]).stdout
-    addrs = [line.split()[3].split("/")[0] for line in out.splitlines() if len(line.split()) > 3]
-    routes = run(["ip", "-4", "route", "show", "table", "all"]).stdout
-    addrs += [line.split()[0].split("/")[0] for line in routes.splitlines() if line.strip()]
-    return addrs
-
-
+# a route's type word before its destination in `ip route show table all`
 _ROUTE_TYPES = {"local", "anycast", "multicast", "unicast", "broadcast", "unreachable",
                 "prohibit", "blackhole", "throw", "nat"}  # fmt: skip
 
 
-def root_networks6() -> list[str]:
-    """Every IPv6 address (as a /128) and route destination in halb's own namespace."""
-    out = run(["ip", "-o", "-6", "addr", "show"]).stdout
+def root_networks(family: int) -> list[str]:
+    """Every address (ADDRESS/PREFIX) and route destination of one family (4 or 6) in the
+    namespace halb itself runs in."""
+    flag = f"-{family}"
+    out = run(["ip", "-o", flag, "addr", "show"]).stdout
     nets = [line.split()[3] for line in out.splitlines() if len(line.split()) > 3]
-    routes = run(["ip", "-6", "route", "show", "table", "all"], check=False).stdout
+    # a kernel without IPv6 refuses `ip -6 route`: no IPv6 routes then
+    routes = run(["ip", flag, "route", "show", "table", "all"], check=family == 4).stdout
     for line in routes.splitlines():
+        if line[:1].isspace():  # a multipath route's "nexthop ..." line
+            continue
         words = line.split()
         if words and words[0] in _ROUTE_TYPES:
             words = words[1:]
         if words and words[0] != "default":
             nets.append(words[0])
     return nets
+
+
+def root_addresses() -> list[str]:
+    """Every IPv4 address and route destination in halb's own namespace, without prefix."""
+    return [n.split("/")[0] for n in root_networks(4)]
 
 
 def addresses_in(netns: str, iface: str = "eth0") -> list[tuple[str, int]]:

@@ -97,17 +97,20 @@ class Checker:
 
     def host_addresses(self, lbs: Sequence[Host]) -> None:
         seen: dict[str, str] = {}
+        # canonical: an IPv6 address has many spellings; with IPv6 VIPs `ip6` is rendered too
+        six = 6 in self.families()
         for h in self.inv.hosts.values():
-            ip = h.ip
-            if ip is None:
-                continue
-            if ip in seen:
-                self.error(
-                    f"host {h.name}",
-                    f"ip {kinds.clip(ip)} is also the address of host {seen[ip]}",
-                    inventory=True,
-                )
-            seen.setdefault(ip, h.name)
+            for var, ip in (("ip", h.ip), ("ip6", h.vars.get("ip6") if six else None)):
+                if not isinstance(ip, str):
+                    continue
+                key = _canonical(ip)
+                if seen.get(key, h.name) != h.name:
+                    self.error(
+                        f"host {h.name}",
+                        f"{var} {kinds.clip(ip)} is also the address of host {seen[key]}",
+                        inventory=True,
+                    )
+                seen.setdefault(key, h.name)
         for h in lbs:
             ip = h.ip
             if ip is None:
@@ -155,14 +158,23 @@ class Checker:
     def lb_host_ipv6(self, h: Host) -> None:
         """An LB host of a spec with IPv6 VIPs: `ip` (and `ip6`) are addresses by the IPv6
         rules, and VRRP unicast has an address of each VIP family to send from."""
-        for var in ("ip", "ip6"):
-            value = h.ip if var == "ip" else h.vars.get("ip6")
+        for var, value in (("ip", h.ip), ("ip6", h.vars.get("ip6"))):
             if value is None:
                 continue
             try:
-                kinds.host_ip(value)
+                ip = kinds.host_ip(value)
             except ValueError as e:
                 self.error(f"host {h.name}", f"{var} {e} (set {var}=)", inventory=True)
+                return
+            # the IPv4 instances send from and to `ip`: an IPv4 ip6 would leave them an
+            # IPv6 one, and their unicast_peer another family than their VIP
+            if var == "ip6" and kinds.family(ip) != 6:
+                self.error(
+                    f"host {h.name}",
+                    f"ip6 {ip} is not an IPv6 address; ip6 is the IPv6 address beside ip "
+                    "(set ip6=)",
+                    inventory=True,
+                )
                 return
         if not self.spec.vrrp.unicast:
             return
@@ -258,19 +270,16 @@ class Checker:
                 f"{key}.address is already IPv6 ({v.address}); address6 is the IPv6 VIP "
                 "beside an IPv4 address (dual-stack)",
             )
-        for fam_key, address, extra in (
-            ("subnet", v.address, None),
-            ("subnet6", v.address6, v.router_id6),
-        ):
-            net = v.subnet if fam_key == "subnet" else v.subnet6
-            if address is None and (net is not None or extra is not None):
-                what = fam_key if net is not None else "router_id6"
-                self.error(f"{key}.{what}", f"{what} belongs to address6: set {key}.address6")
-            elif net is not None and address is not None and net.version != address.version:
-                self.error(
-                    f"{key}.{fam_key}",
-                    f"{net} is IPv{net.version} and {address} IPv{address.version}",
-                )
+        if v.address6 is None:
+            for what, value in (("subnet6", v.subnet6), ("router_id6", v.router_id6)):
+                if value is not None:
+                    self.error(f"{key}.{what}", f"{what} belongs to address6: set {key}.address6")
+        # subnet6 and address6 are IPv6 by their types: only subnet can differ from its address
+        net = v.subnet
+        if net is not None and net.version != v.address.version:
+            self.error(
+                f"{key}.subnet", f"{net} is IPv{net.version} and {v.address} IPv{v.address.version}"
+            )
 
     def vip_subnet(
         self,
@@ -430,8 +439,14 @@ class Checker:
 
     def frontends(self, vips: Sequence[ResolvedVip], lbs: Sequence[Host]) -> list[ResolvedFrontend]:
         out: list[ResolvedFrontend] = []
-        by_name = {v.name: v for v in vips if v.family == 4 or v.name not in by_family4(vips)}
-        ipv6 = {v.name: v.address for v in vips if v.family == 6 and v.name in by_family4(vips)}
+        # per VIP name its first instance; a dual-stack VIP's second (IPv6) one binds beside it
+        by_name: dict[str, ResolvedVip] = {}
+        ipv6: dict[str, str] = {}
+        for v in vips:
+            if v.name in by_name:
+                ipv6[v.name] = v.address
+            else:
+                by_name[v.name] = v
         lb_names = {h.name for h in lbs}
         binds: dict[tuple[str, int], str] = {}
         needs: dict[str, bool] = {}
@@ -592,11 +607,6 @@ class Checker:
         ins = self.spec.installer
         if ins.kind == "command" and not ins.command:
             self.error("installer.command", "installer kind 'command' needs a command")
-
-
-def by_family4(vips: Sequence[ResolvedVip]) -> set[str]:
-    """Names of the VIPs that have an IPv4 address (a dual-stack VIP's first one)."""
-    return {v.name for v in vips if v.family == 4}
 
 
 def _canonical(value: object) -> str:

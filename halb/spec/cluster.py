@@ -101,12 +101,13 @@ class Cluster:
     def host_address(self, host: Host, family: int) -> str | None:
         """The LB host's address of one family: `ip` when it is of that family, else its
         `ip6` for IPv6 (a dual-stack host's second address, as Kubespray names it)."""
-        ip = host.ip
-        if ip is not None and _family(ip) == family:
-            return kinds.host_ip(ip)
-        ip6 = host.vars.get("ip6")
-        if family == 6 and isinstance(ip6, str) and _family(ip6) == 6:
-            return kinds.host_ip(ip6)
+        for value in (host.ip, host.vars.get("ip6") if family == 6 else None):
+            try:
+                ip = kinds.host_ip(value)
+            except ValueError:
+                continue
+            if kinds.family(ip) == family:
+                return ip
         return None
 
     @property
@@ -142,12 +143,3 @@ class Cluster:
     @cached_property
     def lb_host_names(self) -> tuple[str, ...]:
         return tuple(h.name for h in self.lb_hosts)
-
-
-def _family(value: str) -> int | None:
-    """4 or 6 for a valid address of that family, else None."""
-    try:
-        kinds.host_ip(value)
-        return kinds.family(value)
-    except ValueError:
-        return None

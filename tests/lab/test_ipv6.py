@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from halb.lab import Lab
-from halb.lab.netns import root_networks6
+from halb.lab.netns import root_networks
 
 pytestmark = pytest.mark.lab
 
@@ -42,7 +42,7 @@ def curl(lab: Lab, url: str) -> subprocess.CompletedProcess[str]:
 def test_ipv6_lives_in_the_lab_namespaces_only(lab: Lab) -> None:
     assert lab.plan.subnet6 is not None
     prefix = lab.plan.subnet6.split("::")[0] + ":"
-    assert not [n for n in root_networks6() if n.startswith(prefix)]
+    assert not [n for n in root_networks(6) if n.startswith(prefix)]
     for h in lab.plan.hosts:
         shown = lab.run(h.name, ["ip", "-o", "-6", "addr", "show", "dev", "eth0"]).stdout
         assert f" {h.address6}/64 " in shown, shown

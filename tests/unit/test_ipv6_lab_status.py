@@ -144,3 +144,18 @@ def test_nft_accepts_the_ipv6_ruleset() -> None:
         check=False,
     )
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(not shutil.which("ip"), reason="needs iproute2")
+@pytest.mark.parametrize("family", [4, 6])
+def test_root_networks_are_networks_of_their_family(family: int) -> None:
+    # `halb lab up` refuses a range this machine already has: every entry must parse, with
+    # no route type word ("local", "broadcast"), "default" or nexthop line among them
+    import ipaddress
+
+    from halb.lab import netns
+
+    nets = netns.root_networks(family)
+    assert all(ipaddress.ip_network(n, strict=False).version == family for n in nets), nets
+    if family == 4:
+        assert netns.root_addresses() == [n.split("/")[0] for n in nets]

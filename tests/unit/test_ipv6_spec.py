@@ -51,6 +51,7 @@ def test_ipv6_vip_passes(value: str, canonical: str) -> None:
         ("fd00:10::fdff:ffff:ffff:ffff", "reserved subnet anycast"),
         ("fd00::g", "not an IPv6 address"),
         ("fd00:" * 40, "longer than any address"),
+        ("10.0.0.250:6443", "write a VIP without a port here"),
     ],
 )
 def test_ipv6_vips_refused(value: str, why: str) -> None:
@@ -69,7 +70,8 @@ def test_ipv6_vip_is_not_an_ipv4_one() -> None:
     ("value", "why"),
     [("fe80::5", "link-local"), ("fe80::5%eth0", "zone"), ("[fd00::5]", "brackets"),
      ("[fd00::5]:22", "or a port"), ("ff02::1", "multicast"), ("::ffff:10.0.0.5", "mapped"),
-     ("::1", "loopback"), ("fd00::5/64", "prefix length"), ("lb1.example.com", "not an IP")],
+     ("::1", "loopback"), ("fd00::5/64", "prefix length"), ("lb1.example.com", "not an IP"),
+     ("10.0.0.5:22", "without a port")],
 )  # fmt: skip
 def test_host_addresses_refused(value: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
@@ -211,6 +213,13 @@ BAD = [
         "belongs to address6",
     ),
     (
+        "router-id6-alone",
+        lambda s: s["vips"]["internal"].update(router_id6=9),
+        INVENTORY,
+        "vips.internal.router_id6",
+        "belongs to address6",
+    ),
+    (
         "router-id6-clash",
         dual(router_id=7, router_id6=7),
         INVENTORY_DUAL,
@@ -261,6 +270,12 @@ BAD_HOSTS = [
     ("peer-v4-only", "lb2 ansible_host=10.0.0.12 ip=10.0.0.12", "host lb2", "no IPv6 address"),
     ("backend-link-local", "m2 ansible_host=fd00:1::22 ip=fe80::22", "host m2: ip", "link-local"),
     ("backend-multicast", "m2 ansible_host=fd00:1::22 ip=ff02::22", "host m2: ip", "multicast"),
+    (
+        "same-address-spelt-apart",
+        "lb2 ansible_host=fd00:1::12 ip=FD00:1:0::11",
+        "host lb2: ip",
+        "FD00:1:0::11 is also the address of host lb1",
+    ),
 ]
 
 
@@ -286,6 +301,23 @@ def test_dual_stack_lb_host_without_ip6_is_refused(tmp_path: Path) -> None:
         tmp_path, both(dual(), lambda s: s.update(vrrp={"unicast": False})), inv
     )
     assert code == 0, out
+
+
+def test_ipv4_ip6_is_refused(tmp_path: Path) -> None:
+    # ip=IPv6 ip6=IPv4 has an address of each family, but the IPv4 instance would send
+    # from `ip` and name an IPv6 unicast_peer
+    inv = INVENTORY_DUAL.replace("ip=10.0.0.12 ip6=fd00:1::12", "ip=fd00:1::12 ip6=10.0.0.12")
+    code, out = run_validate(tmp_path, dual(), inv)
+    assert code == 2, out
+    assert "hosts.ini: host lb2: ip6 10.0.0.12 is not an IPv6 address" in " ".join(out.split())
+
+
+def test_duplicate_ip6_is_refused(tmp_path: Path) -> None:
+    # lb2 would name its own source as its unicast_peer
+    inv = INVENTORY_DUAL.replace("ip6=fd00:1::12", "ip6=fd00:1::11")
+    code, out = run_validate(tmp_path, dual(), inv)
+    assert code == 2, out
+    assert "hosts.ini: host lb2: ip6 fd00:1::11 is also the address of host lb1" in out
 
 
 def test_ipv4_lb_host_in_an_ipv6_spec_is_refused(tmp_path: Path) -> None:
