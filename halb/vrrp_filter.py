@@ -52,13 +52,13 @@ _DROP = (
 DROP_ARGV = ["sh", "-c", _DROP]
 # A rollback that put the former file back: load it as it is (its MACs are the former ones).
 RELOAD_ARGV = ["nft", "-f", VRRP_NFT]
-# What `halb status` and preflight read: the whole table as JSON, or a marker.
-STATUS_ARGV = [
-    "sh",
-    "-c",
-    f"command -v nft >/dev/null 2>&1 || {{ echo no-nft; exit 0; }}; "
-    f"nft -j list table inet {VRRP_TABLE} 2>/dev/null || echo absent",
-]
+# What `halb status` (in its gather script, so no `exit`) and preflight read: the whole
+# table as JSON, or a marker.
+STATUS = (
+    "if command -v nft >/dev/null 2>&1; then "
+    f"nft -j list table inet {VRRP_TABLE} 2>/dev/null || echo absent; else echo no-nft; fi"
+)
+STATUS_ARGV = ["sh", "-c", STATUS]
 
 
 def interfaces(cluster: Cluster) -> tuple[str, ...]:

@@ -43,7 +43,7 @@ from halb.render import HostFiles, with_vrrp_filter
 from halb.services import SUPERVISED, start_argv, validate_argv
 from halb.spec import Cluster
 from halb.spec.profiles import vip_wait
-from halb.vrrp_filter import interfaces
+from halb.vrrp_filter import MAC_RE, interfaces
 
 ROLE = "halb_lb"
 HOST_FILES = "host_files"
@@ -133,6 +133,7 @@ def _host_vars(cluster: Cluster, host: str, files: HostFiles) -> str:
             "halb_export_dirs": dirs,
             "halb_export_vips": _vip_roles(cluster, host),
             "halb_vrrp_interfaces": list(interfaces(cluster)),
+            "halb_mac_pattern": MAC_RE.pattern,  # what a peer's MAC read must be
             "halb_vrrp_macs": [
                 {"placeholder": ph, "host": peer, "interface": i}
                 for peer, by_iface in mac_placeholders(cluster).items()

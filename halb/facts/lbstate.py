@@ -13,7 +13,7 @@ from halb.facts.haproxy import SHOW_STAT, StatRow, parse_show_stat
 from halb.facts.ipaddr import IfAddr, parse_ip_addr
 from halb.facts.journal import UnitJournal
 from halb.facts.neigh import parse_link_macs, parse_neigh
-from halb.paths import DRAIN_FLAG, REDIRECT_TABLE, VRRP_STATE_DIR, VRRP_TABLE
+from halb.paths import DRAIN_FLAG, REDIRECT_TABLE, VRRP_STATE_DIR
 from halb.redirect import parse_status
 from halb.shell import quote
 
@@ -26,7 +26,7 @@ echo @@stat
 {SHOW_STAT}
 [ -e {DRAIN_FLAG} ] && echo @@drained
 echo @@redirect; nft list set ip {REDIRECT_TABLE} healthy 2>/dev/null
-echo @@vrrp_filter; nft -j list table inet {VRRP_TABLE} 2>/dev/null
+echo @@vrrp_filter; {vrrp_filter.STATUS}
 echo @@link; ip -o link show
 echo @@neigh; ip -o neigh show
 echo @@end
@@ -61,7 +61,8 @@ class LbFacts:
     # VIPs halb's nftables redirect sends to HAProxy now; None: no such table loaded
     redirect: tuple[str, ...] | None = None
     journal: tuple[UnitJournal, ...] = ()  # the last lines of the units that are not well
-    # halb's VRRP filter (what it dropped, from whom); None: not loaded or unreadable
+    # halb's VRRP filter (what it dropped, from whom; "absent" after a reboot, say); None:
+    # not read
     vrrp_filter: vrrp_filter.FilterState | None = None
     macs: Mapping[str, str] = field(default_factory=dict)  # interface -> its MAC
     neigh: Mapping[str, str] = field(default_factory=dict)  # address -> MAC it is sent to
@@ -102,18 +103,20 @@ def facts_from_output(host: str, text: str) -> LbFacts:
         stats=stats,
         drained="drained" in sec,
         redirect=_redirect(sec.get("redirect", "")),
-        vrrp_filter=_vrrp_filter(sec.get("vrrp_filter", "")),
+        vrrp_filter=_vrrp_filter(sec.get("vrrp_filter")),
         macs=parse_link_macs(sec.get("link", "")),
         neigh=parse_neigh(sec.get("neigh", "")),
     )
 
 
-def _vrrp_filter(text: str) -> vrrp_filter.FilterState | None:
+def _vrrp_filter(text: str | None) -> vrrp_filter.FilterState | None:
+    """The filter as loaded, or not loaded (shown: the table is not reloaded at boot)."""
+    if text is None:
+        return None
     try:
-        state = vrrp_filter.parse_status(text)
+        return vrrp_filter.parse_status(text)
     except HalbError:
         return None
-    return state if state.present else None
 
 
 def _redirect(text: str) -> tuple[str, ...] | None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -229,3 +232,56 @@ def role_entry(dest: Path, kind: str, name: str) -> dict[str, object]:
     entries = yaml.safe_load((dest / "roles" / ansible.ROLE / kind / "main.yml").read_text())
     found: dict[str, object] = next(e for e in entries if e["name"] == name)
     return found
+
+
+MAC_TASKS = (
+    "MACs of the VIPs' interfaces",
+    "this host's MACs",
+    "every peer's MACs are known (all LB hosts in the play)",
+    "every peer's MAC is a MAC",
+)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("ansible-playbook") or not shutil.which("unshare"),
+    reason="needs root (a tun interface in a network namespace of its own) and ansible-playbook",
+)
+def test_a_peer_read_that_is_no_mac_stops_the_filter_for_real(case: Path, tmp_path: Path) -> None:
+    """The role's own MAC tasks, run by ansible-playbook in a network namespace: lb2 reads
+    a tun interface (no Ethernet address: its read is empty), lb1 reads lo. lb1 must stop
+    before its table is written, naming lb2's interface; lb2 goes on with lb1's MAC."""
+    dest = tmp_path / "out"
+    export(case, dest)
+    pattern = yaml.safe_load((dest / "host_vars" / "lb1.yml").read_text())["halb_mac_pattern"]
+    tasks = yaml.safe_load((dest / "roles" / ansible.ROLE / "tasks" / "main.yml").read_text())
+    play = [{"hosts": "all", "gather_facts": False, "tasks": [
+        t for t in tasks if t["name"] in MAC_TASKS
+    ]}]  # fmt: skip
+    assert len(play[0]["tasks"]) == len(MAC_TASKS)
+    peer = {"placeholder": "@@x@@", "interface": "t0", "host": "lb2"}
+    common = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    hosts = {
+        "lb1": {**common, "halb_vrrp_interfaces": ["lo"], "halb_vrrp_macs": [peer]},
+        "lb2": {**common, "halb_vrrp_interfaces": ["t0"],
+                "halb_vrrp_macs": [{**peer, "interface": "lo", "host": "lb1"}]},
+    }  # fmt: skip
+    for h in hosts.values():
+        h["halb_mac_pattern"] = pattern
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    script = (
+        "mount -t sysfs sysfs /sys && ip tuntap add t0 mode tun && "
+        'exec ansible-playbook -i "$1/hosts.yml" "$1/play.yml"'
+    )
+    r = subprocess.run(
+        ["unshare", "--net", "--mount", "sh", "-c", script, "sh", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "ANSIBLE_NOCOLOR": "1"},
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "lb2's t0 has no Ethernet MAC (\"\"): halb's VRRP filter on lb1" in out, out
+    recap = dict(re.findall(r"^(lb\d)\s+: .*failed=(\d+)", r.stdout, re.M))
+    assert recap == {"lb1": "1", "lb2": "0"}, out

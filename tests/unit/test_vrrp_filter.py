@@ -160,3 +160,39 @@ def test_preflight_fails_on_the_peer_whose_mac_changed_and_passes_the_rest() -> 
     assert {r.level for r in vrrp_filter_results(c, facts)} == {Level.OK}
     # no table loaded yet (a first deploy): nothing to compare, nothing said
     assert vrrp_filter_results(c, {"lb1": Observed("lb1", macs={"eth0": "x"})}) == []
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
+    reason="nft needs root (in a network namespace of its own)",
+)
+def test_status_shows_a_filter_that_is_not_loaded_for_real() -> None:
+    """The table is not reloaded at boot: a host without it says so in `halb status`. The
+    status check runs inside the gather script, in a namespace with no table and then
+    with one, and the script goes on past it."""
+    from halb.facts.lbstate import GATHER, facts_from_output
+    from halb.status_report import assess, render_text
+
+    # the gather script's own line, and a line after it
+    (line,) = [ln for ln in GATHER.splitlines() if ln.startswith("echo @@vrrp_filter")]
+    script = f"{line}\necho @@end\n"
+    c = load_cluster(CASES / "ks-guide" / "halb.yaml")
+    table = with_vrrp_filter(c, render_cluster(c), MACS)["lb1"][VRRP_NFT].content
+    load = f"nft -f - <<'EOF'\n{table}EOF\n"
+    outs = []
+    for before in ("", load):
+        r = subprocess.run(
+            ["unshare", "--net", "sh", "-c", before + script],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 0 and r.stdout.rstrip().endswith("@@end"), r.stderr
+        outs.append(facts_from_output("lb1", r.stdout))
+    absent, loaded = (f.vrrp_filter for f in outs)
+    assert absent is not None and absent.nft and not absent.present
+    assert loaded is not None and loaded.present and len(loaded.peers) == 1
+    report = assess(outs[:1], [], [])
+    (shown,) = [ln for ln in render_text(report) if ln.startswith("lb1:")]
+    assert shown.endswith("; vrrp filter absent")
+    assert facts_from_output("lb1", "@@ip\n@@end\n").vrrp_filter is None  # not read
