@@ -75,10 +75,11 @@ def read_journal(
 
 def learn_macs(
     transports: Mapping[str, Transport], ifaces: tuple[str, ...]
-) -> tuple[dict[str, dict[str, str]], list[str], dict[str, list[str]]]:
+) -> tuple[dict[str, dict[str, str]], list[str], dict[str, list[str]], set[str]]:
     """Every LB host's MAC on each VIP interface, read on every host at once; the hosts
-    without nft (they run without the filter; their peers' filters list them); and each
-    host's VIP interfaces that have no MAC there (the interface is missing)."""
+    without nft (they run without the filter; their peers' filters list them); each
+    host's VIP interfaces that have no MAC there (the interface is missing); and the hosts
+    where halb's VRRP filter is loaded now."""
 
     def one(t: Transport) -> str:
         return t.run(vrrp_filter.macs_argv(ifaces), timeout=30, check=True).out
@@ -88,4 +89,5 @@ def learn_macs(
     got = {h: vrrp_filter.parse_macs(out) for h, out in outs.items()}
     no_nft = [h for h, out in outs.items() if "@nft yes" not in out]
     missing = {h: [i for i in ifaces if i not in m] for h, m in got.items()}
-    return got, no_nft, {h: x for h, x in missing.items() if x}
+    loaded = {h for h, out in outs.items() if "@loaded yes" in out}
+    return got, no_nft, {h: x for h, x in missing.items() if x}, loaded

@@ -27,11 +27,13 @@ from halb.spec import Cluster
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # interface -> MAC, one "IFACE MAC" line each ("-" when the interface does not exist),
-# then whether nft is there to load the filter
+# then whether nft is there to load the filter, and whether the filter is loaded now (a
+# reboot drops it: the next deploy loads it again, its file unchanged)
 _MACS = (
     'for i in "$@"; do m=$(cat "/sys/class/net/$i/address" 2>/dev/null) || m=-; '
     'printf "%s %s\\n" "$i" "$m"; done; '
-    "command -v nft >/dev/null 2>&1 && echo '@nft yes' || echo '@nft no'"
+    "command -v nft >/dev/null 2>&1 && echo '@nft yes' || echo '@nft no'; "
+    f"nft list table inet {VRRP_TABLE} >/dev/null 2>&1 && echo '@loaded yes' || :"
 )
 # $1 the table file, then pairs of interface and the MAC the table was rendered with: each
 # must still be this host's, else nothing is loaded (a NIC replaced since the MACs were read)

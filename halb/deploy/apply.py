@@ -212,8 +212,9 @@ class HostDeployer:
         return Step(redirect.STALE_ARGV, StepKind.REDIRECT)
 
     def _filter_steps(self) -> list[Step]:
-        """Load halb's VRRP filter when its file changed (halb/vrrp_filter.py)."""
-        if not any(f.path == VRRP_NFT for f in self.hp.changed_files):
+        """Load halb's VRRP filter when its file changed or its table is not loaded
+        (halb/vrrp_filter.py)."""
+        if not self.hp.load_filter:
             return []
         return [Step(vrrp_filter.load_argv(self.own_macs), StepKind.VRRP_FILTER)]
 

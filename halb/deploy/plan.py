@@ -14,7 +14,14 @@ from typing import Any
 
 from halb.daemons import SERVICES, ServiceName
 from halb.facts.target import TargetFacts
-from halb.paths import HAPROXY_CFG, KEEPALIVED_CONF, SYSCTL_CONF, SYSTEMD_DIR, dropin_dir
+from halb.paths import (
+    HAPROXY_CFG,
+    KEEPALIVED_CONF,
+    SYSCTL_CONF,
+    SYSTEMD_DIR,
+    VRRP_NFT,
+    dropin_dir,
+)
 from halb.render import RenderedFile
 from halb.shell import MASK, scrub
 
@@ -77,6 +84,8 @@ class HostPlan:
     install: tuple[str, ...]
     package_manager: str | None
     daemon_reload: bool
+    # load halb's VRRP filter: its file changed, or its table is not loaded (a reboot)
+    load_filter: bool = False
 
     @property
     def changed_files(self) -> tuple[FileStep, ...]:
@@ -84,7 +93,7 @@ class HostPlan:
 
     @property
     def changed(self) -> bool:
-        return bool(self.changed_files or self.install or self.sysctl) or any(
+        return bool(self.changed_files or self.install or self.sysctl or self.load_filter) or any(
             s.action != ServiceAction.NONE for s in self.services
         )
 
@@ -106,6 +115,7 @@ class Plan:
                 "files": {f.path: f.action.value for f in h.files},
                 "services": {s.name: s.action.value for s in h.services},
                 "sysctl": h.sysctl,
+                "vrrp_filter": h.load_filter,
                 "install": list(h.install),
                 "changed": h.changed,
             }
@@ -196,6 +206,7 @@ def plan_host(
         install=facts.missing if install else (),
         package_manager=package_manager(facts.os_ids),
         daemon_reload=any(p.startswith(SYSTEMD_DIR) for p in changed),
+        load_filter=VRRP_NFT in files and (VRRP_NFT in changed or not facts.vrrp_filter_loaded),
     )
 
 
@@ -239,6 +250,8 @@ def plan_lines(plan: Plan) -> list[str]:
             lines.append(f"  {f.action.value:9} {f.path}{mode}")
         if h.sysctl:
             lines.append(f"  sysctl    {SYSCTL_CONF}")
+        if h.load_filter:
+            lines.append(f"  load      {VRRP_NFT}")
         for s in h.services:
             if s.action != ServiceAction.NONE:
                 lines.append(f"  {s.action.value:9} {s.name}")

@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from halb import vrrp_filter
@@ -147,21 +147,22 @@ def _learn_macs(
     cluster: Cluster,
     rendered: Mapping[str, Mapping[str, RenderedFile]],
     progress: HostProgress,
-) -> tuple[dict[str, dict[str, str]], dict[str, HostFiles]]:
+) -> tuple[dict[str, dict[str, str]], dict[str, HostFiles], set[str]]:
     """Every LB host's MAC on the VIPs' interfaces (all of them, also outside --limit: each
-    host's filter lists its peers) and the rendered files with each host's VRRP filter
-    (none on a host without nft: it is deployed as before, and says so)."""
-    macs, no_nft, missing = learn_macs(hosts.transports, vrrp_filter.interfaces(cluster))
+    host's filter lists its peers), the rendered files with each host's VRRP filter
+    (none on a host without nft: it is deployed as before, and says so), and the hosts
+    where the filter is loaded now."""
+    macs, no_nft, missing, loaded = learn_macs(hosts.transports, vrrp_filter.interfaces(cluster))
     if missing:
         # keepalived's own check on the host then says what is wrong, as before
         for h, ifaces in missing.items():
             progress(h, f"no {', '.join(ifaces)} here: halb's VRRP filter is left out")
-        return macs, {h: dict(f) for h, f in rendered.items()}
+        return macs, {h: dict(f) for h, f in rendered.items()}, loaded
     files = with_vrrp_filter(cluster, rendered, macs)
     for h in no_nft:
         progress(h, "no nft: halb's VRRP filter is not loaded here (install nftables)")
         files[h] = {p: f for p, f in files[h].items() if p != VRRP_NFT}
-    return macs, files
+    return macs, files, loaded
 
 
 def _connect(
@@ -332,8 +333,9 @@ def deploy(
         if local_lock:
             local_lock.acquire()
         _open(hosts, cluster, transport_for)
-        macs, rendered = _learn_macs(hosts, cluster, rendered, progress)
+        macs, rendered, loaded = _learn_macs(hosts, cluster, rendered, progress)
         facts = _connect(hosts, targets, rendered, lock=locked, progress=progress)
+        facts = {h: replace(f, vrrp_filter_loaded=h in loaded) for h, f in facts.items()}
         stages.done("connect")
         plan = _plan(hosts, rendered, facts, install=install, dry_run=dry_run)
         if diff is not None:

@@ -51,6 +51,8 @@ class TargetFacts:
     # main pids (None: not running) and `ip -o addr`, when read in the same round trip
     pids: Mapping[str, int | None] = field(default_factory=dict)
     addrs: tuple[IfAddr, ...] | None = None
+    # halb's VRRP filter table is loaded (a reboot drops it; read with the MACs)
+    vrrp_filter_loaded: bool = True
 
 
 def proc_sys_path(key: str) -> str:

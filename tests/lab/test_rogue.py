@@ -134,3 +134,21 @@ def test_a_replaced_nic_is_a_preflight_failure_before_anything_is_applied(deploy
     assert f"{lab.address(lb2)} . {new}" in peers(lab, lb1)
     r = halb(lab, "preflight", timeout=180)
     assert "vrrp-filter" in r.stdout and f"the MAC of {lb2}" not in r.stdout + r.stderr
+
+
+def test_a_filter_the_host_lost_is_shown_and_loaded_by_the_next_deploy(deployed: Lab) -> None:
+    """A reboot drops the table with its file unchanged: status says so, and the next
+    deploy loads it again on that host alone."""
+    lab = deployed
+    lb1, lb2 = lab.lbs
+    pairs = peers(lab, lb1)
+    lab.run(lb1, ["nft", "delete", "table", "inet", "halb_vrrp"], check=True)
+    r = halb(lab, "status")
+    assert "vrrp filter absent" in r.stdout, r.stdout
+    r = halb(lab, "deploy", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    hosts = json.loads(r.stdout)["hosts"]
+    assert hosts[lb1]["status"] == "changed" and hosts[lb2]["status"] == "unchanged", hosts
+    assert peers(lab, lb1) == pairs and "drop" in table(lab, lb1)  # the same file again
+    again = json.loads(halb(lab, "deploy", "--json").stdout)["hosts"]
+    assert {h["status"] for h in again.values()} == {"unchanged"}, again

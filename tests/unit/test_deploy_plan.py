@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from halb.deploy import (
     Action,
+    Plan,
     ServiceAction,
     compute_plan,
     diff_lines,
@@ -128,6 +130,26 @@ def test_sysctl_applied_when_live_value_differs() -> None:
     f = installed()
     facts = TargetFacts(f.files, f.running, (), (), {"net.ipv4.ip_nonlocal_bind": "0"})
     assert plan_host("lb1", "x", FILES, facts, install=True).sysctl
+
+
+def test_vrrp_filter_loaded_when_its_file_changed_or_its_table_is_gone() -> None:
+    """A reboot drops halb's VRRP filter with its file unchanged: the plan loads it again."""
+    nft = "/etc/keepalived/halb/vrrp.nft"
+    files = {**FILES, nft: RenderedFile("table inet halb_vrrp {}\n", 0o600)}
+    f = installed(files)
+    hp = plan_host("lb1", "x", files, f, install=True)
+    assert not hp.load_filter and not hp.changed  # in place and loaded
+    gone = plan_host("lb1", "x", files, replace(f, vrrp_filter_loaded=False), install=True)
+    assert gone.load_filter and gone.changed and not gone.changed_files
+    assert compute_plan({"lb1": files}, {"lb1": replace(f, vrrp_filter_loaded=False)},
+                        {"lb1": "x"}, install=True).as_dict()["lb1"]["vrrp_filter"]  # fmt: skip
+    assert plan_lines(Plan((gone,)))[-1] == f"  load      {nft}"
+    new = plan_host("lb1", "x", files, installed(), install=True)  # the file is new
+    assert new.load_filter
+    # no filter rendered (no nft on the host): nothing to load, whatever the table
+    assert not plan_host(
+        "lb1", "x", FILES, replace(f, vrrp_filter_loaded=False), install=True
+    ).load_filter
 
 
 def test_validation_order_scripts_first_keepalived_last() -> None:

@@ -134,10 +134,11 @@ def test_learn_reads_the_macs_and_whether_nft_is_there_for_real() -> None:
     from halb.transport.local import LocalTransport
 
     here = LocalTransport("here", Privilege("none"))
-    macs, no_nft, missing = learn_macs({"here": here}, ("lo",))
+    macs, no_nft, missing, loaded = learn_macs({"here": here}, ("lo",))
     assert macs == {"here": {"lo": "00:00:00:00:00:00"}} and missing == {}
+    assert loaded == set()  # the machine's own namespace never has halb's table
     assert no_nft == ([] if shutil.which("nft") else ["here"])
-    _, _, missing = learn_macs({"here": here}, ("lo", "nosuch0"))
+    _, _, missing, _ = learn_macs({"here": here}, ("lo", "nosuch0"))
     assert missing == {"here": ["nosuch0"]}
 
 
