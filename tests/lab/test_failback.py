@@ -168,3 +168,27 @@ def test_failback_loses_no_request(lab: Lab, profile: str, fault: str) -> None:
     assert "bridge to the holder" in log, log
     assert_bridge_gone(lab)
     assert lab.run("lb1", ["cat", "/etc/keepalived/halb/returning-halb_internal"]).stdout == "0\n"
+
+
+@pytest.mark.parametrize("prof", ["default", "fast"])
+def test_a_first_deploy_clears_no_flag_before_a_holder_is_heard(lab_factory, prof: str) -> None:  # type: ignore[no-untyped-def]
+    """keepalived starts on every host at once, each flagged as returning, and nobody holds
+    the VIPs while the agents wait out their hold. An agent that heard no holder used to
+    clear its flag, and its host could then take the VIPs only to lose them to lb1 again;
+    now it waits until a holder is heard (or its host becomes MASTER by VRRP's own
+    election, which may pick either host for a moment when both start together)."""
+    fresh = lab_factory(lbs=2, masters=1, nodes=1)
+    deploy(fresh, prof)
+    time.sleep(RETURN_PARTS[prof] + SLACK)  # every agent is done by then
+    assert wait_for(fresh, "lb1", 1), holders(fresh)
+    logs = {h: fresh.run(h, ["cat", "/var/log/halb/notify.log"]).stdout for h in fresh.lbs}
+    flags = "cat /etc/keepalived/halb/returning-halb_internal " + (
+        "/etc/keepalived/halb/returning-halb_external"
+    )
+    for h in fresh.lbs:
+        assert fresh.run(h, ["sh", "-c", flags]).stdout == "0\n0\n", logs
+        lines = logs[h].splitlines()
+        for i, line in enumerate(lines):
+            if "returning flag cleared" in line:  # by the agent: only once a holder is heard
+                heard = "\n".join(lines[:i])
+                assert "outranks this host" in heard or "bridge to the holder" in heard, logs

@@ -214,7 +214,7 @@ table ip $TABLE {
   }
 }
 EOF
-    since='' n=0 names=''
+    since='' n=0 names='' told=''
     log "returning: $(returning); taking back after 3 s healthy"
     while :; do
         n=$((n + 1))
@@ -235,28 +235,51 @@ EOF
         fi
         sleep 0.2
     done
-    rules=''
-    for name in $names; do
-        # shellcheck disable=SC2046
-        set -- $(info "$name")
-        vrid=$3 prio=$4
-        holders=$(nft list set ip "$TABLE" "adv_$vrid" 2>/dev/null | sed -n '/elements/,$p' |
-            grep -oE '([0-9]{1,3}\.){3}[0-9]{1,3}' | sort -u | tr '\n' ' ')
-        set -- $holders
-        if [ "$PREEMPT" != 1 ]; then
-            log "$name: nopreempt, no move to bridge"
-        elif [ -e "/etc/keepalived/halb/drained" ]; then
-            log "$name: drained, no move to bridge"
-        elif [ $# -ne 1 ]; then
-            log "$name: no bridge, holders heard: ${holders:-none}"
-        elif [ "$(peer_priority "$name" "$1")" -ge "$prio" ]; then
-            log "$name: $1 outranks this host, no move to bridge"
-        else
-            rules="$rules$(bridge_rule "$name" | sed "s/@HOLDER@/$1/")
+    while :; do
+        rules='' clear='' waiting=''
+        for name in $names; do
+            # shellcheck disable=SC2046
+            set -- $(info "$name")
+            vrid=$3 prio=$4
+            holders=$(nft list set ip "$TABLE" "adv_$vrid" 2>/dev/null | sed -n '/elements/,$p' |
+                grep -oE '([0-9]{1,3}\.){3}[0-9]{1,3}' | sort -u | tr '\n' ' ')
+            set -- $holders
+            if [ "$PREEMPT" != 1 ]; then
+                log "$name: nopreempt, no move to bridge"
+            elif [ -e "/etc/keepalived/halb/drained" ]; then
+                log "$name: drained, no move to bridge"
+            elif [ $# -eq 0 ]; then
+                waiting="$waiting$name "
+                continue
+            elif [ $# -ne 1 ]; then
+                log "$name: no bridge, holders heard: $holders"
+            elif [ "$(peer_priority "$name" "$1")" -ge "$prio" ]; then
+                log "$name: $1 outranks this host, no move to bridge"
+            else
+                rules="$rules$(bridge_rule "$name" | sed "s/@HOLDER@/$1/")
 "
-            log "$name: bridge to the holder $1"
+                log "$name: bridge to the holder $1"
+            fi
+            clear="$clear$name "
+        done
+        [ -z "$clear" ] || break
+        # nobody holds these VIPs yet (keepalived starting on every host: a first deploy):
+        # clearing the flag now could move them twice, the second time without a bridge.
+        # Wait to hear the holder; a host left alone becomes MASTER itself, low as it is.
+        [ -n "$told" ] || log "${waiting% }: no holder heard yet; waiting for one"
+        told=1 n=$((n + 1))
+        if [ "$n" -gt 18000 ]; then
+            log "no holder heard within an hour; priority stays low: ${waiting% }"
+            return 1
+        fi
+        sleep 0.2
+        names=$(returning)
+        if [ -z "$names" ]; then
+            log "nothing left to take back"
+            return 0
         fi
     done
+    names=${clear% }
     if [ -n "$rules" ]; then
         printf 'add chain ip %s pre { type filter hook prerouting priority -150; policy accept; }\n%s' "$TABLE" "$rules" | nft -f - ||
             log "cannot put up the bridge; failing back without it"
