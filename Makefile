@@ -1,7 +1,8 @@
 # Two entry points do all the set-up on a fresh Debian machine (as root):
 #   make demo   installs what it needs, brings up the lab and runs halb's main job on it
 #   make test   installs what it needs and runs every test (lint, types, unit, golden, lab)
-# One more runs the VM lab end to end (as root; installs its packages, vm-debs):
+# The VM lab's test (real VMs, vm-debs) is part of `make test`, beside the rest
+# (scripts/run-tests); alone (as root; installs its packages):
 #   make test-vm
 # Two need only the virtual environment (any user, no Debian packages, no root):
 #   make unit   the tests not marked `lab`
@@ -18,8 +19,8 @@ VENV ?= .venv
 DEBS := python3-venv haproxy keepalived openssh-server openssh-client sshpass sudo iproute2 iptables nftables socat curl openssl procps util-linux ruby systemd dpkg-dev
 # The VM lab (`halb lab up --provider vagrant`): Vagrant with its libvirt provider, libvirtd
 # and QEMU (run only inside the lab's own namespaces), mmdebstrap and e2fsprogs to build
-# the lab's Debian box from the mirror apt uses. Only `make vm-debs` (and `make test-vm`)
-# installs them.
+# the lab's Debian box from the mirror apt uses. `make test`, `make test-vm` and
+# `make vm-debs` install them; `make demo` does not.
 VM_DEBS := vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base mmdebstrap e2fsprogs
 LAB_DIR ?= lab
 # A fresh cloud server runs its daily apt job right after boot: apt-get waits up to
@@ -35,11 +36,11 @@ export PATH := $(VENV_BIN):$(PATH)
 
 .PHONY: deps debs vm-debs venv test test-vm lint unit demo demo-down bench clean
 
-# Only the base list: `make test` and `make demo` never install the VM lab's packages.
+# The base list (`make demo`); `make test` adds the VM lab's (vm-debs).
 debs:
 	@$(call install_debs,$(DEBS))
 
-# `make test-vm` and the VM lab's instructions (vagrant/README.md). Installed with a
+# `make test`, `make test-vm` and the VM lab's instructions (vagrant/README.md). With a
 # policy-rc.d that refuses service starts when the machine has none, so libvirtd never
 # starts in this machine's own namespaces; halb starts it in the lab's.
 vm-debs:
@@ -79,12 +80,13 @@ lint: venv
 unit: venv
 	python -m pytest -q -m 'not lab'
 
-test: deps
+# Every test; the VM lab's (real VMs under QEMU's TCG, niced) in the background beside
+# the rest, which mostly waits on timers (scripts/run-tests).
+test: deps vm-debs
 	@$(MAKE) --no-print-directory lint
-	HALB_TEST_DEBS=1 python -m pytest -q -p no:cacheprovider
+	scripts/run-tests
 
-# The VM lab end to end (tests/lab/test_vagrant_vms.py): real VMs under QEMU's TCG,
-# niced, so its time depends on what else the machine runs; `make test` skips it.
+# The VM lab end to end alone (tests/lab/test_vagrant_vms.py).
 test-vm: deps vm-debs
 	HALB_VM_TEST=1 python -m pytest -q -p no:cacheprovider -s tests/lab/test_vagrant_vms.py
 
