@@ -207,8 +207,9 @@ def failback_context(cluster: Cluster, host: str) -> dict[str, Any]:
 def redirect_context(cluster: Cluster, host_ip: str) -> dict[str, Any]:
     """What redirect.nft, redirect.sh, notify.sh and keepalived.conf need; empty values
     without a redirect. `fallthrough`: per redirected VIP's instance, the public ports this
-    host's own backends hold (the apiserver's 6443, a NodePort), which answer the VIP while
-    HAProxy is down here; keepalived checks them instead of FAULTing on HAProxy's exit."""
+    host's own backends hold (the apiserver's 6443, a NodePort) with the frontend's check,
+    which answer the VIP while HAProxy is down here; keepalived checks them instead of
+    FAULTing on HAProxy's exit."""
     redirected = cluster.redirected
     vips = {fe.vip_name for fe in redirected}
     instances = [(v.instance, v.address) for v in cluster.vips if v.name in vips]
@@ -217,9 +218,12 @@ def redirect_context(cluster: Cluster, host_ip: str) -> dict[str, Any]:
         "redirect_script": REDIRECT_SCRIPT if redirected else "",
         "table": REDIRECT_TABLE,
         "instances": instances,
+        # "PORT:CHECK ...": each port is judged as HAProxy judges that backend (an
+        # apiserver that accepts connections but is not ready must not hold the VIP)
         "fallthrough": {
             inst: " ".join(
-                str(p) for p in sorted({fe.port for fe in redirected if fe.address == vip})
+                f"{p}:{c}"
+                for p, c in sorted({(fe.port, fe.check) for fe in redirected if fe.address == vip})
             )
             for inst, vip in instances
         },

@@ -216,6 +216,29 @@ def test_haproxy_and_the_holders_own_apiserver_dead_move_the_vip(six: Lab) -> No
     assert wait_redirect(six, h, both, 30) is not None
 
 
+def test_haproxy_dead_and_the_holders_apiserver_not_ready_move_the_vip(six: Lab) -> None:
+    """An apiserver that accepts connections but fails /readyz does not hold the VIP:
+    the fall-through is judged as HAProxy judges that backend."""
+    h = holder(six)
+    six.set_readyz(h, 500)
+    try:
+        t0 = kill_haproxy(six, h)
+        moved = None
+        while time.monotonic() - t0 < 30:
+            now = six.vip_holders()[six.vip_internal]
+            if now and h not in now:
+                moved = time.monotonic() - t0
+                break
+            time.sleep(0.1)
+        assert moved is not None, "the VIP stayed on a host whose apiserver is not ready"
+        print(f"VIP moved {moved:.2f} s after kill -9 (HAProxy dead, /readyz 500)")
+    finally:
+        six.set_readyz(h, None)
+        start_haproxy(six, h)
+    both = {six.vip_internal, six.vip_external}
+    assert wait_redirect(six, h, both, 30) is not None
+
+
 def test_table_is_halbs_own_and_goes_with_the_lab(six: Lab) -> None:
     out = six.run(six.masters[0], ["nft", "list", "tables"]).stdout
     assert f"table ip {REDIRECT_TABLE}" in out

@@ -79,7 +79,7 @@ def test_haproxys_exit_does_not_fault_co_located_hosts(tmp_path: Path) -> None:
     assert "chk_haproxy_halb_internal {\n    script" in conf
     assert re.search(r"check halb_internal\"\n.*?fall 2\n", conf, re.S)
     script = files[REDIRECT_SCRIPT].content
-    assert 'halb_internal) ports="6443 30880" ;;' in script
+    assert 'halb_internal) ports="6443:readyz 30880:http" ;;' in script
     assert '/dev/tcp/$0/$1"\' 192.168.0.1 "$p"' in script
     assert f"ExecStopPost=-{REDIRECT_SCRIPT} exited" in files[HAPROXY_DROPIN].content
 

@@ -11,9 +11,10 @@
 #                               of the set in one command: this host's own backends answer
 #   redirect.sh check INSTANCE  (keepalived's check, every second) 0 while HAProxy is
 #                               healthy, and the VIP back in the set after its exit; while
-#                               HAProxy is down, 0 as long as this host's own backend holds
-#                               each public port of the VIP (the fall-through keeps the VIP
-#                               answering, no takeover), 1 (FAULT: the VIP moves) when not
+#                               HAProxy is down, 0 as long as this host's own backend passes
+#                               HAProxy's check of it (/readyz, HTTP, TCP) on each public port
+#                               of the VIP (the fall-through keeps the VIP answering, no
+#                               takeover), 1 (FAULT: the VIP moves) when not
 #   redirect.sh remove          delete the table
 # After a reboot the table is gone until keepalived's first state change: sync loads it.
 # No value from the spec or the inventory reaches this script but checked addresses.
@@ -33,13 +34,25 @@ healthy() {  # $1 = instance, $2 = its state (default: the one notify.sh last re
 }
 # the instance's VIP taken out by HAProxy's exit, to put back once HAProxy is healthy
 off() { echo "/run/halb/redirect-off-$1"; }
-falls_through() {  # this host's own backends accept a connection on each public port
+falls_through() {  # this host's own backends pass HAProxy's check of them, on each public port
     case "$1" in
-        halb_internal) ports="6443 30880" ;;
+        halb_internal) ports="6443:readyz 30880:http" ;;
         *) return 1 ;;
     esac
-    for p in $ports; do
-        timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' 192.168.0.2 "$p" 2>/dev/null || return 1
+    for pc in $ports; do
+        p=${pc%%:*}
+        case "${pc#*:}" in
+        readyz) url=https://192.168.0.2:$p/readyz ok='200' ;;
+        http) url=http://192.168.0.2:$p/ ok='[234][0-9][0-9]' ;;
+        *) url='' ;;
+        esac
+        if [ -n "$url" ] && command -v curl >/dev/null 2>&1; then
+            code=$(curl -sk --max-time 0.9 -o /dev/null -w '%{http_code}' "$url" 2>/dev/null)
+            # shellcheck disable=SC2254
+            case "$code" in $ok) ;; *) return 1 ;; esac
+        else  # a TCP check, or no curl here: a connection is enough
+            timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' 192.168.0.2 "$p" 2>/dev/null || return 1
+        fi
     done
 }
 case "${1-}" in
