@@ -105,6 +105,16 @@ def start_haproxy(lab: Lab, host: str) -> None:
     assert cp.returncode == 0, cp.stdout + cp.stderr
 
 
+def wait_moved(lab: Lab, host: str, t0: float, within: float) -> float | None:
+    """Seconds from `t0` until the internal VIP has a holder other than `host`."""
+    while time.monotonic() - t0 < within:
+        now = lab.vip_holders()[lab.vip_internal]
+        if now and host not in now:
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    return None
+
+
 def wait_redirect(
     lab: Lab, host: str, want: set[str], within: float, since: float | None = None
 ) -> float | None:
@@ -188,13 +198,7 @@ def test_haproxy_and_the_holders_own_apiserver_dead_move_the_vip(six: Lab) -> No
     os.kill(pid, signal.SIGKILL)  # the apiserver and console stand-in of the holder
     try:
         t0 = kill_haproxy(six, h)
-        moved = None
-        while time.monotonic() - t0 < 30:
-            now = six.vip_holders()[six.vip_internal]
-            if now and h not in now:
-                moved = time.monotonic() - t0
-                break
-            time.sleep(0.1)
+        moved = wait_moved(six, h, t0, 30)
         assert moved is not None, "the VIP stayed on a host with nothing behind it"
         print(f"VIP moved {moved:.2f} s after kill -9 (HAProxy and the apiserver dead)")
         time.sleep(8)  # the new holder's HAProxy marks the dead apiserver down: inter 2s fall 3
@@ -223,13 +227,7 @@ def test_haproxy_dead_and_the_holders_apiserver_not_ready_move_the_vip(six: Lab)
     six.set_readyz(h, 500)
     try:
         t0 = kill_haproxy(six, h)
-        moved = None
-        while time.monotonic() - t0 < 30:
-            now = six.vip_holders()[six.vip_internal]
-            if now and h not in now:
-                moved = time.monotonic() - t0
-                break
-            time.sleep(0.1)
+        moved = wait_moved(six, h, t0, 30)
         assert moved is not None, "the VIP stayed on a host whose apiserver is not ready"
         print(f"VIP moved {moved:.2f} s after kill -9 (HAProxy dead, /readyz 500)")
     finally:
