@@ -209,11 +209,15 @@ def port_results(
         if not taken:
             ours = any(x.process == "haproxy" for x in port_conflicts(listeners, vip, port))
             what = "bound by our haproxy" if ours else "free"
-            out.append(PreflightResult("ports", host, Level.OK, f"{name} {vip}:{port} {what}"))
+            out.append(
+                PreflightResult(
+                    "ports", host, Level.OK, f"{name} {kinds.hostport(vip, port)} {what}"
+                )
+            )
             continue
         x = taken[0]
         who = x.process or "a process"
-        where = f"{x.address}:{x.port}"
+        where = kinds.hostport(x.address, x.port)
         if x.process == "kube-apiserver" or (port == 6443 and x.process in (None, "")):
             hint = (
                 " (a co-located apiserver?): use another frontend port, e.g. "
@@ -229,7 +233,7 @@ def port_results(
                 host,
                 Level.FAIL,
                 f"{who} on {host} already listens on {where}, so HAProxy cannot bind "
-                f"{vip}:{port}{hint}",
+                f"{kinds.hostport(vip, port)}{hint}",
                 bad_input=True,
             )
         )
