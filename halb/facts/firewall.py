@@ -236,6 +236,13 @@ def parse_nft_ruleset(text: str) -> list[NftChain]:
     return chains
 
 
+def nft_backed(save: str) -> bool:
+    """iptables-save / ip6tables-save of iptables-nft ("... v1.8.9 (nf_tables)"): its
+    `filter` table is nft's `ip filter` / `ip6 filter`, the same rules (nft marks it
+    "managed by iptables-nft" only at times)."""
+    return "(nf_tables)" in save.split("\n", 1)[0]
+
+
 _NFT_VERDICT_RE = re.compile(r"\b(accept|drop|reject)\b")
 _NFT_COMMENT = re.compile(r'\bcomment\s+"[^"]*"')
 _NFT_VALUE = r"(!=\s*)?(\{[^}]*\}|\S+)"

@@ -289,8 +289,11 @@ class HostCheck:
             peers, dest = [fw.LINK_LOCAL], fw.VRRP_GROUP6
         rc, out, _ = self.sh(fw.IP6TABLES_SAVE)
         tables = fw.parse_iptables_save(out) if rc == 0 else {}
+        # ip6tables-nft's filter table is nft's `ip6 filter`: judged once, as ip6tables
+        shared = "filter" in tables and fw.nft_backed(out)
         rc, out, _ = self.sh(fw.NFT_RULESET)
         chains = fw.parse_nft_ruleset(out) if rc == 0 else []
+        chains = [c for c in chains if not (shared and (c.family, c.table) == ("ip6", "filter"))]
         rc, out, _ = self.sh(fw.FIREWALLD_LIST)
         zone = fw.parse_firewalld(out) if rc == 0 else None
         states = []

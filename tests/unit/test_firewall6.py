@@ -204,6 +204,12 @@ def test_nft_of_iptables_nft_ip6_chains_apply_ip_chains_do_not() -> None:
     assert v4 is not None and v4.drops and v4.nft_chains == (("ip", "filter", "INPUT"),)
 
 
+def test_ip6tables_nft_is_told_by_its_header() -> None:
+    assert fw.nft_backed(IP6TABLES) and fw.nft_backed(IP6TABLES_DROP)
+    legacy = IP6TABLES.replace("v1.8.9 (nf_tables)", "v1.8.9 (legacy)")
+    assert not fw.nft_backed(legacy) and not fw.nft_backed("")
+
+
 def test_nft_native_inet_and_ip6_tables() -> None:
     """Every input chain of the family must let the advert through: the inet table takes
     these peers, the ip6 one only the link-local range to the group."""
