@@ -126,12 +126,8 @@ table ip v4only {
 	}
 }
 """
-# firewall-cmd --list-all (firewalld's documented rich rule syntax)
+# the end of `firewall-cmd --list-all` (firewalld's documented rich rule syntax)
 FIREWALLD = """\
-public (active)
-  target: default
-  interfaces: eth0
-  services: dhcpv6-client ssh
   protocols:
   rich rules:
 	rule family="ipv4" source address="10.0.0.12" protocol value="vrrp" accept
