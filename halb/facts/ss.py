@@ -39,13 +39,20 @@ def parse_ss(text: str) -> list[Listener]:
     return out
 
 
-WILDCARDS = frozenset({"0.0.0.0", "*", "::"})
+# How ss (iproute2) shows a wildcard listener, and the VIP family it keeps HAProxy from
+# binding (tried with HAProxy 2.6 and ss 6.1, EADDRINUSE or not):
+#   0.0.0.0   an IPv4 socket: IPv4 only
+#   [::]      an IPv6 socket with IPV6_V6ONLY: IPv6 only
+#   *         an IPv6 socket without IPV6_V6ONLY, which takes IPv4 too: both (also ss's
+#             word when it cannot tell, reading /proc/net instead of sock_diag)
+WILDCARDS = {4: frozenset({"0.0.0.0", "*"}), 6: frozenset({"::", "*"})}
 
 
 def port_conflicts(listeners: Iterable[Listener], vip: str, port: int) -> list[Listener]:
-    """Listeners that stop HAProxy binding vip:port (wildcard or the VIP itself); an IPv4
-    wildcard (0.0.0.0) leaves an IPv6 VIP's port free."""
-    wild = WILDCARDS - {"0.0.0.0"} if ":" in vip else WILDCARDS
+    """Listeners that stop HAProxy binding vip:port: the VIP itself, or a wildcard of the
+    VIP's family (WILDCARDS): an IPv4 wildcard leaves an IPv6 VIP's port free, a v6only
+    `[::]` an IPv4 VIP's."""
+    wild = WILDCARDS[6 if ":" in vip else 4]
     return [
         listener
         for listener in listeners

@@ -155,7 +155,8 @@ class HostCheck:
             arp=arp,
             mac=mac,
             listeners=self._listeners(),
-            firewall=self._firewall(),
+            firewall=self._firewall() if 4 in self.c.families else None,
+            firewall6=self._firewall6() if 6 in self.c.families else (),
             nft=self._nft_probe() if self.c.redirected else None,
             macs=macs,
             vrrp_filter=self._vrrp_filter(),
@@ -275,6 +276,40 @@ class HostCheck:
             firewalld_blocks = not fw.firewalld_allows_vrrp(protos, rich, peers[0])
         return FirewallState(tuple(peers), tuple(verdicts), firewalld_blocks)
 
+    def _firewall6(self) -> tuple[FirewallState, ...]:
+        """VRRPv3 over IPv6: each peer's `ip6` (unicast, to this host's), or without
+        unicast the peers' link-local addresses to ff02::12; one state per peer."""
+        iface = next(v.interface for v in self.c.vips if v.family == 6)
+        own = self.c.host_address(self.h, 6)
+        peers = [
+            a for h in self.c.lb_hosts if h.name != self.h.name and (a := self.c.host_address(h, 6))
+        ]
+        dest = own
+        if not (self.c.spec.vrrp.unicast and peers and own):
+            peers, dest = [fw.LINK_LOCAL], fw.VRRP_GROUP6
+        rc, out, _ = self.sh(fw.IP6TABLES_SAVE)
+        tables = fw.parse_iptables_save(out) if rc == 0 else {}
+        # ip6tables-nft's filter table is nft's `ip6 filter`: judged once, as ip6tables
+        shared = "filter" in tables and fw.nft_backed(out)
+        rc, out, _ = self.sh(fw.NFT_RULESET)
+        chains = fw.parse_nft_ruleset(out) if rc == 0 else []
+        chains = [c for c in chains if not (shared and (c.family, c.table) == ("ip6", "filter"))]
+        rc, out, _ = self.sh(fw.FIREWALLD_LIST)
+        zone = fw.parse_firewalld(out) if rc == 0 else None
+        states = []
+        for peer in peers:
+            verdicts = [
+                v
+                for v in (
+                    fw.iptables_verdict(tables, peer, iface, tool="ip6tables", dest=dest),
+                    fw.nft_verdict(chains, peer, iface, dest),
+                )
+                if v is not None
+            ]
+            blocks = zone is not None and not fw.firewalld_allows_vrrp(*zone, peer, dest)
+            states.append(FirewallState((peer,), tuple(verdicts), blocks, family=6))
+        return tuple(states)
+
 
 def open_firewall_on(t: Transport, commands: Sequence[FirewallCommand]) -> list[PreflightResult]:
     """Run one host's firewall commands (all of them, whatever fails): what was added,
@@ -330,7 +365,8 @@ def run_preflight(
         notes = {n: tuple(c.out) for n, c in listens.items()}
         results = judge(cluster, hosts, facts, heard, notes, seconds)
         commands = {
-            n: vrrp_commands(n, f.firewall) for n, f in facts.items() if f.firewall is not None
+            n: [c for st in (f.firewall, *f.firewall6) if st for c in vrrp_commands(n, st)]
+            for n, f in facts.items()
         }
         commands = {n: c for n, c in commands.items() if c}
         if commands and show is not None:

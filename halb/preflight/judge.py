@@ -12,7 +12,7 @@ from halb.facts.ipaddr import IfAddr, subnet_for
 from halb.facts.packets import ArpReply, VrrpAdvert
 from halb.facts.ss import Listener, port_conflicts
 from halb.level import Level
-from halb.preflight.observed import NftProbe, Observed
+from halb.preflight.observed import FirewallState, NftProbe, Observed
 from halb.preflight.report import PreflightResult, dedupe
 
 if TYPE_CHECKING:
@@ -209,11 +209,15 @@ def port_results(
         if not taken:
             ours = any(x.process == "haproxy" for x in port_conflicts(listeners, vip, port))
             what = "bound by our haproxy" if ours else "free"
-            out.append(PreflightResult("ports", host, Level.OK, f"{name} {vip}:{port} {what}"))
+            out.append(
+                PreflightResult(
+                    "ports", host, Level.OK, f"{name} {kinds.hostport(vip, port)} {what}"
+                )
+            )
             continue
         x = taken[0]
         who = x.process or "a process"
-        where = f"{x.address}:{x.port}"
+        where = kinds.hostport(x.address, x.port)
         if x.process == "kube-apiserver" or (port == 6443 and x.process in (None, "")):
             hint = (
                 " (a co-located apiserver?): use another frontend port, e.g. "
@@ -229,7 +233,7 @@ def port_results(
                 host,
                 Level.FAIL,
                 f"{who} on {host} already listens on {where}, so HAProxy cannot bind "
-                f"{vip}:{port}{hint}",
+                f"{kinds.hostport(vip, port)}{hint}",
                 bad_input=True,
             )
         )
@@ -309,6 +313,46 @@ def firewall_results(
     return out
 
 
+def _source6(peer: str) -> str:
+    if peer == fw.LINK_LOCAL:
+        return f"the peers' link-local addresses ({peer}, multicast to {fw.VRRP_GROUP6})"
+    return peer
+
+
+def firewall6_results(host: str, state: FirewallState) -> list[PreflightResult]:
+    """What the firewalls do to VRRPv3 over IPv6 (next header 112) from one peer."""
+    src = _source6(state.peers[0])
+    drops = state.drops
+    if not drops and not state.firewalld_blocks:
+        what = "; ".join(v.where for v in state.verdicts) or "no firewall rules"
+        return [
+            PreflightResult(
+                "firewall", host, Level.OK, f"VRRP over IPv6 from {src} allowed ({what})"
+            )
+        ]
+    out = [
+        PreflightResult(
+            "firewall",
+            host,
+            Level.FAIL if v.certain else Level.WARN,
+            f"VRRP over IPv6 from {src} {'is' if v.certain else 'may be'} dropped by "
+            f"{v.where} on {host} (halb preflight --open-firewall adds an accept rule)",
+        )
+        for v in drops
+    ]
+    if state.firewalld_blocks:
+        out.append(
+            PreflightResult(
+                "firewall",
+                host,
+                Level.FAIL,
+                f"firewalld on {host} does not allow VRRP over IPv6 from {src} "
+                "(halb preflight --open-firewall adds a rich rule)",
+            )
+        )
+    return out
+
+
 def host_results(
     cluster: Cluster, o: Observed, frontends: Sequence[tuple[str, str, int]]
 ) -> list[PreflightResult]:
@@ -328,6 +372,8 @@ def host_results(
         out += nftables_results(o.host, o.nft)
     if o.firewall is not None:
         out += firewall_results(o.host, o.firewall.verdicts, o.firewall.firewalld_blocks)
+    for state in o.firewall6:
+        out += firewall6_results(o.host, state)
     return out
 
 

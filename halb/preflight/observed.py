@@ -16,11 +16,14 @@ from halb.vrrp_filter import FilterState
 
 @dataclass(frozen=True)
 class FirewallState:
-    """What the host's firewalls do to VRRP from its peers."""
+    """What the host's firewalls do to VRRP from its peers, for one address family. IPv6
+    has one per peer (each judged on its own), or one for the peers' link-local addresses
+    (fe80::/10) where its instances send multicast adverts."""
 
     peers: tuple[str, ...]  # the other LB hosts' addresses (or VRRP's multicast group)
     verdicts: tuple[Verdict, ...]
     firewalld_blocks: bool
+    family: int = 4
 
     @property
     def drops(self) -> tuple[Verdict, ...]:
@@ -53,7 +56,8 @@ class Observed:
     arp: Mapping[str, tuple[ArpReply, ...]] = field(default_factory=dict)
     mac: str | None = None
     listeners: tuple[Listener, ...] | None = None  # None: could not list them
-    firewall: FirewallState | None = None
+    firewall: FirewallState | None = None  # IPv4, where a VIP is IPv4
+    firewall6: tuple[FirewallState, ...] = ()  # IPv6 (VRRPv3), where a VIP is IPv6
     # asked only when a frontend is redirected (halb/redirect.py); None: not asked
     nft: NftProbe | None = None
     # the VIPs' interfaces -> their MAC, and halb's VRRP filter as loaded (None: not read)
