@@ -26,14 +26,16 @@ class Probe:
 
 @dataclass(frozen=True)
 class Packet:
-    """A VRRP advert, a gratuitous ARP or a TCP SYN-ACK from a VIP, as seen on the wire."""
+    """A VRRP advert, a gratuitous ARP, an unsolicited neighbour advertisement or a TCP
+    SYN-ACK from a VIP, as seen on the wire."""
 
     ts: float
     observer: str  # the host whose capture saw it
-    kind: str  # "advert" | "garp" | "synack"
-    src: str  # sender's IPv4 address
+    kind: str  # "advert" | "garp" | "na" | "synack"
+    src: str  # sender's IPv4 or IPv6 address (an IPv6 advert's may be link-local)
     mac: str  # sender's MAC address
-    addr: str = ""  # garp: the announced address; synack: the VIP that answered
+    # garp, na: the announced address (an NA's target); synack: the VIP that answered
+    addr: str = ""
     vrid: int | None = None
     prio: int | None = None
 
