@@ -22,7 +22,7 @@ from typing import Any
 from halb.drill import capture, faults, rogue
 from halb.drill.fault_kinds import KINDS, Fault, FaultKind, Hits
 from halb.drill.load import ProcessLoad, Target
-from halb.drill.model import Packet, RoundRecord
+from halb.drill.model import Packet, RoundRecord, family, lane
 from halb.errors import CheckFailed, HalbError, InputError
 from halb.facts.ipaddr import IfAddr, holders, read_addrs
 from halb.inventory import Host
@@ -57,15 +57,36 @@ class Settings:
         }
 
 
+def lanes_of(cluster: Cluster) -> dict[str, tuple[str, str, str]]:
+    """Lane -> (frontend, address, VIP label): every VIP address of every frontend, so a
+    dual-stack frontend is probed over both families ("apiserver", "apiserver6")."""
+    labels = {(v.name, v.address): v.label for v in cluster.vips}
+    out: dict[str, tuple[str, str, str]] = {}
+    for fe in cluster.frontends:
+        for address in fe.addresses:
+            name = lane(fe.name, family(address))
+            if name in out:
+                other = out[name][0]
+                six, plain = (fe.name, other) if family(address) == 6 else (other, fe.name)
+                raise InputError(
+                    f"frontends.{plain}: the drill names the probes through the IPv6 VIP of "
+                    f"frontends.{six} {name}, as this frontend is named; rename it"
+                )
+            out[name] = (fe.name, address, labels.get((fe.vip_name, address), fe.vip_name))
+    return out
+
+
 def targets_of(cluster: Cluster) -> list[Target]:
     out = []
-    for fe in cluster.frontends:
+    for name, (fe_name, address, _) in lanes_of(cluster).items():
+        fe = cluster.frontend(fe_name)
+        assert fe is not None
         if fe.check == "readyz":
-            out.append(Target(fe.name, fe.address, fe.port, tls=True, path="/readyz"))
+            out.append(Target(name, address, fe.port, tls=True, path="/readyz"))
         elif fe.check == "http" or fe.mode == "http":
-            out.append(Target(fe.name, fe.address, fe.port, tls=False, path="/"))
+            out.append(Target(name, address, fe.port, tls=False, path="/"))
         else:
-            out.append(Target(fe.name, fe.address, fe.port, tls=False, path=None))
+            out.append(Target(name, address, fe.port, tls=False, path=None))
     return out
 
 
@@ -116,12 +137,13 @@ class Drill:
         self.cluster = cluster
         self.s = settings
         self.say = say
+        self.lanes = lanes_of(cluster)
         self.lbs: list[Host] = list(cluster.lb_hosts)
         self.t: dict[str, Transport] = {h.name: transport_for(h) for h in self.lbs}
         self.svc: dict[str, ServiceManager] = {
             h.name: manager(cluster.service_manager(h), self.t[h.name]) for h in self.lbs
         }
-        self.vips = {v.name: v.address for v in cluster.vips}
+        self.vips = {v.label: v.address for v in cluster.vips}
         self.iface = cluster.vips[0].interface
         self.advert = float(cluster.advert_int)
         self.targets = targets_of(cluster)
@@ -236,7 +258,7 @@ class Drill:
             index=index,
             target=target,
             vips=dict(self.vips),
-            frontends={t.frontend: self._vip_of(t.frontend) for t in self.targets},
+            frontends={name: vip for name, (_, _, vip) in self.lanes.items()},
             lb_addresses=dict(self.lb_addresses),
             macs=dict(self.macs),
             rate=self.s.rate,
@@ -265,10 +287,6 @@ class Drill:
             rec.notes.append(f"{load.overloaded} probes not started: too many in flight")
         rec.holders_end = self.holders()
         return rec
-
-    def _vip_of(self, frontend: str) -> str:
-        fe = self.cluster.frontend(frontend)
-        return str(fe.vip_name) if fe else ""
 
     def _start_captures(self, limit: float) -> list[capture.Capture]:
         addrs = list(self.vips.values())

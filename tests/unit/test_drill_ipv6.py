@@ -1,12 +1,18 @@
 """The drill over IPv6 without a lab: the capture agent's filter and the decoder on frames
 built with scapy (unsolicited neighbour advertisements, VRRPv3 over IPv6, SYN-ACKs, with
-and without extension headers)."""
+and without extension headers), the figures per VIP and family of dual-stack and
+IPv6-only rounds, and the probes' lanes."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import (
     ICMPv6ND_NA,
@@ -22,8 +28,14 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vrrp import VRRPv3
 from scapy.packet import Packet as ScapyPacket
 
+from halb.cli.drill import _round_line
 from halb.drill import capture
-from halb.drill.model import Packet
+from halb.drill import report as rp
+from halb.drill.load import Load, Target
+from halb.drill.model import Packet, Probe, RoundRecord, record_from_dict
+from halb.drill.run import lanes_of, targets_of
+from halb.errors import InputError
+from halb.spec import load_cluster
 
 CASES = Path(__file__).parent.parent / "golden" / "cases"
 OLD_MAC, NEW_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -134,3 +146,214 @@ def test_the_agent_keeps_ipv4_frames_as_before() -> None:
     assert kept(other) is None
     # only IPv4 VIPs asked for: an IPv6 VIP's NA is dropped
     assert kept(una(VIP6), (VIP4,)) is None
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def probes(lane: str, t0: float, t1: float, bad: tuple[float, float]) -> list[Probe]:
+    out = []
+    for i in range(round((t1 - t0) / 0.01)):
+        s = t0 + i * 0.01
+        ok = not bad[0] <= s < bad[1]
+        out.append(Probe(lane, s, s + 0.002, ok, "" if ok else "timeout"))
+    return out
+
+
+def dual_round() -> RoundRecord:
+    """Fault at 10.0 on lb1. IPv4: lb2's GARP at 10.61, clients fail 10.0-10.6. IPv6: lb2's
+    NA at 10.70 (internal6) and 10.72 (external6), clients fail 10.0-10.7. The old holder
+    takes back internal at 16.9 (GARP) and internal6 at 16.95 (NA); restore at 13."""
+    r = RoundRecord(
+        fault="graceful",
+        index=1,
+        target="lb1",
+        vips={"internal": VIP4, "internal6": VIP6, "external6": VIP6B},
+        frontends={"apiserver": "internal", "apiserver6": "internal6", "console6": "external6"},
+        lb_addresses={"lb1": "10.9.0.11", "lb2": "10.9.0.12"},
+        macs={"lb1": OLD_MAC, "lb2": NEW_MAC},
+        rate=100,
+        t_start=9.0,
+        t_fault=10.0,
+        t_restore=13.0,
+        t_end=20.0,
+        holders_before={v: ["lb1"] for v in ("internal", "internal6", "external6")},
+        holders_end={v: ["lb1"] for v in ("internal", "internal6", "external6")},
+        polls=[(11.0, {v: ["lb2"] for v in ("internal", "internal6", "external6")})],
+    )
+    r.probes = [
+        *probes("apiserver", 9.0, 20.0, (10.0, 10.6)),
+        *probes("apiserver6", 9.0, 20.0, (10.0, 10.7)),
+        *probes("console6", 9.0, 20.0, (10.0, 10.72)),
+    ]
+    r.packets = [
+        Packet(9.9, "lb2", "advert", "10.9.0.11", OLD_MAC, vrid=50, prio=254),
+        # the IPv6 instance's advert: from the old holder's link-local address
+        Packet(9.95, "lb2", "advert", "fe80::1", OLD_MAC, vrid=61, prio=254),
+        Packet(10.0, "lb2", "advert", "fe80::1", OLD_MAC, vrid=61, prio=0),
+        Packet(10.61, "client", "garp", "10.9.0.12", NEW_MAC, addr=VIP4),
+        Packet(10.65, "client", "synack", VIP6, OLD_MAC, addr=VIP6),  # before the NA
+        Packet(10.70, "client", "na", "fd00:9::12", NEW_MAC, addr=VIP6),
+        Packet(10.71, "client", "synack", VIP6, OLD_MAC, addr=VIP6),  # after it: counted
+        Packet(10.72, "client", "na", "fd00:9::12", NEW_MAC, addr=VIP6B),
+        Packet(16.9, "client", "garp", "10.9.0.11", OLD_MAC, addr=VIP4),
+        Packet(16.95, "client", "na", "fd00:9::11", OLD_MAC, addr=VIP6),
+    ]
+    return r
+
+
+def test_dual_stack_round_has_figures_per_vip_and_family() -> None:
+    f = rp.figures(dual_round())
+    assert f.takeover_s == pytest.approx(0.61) and f.new_holder == "lb2"  # the IPv4 GARP
+    assert f.failback_s == pytest.approx(3.9)
+    assert f.ipv6_vips == {
+        "internal6": rp.VipTimes(VIP6, pytest.approx(0.7), "lb2", pytest.approx(3.95)),  # type: ignore[arg-type]
+        "external6": rp.VipTimes(VIP6B, pytest.approx(0.72), "lb2", None),  # type: ignore[arg-type]
+    }
+    assert f.ipv6_lanes == {"apiserver6": "apiserver", "console6": "console"}
+    assert f.outage_s["apiserver"] == pytest.approx(0.61, abs=0.011)
+    assert f.outage_s["apiserver6"] == pytest.approx(0.71, abs=0.011)
+    assert f.failed == {"apiserver": 60, "apiserver6": 70, "console6": 72}
+    assert f.old_last_advert_s == pytest.approx(-0.05)  # the link-local advert at 9.95
+    assert f.old_holder_answers == 1  # the SYN-ACK after the IPv6 VIP's own NA only
+    assert f.garps_after_restore == 2  # the GARP and the NA of the failback
+
+    rows = rp.table([f])
+    assert [(r.frontend, r.family) for r in rows] == [
+        ("apiserver", 4),
+        ("apiserver", 6),
+        ("console", 6),
+    ]
+    assert rows[0].takeover == pytest.approx((0.61,) * 3)
+    assert rows[1].takeover == pytest.approx((0.7,) * 3)  # the first IPv6 VIP's NA
+    header = rp.table_header(rows)
+    assert header[:3] == ["fault", "frontend", "family"] and len(header) == 16
+    cells = rp.table_lines(rows)
+    assert all(len(c) == len(header) for c in cells)
+    assert [c[2] for c in cells] == ["IPv4", "IPv6", "IPv6"]
+    line = _round_line(f)
+    assert "takeover GARP 0.610 s by lb2" in line
+    assert "internal6 takeover NA 0.700 s by lb2" in line
+    assert "old holder's NA after the restore 3.950 s" in line
+
+
+def test_dual_stack_json_carries_the_family_and_round_trips() -> None:
+    r = dual_round()
+    f = rp.figures(r)
+    doc = json.loads(json.dumps(rp.document([r], [f], {"rate": 100}, [])))
+    assert [(t["frontend"], t["family"]) for t in doc["table"]] == [
+        ("apiserver", 4),
+        ("apiserver", 6),
+        ("console", 6),
+    ]
+    (rd,) = doc["rounds"]
+    assert rd["figures"]["ipv6_vips"]["internal6"]["takeover_s"] == pytest.approx(0.7)
+    assert rd["figures"]["ipv6_lanes"] == {"apiserver6": "apiserver", "console6": "console"}
+    assert {p["kind"] for p in rd["packets"]} == {"advert", "garp", "na", "synack"}
+    assert rp.figures(record_from_dict(rd)) == f
+
+
+def test_ipv6_only_round_takes_over_by_the_na() -> None:
+    r = dual_round()
+    r.vips = {"internal6": VIP6}
+    r.frontends = {"apiserver6": "internal6"}
+    r.probes = [p for p in r.probes if p.frontend == "apiserver6"]
+    r.holders_before = r.holders_end = {"internal6": ["lb1"]}
+    r.polls = [(11.0, {"internal6": ["lb2"]})]
+    f = rp.figures(r)
+    assert f.takeover_s == pytest.approx(0.7) and f.new_holder == "lb2"
+    assert f.failback_s == pytest.approx(3.95)
+    assert f.vip_moved and f.old_holder_answers == 1
+    (row,) = rp.table([f])
+    assert (row.frontend, row.family, row.takeover) == ("apiserver", 6, pytest.approx((0.7,) * 3))
+    line = _round_line(f)
+    assert line.startswith("graceful #1 on lb1: takeover NA 0.700 s by lb2")
+    assert "old holder's NA after the restore 3.950 s" in line
+
+
+def test_ipv4_rounds_have_no_ipv6_figures_and_the_table_as_before() -> None:
+    r = dual_round()
+    r.vips = {"internal": VIP4}
+    r.frontends = {"apiserver": "internal"}
+    r.packets = [p for p in r.packets if ":" not in p.src and ":" not in p.addr]
+    f = rp.figures(r)
+    assert f.ipv6_vips == {} and f.ipv6_lanes == {}
+    rows = rp.table([f])
+    assert rp.table_header(rows) == rp.TABLE_HEADER and rows[0].family == 4
+
+
+# ------------------------------------------------------------------------- lanes, rogue
+
+
+def test_every_vip_address_of_a_frontend_is_a_lane() -> None:
+    dual = load_cluster(CASES / "dual-stack" / "halb.yaml")
+    assert lanes_of(dual) == {
+        "apiserver": ("apiserver", "172.20.1.250", "internal"),
+        "apiserver6": ("apiserver", "fd00:20:1::250", "internal6"),
+        "console": ("console", "172.20.1.251", "external"),
+        "console6": ("console", "fd00:20:1::251", "external6"),
+    }
+    ts = {t.frontend: t for t in targets_of(dual)}
+    assert ts["apiserver6"].tls and ts["apiserver6"].path == "/readyz"
+    assert ts["console6"].path == "/" and ts["console6"].address == "fd00:20:1::251"
+    six = load_cluster(CASES / "ipv6-only" / "halb.yaml")
+    assert lanes_of(six) == {
+        "apiserver6": ("apiserver", "fd00:20:1::250", "internal6"),
+        "console6": ("console", "fd00:20:1::251", "external6"),
+    }
+
+
+# ------------------------------------------------------------------------ probes, nft
+
+
+def test_probes_over_ipv6_send_a_bracketed_host() -> None:
+    """A real HTTP exchange over ::1: the Host header of an IPv6 probe is [addr]."""
+    srv = socket.socket(socket.AF_INET6)
+    try:
+        srv.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    srv.listen(64)
+    srv.settimeout(0.05)
+    port, hosts, stop = srv.getsockname()[1], set(), threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except TimeoutError:
+                continue
+            with c:
+                head = c.recv(1024).decode()
+                host = next(ln[6:] for ln in head.split("\r\n") if ln.startswith("Host: "))
+                hosts.add(host)
+                code = b"200 OK" if host == "[::1]" else b"400 Bad"
+                c.sendall(b"HTTP/1.1 " + code + b"\r\nContent-Length: 0\r\n\r\n")
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        load = Load(
+            [Target("console6", "::1", port, tls=False, path="/")], rate=20, timeout=1, limit=5
+        )
+        load.start()
+        threading.Event().wait(0.5)
+        got = load.stop()
+    finally:
+        stop.set()
+        th.join(2)
+        srv.close()
+    assert got and all(p.ok and p.frontend == "console6" for p in got), got[:3]
+    assert hosts == {"[::1]"}
+
+
+def test_a_frontend_named_like_an_ipv6_lane_is_refused(tmp_path: Path) -> None:
+    shutil.copy(CASES / "dual-stack" / "hosts.ini", tmp_path / "hosts.ini")
+    spec = (CASES / "dual-stack" / "halb.yaml").read_text() + (
+        "frontends:\n"
+        "  apiserver: {port: 6443, backends: kube-master, backend_port: 6443}\n"
+        "  apiserver6: {vip: external, port: 7443, backends: kube-master, backend_port: 6443}\n"
+    )
+    (tmp_path / "halb.yaml").write_text(spec)
+    with pytest.raises(InputError, match=r"^frontends\.apiserver6: the drill names the probes"):
+        lanes_of(load_cluster(tmp_path / "halb.yaml"))
