@@ -90,6 +90,21 @@ def targets_of(cluster: Cluster) -> list[Target]:
     return out
 
 
+def rogue_vips(cluster: Cluster, faults: Sequence[str]) -> tuple[tuple[int, str], ...]:
+    """(router id, address) of the VIPs the rogue faults forge frames for: the IPv4 ones
+    (on a dual-stack cluster its IPv6 VIPs are left alone); none at all is refused."""
+    asked = [f for f in faults if KINDS[Fault(f)].hits is Hits.ROGUE]
+    if not asked:
+        return ()
+    vips = tuple((v.router_id, v.address) for v in cluster.vips if v.family == 4)
+    if not vips:
+        raise InputError(
+            f"--fault {asked[0]}: the rogue faults forge IPv4 frames (VRRP, ARP) only, and "
+            "every VIP of this cluster is IPv6"
+        )
+    return vips
+
+
 def rogue_host(cluster: Cluster) -> Host:
     """The host the rogue faults send from: the last inventory host that is not an LB host
     (a node before a master), with an address."""
@@ -137,6 +152,7 @@ class Drill:
         self.cluster = cluster
         self.s = settings
         self.say = say
+        self.rogue_vips = rogue_vips(cluster, settings.faults)  # refused before any host
         self.lanes = lanes_of(cluster)
         self.lbs: list[Host] = list(cluster.lb_hosts)
         self.t: dict[str, Transport] = {h.name: transport_for(h) for h in self.lbs}
@@ -315,6 +331,9 @@ class Drill:
             return
         where = self._fault_hosts(kind, target)
         args = self._fault_args(kind, fid, hold)
+        if kind.rogue is not None and len(self.rogue_vips) < len(self.vips):
+            six = ", ".join(a for a in self.vips.values() if family(a) == 6)
+            rec.notes.append(f"the rogue forges IPv4 frames only: IPv6 VIPs {six} not attacked")
         armed: list[Transport] = []
         times: list[tuple[float | None, float | None]] = []
         start = time.time()
@@ -385,10 +404,10 @@ class Drill:
         # the rogue's frames go to a 0600 file on it (a right password is in them)
         assert self.rogue is not None and self._rogue_host is not None
         if self._rogue_nic is None:
-            self._rogue_nic = rogue_nic(self.rogue, self.vips[next(iter(self.vips))])
+            self._rogue_nic = rogue_nic(self.rogue, self.rogue_vips[0][1])
         dev, mac = self._rogue_nic
         target = rogue.Target(
-            vips=tuple((v.router_id, v.address) for v in self.cluster.vips),
+            vips=self.rogue_vips,
             lbs=tuple((self.lb_addresses[h.name], self.macs[h.name]) for h in self.lbs),
             version=self.cluster.vrrp_version,
             advert_int=self.advert,

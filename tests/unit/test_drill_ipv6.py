@@ -1,13 +1,14 @@
 """The drill over IPv6 without a lab: the capture agent's filter and the decoder on frames
 built with scapy (unsolicited neighbour advertisements, VRRPv3 over IPv6, SYN-ACKs, with
 and without extension headers), the figures per VIP and family of dual-stack and
-IPv6-only rounds, and the probes' lanes."""
+IPv6-only rounds, the probes' lanes, and the rogue faults' refusal."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,15 +28,19 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vrrp import VRRPv3
 from scapy.packet import Packet as ScapyPacket
+from typer.testing import CliRunner
 
+from halb.cli import app
 from halb.cli.drill import _round_line
 from halb.drill import capture
 from halb.drill import report as rp
+from halb.drill.fault_kinds import KINDS, Fault
 from halb.drill.load import Load, Target
 from halb.drill.model import Packet, Probe, RoundRecord, record_from_dict
-from halb.drill.run import lanes_of, targets_of
+from halb.drill.run import Drill, Settings, lanes_of, rogue_vips, targets_of
 from halb.errors import InputError
 from halb.spec import load_cluster
+from tests.needs import need
 
 CASES = Path(__file__).parent.parent / "golden" / "cases"
 OLD_MAC, NEW_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -303,6 +308,26 @@ def test_every_vip_address_of_a_frontend_is_a_lane() -> None:
     }
 
 
+def test_rogue_faults_forge_only_ipv4_vips_and_refuse_an_ipv6_only_cluster() -> None:
+    dual = load_cluster(CASES / "dual-stack" / "halb.yaml")
+    assert [a for _, a in rogue_vips(dual, ["arp-spoof"])] == ["172.20.1.250", "172.20.1.251"]
+    assert rogue_vips(dual, ["link"]) == ()
+    six = load_cluster(CASES / "ipv6-only" / "halb.yaml")
+    with pytest.raises(InputError, match="every VIP of this cluster is IPv6"):
+        Drill(six, Settings(("rogue-vrrp-v3",), 1, 100, 0.5, None))
+    assert KINDS[Fault.ROGUE_V3].rogue is not None
+
+
+def test_cli_refuses_rogue_faults_on_ipv6_only_with_exit_2() -> None:
+    r = CliRunner().invoke(
+        app,
+        ["test-failover", "-c", str(CASES / "ipv6-only" / "halb.yaml"), "--fault", "arp-spoof"],
+    )
+    assert r.exit_code == 2, r.output
+    assert "--fault arp-spoof: the rogue faults forge IPv4 frames" in r.output
+    assert "Traceback" not in r.output
+
+
 # ------------------------------------------------------------------------ probes, nft
 
 
@@ -345,6 +370,30 @@ def test_probes_over_ipv6_send_a_bracketed_host() -> None:
         srv.close()
     assert got and all(p.ok and p.frontend == "console6" for p in got), got[:3]
     assert hosts == {"[::1]"}
+
+
+def test_partition_drops_vrrp_of_both_families_and_heals(tmp_path: Path) -> None:
+    """The partition's own script in a network namespace of its own (nothing else there)."""
+    need("nft", "unshare")
+    script = KINDS[Fault.PARTITION].script
+    steps = """
+sh -c "$1" fault inject && nft list table inet halb_drill
+echo ---
+sh -c "$1" fault restore; nft list tables
+"""
+    p = subprocess.run(
+        ["unshare", "-n", "sh", "-c", steps, "step", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if p.returncode != 0 and "Operation not permitted" in p.stderr:
+        pytest.skip("no permission for a network namespace here")
+    assert p.returncode == 0, p.stderr
+    injected, healed = p.stdout.split("---")
+    assert "ip protocol vrrp drop" in injected
+    assert "meta nfproto ipv6 meta l4proto vrrp drop" in injected
+    assert "halb_drill" not in healed
 
 
 def test_a_frontend_named_like_an_ipv6_lane_is_refused(tmp_path: Path) -> None:
