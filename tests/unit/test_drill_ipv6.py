@@ -406,3 +406,42 @@ def test_a_frontend_named_like_an_ipv6_lane_is_refused(tmp_path: Path) -> None:
     (tmp_path / "halb.yaml").write_text(spec)
     with pytest.raises(InputError, match=r"^frontends\.apiserver6: the drill names the probes"):
         lanes_of(load_cluster(tmp_path / "halb.yaml"))
+
+
+def test_link_fault_keeps_the_ipv6_addresses_and_the_sysctl() -> None:
+    """The link script on a veth in a network namespace of its own, with a private /run:
+    the IPv6 address set down with the link is there again when it comes up (without
+    keep_addr_on_down the kernel flushes it, shown first), and the sysctl is as before."""
+    need("unshare", "ip")
+    script = KINDS[Fault.LINK].script
+    steps = """
+mount --make-rprivate / && mount -t tmpfs tmpfs /run || exit 9
+k=/proc/sys/net/ipv6/conf/v0/keep_addr_on_down
+ip link add v0 type veth peer name v1 && ip link set v1 up && ip link set v0 up
+ip addr add 2001:db8::1/64 dev v0 nodad
+ip link set v0 down && ip link set v0 up
+echo "plain: $(ip -6 -o addr show dev v0 scope global | wc -l)"
+ip addr add 2001:db8::1/64 dev v0 nodad
+sh -c "$1" fault inject v0
+echo "down: $(ip -o link show v0 | grep -c 'state DOWN') keep $(cat $k)"
+sh -c "$1" fault restore v0; echo "rc $?"
+echo "up: $(ip -6 -o addr show dev v0 scope global | grep -c 2001:db8::1)"
+echo "keep $(cat $k) left $(ls /run/halb-drill | wc -l)"
+sh -c "$1" fault restore v0; echo "again rc $?"
+"""
+    p = subprocess.run(
+        ["unshare", "-n", "-m", "sh", "-c", steps, "step", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if p.returncode == 9 or "Operation not permitted" in p.stderr:
+        pytest.skip("no permission for a network and mount namespace here")
+    assert p.stdout.split("\n")[:-1] == [
+        "plain: 0",  # what an interface set down does to its IPv6 addresses
+        "down: 1 keep 1",
+        "rc 0",
+        "up: 1",
+        "keep 0 left 0",
+        "again rc 0",
+    ], p.stdout + p.stderr
