@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from halb.cli import app
 from halb.cli.drill import _round_line
-from halb.drill import capture
+from halb.drill import capture, plot
 from halb.drill import report as rp
 from halb.drill.fault_kinds import KINDS, Fault
 from halb.drill.load import Load, Target
@@ -41,10 +41,10 @@ from halb.drill.run import Drill, Settings, lanes_of, rogue_vips, targets_of
 from halb.errors import InputError
 from halb.spec import load_cluster
 from tests.needs import need
+from tests.unit.test_drill_report import NEW_MAC, OLD_MAC, a_round
 
 CASES = Path(__file__).parent.parent / "golden" / "cases"
-OLD_MAC, NEW_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
-VIP4, VIP6, VIP6B = "10.9.0.253", "fd00:9::253", "fd00:9::254"
+VIP4, VIP6, VIP6B = "10.9.0.253", "fd00:9::253", "fd00:9::254"  # a_round's VIP is VIP4
 ALL_NODES = "33:33:00:00:00:01"
 
 
@@ -169,22 +169,13 @@ def dual_round() -> RoundRecord:
     """Fault at 10.0 on lb1. IPv4: lb2's GARP at 10.61, clients fail 10.0-10.6. IPv6: lb2's
     NA at 10.70 (internal6) and 10.72 (external6), clients fail 10.0-10.7. The old holder
     takes back internal at 16.9 (GARP) and internal6 at 16.95 (NA); restore at 13."""
-    r = RoundRecord(
-        fault="graceful",
-        index=1,
-        target="lb1",
+    labels = ("internal", "internal6", "external6")
+    r = a_round(
         vips={"internal": VIP4, "internal6": VIP6, "external6": VIP6B},
         frontends={"apiserver": "internal", "apiserver6": "internal6", "console6": "external6"},
-        lb_addresses={"lb1": "10.9.0.11", "lb2": "10.9.0.12"},
-        macs={"lb1": OLD_MAC, "lb2": NEW_MAC},
-        rate=100,
-        t_start=9.0,
-        t_fault=10.0,
-        t_restore=13.0,
-        t_end=20.0,
-        holders_before={v: ["lb1"] for v in ("internal", "internal6", "external6")},
-        holders_end={v: ["lb1"] for v in ("internal", "internal6", "external6")},
-        polls=[(11.0, {v: ["lb2"] for v in ("internal", "internal6", "external6")})],
+        holders_before={v: ["lb1"] for v in labels},
+        holders_end={v: ["lb1"] for v in labels},
+        polls=[(11.0, {v: ["lb2"] for v in labels})],
     )
     r.probes = [
         *probes("apiserver", 9.0, 20.0, (10.0, 10.6)),
@@ -256,6 +247,9 @@ def test_dual_stack_json_carries_the_family_and_round_trips() -> None:
     assert rd["figures"]["ipv6_lanes"] == {"apiserver6": "apiserver", "console6": "console"}
     assert {p["kind"] for p in rd["packets"]} == {"advert", "garp", "na", "synack"}
     assert rp.figures(record_from_dict(rd)) == f
+    # the timeline: a lane per frontend and family, NAs beside the GARPs
+    assert plot.lanes_of(r) == ["apiserver", "apiserver6", "console6", "adverts", "garps+nas"]
+    assert plot.timeline_png([r], [f])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_ipv6_only_round_takes_over_by_the_na() -> None:
