@@ -7,11 +7,14 @@ bench/README.md (between the DRILL markers).
 
     sudo python3 bench/drill_bench.py [--rounds 10] [--profiles default,fast]
                                       [--faults all] [--rate 100] [--no-write]
-                                      [--colocated]
+                                      [--colocated] [--ip-family 4|6|dual]
 
 `--colocated` runs it on the KubeSphere guide's six machines instead (3 masters that
 carry the VIP beside the apiserver, 3 nodes, no LB hosts; VIP:6443 and VIP:30880 through
 halb's nftables redirect) and writes its own table (the DRILL-COLOCATED markers).
+`--ip-family 6` (or `dual`) runs it on an IPv6-only (dual-stack) lab, with a row per
+frontend and family, into its own table (the DRILL-IPV6 or DRILL-DUAL markers); the
+takeover of an IPv6 VIP is its new holder's unsolicited neighbour advertisement.
 
 It also prints the failback per profile, fault and frontend: the requests lost from the
 restore to the end of the round, the second gap, and when the old holder's GARP came.
@@ -37,7 +40,7 @@ from typing import Any
 
 from halb import lab as labmod
 from halb.drill import report as rp
-from halb.drill.model import record_from_dict
+from halb.drill.model import lane, record_from_dict
 
 ROOT = Path(__file__).resolve().parent
 README = ROOT / "README.md"
@@ -45,6 +48,7 @@ TOP_README = ROOT.parent / "README.md"
 BEGIN, END = "<!-- DRILL:BEGIN -->", "<!-- DRILL:END -->"
 CO_BEGIN, CO_END = "<!-- DRILL-COLOCATED:BEGIN -->", "<!-- DRILL-COLOCATED:END -->"
 SUMMARY_BEGIN, SUMMARY_END = "<!-- DRILL-SUMMARY:BEGIN -->", "<!-- DRILL-SUMMARY:END -->"
+FAMILY_MARK = {"6": "DRILL-IPV6", "dual": "DRILL-DUAL"}  # --ip-family: a table of its own
 
 # (profile, fault) -> (what, limit in s, on which statistic); from issue 8.
 TARGETS: dict[tuple[str, str], list[tuple[str, float]]] = {
@@ -103,18 +107,29 @@ def ms(v: float | None) -> str:
     return "–" if v is None else f"{v * 1000:.0f}"
 
 
+def _ipv6(results: dict[str, dict[str, Any]]) -> bool:
+    return any(row.get("family", 4) == 6 for d in results.values() for row in d["table"])
+
+
+def _frontend(row: dict[str, Any], ipv6: bool) -> str:
+    """The frontend cell; with IPv6 rows, the family beside it."""
+    return f"{row['frontend']} | IPv{row.get('family', 4)}" if ipv6 else str(row["frontend"])
+
+
 def table(results: dict[str, dict[str, Any]]) -> list[str]:
+    six = _ipv6(results)
     lines = [
-        "| profile | fault | frontend | rounds | outage p50 / p95 / max (ms) "
-        "| 2nd outage p50 / p95 / max (ms) | takeover GARP p50 / p95 / max (ms) "
+        f"| profile | fault | frontend{' | family' if six else ''} | rounds "
+        "| outage p50 / p95 / max (ms) | 2nd outage p50 / p95 / max (ms) "
+        f"| takeover {'GARP / NA' if six else 'GARP'} p50 / p95 / max (ms) "
         "| failed requests (all / 1st outage / failback) | target |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        f"|---|---|---|{'---|' if six else ''}---:|---:|---:|---:|---:|---|",
     ]
     for profile, doc in results.items():
         for row in doc["table"]:
             tk = row["takeover"] or [None, None, None]
             lines.append(
-                f"| {profile} | {row['fault']} | {row['frontend']} | {row['rounds']} "
+                f"| {profile} | {row['fault']} | {_frontend(row, six)} | {row['rounds']} "
                 f"| {' / '.join(ms(x) for x in row['outage'])} "
                 f"| {' / '.join(ms(x) for x in row['second'])} "
                 f"| {' / '.join(ms(x) for x in tk)} "
@@ -128,30 +143,49 @@ FAILBACK_HEADER = (
     "| profile | fault | frontend | rounds | failback failed (sum / max per round) "
     "| 2nd gap p50 / p95 / max (ms) | old holder's GARP after the restore p50 / max (ms) |"
 )
+FAILBACK_HEADER6 = (
+    "| profile | fault | frontend | family | rounds | failback failed (sum / max per round) "
+    "| 2nd gap p50 / p95 / max (ms) | old holder's GARP / NA after the restore p50 / max (ms) |"
+)
 
 
-def failback_line(profile: str, doc: dict[str, Any], row: dict[str, Any]) -> str:
+def failback_line(
+    profile: str, doc: dict[str, Any], row: dict[str, Any], ipv6: bool = False
+) -> str:
     """What the failback (restore -> end of the round, the old holder taking the VIP back)
-    cost one frontend's clients under one fault, and when the old holder's GARP came."""
+    cost one frontend's clients under one fault, and when the old holder's GARP came (its
+    NA for an IPv6 VIP: the first IPv6 VIP's)."""
     figs = [r["figures"] for r in doc["rounds"] if r["fault"] == row["fault"]]
-    fe = row["frontend"]
+    fe = lane(row["frontend"], row.get("family", 4))
     most = max(f["failback_failed"][fe] for f in figs)
-    backs = [f["failback_s"] for f in figs if f["failback_s"] is not None]
+    backs = [b for f in figs if (b := _failback_s(f, row.get("family", 4))) is not None]
     back = f"{ms(rp.percentile(backs, 50))} / {ms(max(backs))}" if backs else "–"
     if len(backs) < len(figs):
         back += f" ({len(figs) - len(backs)} rounds without)"
     second = " / ".join(ms(x) for x in row["second"])
     return (
-        f"| {profile} | {row['fault']} | {fe} | {row['rounds']} "
+        f"| {profile} | {row['fault']} | {_frontend(row, ipv6)} | {row['rounds']} "
         f"| {row['failback_failed']} / {most} | {second} | {back} |"
     )
 
 
+def _failback_s(f: dict[str, Any], family: int) -> float | None:
+    """The round's failback time for one family: the first IPv6 VIP's NA for IPv6 rows."""
+    six = f.get("ipv6_vips") or {}
+    if family == 6 and six:
+        return next(iter(six.values()))["failback_s"]
+    return f["failback_s"]
+
+
 def failback_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    six = _ipv6(results)
     rows = [(p, doc, row) for p, doc in results.items() for row in doc["table"]]
-    return [FAILBACK_HEADER, "|---|---|---|---:|---:|---:|---:|"] + [
-        failback_line(*x) for x in rows
-    ]
+    head = (
+        [FAILBACK_HEADER6, "|---|---|---|---|---:|---:|---:|---:|"]
+        if six
+        else [FAILBACK_HEADER, "|---|---|---|---:|---:|---:|---:|"]
+    )
+    return head + [failback_line(*x, ipv6=six) for x in rows]
 
 
 def refigure(doc: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +260,7 @@ def write(results: dict[str, dict[str, Any]], args: argparse.Namespace, took: fl
         if "_load" in d
     ]
     co = " --colocated" if args.colocated else ""
+    co += f" --ip-family {args.ip_family}" if args.ip_family != "4" else ""
     head = (
         f"Run: `sudo python3 bench/drill_bench.py --rounds {args.rounds} --rate {args.rate:g}{co}` "
         f"on {datetime.now(UTC).date()}, CPython {platform.python_version()}, Linux "
@@ -254,7 +289,11 @@ def write(results: dict[str, dict[str, Any]], args: argparse.Namespace, took: fl
             *summary(results),
         ]
     )
-    if not args.no_write and args.colocated:
+    if not args.no_write and args.ip_family in FAMILY_MARK:
+        mark = FAMILY_MARK[args.ip_family]
+        begin, end = f"<!-- {mark}:BEGIN -->", f"<!-- {mark}:END -->"
+        README.write_text(replace_between(README.read_text(), begin, end, body))
+    elif not args.no_write and args.colocated:
         README.write_text(replace_between(README.read_text(), CO_BEGIN, CO_END, body))
     elif not args.no_write:
         README.write_text(replace_between(README.read_text(), BEGIN, END, body))
@@ -278,11 +317,19 @@ def main() -> None:
         help="the guide's six machines: 3 masters carry the VIP, 3 nodes, no LB hosts",
     )
     p.add_argument(
+        "--ip-family",
+        choices=["4", "6", "dual"],
+        default="4",
+        help="the lab's address family: IPv6 only, or dual-stack (a table of its own)",
+    )
+    p.add_argument(
         "--from-results",
         type=Path,
         help="rewrite the tables from drill-PROFILE.json files kept there (no lab run)",
     )
     args = p.parse_args()
+    if args.colocated and args.ip_family != "4":
+        p.error("--colocated needs halb's redirect, which is IPv4 only (docs/ipv6.md)")
     if args.from_results:
         results = {
             prof: refigure(json.loads((args.from_results / f"drill-{prof}.json").read_text()))
@@ -299,7 +346,9 @@ def main() -> None:
         if args.colocated:
             lab = labmod.up(name, Path(tmp) / "lab", lbs=0, masters=3, nodes=3)
         else:
-            lab = labmod.up(name, Path(tmp) / "lab", lbs=2, masters=2, nodes=2)
+            lab = labmod.up(
+                name, Path(tmp) / "lab", lbs=2, masters=2, nodes=2, ip_family=args.ip_family
+            )
         try:
             results = {
                 prof: run_profile(lab, prof, args) for prof in args.profiles.split(",") if prof

@@ -61,8 +61,8 @@ def check_out_path(opt: str, path: Path | None) -> None:
 
 def _print_table(rows: list[rp.Row]) -> None:
     t = Table(title="halb test-failover (seconds)")
-    for col in rp.TABLE_HEADER:
-        t.add_column(col, justify="left" if col in ("fault", "frontend") else "right")
+    for col in rp.table_header(rows):
+        t.add_column(col, justify="left" if col in ("fault", "frontend", "family") else "right")
     for cells in rp.table_lines(rows):
         t.add_row(*cells)
     con = out()
@@ -82,11 +82,20 @@ def _round_line(f: rp.RoundFigures) -> str:
     take = "-" if f.takeover_s is None else f"{f.takeover_s:.3f} s by {f.new_holder}"
     old = "" if f.old_holder_answers is None else f"; old holder answered {f.old_holder_answers}"
     most = max(f.max_holders.values(), default=0)
+    # every lane over IPv6: every VIP is, and the first one's takeover is its NA
+    by = "NA" if f.ipv6_lanes and set(f.ipv6_lanes) == set(f.outage_s) else "GARP"
+    six = "".join(f"; {_ipv6_times(name, v)}" for name, v in f.ipv6_vips.items())
     return (
-        f"{f.fault} #{f.index} on {f.target}: takeover GARP {take}; outage {outage}; "
+        f"{f.fault} #{f.index} on {f.target}: takeover {by} {take}; outage {outage}; "
         f"second {second}; failed {failed}{old}; most holders at once {most}; "
-        f"old holder's GARP after the restore {back}"
+        f"old holder's {by} after the restore {back}{six}"
     )
+
+
+def _ipv6_times(name: str, v: rp.VipTimes) -> str:
+    take = "-" if v.takeover_s is None else f"{v.takeover_s:.3f} s by {v.new_holder}"
+    back = "-" if v.failback_s is None else f"{v.failback_s:.3f} s"
+    return f"{name} takeover NA {take}, old holder's NA after the restore {back}"
 
 
 @app.command("test-failover")

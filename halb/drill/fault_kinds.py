@@ -105,20 +105,46 @@ class FaultKind:
         return any(x != target for x in holders[first])
 
 
-LINK = 'case "$1" in inject) ip link set dev "$2" down ;; restore) ip link set dev "$2" up ;; esac'
+STATE_DIR = "/run/halb-drill"  # the drill's files on a host
+
+# An interface set down loses its IPv6 addresses (unless keep_addr_on_down), and nobody
+# adds them back when it comes up: the host would be left without its own IPv6 address
+# (its SSH, its VRRPv3 unicast source). A failed link keeps them, as IPv4 addresses are
+# kept: keep_addr_on_down is 1 while the link is down, its old value back afterwards.
+LINK = f"""
+k=/proc/sys/net/ipv6/conf/$2/keep_addr_on_down s={STATE_DIR}/link-$2.keep_addr_on_down
+case "$1" in
+inject)
+  if [ -w "$k" ] && [ ! -e "$s" ]; then
+    mkdir -p {STATE_DIR} && cat "$k" > "$s" && echo 1 > "$k"
+  fi
+  ip link set dev "$2" down ;;
+restore)
+  ip link set dev "$2" up; rc=$?
+  if [ -e "$s" ]; then cat "$s" > "$k" && rm -f "$s"; fi
+  exit $rc ;;
+esac
+"""
+# VRRP over IPv4 (protocol 112) and over IPv6 (next header 112, past any extension
+# headers: nft's l4proto and ip6tables' -p both look past them)
 PARTITION = f"""
 case "$1" in
 inject)
   if command -v nft >/dev/null 2>&1; then
     printf '%s\\n' 'add table inet {NFT_TABLE}' \\
       'add chain inet {NFT_TABLE} input {{ type filter hook input priority -300; }}' \\
-      'add rule inet {NFT_TABLE} input ip protocol vrrp drop' | nft -f -
+      'add rule inet {NFT_TABLE} input ip protocol vrrp drop' \\
+      'add rule inet {NFT_TABLE} input meta nfproto ipv6 meta l4proto vrrp drop' | nft -f -
   else
     iptables -I INPUT -p 112 -m comment --comment {NFT_TABLE} -j DROP
+    if command -v ip6tables >/dev/null 2>&1; then
+      ip6tables -I INPUT -p 112 -m comment --comment {NFT_TABLE} -j DROP
+    fi
   fi ;;
 restore)
   if command -v nft >/dev/null 2>&1; then nft delete table inet {NFT_TABLE} 2>/dev/null; fi
   while iptables -D INPUT -p 112 -m comment --comment {NFT_TABLE} -j DROP 2>/dev/null; do :; done
+  while ip6tables -D INPUT -p 112 -m comment --comment {NFT_TABLE} -j DROP 2>/dev/null; do :; done
   true ;;
 esac
 """
@@ -180,7 +206,7 @@ KINDS: dict[Fault, FaultKind] = {
         ),
         FaultKind(
             Fault.PARTITION,
-            "VRRP (protocol 112) dropped on LB hosts",
+            "VRRP (IPv4 protocol, IPv6 next header 112) dropped on LB hosts",
             Hits.LB_HOSTS,
             Effect.SPLIT,
             3.0,

@@ -11,13 +11,12 @@ restores early where it can and disarms the timer (by its pid) when it does.
 from __future__ import annotations
 
 from halb.daemons import ServiceName
+from halb.drill.fault_kinds import STATE_DIR as STATE_DIR
 from halb.drill.fault_kinds import ServiceFault
 from halb.errors import HalbError, InputError
 from halb.paths import LAB_CONTROL_DIR
 from halb.services import ServiceManager
 from halb.transport import Transport, sh
-
-STATE_DIR = "/run/halb-drill"
 
 # $1 id, $2 hold, $3 fault script, $4 state folder, then the script's arguments. Arms
 # the restore timer first, then injects detached (so a fault that cuts this very link

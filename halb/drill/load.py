@@ -23,7 +23,7 @@ from halb.drill.model import Probe
 
 @dataclass(frozen=True)
 class Target:
-    frontend: str
+    frontend: str  # the lane its probes go by: the frontend, "apiserver6" over IPv6
     address: str
     port: int
     tls: bool
@@ -64,7 +64,8 @@ async def probe_once(t: Target, timeout: float, tls: ssl.SSLContext | None) -> t
             writer.close()
             return True, ""
         try:
-            req = f"GET {t.path} HTTP/1.1\r\nHost: {t.address}\r\nConnection: close\r\n\r\n"
+            host = f"[{t.address}]" if ":" in t.address else t.address  # RFC 7230: IPv6 in []
+            req = f"GET {t.path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
             writer.write(req.encode())
             await writer.drain()
             line = await reader.readline()

@@ -26,16 +26,31 @@ class Probe:
 
 @dataclass(frozen=True)
 class Packet:
-    """A VRRP advert, a gratuitous ARP or a TCP SYN-ACK from a VIP, as seen on the wire."""
+    """A VRRP advert, a gratuitous ARP, an unsolicited neighbour advertisement or a TCP
+    SYN-ACK from a VIP, as seen on the wire."""
 
     ts: float
     observer: str  # the host whose capture saw it
-    kind: str  # "advert" | "garp" | "synack"
-    src: str  # sender's IPv4 address
+    kind: str  # "advert" | "garp" | "na" | "synack"
+    src: str  # sender's IPv4 or IPv6 address (an IPv6 advert's may be link-local)
     mac: str  # sender's MAC address
-    addr: str = ""  # garp: the announced address; synack: the VIP that answered
+    # garp, na: the announced address (an NA's target); synack: the VIP that answered
+    addr: str = ""
     vrid: int | None = None
     prio: int | None = None
+
+
+ANNOUNCEMENTS = ("garp", "na")  # a host taking a VIP announces it: IPv4 by ARP, IPv6 by NDP
+
+
+def family(address: str) -> int:
+    return 6 if ":" in address else 4
+
+
+def lane(frontend: str, fam: int) -> str:
+    """The name a frontend's probes go by through its VIP of one family: the frontend's
+    own for IPv4, with a 6 for IPv6, as the VIPs' labels ("internal6")."""
+    return frontend if fam == 4 else f"{frontend}6"
 
 
 @dataclass
@@ -45,8 +60,10 @@ class RoundRecord:
     fault: str
     index: int
     target: str  # the LB host the fault was injected on (the holder of the first VIP)
-    vips: dict[str, str]  # VIP name -> address
-    frontends: dict[str, str]  # frontend name -> VIP name
+    vips: dict[str, str]  # VIP label ("internal", "internal6" for IPv6) -> address
+    # the probed lanes -> VIP label: a frontend's name for its IPv4 VIP, its name and a 6
+    # for its IPv6 VIP ("apiserver6", as the VIP is "internal6"); see `lane`
+    frontends: dict[str, str]
     lb_addresses: dict[str, str]  # LB host -> its own address
     macs: dict[str, str]  # LB host -> MAC of its VIP interface
     rate: float  # probes per second per frontend

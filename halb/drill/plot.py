@@ -13,7 +13,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 
-from halb.drill.model import RoundRecord
+from halb.drill.model import ANNOUNCEMENTS, RoundRecord, family
 from halb.drill.report import RoundFigures
 
 RGB = tuple[int, int, int]
@@ -147,7 +147,9 @@ def _ticks(span: float) -> float:
 
 def lanes_of(rec: RoundRecord) -> list[str]:
     """The lanes of a round's panel, top to bottom (the plot's series)."""
-    return [*rec.frontends, "adverts", "garps"]
+    fams = {family(a) for a in rec.vips.values()}
+    announced = {frozenset({4}): "garps", frozenset({6}): "nas"}.get(frozenset(fams), "garps+nas")
+    return [*rec.frontends, "adverts", announced]
 
 
 def draw_round(c: Canvas, y: int, rec: RoundRecord, fig: RoundFigures) -> int:
@@ -160,10 +162,11 @@ def draw_round(c: Canvas, y: int, rec: RoundRecord, fig: RoundFigures) -> int:
         return LEFT + int((t - rec.t_fault - t0) / (t1 - t0) * plot_w)
 
     take = "-" if fig.takeover_s is None else f"{fig.takeover_s:.3f} S BY {fig.new_holder}"
+    by = "NA" if family(next(iter(rec.vips.values()), "")) == 6 else "GARP"
     outs = "  ".join(f"{fe} {v:.3f}" for fe, v in fig.outage_s.items())
     second = "  ".join(f"{fe} {v:.3f}" for fe, v in fig.second_outage_s.items())
     x = c.text(8, y + 6, f"{rec.fault} #{rec.index} ON {rec.target}", scale=2) + 16
-    c.text(x, y + 4, f"TAKEOVER GARP {take}   OUTAGE {outs}")
+    c.text(x, y + 4, f"TAKEOVER {by} {take}   OUTAGE {outs}")
     c.text(x, y + 15, f"SECOND OUTAGE {second}   FAILED {sum(fig.failed.values())}")
     top = y + TITLE + 6
     bottom = top + LANE * len(lanes)
@@ -192,9 +195,10 @@ def draw_round(c: Canvas, y: int, rec: RoundRecord, fig: RoundFigures) -> int:
     for pk in rec.packets:
         if pk.kind == "advert":
             ly = top + len(rec.frontends) * LANE
-            mine = pk.src == holder_ip
+            # IPv6 adverts come from the holder's IPv6 or link-local address
+            mine = pk.src == holder_ip or (family(pk.src) == 6 and pk.mac.lower() == holder_mac)
             tall = (pk.prio or 0) > 0
-        elif pk.kind == "garp":
+        elif pk.kind in ANNOUNCEMENTS:
             ly = top + (len(rec.frontends) + 1) * LANE
             mine = pk.mac.lower() == holder_mac
             tall = True

@@ -10,9 +10,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from halb.drill.fault_kinds import KINDS, Effect, Fault
-from halb.drill.model import Packet, Probe, RoundRecord
+from halb.drill.model import ANNOUNCEMENTS, Packet, Probe, RoundRecord, family
 
 SCHEMA = "halb.drill/1"
+
+
+@dataclass(frozen=True)
+class VipTimes:
+    """An IPv6 VIP's takeover and failback, by the unsolicited neighbour advertisements."""
+
+    address: str
+    takeover_s: float | None  # fault -> the first unsolicited NA from another host
+    new_holder: str | None  # that host
+    failback_s: float | None  # restore -> the old holder's first unsolicited NA
 
 
 @dataclass(frozen=True)
@@ -37,8 +47,12 @@ class RoundFigures:
     max_holders: dict[str, int]  # VIP -> most holders seen at once during the fault
     holders_end: dict[str, list[str]]
     vip_moved: bool
-    garps_after_restore: int
+    garps_after_restore: int  # gratuitous ARPs and unsolicited NAs for a VIP
     notes: list[str] = field(default_factory=list)
+    # the lanes probed over IPv6 -> their frontend (none in an IPv4-only round)
+    ipv6_lanes: dict[str, str] = field(default_factory=dict)
+    # every IPv6 VIP (label -> its times by NDP); none in an IPv4-only round
+    ipv6_vips: dict[str, VipTimes] = field(default_factory=dict)
 
 
 def longest_gap(times: Sequence[float], lo: float, hi: float) -> float:
@@ -69,6 +83,28 @@ def failed_in(probes: Iterable[Probe], frontend: str, lo: float, hi: float) -> i
     return sum(1 for p in probes if p.frontend == frontend and not p.ok and lo <= p.end < hi)
 
 
+def _takeover(announced: Sequence[Packet], address: str, old_mac: str, end: float) -> Packet | None:
+    """The first announcement of `address` (GARP, NA) from a MAC other than the old holder's."""
+    return next(
+        (p for p in announced if p.addr == address and p.mac.lower() != old_mac and p.ts < end),
+        None,
+    )
+
+
+def _failback(
+    announced: Sequence[Packet], address: str, old_mac: str, restore: float
+) -> Packet | None:
+    """The old holder announcing `address` again after the restore (it took the VIP back)."""
+    return next(
+        (
+            p
+            for p in announced
+            if p.addr == address and p.mac.lower() == old_mac and p.ts >= restore
+        ),
+        None,
+    )
+
+
 def figures(r: RoundRecord) -> RoundFigures:
     notes: list[str] = []
     first_vip = next(iter(r.vips.values()), "")
@@ -76,30 +112,38 @@ def figures(r: RoundRecord) -> RoundFigures:
     old_ip = r.lb_addresses.get(r.target, "")
     by_mac = {m.lower(): h for h, m in r.macs.items()}
 
+    # gratuitous ARPs (IPv4) and unsolicited neighbour advertisements (IPv6)
     garps = sorted(
-        (p for p in r.packets if p.kind == "garp" and p.ts >= r.t_fault), key=lambda p: p.ts
+        (p for p in r.packets if p.kind in ANNOUNCEMENTS and p.ts >= r.t_fault),
+        key=lambda p: p.ts,
     )
-    takeover = next(
-        (p for p in garps if p.addr == first_vip and p.mac.lower() != old_mac and p.ts < r.t_end),
-        None,
-    )
+    takeover = _takeover(garps, first_vip, old_mac, r.t_end)
     takeover_s = takeover.ts - r.t_fault if takeover else None
     new_holder = by_mac.get(takeover.mac.lower()) if takeover else None
     # the failback: the old holder announces the first VIP again after the restore
-    back = next(
-        (
-            p
-            for p in garps
-            if p.addr == first_vip and p.mac.lower() == old_mac and p.ts >= r.t_restore
-        ),
-        None,
-    )
+    back = _failback(garps, first_vip, old_mac, r.t_restore)
+    ipv6_vips: dict[str, VipTimes] = {}
+    for label, address in r.vips.items():
+        if family(address) != 6:
+            continue
+        take6 = _takeover(garps, address, old_mac, r.t_end)
+        back6 = _failback(garps, address, old_mac, r.t_restore)
+        ipv6_vips[label] = VipTimes(
+            address,
+            round(take6.ts - r.t_fault, 4) if take6 else None,
+            by_mac.get(take6.mac.lower()) if take6 else None,
+            round(back6.ts - r.t_restore, 4) if back6 else None,
+        )
 
     horizon = takeover.ts if takeover else r.t_restore
+    # IPv6 adverts come from the old holder's IPv6 or link-local address: by its MAC
     old_adverts = [
         p.ts
         for p in r.packets
-        if p.kind == "advert" and p.src == old_ip and (p.prio or 0) > 0 and p.ts <= horizon
+        if p.kind == "advert"
+        and (p.src == old_ip or (family(p.src) == 6 and p.mac.lower() == old_mac))
+        and (p.prio or 0) > 0
+        and p.ts <= horizon
     ]
     old_last = max(old_adverts) - r.t_fault if old_adverts else None
 
@@ -136,11 +180,18 @@ def figures(r: RoundRecord) -> RoundFigures:
     synacks = [p for p in r.packets if p.kind == "synack"]
     old_answers: int | None = None
     if synacks and takeover is not None:
+        # after the takeover of the first VIP of the answer's family
+        taken: dict[int, float] = {}
+        for address in r.vips.values():
+            fam = family(address)
+            if fam not in taken:
+                t = _takeover(garps, address, old_mac, r.t_end)
+                taken[fam] = t.ts if t else math.inf
         old_answers = sum(
             1
             for p in synacks
             if p.mac.lower() == old_mac
-            and takeover.ts < p.ts < r.t_restore
+            and taken.get(family(p.addr), math.inf) < p.ts < r.t_restore
             and p.addr in r.vips.values()
         )
     elif not synacks:
@@ -177,6 +228,11 @@ def figures(r: RoundRecord) -> RoundFigures:
         vip_moved=moved,
         garps_after_restore=garps_after,
         notes=notes + list(r.notes),
+        # an IPv6 lane is its frontend's name and a 6 (model.lane)
+        ipv6_lanes={
+            ln: ln[:-1] for ln, vip in r.frontends.items() if family(r.vips.get(vip, "")) == 6
+        },
+        ipv6_vips=ipv6_vips,
     )
 
 
@@ -201,24 +257,36 @@ class Row:
     failed: int
     outage_failed: int  # of `failed`, in the first outage (fault..restore)
     failback_failed: int  # of `failed`, in the failback (restore..end)
+    family: int = 4  # the frontend's VIP probed over IPv4 or IPv6
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float, float]:
     return (percentile(values, 50), percentile(values, 95), max(values))
 
 
+def _takeover_of(f: RoundFigures, fam: int) -> float | None:
+    """The takeover of the round's first VIP of a family: by GARP for IPv4; for IPv6 by
+    the first IPv6 VIP's unsolicited NA (the first VIP itself when every VIP is IPv6)."""
+    if fam == 4 or not f.ipv6_vips:
+        return f.takeover_s
+    return next(iter(f.ipv6_vips.values())).takeover_s
+
+
 def table(figs: Sequence[RoundFigures]) -> list[Row]:
+    """A row per fault and lane: a dual-stack frontend has one per family."""
     rows: list[Row] = []
     faults = list(dict.fromkeys(f.fault for f in figs))
     for fault in faults:
         mine = [f for f in figs if f.fault == fault]
         fes = list(dict.fromkeys(fe for f in mine for fe in f.outage_s))
-        takes = [f.takeover_s for f in mine if f.takeover_s is not None]
         for fe in fes:
+            six = fe in mine[0].ipv6_lanes
+            fam = 6 if six else 4
+            takes = [t for f in mine if (t := _takeover_of(f, fam)) is not None]
             rows.append(
                 Row(
                     fault,
-                    fe,
+                    mine[0].ipv6_lanes[fe] if six else fe,
                     len(mine),
                     _stats([f.outage_s[fe] for f in mine]),
                     _stats([f.second_outage_s[fe] for f in mine]),
@@ -226,6 +294,7 @@ def table(figs: Sequence[RoundFigures]) -> list[Row]:
                     sum(f.failed[fe] for f in mine),
                     sum(f.outage_failed[fe] for f in mine),
                     sum(f.failback_failed[fe] for f in mine),
+                    fam,
                 )
             )
     return rows
@@ -335,15 +404,28 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _with_family(rows: Sequence[Row]) -> bool:
+    """The printed table has a family column when a frontend was probed over IPv6."""
+    return any(r.family != 4 for r in rows)
+
+
+def table_header(rows: Sequence[Row]) -> list[str]:
+    if not _with_family(rows):
+        return list(TABLE_HEADER)
+    return [*TABLE_HEADER[:2], "family", *TABLE_HEADER[2:]]
+
+
 def table_lines(rows: Sequence[Row]) -> list[list[str]]:
-    """Rows of text cells for the printed table (seconds)."""
+    """Rows of text cells for the printed table (seconds); the columns of `table_header`."""
     out = []
+    fam = _with_family(rows)
     for r in rows:
         tk = r.takeover or (None, None, None)
         out.append(
             [
                 r.fault,
                 r.frontend,
+                *([f"IPv{r.family}"] if fam else []),
                 str(r.rounds),
                 *(_fmt(x) for x in r.outage),
                 *(_fmt(x) for x in r.second),

@@ -22,7 +22,7 @@ from typing import Any
 from halb.drill import capture, faults, rogue
 from halb.drill.fault_kinds import KINDS, Fault, FaultKind, Hits
 from halb.drill.load import ProcessLoad, Target
-from halb.drill.model import Packet, RoundRecord
+from halb.drill.model import Packet, RoundRecord, family, lane
 from halb.errors import CheckFailed, HalbError, InputError
 from halb.facts.ipaddr import IfAddr, holders, read_addrs
 from halb.inventory import Host
@@ -57,16 +57,52 @@ class Settings:
         }
 
 
+def lanes_of(cluster: Cluster) -> dict[str, tuple[str, str, str]]:
+    """Lane -> (frontend, address, VIP label): every VIP address of every frontend, so a
+    dual-stack frontend is probed over both families ("apiserver", "apiserver6")."""
+    labels = {(v.name, v.address): v.label for v in cluster.vips}
+    out: dict[str, tuple[str, str, str]] = {}
+    for fe in cluster.frontends:
+        for address in fe.addresses:
+            name = lane(fe.name, family(address))
+            if name in out:
+                other = out[name][0]
+                six, plain = (fe.name, other) if family(address) == 6 else (other, fe.name)
+                raise InputError(
+                    f"frontends.{plain}: the drill names the probes through the IPv6 VIP of "
+                    f"frontends.{six} {name}, as this frontend is named; rename it"
+                )
+            out[name] = (fe.name, address, labels.get((fe.vip_name, address), fe.vip_name))
+    return out
+
+
 def targets_of(cluster: Cluster) -> list[Target]:
     out = []
-    for fe in cluster.frontends:
+    for name, (fe_name, address, _) in lanes_of(cluster).items():
+        fe = cluster.frontend(fe_name)
+        assert fe is not None
         if fe.check == "readyz":
-            out.append(Target(fe.name, fe.address, fe.port, tls=True, path="/readyz"))
+            out.append(Target(name, address, fe.port, tls=True, path="/readyz"))
         elif fe.check == "http" or fe.mode == "http":
-            out.append(Target(fe.name, fe.address, fe.port, tls=False, path="/"))
+            out.append(Target(name, address, fe.port, tls=False, path="/"))
         else:
-            out.append(Target(fe.name, fe.address, fe.port, tls=False, path=None))
+            out.append(Target(name, address, fe.port, tls=False, path=None))
     return out
+
+
+def rogue_vips(cluster: Cluster, faults: Sequence[str]) -> tuple[tuple[int, str], ...]:
+    """(router id, address) of the VIPs the rogue faults forge frames for: the IPv4 ones
+    (on a dual-stack cluster its IPv6 VIPs are left alone); none at all is refused."""
+    asked = [f for f in faults if KINDS[Fault(f)].hits is Hits.ROGUE]
+    if not asked:
+        return ()
+    vips = tuple((v.router_id, v.address) for v in cluster.vips if v.family == 4)
+    if not vips:
+        raise InputError(
+            f"--fault {asked[0]}: the rogue faults forge IPv4 frames (VRRP, ARP) only, and "
+            "every VIP of this cluster is IPv6"
+        )
+    return vips
 
 
 def rogue_host(cluster: Cluster) -> Host:
@@ -116,12 +152,14 @@ class Drill:
         self.cluster = cluster
         self.s = settings
         self.say = say
+        self.rogue_vips = rogue_vips(cluster, settings.faults)  # refused before any host
+        self.lanes = lanes_of(cluster)
         self.lbs: list[Host] = list(cluster.lb_hosts)
         self.t: dict[str, Transport] = {h.name: transport_for(h) for h in self.lbs}
         self.svc: dict[str, ServiceManager] = {
             h.name: manager(cluster.service_manager(h), self.t[h.name]) for h in self.lbs
         }
-        self.vips = {v.name: v.address for v in cluster.vips}
+        self.vips = {v.label: v.address for v in cluster.vips}
         self.iface = cluster.vips[0].interface
         self.advert = float(cluster.advert_int)
         self.targets = targets_of(cluster)
@@ -236,7 +274,7 @@ class Drill:
             index=index,
             target=target,
             vips=dict(self.vips),
-            frontends={t.frontend: self._vip_of(t.frontend) for t in self.targets},
+            frontends={name: vip for name, (_, _, vip) in self.lanes.items()},
             lb_addresses=dict(self.lb_addresses),
             macs=dict(self.macs),
             rate=self.s.rate,
@@ -266,10 +304,6 @@ class Drill:
         rec.holders_end = self.holders()
         return rec
 
-    def _vip_of(self, frontend: str) -> str:
-        fe = self.cluster.frontend(frontend)
-        return str(fe.vip_name) if fe else ""
-
     def _start_captures(self, limit: float) -> list[capture.Capture]:
         addrs = list(self.vips.values())
         caps = [capture.start_remote(t, self.iface, limit, addrs) for t in self.t.values()]
@@ -297,6 +331,9 @@ class Drill:
             return
         where = self._fault_hosts(kind, target)
         args = self._fault_args(kind, fid, hold)
+        if kind.rogue is not None and len(self.rogue_vips) < len(self.vips):
+            six = ", ".join(a for a in self.vips.values() if family(a) == 6)
+            rec.notes.append(f"the rogue forges IPv4 frames only: IPv6 VIPs {six} not attacked")
         armed: list[Transport] = []
         times: list[tuple[float | None, float | None]] = []
         start = time.time()
@@ -367,10 +404,10 @@ class Drill:
         # the rogue's frames go to a 0600 file on it (a right password is in them)
         assert self.rogue is not None and self._rogue_host is not None
         if self._rogue_nic is None:
-            self._rogue_nic = rogue_nic(self.rogue, self.vips[next(iter(self.vips))])
+            self._rogue_nic = rogue_nic(self.rogue, self.rogue_vips[0][1])
         dev, mac = self._rogue_nic
         target = rogue.Target(
-            vips=tuple((v.router_id, v.address) for v in self.cluster.vips),
+            vips=self.rogue_vips,
             lbs=tuple((self.lb_addresses[h.name], self.macs[h.name]) for h in self.lbs),
             version=self.cluster.vrrp_version,
             advert_int=self.advert,
