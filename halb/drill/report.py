@@ -38,8 +38,10 @@ class RoundFigures:
     silent_at_end_s: dict[str, float]  # frontend -> end of the round - its last success
     baseline_gap_s: dict[str, float]  # frontend -> longest gap before the fault (the floor)
     failed: dict[str, int]  # frontend -> failed probes in the round
-    outage_failed: dict[str, int]  # frontend -> of those, failed at fault..restore
-    failback_failed: dict[str, int]  # frontend -> of those, failed at restore..end (failback)
+    outage_failed: dict[
+        str, int
+    ]  # frontend -> of those, failed from the fault, sent before the restore
+    failback_failed: dict[str, int]  # frontend -> of those, sent at restore..end (failback)
     failback_s: float | None  # restore -> the old holder's first GARP for the first VIP
     errors: dict[str, dict[str, int]]  # frontend -> error kind -> count
     probes: dict[str, int]  # frontend -> probes in the round
@@ -79,8 +81,18 @@ def _first_success_times(probes: Iterable[Probe], frontend: str) -> list[float]:
 
 
 def failed_in(probes: Iterable[Probe], frontend: str, lo: float, hi: float) -> int:
-    """Failed probes of a frontend whose failure was seen (their end) in [lo, hi)."""
-    return sum(1 for p in probes if p.frontend == frontend and not p.ok and lo <= p.end < hi)
+    """Failed probes of a frontend sent (their start) in [lo, hi)."""
+    return sum(1 for p in probes if p.frontend == frontend and not p.ok and lo <= p.start < hi)
+
+
+def outage_failures(probes: Iterable[Probe], frontend: str, fault: float, restore: float) -> int:
+    """Failed probes of a frontend sent before the restore whose failure came at or after
+    the fault: the first outage's, also when they time out after the restore."""
+    return sum(
+        1
+        for p in probes
+        if p.frontend == frontend and not p.ok and p.end >= fault and p.start < restore
+    )
 
 
 def _takeover(announced: Sequence[Packet], address: str, old_mac: str, end: float) -> Packet | None:
@@ -170,10 +182,11 @@ def figures(r: RoundRecord) -> RoundFigures:
         counts[fe] = len(mine)
         bad = [p for p in mine if not p.ok]
         failed[fe] = len(bad)
-        # the first outage's failures were seen before the restore, the failback's after
-        # it (a connection in flight at the restore and reset by the failback is the
-        # failback's); what failed before the fault is the baseline
-        outage_failed[fe] = failed_in(bad, fe, r.t_fault, r.t_restore)
+        # a failure belongs to the window its request was sent in: one sent before the
+        # restore that times out after it met the fault (a backend not yet marked down);
+        # the failback moves the VIP seconds after the restore (failback_hold), so what
+        # it resets was sent after the restore. What failed before the fault is the baseline.
+        outage_failed[fe] = outage_failures(bad, fe, r.t_fault, r.t_restore)
         failback_failed[fe] = failed_in(bad, fe, r.t_restore, math.inf)
         errors[fe] = dict(Counter(p.error for p in bad))
 

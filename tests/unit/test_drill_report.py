@@ -156,12 +156,12 @@ def failed_before(rd: dict[str, Any], fe: str) -> int:
 
 
 def failback_round() -> RoundRecord:
-    """a_round with a failure before the fault, a probe in flight at the restore that the
-    failback resets, and three resets when the old holder's GARP at 16.9 takes the VIP back."""
+    """a_round with a failure before the fault, a probe sent at the restore and reset, and
+    three resets when the old holder's GARP at 16.9 takes the VIP back."""
     r = a_round()
     r.probes += [
         Probe("apiserver", 9.5, 9.505, False, "timeout"),  # the baseline (ends before 10.0)
-        Probe("apiserver", 12.99, 13.02, False, "reset"),  # in flight at the restore
+        Probe("apiserver", 13.0, 13.03, False, "reset"),  # sent at the restore
         *(Probe("apiserver", 16.8 + i / 100, 16.905 + i / 100, False, "reset") for i in range(3)),
     ]
     return r
@@ -170,22 +170,26 @@ def failback_round() -> RoundRecord:
 def test_failed_requests_split_into_the_outage_and_the_failback() -> None:
     f = rp.figures(failback_round())
     assert f.failed["apiserver"] == 1 + 60 + 1 + 3
-    assert f.outage_failed["apiserver"] == 60  # ended in [t_fault, t_restore)
-    assert f.failback_failed["apiserver"] == 1 + 3  # ended at or after t_restore
+    assert f.outage_failed["apiserver"] == 60  # failed from t_fault, sent before t_restore
+    assert f.failback_failed["apiserver"] == 1 + 3  # sent at or after t_restore
     assert f.failback_s == pytest.approx(3.9)  # restore 13.0 -> the old MAC's GARP at 16.9
-    # a failure that ends exactly at the restore is the failback's
-    at = [Probe("apiserver", 12.9, 13.0, False, "reset")]
-    assert rp.failed_in(at, "apiserver", 10.0, 13.0) == 0
-    assert rp.failed_in(at, "apiserver", 13.0, 20.0) == 1
-    # a restore in the middle of the outage splits its failures where their ends fall
+    # a request sent before the restore that fails after it (a timeout: it met the fault)
+    # is the first outage's; one sent at the restore is the failback's
+    late = [Probe("apiserver", 12.9, 13.4, False, "timeout")]
+    assert rp.outage_failures(late, "apiserver", 10.0, 13.0) == 1
+    assert rp.failed_in(late, "apiserver", 13.0, 20.0) == 0
+    assert (
+        rp.failed_in([Probe("apiserver", 13.0, 13.1, False, "reset")], "apiserver", 13.0, 20.0) == 1
+    )
+    # a restore in the middle of the outage splits its failures where they were sent
     r = a_round(t_restore=10.3)
     r.probes = probes("apiserver", 9.0, 20.0, 0.01, bad=(10.0, 10.6))
     g = rp.figures(r)
     assert g.outage_failed["apiserver"] + g.failback_failed["apiserver"] == 60
-    assert g.failback_failed["apiserver"] == 30  # the probes that ended at 10.302 .. 10.592
+    assert g.failback_failed["apiserver"] == 30  # the probes sent at 10.30 .. 10.59
     # the windows follow the timestamps alone: the same round, the split moved with them
     assert rp.failed_in(r.probes, "apiserver", 10.0, 10.3) == 30
-    assert rp.failed_in(r.probes, "apiserver", 10.0, 10.002) == 0  # 10.0 ends at 10.002
+    assert rp.outage_failures(r.probes, "apiserver", 10.0, 10.002) == 1  # sent at 10.0
     assert rp.failed_in(r.probes, "console", 0.0, 99.0) == 0
 
 
