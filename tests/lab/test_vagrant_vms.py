@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -90,17 +89,11 @@ class VmLab:
         )  # fmt: skip
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 @pytest.fixture(scope="module")
 def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmLab]:
     _require()
     lab = VmLab(tmp_path_factory.mktemp("vmlab") / "lab")
-    # `make test` runs this module in the background and stops it with SIGTERM (Ctrl-C,
-    # a stopped CI job): as an interrupt it still takes the lab down below
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # a SIGTERM is an interrupt (tests/conftest.py): the lab still goes down below
     try:
         t0 = time.monotonic()
         r = halb("lab", "up", "--provider", "vagrant", "--dir", str(lab.dir), timeout=2400)
@@ -117,7 +110,6 @@ def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmLab]:
         ns = vm_ns.VmNs.of(lab.dir)
         assert not vm_ns.netns_exists(ns.name)
         assert not ns.state.exists() and not (lab.dir / "hosts.ini").exists()
-        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="module")
