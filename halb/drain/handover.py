@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from halb import kinds
-from halb.paths import FAILBACK_SCRIPT, VRRP_STATE_DIR
+from halb.paths import FAILBACK_SCRIPT, RETURNING_FLAG, VRRP_STATE_DIR
 from halb.shell import sh
 
 TABLE = "halb_handover"
@@ -78,6 +78,35 @@ def will_hold(
         ranked = sorted((p, n) for n, p in priorities.get(address, {}).items() if n in able)
         leads = preempt and bool(ranked) and ranked[-1][1] == host
         out[address] = [host] if leads and host not in now else []
+    return out
+
+
+def raised(
+    action: Literal["drain", "undrain"],
+    host: str,
+    holders: Mapping[str, Sequence[str]],
+    priorities: Mapping[str, Mapping[str, int]],
+    healthy_peers: Sequence[str],
+) -> dict[str, str]:
+    """VIP address -> the one host whose returning flag halb clears so that it takes the VIP.
+
+    Every backup keeps failback.sh's returning flag set (it stays low, so it never
+    preempts a live holder unbridged); a drain or undrain raises exactly one taker per VIP
+    that moves, after its side of the bridge is up: for a drain the healthy peer with the
+    highest priority for each VIP HOST holds, for an undrain HOST for the VIPs it leads.
+    """
+    out: dict[str, str] = {}
+    for address, now in holders.items():
+        prios = priorities.get(address, {})
+        if action == "drain":
+            peers = sorted((prios.get(p, 0), p) for p in healthy_peers if p != host)
+            if host in now and peers:
+                out[address] = peers[-1][1]
+            continue
+        able = [*healthy_peers, host]
+        top = max(able, key=lambda n: prios.get(n, 0))
+        if top == host and host not in now:
+            out[address] = host
     return out
 
 
@@ -246,6 +275,15 @@ def accept6_argv(moves: Sequence[Move], host: str, limit: float) -> list[str] | 
     """The old holder's side for IPv6 VIPs, or None when HOST gives up none."""
     vips = accept6_args(moves, host)
     return sh(ACCEPT6, str(int(limit) + 1), UNDO, *vips) if vips else None
+
+
+# Clear the returning flags named ($@) that exist: keepalived raises the priority at once
+RAISE = 'for f in "$@"; do [ ! -e "$f" ] || echo 0 > "$f"; done'
+
+
+def raise_argv(instances: Sequence[str]) -> list[str]:
+    """Clear failback.sh's returning flag of each instance on a taker."""
+    return sh(RAISE, *(f"{RETURNING_FLAG}{i}" for i in instances))
 
 
 def hold_argv() -> list[str]:

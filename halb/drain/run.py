@@ -173,6 +173,29 @@ def moves_for(
     return moves
 
 
+def raise_takers(
+    w: Watcher,
+    cluster: Cluster,
+    report: StatusReport,
+    host: str,
+    action: judge.Action,
+    progress: Callable[[str], None],
+) -> None:
+    """Clear the returning flag of the one host that takes each moving IPv4 VIP: every
+    backup keeps it set (failback.sh), so no other peer preempts."""
+    healthy = [h.host for h in report.hosts if h.host != host and judge.healthy(h)]
+    holders = {v.address: list(v.holders) for v in report.vips if v.family == 4}
+    prios = {v.address: dict(v.priorities) for v in cluster.vips}
+    instances = {v.address: v.instance for v in cluster.vips}
+    takers: dict[str, list[str]] = {}
+    for address, taker in handover.raised(action, host, holders, prios, healthy).items():
+        takers.setdefault(taker, []).append(instances[address])
+    for name, res in w.on_all({t: handover.raise_argv(i) for t, i in takers.items()}).items():
+        if isinstance(res, Exception):
+            raise CheckFailed(f"{name}: cannot clear its returning flag: {res}")
+        progress(f"{name}: returning flag cleared for {', '.join(takers[name])}")
+
+
 def default_timeout(cluster: Cluster) -> float:
     """Track script fall/rise (about 3 s), the preempt delay, the takeover, and slack for
     busy hosts and slow links (each look at the hosts is a round trip to every one)."""
@@ -226,6 +249,8 @@ def run(
             if moves:
                 bridge = Bridge(w, moves, limit + GRACE + 30)
                 bridge.open(progress)
+            if preempt:
+                raise_takers(w, cluster, report, host, action, progress)
             script = SET_FLAG if action == "drain" else CLEAR_FLAG
             w.transports[host].run(sh(script, DRAIN_FLAG), timeout=30, check=True)
             progress(f"{host}: drain flag {'set' if action == 'drain' else 'cleared'}")

@@ -176,17 +176,22 @@ def test_a_first_deploy_clears_no_flag_before_a_holder_is_heard(lab_factory, pro
     the VIPs while the agents wait out their hold. An agent that heard no holder used to
     clear its flag, and its host could then take the VIPs only to lose them to lb1 again;
     now it waits until a holder is heard (or its host becomes MASTER by VRRP's own
-    election, which may pick either host for a moment when both start together)."""
+    election, which may pick either host for a moment when both start together). In the
+    end lb1 holds both VIPs with its flags cleared, and lb2 is a standby with its set."""
     fresh = lab_factory(lbs=2, masters=1, nodes=1)
     deploy(fresh, prof)
-    time.sleep(RETURN_PARTS[prof] + SLACK)  # every agent is done by then
+    # every agent is done by then: one that cleared its flag on a holder's first, lowered
+    # adverts has seen it stay BACKUP for WAIT_CS and put the flag back
+    time.sleep(RETURN_PARTS[prof] + SLACK + 6)
     assert wait_for(fresh, "lb1", 1), holders(fresh)
     logs = {h: fresh.run(h, ["cat", "/var/log/halb/notify.log"]).stdout for h in fresh.lbs}
     flags = "cat /etc/keepalived/halb/returning-halb_internal " + (
         "/etc/keepalived/halb/returning-halb_external"
     )
+    # the holder's flags are cleared; the backup stays low (a standby: failback.sh)
+    want = {"lb1": "0\n0\n", "lb2": "1\n1\n"}
     for h in fresh.lbs:
-        assert fresh.run(h, ["sh", "-c", flags]).stdout == "0\n0\n", logs
+        assert fresh.run(h, ["sh", "-c", flags]).stdout == want[h], logs
         lines = logs[h].splitlines()
         for i, line in enumerate(lines):
             if "returning flag cleared" in line:  # by the agent: only once a holder is heard

@@ -100,3 +100,47 @@ def test_nft_accepts_the_advert_watch_and_the_bridge(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode == 0, r.stderr + ruleset
+
+
+def test_the_holder_is_taken_from_only_when_its_adverts_are_below_this_host(
+    tmp_path: Path,
+) -> None:
+    """The agent compares the holder's advertised priority (lowered while it returns, or
+    drained) with this host's own, and takes the VIP only from a known peer below it."""
+    text = script(cluster_with(tmp_path, 3, profile="fast"), "lb2")  # lb2: 252
+    vrid = re.search(r"halb_internal\) echo \"\S+ \S+ (\d+) 252 ", text)
+    assert vrid is not None
+    v = vrid.group(1)
+    assert f"@th,8,8 {v} @th,16,8 1-251 update @low_{v} {{ ip saddr }}" in text
+    assert f"@th,8,8 {v} @th,16,8 252-255 update @high_{v} {{ ip saddr }}" in text
+    assert 'in_set "low_$vrid" "$1" || in_set "high_$vrid" "$1"' in text
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare"),
+    reason="an interface of its own needs root (in a network namespace of its own)",
+)
+def test_a_notify_that_came_after_a_later_change_is_told_apart(tmp_path: Path) -> None:
+    """keepalived forks each notify, so MASTER and then BACKUP can run the other way
+    round; the VIP on its interface says which is current."""
+    body = script(cluster_with(tmp_path, 2, profile="fast"))
+    vip = re.search(r"halb_internal\) echo \"(\S+) (\S+) ", body)
+    assert vip is not None
+    f = tmp_path / "failback.sh"
+    f.write_text(body)
+    ask = " ".join(
+        f'sh {f} current halb_internal {s}; echo "{s} $?";' for s in ("MASTER", "BACKUP", "FAULT")
+    )
+    dev = vip.group(2)
+    run = (
+        f"ip link add {dev} type veth peer name p0 && ip link set {dev} up && {ask} "
+        f"ip addr add {vip.group(1)}/32 dev {dev} && {ask} "
+        f"sh {f} current some_ipv6_instance BACKUP; echo other $?"
+    )
+    r = subprocess.run(
+        ["unshare", "--net", "sh", "-c", run], capture_output=True, text=True, timeout=30
+    )
+    # without the VIP: MASTER is stale; with it: BACKUP and FAULT are; unknown: current
+    assert r.stdout.split("\n") == [
+        "MASTER 1", "BACKUP 0", "FAULT 0", "MASTER 0", "BACKUP 1", "FAULT 1", "other 0", "",
+    ], r.stderr  # fmt: skip

@@ -45,6 +45,31 @@ def test_an_undrain_forwards_from_the_host_to_each_holder_it_will_preempt() -> N
     }
 
 
+def test_one_taker_per_moving_vip_has_its_returning_flag_cleared() -> None:
+    """Every backup stays low (failback.sh): a drain raises only the best healthy peer, so
+    the others never preempt it unbridged; an undrain raises the host for what it leads."""
+    holders = {"10.0.0.253": ["lb1"], "10.0.0.254": ["lb2"]}
+    assert handover.raised("drain", "lb1", holders, PRIOS, ["lb2", "lb3"]) == {"10.0.0.253": "lb2"}
+    # lb2 unhealthy (not among the peers): the next one takes it
+    assert handover.raised("drain", "lb1", holders, PRIOS, ["lb3"]) == {"10.0.0.253": "lb3"}
+    assert handover.raised("drain", "lb1", holders, PRIOS, []) == {}
+    back = {"10.0.0.253": ["lb2"], "10.0.0.254": ["lb2"]}
+    assert handover.raised("undrain", "lb1", back, PRIOS, ["lb2", "lb3"]) == {"10.0.0.253": "lb1"}
+    # lb3 leads nothing while lb1 or lb2 is healthy
+    assert handover.raised("undrain", "lb3", back, PRIOS, ["lb1", "lb2"]) == {}
+    argv = handover.raise_argv(["halb_internal"])
+    assert argv[-1] == "/etc/keepalived/halb/returning-halb_internal"
+    subprocess.run(["sh", "-n", "-c", handover.RAISE], check=True)
+
+
+def test_raising_clears_the_flags_that_exist_and_creates_none(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    have, absent = tmp_path / "returning-a", tmp_path / "returning-b"
+    have.write_text("1\n")
+    subprocess.run(["sh", "-c", handover.RAISE, "sh", str(have), str(absent)], check=True)
+    assert have.read_text() == "0\n"
+    assert not absent.exists()  # nopreempt, or an IPv6 instance: no flag, none made
+
+
 def test_no_bridge_without_exactly_one_holder_or_without_a_taker() -> None:
     assert handover.plan({"10.0.0.253": []}, {"10.0.0.253": ["lb2"]}, IFACES, IPS) == []
     split = {"10.0.0.253": ["lb1", "lb2"]}

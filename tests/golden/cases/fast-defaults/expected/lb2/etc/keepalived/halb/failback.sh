@@ -4,15 +4,20 @@
 # keepalived's notify script calls `failback.sh notify INSTANCE STATE`:
 #   MASTER  keep the VIP local on lo (the old holder's side of the bridge, ready for any
 #           move) and clear the instance's returning flag;
-#   BACKUP  after MASTER: let the VIP go once its frontends are idle (10 s at most);
-#           with the returning flag set: start the agent;
+#   BACKUP  set the returning flag (a backup stays low); after MASTER: let the VIP go once
+#           its frontends are idle (10 s at most); start the agent;
 #   FAULT   set the returning flag, let the VIP go at once; STOP: let it go at once.
 # The returning flag (keepalived writes 1 there when it starts) lowers the priority like
-# a drain. The agent waits until this host has been healthy for 2 s (HAProxy up, every
-# frontend with a healthy backend), finds the holder from its VRRP adverts, puts up the
-# taker's side of the bridge, clears the flag so keepalived preempts, and removes the
-# bridge 10 s after this host is MASTER (or gave up waiting). `failback.sh undo`
-# removes everything, `failback.sh sync` puts up the holder's side where it is missing.
+# a drain. Every backup keeps it set, so no backup preempts a live holder by itself: when
+# a lower peer wins an election (backups racing for a dead holder's VIP), the higher
+# ones stay below it instead of taking the VIP a second time without the bridge. The
+# agent waits until this host has been healthy for 2 s (HAProxy up, every frontend
+# with a healthy backend) and finds the one holder from its VRRP adverts. If this host
+# outranks it, the agent puts up the taker's side of the bridge, clears the flag so
+# keepalived preempts, and removes the bridge 10 s after this host is MASTER (or
+# gave up waiting); if not, or while drained, the host stays a low backup (standby).
+# `failback.sh undo` removes everything, `failback.sh sync` puts up the holder's side
+# where it is missing.
 # Every loop is bounded; everything is logged to the notify log.
 set -u
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -56,7 +61,7 @@ info() {
     *) return 1 ;;
     esac
 }
-# INSTANCE HOLDER-ADDRESS -> the holder's priority for it (0: not a peer)
+# INSTANCE HOLDER-ADDRESS -> the holder's configured priority for it (0: not a peer)
 peer_priority() {
     case "$1 $2" in
     "halb_internal 10.9.0.2") echo 254 ;;
@@ -107,8 +112,27 @@ stop_release() {
     rm -f "$RUN/release-$1.pid"
 }
 
+# 0 unless STATE is no longer INSTANCE's state. keepalived runs each notify in a process
+# of its own, so two that come close together can run out of order; the VIP on its
+# interface tells which is current (keepalived adds it before it notifies MASTER, and
+# removes it before it notifies BACKUP, FAULT or STOP). Not a failback instance: 0.
+current() {
+    # shellcheck disable=SC2046
+    set -- "$2" $(info "$1")
+    [ $# -eq 6 ] || return 0
+    if ip -o -4 addr show dev "$3" 2>/dev/null | grep -q " inet $2/"; then
+        [ "$1" = MASTER ]
+    else
+        [ "$1" != MASTER ]
+    fi
+}
+
 on_state() {
     name=$1 state=$2
+    if ! current "$name" "$state"; then
+        log "$name: $state came after a later change; ignored"
+        return 0
+    fi
     # shellcheck disable=SC2046
     set -- $(info "$name")
     [ $# -eq 5 ] || return 0
@@ -117,21 +141,23 @@ on_state() {
     case "$state" in
     MASTER)
         stop_release "$name"
+        rm -f "$RUN/standby-$name"
         echo "$vip $dev" > "$RUN/held-$name"
         keep_local "$vip" "$dev"
         [ "$(flag "$fl")" = 0 ] || echo 0 > "$fl"
         ;;
     BACKUP)
+        [ "$(flag "$fl")" != 0 ] || echo 1 > "$fl"
+        rm -f "$RUN/standby-$name"
         if [ -f "$RUN/held-$name" ]; then
             stop_release "$name"
             setsid "$0" release "$name" </dev/null >/dev/null 2>&1 &
         fi
-        if [ "$(flag "$fl")" != 0 ]; then
-            setsid "$0" agent </dev/null >/dev/null 2>&1 &
-        fi
+        setsid "$0" agent </dev/null >/dev/null 2>&1 &
         ;;
     FAULT|STOP)
         [ "$state" = STOP ] || echo 1 > "$fl"
+        rm -f "$RUN/standby-$name"
         stop_release "$name"
         rm -f "$RUN/held-$name"
         let_go "$vip" "$dev"
@@ -162,12 +188,14 @@ release() {
     log "$name: $vip no longer kept local ($(sessions "$name") sessions left)"
 }
 
-# the instances waiting to come back: returning flag set, and BACKUP
+# the instances waiting to come back: returning flag set, BACKUP, and not settled as a
+# standby since their last state change
 returning() {
     for name in halb_internal; do
         # shellcheck disable=SC2046
         set -- $(info "$name")
         [ "$(flag "$5")" != 0 ] || continue
+        [ ! -e "$RUN/standby-$name" ] || continue
         [ "$(cat "/run/halb/vrrp-$name.state" 2>/dev/null)" = BACKUP ] || continue
         printf '%s ' "$name"
     done
@@ -199,8 +227,12 @@ agent() {
     [ -z "$(returning)" ] || exec "$0" agent
 }
 
-# one return: wait until healthy for the hold, bridge to the holder, clear the flags,
-# and keep the bridge for the grace (less when this host is returning again)
+# SET ADDRESS: the address is in the watch table's set
+in_set() { nft get element ip "$TABLE" "$1" "{ $2 }" >/dev/null 2>&1; }
+
+# one return: wait until healthy for the hold, then per instance either bridge to the
+# holder and clear the flag (this host outranks it), or settle as a standby (it does not,
+# or this host is drained); keep the bridge for the grace (less when returning again)
 take_back() {
     # the holder of a VIP is the one host that sends adverts for it (priority above 0)
     nft -f - <<EOF || log "cannot watch VRRP adverts; failing back without a bridge"
@@ -208,9 +240,13 @@ table ip $TABLE
 delete table ip $TABLE
 table ip $TABLE {
   set adv_251 { type ipv4_addr; flags timeout; timeout 1000ms; }
+  set low_251 { type ipv4_addr; flags timeout; timeout 1000ms; }
+  set high_251 { type ipv4_addr; flags timeout; timeout 1000ms; }
   chain watch {
     type filter hook input priority -300; policy accept;
     ip protocol vrrp @th,8,8 251 @th,16,8 != 0 update @adv_251 { ip saddr }
+    ip protocol vrrp @th,8,8 251 @th,16,8 1-251 update @low_251 { ip saddr }
+    ip protocol vrrp @th,8,8 251 @th,16,8 252-255 update @high_251 { ip saddr }
   }
 }
 EOF
@@ -236,25 +272,35 @@ EOF
         sleep 0.2
     done
     while :; do
-        rules='' clear='' waiting=''
+        rules='' clear='' keep='' waiting=''
         for name in $names; do
             # shellcheck disable=SC2046
             set -- $(info "$name")
-            vrid=$3 prio=$4
+            vrid=$3
             holders=$(nft list set ip "$TABLE" "adv_$vrid" 2>/dev/null | sed -n '/elements/,$p' |
                 grep -oE '([0-9]{1,3}\.){3}[0-9]{1,3}' | sort -u | tr '\n' ' ')
             set -- $holders
             if [ "$PREEMPT" != 1 ]; then
                 log "$name: nopreempt, no move to bridge"
             elif [ -e "/etc/keepalived/halb/drained" ]; then
-                log "$name: drained, no move to bridge"
-            elif [ $# -eq 0 ]; then
-                waiting="$waiting$name "
+                log "$name: drained, stays low until undrained"
+                keep="$keep$name "
                 continue
             elif [ $# -ne 1 ]; then
-                log "$name: no bridge, holders heard: $holders"
-            elif [ "$(peer_priority "$name" "$1")" -ge "$prio" ]; then
-                log "$name: $1 outranks this host, no move to bridge"
+                # nobody yet, or a peer that just gave the VIP up still in the set (its
+                # adverts time out in a second): wait for the one holder
+                waiting="$waiting$name "
+                continue
+            elif [ "$(peer_priority "$name" "$1")" = 0 ]; then
+                log "$name: the holder $1 is not a peer; stays low (standby)"
+                keep="$keep$name "
+                continue
+            elif ! in_set "low_$vrid" "$1" || in_set "high_$vrid" "$1"; then
+                # its adverts (its priority now: lowered while it returns, or drained)
+                # are not all below this host's: with the flag cleared it would not win
+                log "$name: $1 outranks this host, stays low (standby)"
+                keep="$keep$name "
+                continue
             else
                 rules="$rules$(bridge_rule "$name" | sed "s/@HOLDER@/$1/")
 "
@@ -262,11 +308,11 @@ EOF
             fi
             clear="$clear$name "
         done
-        [ -z "$clear" ] || break
+        [ -z "$clear$keep" ] || break
         # nobody holds these VIPs yet (keepalived starting on every host: a first deploy):
         # clearing the flag now could move them twice, the second time without a bridge.
         # Wait to hear the holder; a host left alone becomes MASTER itself, low as it is.
-        [ -n "$told" ] || log "${waiting% }: no holder heard yet; waiting for one"
+        [ -n "$told" ] || log "${waiting% }: no single holder heard yet; waiting for one"
         told=1 n=$((n + 1))
         if [ "$n" -gt 18000 ]; then
             log "no holder heard within an hour; priority stays low: ${waiting% }"
@@ -279,7 +325,9 @@ EOF
             return 0
         fi
     done
+    for name in $keep; do : > "$RUN/standby-$name"; done
     names=${clear% }
+    [ -n "$names" ] || return 0
     if [ -n "$rules" ]; then
         printf 'add chain ip %s pre { type filter hook prerouting priority -150; policy accept; }\n%s' "$TABLE" "$rules" | nft -f - ||
             log "cannot put up the bridge; failing back without it"
@@ -294,13 +342,22 @@ EOF
     while [ $((start + WAIT_CS)) -gt "$(now)" ]; do
         left=''
         for name in $names; do
-            [ "$(cat "/run/halb/vrrp-$name.state" 2>/dev/null)" = MASTER ] || left=$name
+            [ "$(cat "/run/halb/vrrp-$name.state" 2>/dev/null)" = MASTER ] ||
+                left="$left$name "
         done
         [ -n "$left" ] || break
         sleep 0.1
     done
     if [ -n "$left" ]; then
-        log "not MASTER for $left after $((WAIT_CS / 100)) s; bridge down in 10 s"
+        # the holder outranked this host after all (its adverts were from before it
+        # raised its own priority): a backup goes back low, as every backup is
+        for name in $left; do
+            # shellcheck disable=SC2046
+            set -- $(info "$name")
+            [ "$(cat "/run/halb/vrrp-$name.state" 2>/dev/null)" != BACKUP ] ||
+                echo 1 > "$5"
+        done
+        log "not MASTER for ${left% } after $((WAIT_CS / 100)) s: back low; bridge down in 10 s"
     else
         log "MASTER for $names; bridge down in 10 s"
     fi
@@ -338,9 +395,10 @@ undo() {
 
 case "${1-}" in
 notify) [ $# -eq 3 ] && on_state "$2" "$3" ;;
+current) [ $# -eq 3 ] && current "$2" "$3" ;;
 release) [ $# -eq 2 ] && release "$2" ;;
 agent) agent ;;
 sync) sync ;;
 undo) undo ;;
-*) echo "usage: $0 notify INSTANCE STATE | release INSTANCE | agent | sync | undo" >&2; exit 2 ;;
+*) echo "usage: $0 notify|current INSTANCE STATE | release INSTANCE | agent | sync | undo" >&2; exit 2 ;;
 esac

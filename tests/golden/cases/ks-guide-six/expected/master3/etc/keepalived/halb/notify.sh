@@ -12,7 +12,11 @@ esac
 "/etc/keepalived/halb/redirect.sh" sync "$name" "$state" 2>/dev/null
 
 mkdir -p /run/halb /var/log/halb
-printf '%s\n' "$state" > "/run/halb/vrrp-$name.state.tmp" && mv -f "/run/halb/vrrp-$name.state.tmp" "/run/halb/vrrp-$name.state"
+# keepalived runs each notify in a process of its own: one that lost the race to a later
+# change leaves the state file alone (failback.sh judges it by the VIP on its interface)
+if [ ! -x "/etc/keepalived/halb/failback.sh" ] || "/etc/keepalived/halb/failback.sh" current "$name" "$state"; then
+    printf '%s\n' "$state" > "/run/halb/vrrp-$name.state.tmp" && mv -f "/run/halb/vrrp-$name.state.tmp" "/run/halb/vrrp-$name.state"
+fi
 # the handover bridge's host side: keep or let go of the VIP, fail back (failback.sh)
 "/etc/keepalived/halb/failback.sh" notify "$name" "$state" </dev/null >/dev/null 2>&1
 line="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ) $(uname -n) $type $name $state prio=$prio"
