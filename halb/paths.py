@@ -28,7 +28,7 @@ DRAIN_FLAG = f"{SCRIPT_DIR}/drained"
 # has been healthy for a while and the handover bridge is up (halb/drain/handover.py).
 RETURNING_FLAG = f"{SCRIPT_DIR}/returning-"
 FAILBACK_SCRIPT = f"{SCRIPT_DIR}/failback.sh"
-FAILBACK_TABLE = "halb_failback"  # family ip: the holder watch and the taker's bridge
+FAILBACK_TABLE = "halb_failback"  # ip and ip6: the holder watch and the taker's bridge
 SYSCTL_CONF = "/etc/sysctl.d/90-halb.conf"
 SYSTEMD_DIR = "/etc/systemd/"
 HAPROXY_DROPIN = "/etc/systemd/system/haproxy.service.d/90-halb.conf"
@@ -96,4 +96,9 @@ DEPLOYED_STATE = (DRAIN_FLAG, HAPROXY_EXIT_FILE, VRRP_STATE_DIR)
 # Folders a deploy made: removed once empty.
 DEPLOYED_DIRS = (SCRIPT_DIR, dropin_dir("haproxy"), dropin_dir("keepalived"))
 # nftables tables (family, name): deleted.
-DEPLOYED_TABLES = (("ip", REDIRECT_TABLE), ("inet", VRRP_TABLE), ("ip", FAILBACK_TABLE))
+DEPLOYED_TABLES = (
+    ("ip", REDIRECT_TABLE),
+    ("inet", VRRP_TABLE),
+    ("ip", FAILBACK_TABLE),
+    ("ip6", FAILBACK_TABLE),
+)

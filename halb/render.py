@@ -39,7 +39,7 @@ from halb.paths import (
     VRRP_STATE_DIR,
 )
 from halb.spec import Cluster
-from halb.spec.profiles import PROFILES, master_down
+from halb.spec.profiles import PROFILES, master_down, standby_weight
 
 __all__ = [
     "CHECK_SCRIPT",
@@ -135,6 +135,7 @@ def host_context(cluster: Cluster, host: str) -> dict[str, Any]:
         "nopreempt": cluster.spec.vrrp.nopreempt,
         "auth_password": cluster.auth_password,
         "track_weight": cluster.track_weight,
+        "standby_weights": {v.instance: standby_weight(v.priorities, host) for v in cluster.vips},
         "check_script": CHECK_SCRIPT,
         "notify_script": NOTIFY_SCRIPT,
         "check_interval": profile.check_interval,
@@ -161,27 +162,34 @@ def _cs(seconds: float) -> int:
 def failback_context(cluster: Cluster, host: str) -> dict[str, Any]:
     """What failback.sh needs: per VIP this host's and its peers' priorities, the bridge
     rule with the holder left open, the frontends; the timers (halb.spec.profiles)."""
-    ips = {h.name: cluster.host_ip(h) for h in cluster.lb_hosts}
     delay = max((v.preempt_delay for v in cluster.vips), default=0.0)
-    instances = [
-        {
-            "name": v.instance,
-            "vip": v.address,
-            "dev": v.interface,
-            "vrid": v.router_id,
-            "priority": v.priorities[host],
-            "flag": RETURNING_FLAG + v.instance,
-            "peers": [(ips[n], p) for n, p in v.priorities.items() if n != host],
-            "rule": forward_rule(v.address, "@HOLDER@", v.interface),
-            "frontends": [fe.name for fe in cluster.frontends if fe.vip_name == v.name],
-        }
-        # IPv4 VIPs: the bridge and the advert watch are IPv4 (an IPv6 VIP fails back as
-        # keepalived preempts, docs/ipv6.md)
-        for v in cluster.vips
-        if v.family == 4
+    instances = []
+    for v in cluster.vips:
+        ips = {h.name: cluster.host_address(h, v.family) for h in cluster.lb_hosts}
+        rule = forward_rule(v.address, "@HOLDER@", v.interface)
+        instances.append(
+            {
+                "name": v.instance,
+                "fam": "ip" if v.family == 4 else "ip6",
+                "vip": v.address,
+                "dev": v.interface,
+                "vrid": v.router_id,
+                "priority": v.priorities[host],
+                "flag": RETURNING_FLAG + v.instance,
+                # a peer without an address of the family is known by its adverts alone
+                "peers": [(ips[n], p) for n, p in v.priorities.items() if n != host and ips[n]],
+                "rule": rule if v.family == 4 else rule.replace("ip daddr", "ip6 daddr", 1),
+                "frontends": [fe.name for fe in cluster.frontends if fe.vip_name == v.name],
+            }
+        )
+    families = [
+        (fam, [i for i in instances if i["fam"] == fam])
+        for fam in ("ip", "ip6")
+        if any(i["fam"] == fam for i in instances)
     ]
     return {
         "fb_instances": instances,
+        "fb_families": families,
         "frontend_names": [fe.name for fe in cluster.frontends],
         "hold": _fmt_advert(cluster.failback_hold),
         "grace": _fmt_advert(cluster.failback_grace),

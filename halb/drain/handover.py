@@ -202,25 +202,42 @@ echo $! > {STATE}/forward.timer
 # script while the host is MASTER, and after it for the grace): `keep_local VIP DEV`
 # keeps VIP local on lo and quiet in ARP on DEV, saving DEV's sysctls once (in $RUN);
 # `let_go VIP DEV` drops the route and restores the sysctls once no held-* file in $RUN
-# names DEV any more. The saved values stay: a host that is MASTER again before a release
-# ends would otherwise save the value halb set as the one to restore.
-KEEP_LOCAL = r"""keep_local() {
+# names DEV with an IPv4 VIP any more. An IPv6 VIP needs the route alone (a local route
+# on lo answers no neighbour solicitation). The saved values stay: a host that is MASTER
+# again before a release ends would otherwise save the value halb set as the one to
+# restore.
+KEEP_LOCAL = r"""# the sysctls are saved and restored under a lock: two instances going MASTER at
+# once would otherwise save the value the other had just set, and restore that
+sysctl_lock() { ! command -v flock >/dev/null 2>&1 || flock 9; }
+keep_local() {
+  case $1 in *:*) ip -6 route replace local "$1" dev lo table local metric 1; return ;; esac
   mkdir -p "$RUN/sysctl"
-  for kv in arp_ignore=1 arp_announce=2; do
-    k=${kv%=*} v=${kv#*=} knob=/proc/sys/net/ipv4/conf/$2/${kv%=*}
-    [ -e "$RUN/sysctl/$2.$k" ] || cat "$knob" > "$RUN/sysctl/$2.$k"
-    [ "$(cat "$knob")" -ge "$v" ] || echo "$v" > "$knob"
-  done
+  {
+    sysctl_lock
+    for kv in arp_ignore=1 arp_announce=2; do
+      k=${kv%=*} v=${kv#*=} knob=/proc/sys/net/ipv4/conf/$2/${kv%=*}
+      [ -e "$RUN/sysctl/$2.$k" ] || cat "$knob" > "$RUN/sysctl/$2.$k"
+      [ "$(cat "$knob")" -ge "$v" ] || echo "$v" > "$knob"
+    done
+  } 9> "$RUN/sysctl/lock"
   ip route replace local "$1" dev lo table local metric 1
 }
 let_go() {
+  case $1 in
+  *:*) ip -6 route del local "$1" dev lo table local metric 1 2>/dev/null; return 0 ;;
+  esac
   ip route del local "$1" dev lo table local metric 1 2>/dev/null
-  grep -qs " $2\$" "$RUN"/held-* && return 0
-  for k in arp_ignore arp_announce; do
-    f=$RUN/sysctl/$2.$k
-    [ -f "$f" ] || continue
-    cat "$f" > "/proc/sys/net/ipv4/conf/$2/$k" 2>/dev/null
-  done
+  mkdir -p "$RUN/sysctl"
+  {
+    sysctl_lock
+    if ! grep -qs "^[0-9.]* $2\$" "$RUN"/held-*; then
+      for k in arp_ignore arp_announce; do
+        f=$RUN/sysctl/$2.$k
+        [ -f "$f" ] || continue
+        cat "$f" > "/proc/sys/net/ipv4/conf/$2/$k" 2>/dev/null
+      done
+    fi
+  } 9> "$RUN/sysctl/lock"
 }
 """
 

@@ -181,10 +181,10 @@ def raise_takers(
     action: judge.Action,
     progress: Callable[[str], None],
 ) -> None:
-    """Clear the returning flag of the one host that takes each moving IPv4 VIP: every
-    backup keeps it set (failback.sh), so no other peer preempts."""
+    """Clear the returning flag of the one host that takes each moving VIP: every backup
+    keeps it set (failback.sh), so no other peer preempts."""
     healthy = [h.host for h in report.hosts if h.host != host and judge.healthy(h)]
-    holders = {v.address: list(v.holders) for v in report.vips if v.family == 4}
+    holders = {v.address: list(v.holders) for v in report.vips}
     prios = {v.address: dict(v.priorities) for v in cluster.vips}
     instances = {v.address: v.instance for v in cluster.vips}
     takers: dict[str, list[str]] = {}

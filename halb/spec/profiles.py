@@ -49,6 +49,21 @@ PROFILES: Mapping[str, Profile] = {
 VRRP_PASS_MAX = 8  # keepalived truncates PASS auth to 8 characters
 LOWEST_DEFAULT_PRIORITY = 50  # default priorities stop here, so the track weight can pass
 TRACK_MARGIN = 10  # the check's weight exceeds the priority span by this much
+
+
+def standby_weight(priorities: Mapping[str, int], host: str) -> int:
+    """The returning flag's weight on HOST (failback.sh keeps it set on every backup): its
+    priority falls just below the lowest peer's, the hosts in their order, so a standby
+    never preempts a peer at its full priority, and its skew (the wait after a holder's
+    priority-0 advert, and part of the master-down time) grows as little as it can: a
+    drop to 180 would add 0.2 s to a `default` takeover. At most 8 below the lowest, so
+    every standby stays above a drained holder (drain weight: span + 10), which keeps a
+    VIP only while no peer is left."""
+    ranked = sorted(priorities.values(), reverse=True)
+    rank = min(ranked.index(priorities[host]), TRACK_MARGIN - 2)
+    return -(priorities[host] - ranked[-1] + 1 + rank)
+
+
 TRACK_WEIGHT_MAX = 253  # keepalived's limit for a vrrp_script weight
 
 

@@ -168,8 +168,9 @@ def test_drain_under_ipv6_load_bridges_both_families(lab: Lab) -> None:
             "ls /run/halb/handover/*.timer 2>/dev/null; true"
         )
         for h in lab.lbs:  # nothing of the bridge is left on either host
-            # but the new holder keeps its IPv4 VIPs on lo while MASTER (failback.sh)
-            want = ["route"] if h == other else []
+            # but the new holder keeps its VIPs of both families on lo while MASTER
+            # (failback.sh)
+            want = ["route", "route6"] if h == other else []
             assert lab.run(h, ["sh", "-c", gone]).stdout.split() == want, h
     finally:
         u = lab.run("taskbox", ["halb", "undrain", old, "-c", str(lab.spec)], timeout=120)

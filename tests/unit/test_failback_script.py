@@ -49,7 +49,8 @@ def test_the_bridge_rule_is_the_drain_s_rule_with_the_holder_found_on_the_host(
 ) -> None:
     c = cluster_with(tmp_path, 3, profile="fast")
     text = script(c, "lb1")
-    m = re.search(r"halb_internal\) echo 'add rule ip halb_failback pre (.*)' ;;", text)
+    m = re.search(r"halb_internal\) echo 'add chain ip halb_failback pre \{ .* \}'\n"
+                  r"\s+echo 'add rule ip halb_failback pre (.*)' ;;", text)  # fmt: skip
     assert m is not None
     move = handover.Move("10.9.0.100", "eth0", "lb2", "10.9.0.11", ("lb1",))
     drain = handover.forward_rules([move], "lb1")
@@ -67,9 +68,36 @@ def test_keepalived_tracks_the_returning_flag_with_the_drain_weight(tmp_path: Pa
     assert block is not None
     assert '"/etc/keepalived/halb/returning-halb_internal"' in block.group(1)
     assert "init_file 1 overwrite" in block.group(1)  # every start comes back low
-    weight = re.search(r"chk_drained \{.*?weight (-\d+)", text, re.S)
-    assert weight is not None and f"weight {weight.group(1)}" in block.group(1)
+    assert "weight -3\n" in block.group(1)  # 254 -> 251, just below lb2's 252
     assert "        returning_halb_internal\n" in text
+
+
+@pytest.mark.parametrize("profile", ["default", "fast"])
+@pytest.mark.parametrize("n", [2, 3, 6, 12])
+def test_a_standby_falls_just_below_the_lowest_peer_in_order(
+    tmp_path: Path, profile: str, n: int
+) -> None:
+    """Every backup keeps its returning flag set: it must never preempt a peer at full
+    priority, keep the hosts' order, stay above a drained holder, and add as little skew
+    as it can (the old drain weight made a `default` takeover 0.2 s slower)."""
+    c = cluster_with(tmp_path, n, profile=profile)
+    for v in c.vips:
+        prios = dict(v.priorities)
+        low = min(prios.values())
+        standby = {}
+        for h, p in prios.items():
+            conf = render_cluster(c)[h][KEEPALIVED_CONF].content
+            block = re.search(rf"track_file returning_{v.instance} \{{(.*?)\}}", conf, re.S)
+            assert block is not None
+            w = re.search(r"weight (-\d+)", block.group(1))
+            assert w is not None
+            standby[h] = p + int(w.group(1))
+        assert all(low - 9 <= s < low for s in standby.values()), standby
+        drained = max(prios.values()) + c.track_weight
+        assert all(s > drained for s in standby.values()), (standby, drained)
+        order = sorted(prios, key=lambda h: -prios[h])
+        firsts = [standby[h] for h in order[:9]]
+        assert firsts == sorted(firsts, reverse=True) and len(set(firsts)) == len(firsts)
     # without preemption nothing is taken back: no flag to track
     plain = render_cluster(cluster_with(tmp_path, 2, nopreempt=True))["lb1"][KEEPALIVED_CONF]
     assert "returning" not in plain.content
@@ -83,13 +111,12 @@ def test_keepalived_tracks_the_returning_flag_with_the_drain_weight(tmp_path: Pa
 def test_nft_accepts_the_advert_watch_and_the_bridge(tmp_path: Path) -> None:
     text = script(cluster_with(tmp_path, 2, profile="fast"))
     watch = text.split("nft -f - <<EOF", 1)[1].split("\nEOF\n", 1)[0].split("\n", 1)[1]
-    rule = re.search(r"halb_internal\) echo '(add rule .*)' ;;", text)
-    chain = re.search(r"printf 'add chain ip %s pre \{ (.*) \}", text)
-    assert rule is not None and chain is not None
+    rule = re.search(r"halb_internal\) echo '(add chain .*)'\n\s+echo '(add rule .*)' ;;", text)
+    assert rule is not None
     ruleset = (
         watch.replace("$TABLE", "halb_failback")
-        + f"\nadd chain ip halb_failback pre {{ {chain.group(1)} }}\n"
-        + rule.group(1).replace("@HOLDER@", "10.9.0.11")
+        + f"\n{rule.group(1)}\n"
+        + rule.group(2).replace("@HOLDER@", "10.9.0.11")
         + "\n"
     )
     r = subprocess.run(
@@ -144,3 +171,35 @@ def test_a_notify_that_came_after_a_later_change_is_told_apart(tmp_path: Path) -
     assert r.stdout.split("\n") == [
         "MASTER 1", "BACKUP 0", "FAULT 0", "MASTER 0", "BACKUP 1", "FAULT 1", "other 0", "",
     ], r.stderr  # fmt: skip
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
+    reason="nft -c needs root (in a network namespace of its own)",
+)
+def test_nft_accepts_the_ipv6_watch_and_bridge_of_a_dual_stack_host() -> None:
+    """An IPv6 VIP fails back as an IPv4 one does: adverts watched in an ip6 table (VRRPv3
+    over IPv6), the bridge as an ip6 rule handing packets to the holder's IPv6 address."""
+    golden = Path(__file__).parents[1] / "golden/cases/dual-stack/expected/lba"
+    text = (golden / "etc/keepalived/halb/failback.sh").read_text()
+    watch = text.split("nft -f - <<EOF", 1)[1].split("\nEOF\n", 1)[0].split("\n", 1)[1]
+    assert "table ip6 $TABLE {" in watch and "{ ip6 saddr }" in watch
+    rule = re.search(r"internal6\) echo '(add chain ip6 .*)'\n\s+echo '(add rule .*)' ;;", text)
+    assert rule is not None and "ip6 daddr" in rule.group(2)
+    dev = re.search(r'halb_internal6\) echo "\S+ (\S+) ', text)
+    assert dev is not None
+    ruleset = (
+        watch.replace("$TABLE", "halb_failback")
+        + f"\n{rule.group(1)}\n"
+        + rule.group(2).replace("@HOLDER@", "fe80::1")
+        + "\n"
+    )
+    r = subprocess.run(
+        ["unshare", "--net", "sh", "-c",
+         f"ip link add {dev.group(1)} type veth peer name p0 && nft -f -"],
+        input=ruleset,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr + ruleset

@@ -145,3 +145,34 @@ def test_nft_accepts_the_ruleset() -> None:
         timeout=30,
     )
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare"),
+    reason="an interface of its own needs root (in a network namespace of its own)",
+)
+def test_two_vips_held_and_let_go_at_once_restore_the_interface_s_sysctls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Both VIPs of a host go MASTER (and later BACKUP) at the same moment, each in a
+    notify of its own: the value saved must be the host's own, never the 1 the other had
+    just set, or the host keeps arp_ignore=1 after it let go."""
+    run = tmp_path / "run"
+    script = (
+        f"RUN={run}\n{handover.KEEP_LOCAL}\n"
+        "ip link add eth0 type veth peer name p0 && ip link set eth0 up || exit 1\n"
+        "for i in 1 2 3 4 5 6 7 8; do\n"
+        "  echo 10.0.0.1 eth0 > $RUN/held-a; echo 10.0.0.2 eth0 > $RUN/held-b\n"
+        "  keep_local 10.0.0.1 eth0 & keep_local 10.0.0.2 eth0 & wait\n"
+        "  cat /proc/sys/net/ipv4/conf/eth0/arp_ignore\n"
+        "  rm -f $RUN/held-a $RUN/held-b\n"
+        "  let_go 10.0.0.1 eth0 & let_go 10.0.0.2 eth0 & wait\n"
+        "  cat /proc/sys/net/ipv4/conf/eth0/arp_ignore\n"
+        "  ip route show table local dev lo | grep -c 'metric 1'\n"
+        "done\n"
+        "true\n"
+    )
+    run.mkdir()
+    r = subprocess.run(
+        ["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "0", "0"] * 8, r.stdout

@@ -36,23 +36,38 @@ log() {
 # hundredths of a second since boot
 now() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
 
+# the sysctls are saved and restored under a lock: two instances going MASTER at
+# once would otherwise save the value the other had just set, and restore that
+sysctl_lock() { ! command -v flock >/dev/null 2>&1 || flock 9; }
 keep_local() {
+  case $1 in *:*) ip -6 route replace local "$1" dev lo table local metric 1; return ;; esac
   mkdir -p "$RUN/sysctl"
-  for kv in arp_ignore=1 arp_announce=2; do
-    k=${kv%=*} v=${kv#*=} knob=/proc/sys/net/ipv4/conf/$2/${kv%=*}
-    [ -e "$RUN/sysctl/$2.$k" ] || cat "$knob" > "$RUN/sysctl/$2.$k"
-    [ "$(cat "$knob")" -ge "$v" ] || echo "$v" > "$knob"
-  done
+  {
+    sysctl_lock
+    for kv in arp_ignore=1 arp_announce=2; do
+      k=${kv%=*} v=${kv#*=} knob=/proc/sys/net/ipv4/conf/$2/${kv%=*}
+      [ -e "$RUN/sysctl/$2.$k" ] || cat "$knob" > "$RUN/sysctl/$2.$k"
+      [ "$(cat "$knob")" -ge "$v" ] || echo "$v" > "$knob"
+    done
+  } 9> "$RUN/sysctl/lock"
   ip route replace local "$1" dev lo table local metric 1
 }
 let_go() {
+  case $1 in
+  *:*) ip -6 route del local "$1" dev lo table local metric 1 2>/dev/null; return 0 ;;
+  esac
   ip route del local "$1" dev lo table local metric 1 2>/dev/null
-  grep -qs " $2\$" "$RUN"/held-* && return 0
-  for k in arp_ignore arp_announce; do
-    f=$RUN/sysctl/$2.$k
-    [ -f "$f" ] || continue
-    cat "$f" > "/proc/sys/net/ipv4/conf/$2/$k" 2>/dev/null
-  done
+  mkdir -p "$RUN/sysctl"
+  {
+    sysctl_lock
+    if ! grep -qs "^[0-9.]* $2\$" "$RUN"/held-*; then
+      for k in arp_ignore arp_announce; do
+        f=$RUN/sysctl/$2.$k
+        [ -f "$f" ] || continue
+        cat "$f" > "/proc/sys/net/ipv4/conf/$2/$k" 2>/dev/null
+      done
+    fi
+  } 9> "$RUN/sysctl/lock"
 }
 # INSTANCE -> VIP INTERFACE VRID PRIORITY FLAG
 info() {
@@ -68,12 +83,16 @@ peer_priority() {
     *) echo 0 ;;
     esac
 }
-# INSTANCE HOLDER-ADDRESS -> its rule for the taker's bridge
+# INSTANCE -> its rule for the taker's bridge (the holder left open), in its family's table
 bridge_rule() {
     case "$1" in
-    halb_internal) echo 'add rule ip halb_failback pre ip daddr 192.168.0.253 tcp flags & syn != syn ct state new,invalid counter dup to @HOLDER@ device "eth0" drop' ;;
+    halb_internal) echo 'add chain ip halb_failback pre { type filter hook prerouting priority -150; policy accept; }'
+        echo 'add rule ip halb_failback pre ip daddr 192.168.0.253 tcp flags & syn != syn ct state new,invalid counter dup to @HOLDER@ device "eth0" drop' ;;
     esac
 }
+# the family of an address: ip or ip6 (the watch and the bridge have a table in each)
+fam() { case $1 in *:*) echo ip6 ;; *) echo ip ;; esac; }
+drop_tables() { for f in ip ip6; do nft delete table $f "$TABLE" 2>/dev/null; done; }
 frontends_of() {
     case "$1" in
     halb_internal) echo "apiserver console" ;;
@@ -120,7 +139,7 @@ current() {
     # shellcheck disable=SC2046
     set -- "$2" $(info "$1")
     [ $# -eq 6 ] || return 0
-    if ip -o -4 addr show dev "$3" 2>/dev/null | grep -q " inet $2/"; then
+    if ip -o addr show dev "$3" 2>/dev/null | grep -qE " inet6? $2/"; then
         [ "$1" = MASTER ]
     else
         [ "$1" != MASTER ]
@@ -211,7 +230,7 @@ agent() {
         mkdir "$RUN/agent" 2>/dev/null || return 0
     fi
     echo $$ > "$RUN/agent/pid"
-    trap 'nft delete table ip $TABLE 2>/dev/null; rm -rf "$RUN/agent"' EXIT
+    trap 'drop_tables; rm -rf "$RUN/agent"' EXIT
     trap 'exit 1' HUP INT TERM
     # a host that fails and returns again while this agent still waits out a grace
     # finds the lock taken: this agent takes that return too
@@ -220,15 +239,15 @@ agent() {
         rounds=$((rounds + 1))
         log "returning again: $(returning)"
     done
-    nft delete table ip $TABLE 2>/dev/null
+    drop_tables
     rm -rf "$RUN/agent"
     trap - EXIT
     # a notify that came while this agent was finishing found the lock still taken
     [ -z "$(returning)" ] || exec "$0" agent
 }
 
-# SET ADDRESS: the address is in the watch table's set
-in_set() { nft get element ip "$TABLE" "$1" "{ $2 }" >/dev/null 2>&1; }
+# SET ADDRESS: the address is in the watch table's set (of the address's family)
+in_set() { nft get element "$(fam "$2")" "$TABLE" "$1" "{ $2 }" >/dev/null 2>&1; }
 
 # one return: wait until healthy for the hold, then per instance either bridge to the
 # holder and clear the flag (this host outranks it), or settle as a standby (it does not,
@@ -277,8 +296,10 @@ EOF
             # shellcheck disable=SC2046
             set -- $(info "$name")
             vrid=$3
-            holders=$(nft list set ip "$TABLE" "adv_$vrid" 2>/dev/null | sed -n '/elements/,$p' |
-                grep -oE '([0-9]{1,3}\.){3}[0-9]{1,3}' | sort -u | tr '\n' ' ')
+            # the addresses in the set (IPv4 dotted, or IPv6 with colons), nothing else
+            holders=$(nft list set "$(fam "$1")" "$TABLE" "adv_$vrid" 2>/dev/null |
+                sed -n '/elements/,$p' | tr ',{}=' '    ' | tr ' ' '\n' |
+                grep -E '^([0-9]{1,3}\.){3}[0-9]{1,3}$|^[0-9a-f]*:[0-9a-f:]*$' | sort -u | tr '\n' ' ')
             set -- $holders
             if [ "$PREEMPT" != 1 ]; then
                 log "$name: nopreempt, no move to bridge"
@@ -291,7 +312,9 @@ EOF
                 # adverts time out in a second): wait for the one holder
                 waiting="$waiting$name "
                 continue
-            elif [ "$(peer_priority "$name" "$1")" = 0 ]; then
+            elif [ "$(peer_priority "$name" "$1")" = 0 ] && [ "${1#fe80:}" = "$1" ]; then
+                # (an IPv6 advert without unicast comes from the peer's link-local address,
+                # which no inventory names: its priority decides, as for a peer)
                 log "$name: the holder $1 is not a peer; stays low (standby)"
                 keep="$keep$name "
                 continue
@@ -329,7 +352,7 @@ EOF
     names=${clear% }
     [ -n "$names" ] || return 0
     if [ -n "$rules" ]; then
-        printf 'add chain ip %s pre { type filter hook prerouting priority -150; policy accept; }\n%s' "$TABLE" "$rules" | nft -f - ||
+        printf '%s' "$rules" | nft -f - ||
             log "cannot put up the bridge; failing back without it"
     fi
     for name in $names; do
@@ -363,7 +386,7 @@ EOF
     fi
     start=$(now)
     while [ $((start + GRACE_CS)) -gt "$(now)" ] && [ -z "$(returning)" ]; do sleep 0.2; done
-    n=$(nft list chain ip "$TABLE" pre 2>/dev/null |
+    n=$( (nft list chain ip "$TABLE" pre; nft list chain ip6 "$TABLE" pre) 2>/dev/null |
         sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
     log "bridge down: $n packets handed to the old holder"
 }
@@ -383,7 +406,7 @@ undo() {
         p=$(cat "$f") && [ -n "$p" ] && kill "$p" 2>/dev/null
         rm -f "$f"
     done
-    nft delete table ip "$TABLE" 2>/dev/null
+    drop_tables
     for f in "$RUN"/held-*; do
         [ -f "$f" ] || continue
         read -r vip dev < "$f"
