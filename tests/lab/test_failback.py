@@ -56,6 +56,16 @@ GONE = 'for p in $(cat "$0"); do while kill -0 "$p" 2>/dev/null; do sleep 0.1; d
 SERVICE = {"kill": "keepalived", "haproxy": "haproxy", "graceful": "keepalived"}
 
 
+def client(lab: Lab, internal: str, external: str, stop: Path) -> subprocess.Popen[str]:
+    """bench/loadclient.py in the taskbox through the two VIPs: 4 threads, a new connection
+    per request, 0.5 s timeout, for 60 s at most or until STOP exists; JSON on stdout."""
+    argv = [str(CLIENT), internal, external, str(stop), "--seconds", "60", "--threads", "4"]
+    argv += ["--timeout", "0.5", "--min-gap", "0.05"]
+    return subprocess.Popen(
+        [*lab.enter_argv("taskbox"), "python3", *argv], stdout=subprocess.PIPE, text=True
+    )
+
+
 def holders(lab: Lab) -> dict[str, list[str]]:
     return lab.vip_holders()
 
@@ -131,13 +141,7 @@ def test_failback_loses_no_request(lab: Lab, profile: str, fault: str) -> None:
     assert wait_for(lab, "lb1", 30), holders(lab)
     stop = lab.dir / "failback.stop"
     stop.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [*lab.enter_argv("taskbox"), "python3", str(CLIENT), lab.vip_internal,
-         lab.vip_external, str(stop), "--seconds", "60", "--threads", "4",
-         "--timeout", "0.5", "--min-gap", "0.05"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    proc = client(lab, lab.vip_internal, lab.vip_external, stop)
     inject, restore = FAULTS[fault]
     try:
         time.sleep(1.0)
